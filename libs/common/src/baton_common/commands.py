@@ -1,0 +1,89 @@
+"""Commands: imperative requests to change a run, appended to ``baton.commands``.
+
+Any service may append a command; only the scheduler decides what it means and
+records the outcome as events on ``baton.runs`` (DESIGN.md rule 1).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+
+__all__ = [
+    "COMMAND_ADAPTER",
+    "CancelRun",
+    "Command",
+    "CompleteStep",
+    "DecideApproval",
+    "ErrorKind",
+    "FailStep",
+    "StartRun",
+]
+
+ErrorKind = Literal["retryable", "permanent"]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str
+
+
+class StartRun(_Command):
+    """Start a run of a story for a triggering event."""
+
+    type: Literal["baton.run.start.v1"] = "baton.run.start.v1"
+    story_id: str
+    story_version: int | None = Field(default=None, description="None: the newest version")
+    trigger: dict[str, JsonValue] = Field(description="the triggering event, as `event`")
+    dedup_key: str | None = None
+    dedup_window_seconds: int | None = None
+    ingest_id: str | None = Field(default=None, description="id of the baton.ingest record")
+
+
+class CompleteStep(_Command):
+    """An executor finished a step attempt successfully."""
+
+    type: Literal["baton.step.complete.v1"] = "baton.step.complete.v1"
+    step: str
+    attempt_id: str
+    output: JsonValue = None
+
+
+class FailStep(_Command):
+    """An executor's step attempt failed; ``error_kind`` says whether a retry may help."""
+
+    type: Literal["baton.step.fail.v1"] = "baton.step.fail.v1"
+    step: str
+    attempt_id: str
+    error_kind: ErrorKind
+    error_type: str = Field(description="the error's class, e.g. HTTPStatusError")
+    message: str
+
+
+class DecideApproval(_Command):
+    """A person approved or denied an approval gate."""
+
+    type: Literal["baton.approval.decide.v1"] = "baton.approval.decide.v1"
+    gate_id: str
+    decision: Literal["approve", "deny"]
+    approver: str
+    approver_groups: list[str] = Field(default_factory=list)
+    comment: str | None = None
+    channel: str = "api"
+
+
+class CancelRun(_Command):
+    """An operator asks to stop a run."""
+
+    type: Literal["baton.run.cancel.v1"] = "baton.run.cancel.v1"
+    reason: str
+    requested_by: str
+
+
+Command = Annotated[
+    StartRun | CompleteStep | FailStep | DecideApproval | CancelRun,
+    Field(discriminator="type"),
+]
+COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)

@@ -1,0 +1,144 @@
+"""Kafka helpers: producers and consumers configured the one way Baton uses them.
+
+Producers are idempotent with ``acks=all`` so an acknowledged record is durable;
+consumers read committed records only and commit offsets explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import BaseModel
+
+from baton_common.envelope import Envelope, Header, encode_record
+from baton_common.records import DeadLetter
+
+__all__ = [
+    "ConsumedRecord",
+    "OutboundRecord",
+    "dead_letter",
+    "make_consumer",
+    "make_producer",
+    "outbound",
+    "to_envelope",
+]
+
+
+class ConsumedRecord(Protocol):
+    """The parts of an aiokafka ``ConsumerRecord`` Baton reads."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    """A record ready to send: topic, key, value, headers and an optional partition."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[Header]
+    partition: int | None = None
+
+    async def send(self, producer: AIOKafkaProducer) -> None:
+        """Send and wait for the broker's acknowledgement."""
+        await producer.send_and_wait(
+            self.topic, self.value, key=self.key, headers=self.headers, partition=self.partition
+        )
+
+
+def make_producer(
+    bootstrap: str, *, client_id: str, transactional_id: str | None = None
+) -> AIOKafkaProducer:
+    """An idempotent ``acks=all`` producer; transactional when ``transactional_id`` is set."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        transactional_id=transactional_id,
+        linger_ms=5,
+        request_timeout_ms=30_000,
+    )
+
+
+def make_consumer(
+    bootstrap: str, *topics: str, group_id: str | None, client_id: str
+) -> AIOKafkaConsumer:
+    """A ``read_committed`` consumer with manual commits, starting at the earliest offset."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        client_id=client_id,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=500,
+    )
+
+
+def to_envelope(
+    payload: BaseModel,
+    *,
+    id: str,
+    source: str,
+    time: datetime,
+    subject: str | None = None,
+    **extensions: str | int | None,
+) -> Envelope:
+    """Wrap a contract payload in an envelope whose ``type`` is the payload's ``type``."""
+    data = payload.model_dump(mode="json")
+    return Envelope.model_validate(
+        {
+            "id": id,
+            "type": data["type"],
+            "source": source,
+            "subject": subject,
+            "time": time,
+            "data": data,
+            **extensions,
+        }
+    )
+
+
+def outbound(
+    topic: str, key: str | None, envelope: Envelope, *, partition: int | None = None
+) -> OutboundRecord:
+    """An envelope as a record for ``topic``."""
+    value, headers = encode_record(envelope)
+    return OutboundRecord(
+        topic, key.encode() if key is not None else None, value, headers, partition
+    )
+
+
+def dead_letter(
+    record: ConsumedRecord, *, dlq_topic: str, consumer: str, reason: str, time: datetime
+) -> OutboundRecord:
+    """The ``baton.dlq`` record for a record that ``consumer`` could not use."""
+    letter = DeadLetter(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        consumer=consumer,
+        reason=reason,
+        key=record.key.decode(errors="backslashreplace") if record.key is not None else None,
+        value=record.value.decode(errors="backslashreplace") if record.value is not None else None,
+        headers={k: v.decode(errors="backslashreplace") for k, v in record.headers},
+    )
+    envelope = to_envelope(
+        letter,
+        id=f"dlq:{record.topic}:{record.partition}:{record.offset}",
+        source=f"baton/{consumer}",
+        time=time,
+    )
+    value, headers = encode_record(envelope)
+    return OutboundRecord(dlq_topic, record.key, value, headers)

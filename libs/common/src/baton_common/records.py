@@ -1,0 +1,96 @@
+"""Records on the topics around the event log: stories, intake, tasks and dead letters."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+
+from baton_common.story import Story
+
+__all__ = [
+    "TASK_ADAPTER",
+    "DeadLetter",
+    "EventReceived",
+    "GateClosed",
+    "GateOpened",
+    "StepTask",
+    "StoryPublished",
+    "Task",
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StoryPublished(_Record):
+    """One immutable story version on ``baton.stories`` (key ``id:version``)."""
+
+    type: Literal["baton.story.published.v1"] = "baton.story.published.v1"
+    story: Story
+    source: str = Field(description="the YAML text as published")
+
+
+class EventReceived(_Record):
+    """A raw inbound event on ``baton.ingest``, accepted before any processing."""
+
+    type: Literal["baton.ingest.received.v1"] = "baton.ingest.received.v1"
+    path: str | None = Field(default=None, description="webhook path, for HTTP intake")
+    body: JsonValue
+
+
+class StepTask(_Record):
+    """Work for an executor pool on ``baton.tasks.<queue>``."""
+
+    type: Literal["baton.task.step.v1"] = "baton.task.step.v1"
+    run_id: str
+    story_id: str
+    story_version: int
+    step: str
+    attempt: int
+    attempt_id: str
+    action: str
+    input: dict[str, JsonValue]
+
+
+class GateOpened(_Record):
+    """An approval gate waits for a decision (``baton.tasks.approvals``)."""
+
+    type: Literal["baton.task.gate-opened.v1"] = "baton.task.gate-opened.v1"
+    run_id: str
+    story_id: str
+    story_version: int
+    step: str
+    gate_id: str
+    approvers: list[str]
+    message: str | None = None
+
+
+class GateClosed(_Record):
+    """An approval gate was decided or its run ended (``baton.tasks.approvals``)."""
+
+    type: Literal["baton.task.gate-closed.v1"] = "baton.task.gate-closed.v1"
+    run_id: str
+    gate_id: str
+    outcome: Literal["approved", "denied", "cancelled"]
+    approver: str | None = None
+    comment: str | None = None
+
+
+Task = Annotated[StepTask | GateOpened | GateClosed, Field(discriminator="type")]
+TASK_ADAPTER: TypeAdapter[Task] = TypeAdapter(Task)
+
+
+class DeadLetter(_Record):
+    """A record no service could parse, kept with the reason on ``baton.dlq``."""
+
+    type: Literal["baton.dlq.record.v1"] = "baton.dlq.record.v1"
+    topic: str
+    partition: int
+    offset: int
+    consumer: str
+    reason: str
+    key: str | None = None
+    value: str | None = Field(default=None, description="the value, decoded as UTF-8 with escapes")
+    headers: dict[str, str] = Field(default_factory=dict)

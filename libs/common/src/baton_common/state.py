@@ -1,0 +1,169 @@
+"""Run state and ``evolve``: the pure fold of a run's events (DESIGN.md rule 2).
+
+The scheduler, the audit service (time travel, verification) and tests all rebuild
+a run's state with this one function, so a replay reproduces it exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+from baton_common.envelope import Envelope
+from baton_common.events import (
+    EVENT_ADAPTER,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    CommandRejected,
+    RunCancelled,
+    RunDeduplicated,
+    RunEvent,
+    RunFailed,
+    RunStarted,
+    RunSucceeded,
+    StepDispatched,
+    StepFailed,
+    StepSkipped,
+    StepSucceeded,
+)
+from baton_common.hashing import GENESIS
+
+__all__ = ["RunState", "RunStatus", "StepState", "StepStatus", "evolve", "replay"]
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    DISPATCHED = "dispatched"
+    WAITING = "waiting_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def done(self) -> bool:
+        return self in {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED}
+
+
+class StepState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    status: StepStatus = StepStatus.PENDING
+    attempt: int = 0
+    attempt_id: str | None = None
+    gate_id: str | None = None
+    output: JsonValue = None
+    error: str | None = None
+    decided_by: str | None = None
+
+
+class RunState(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    story_id: str
+    story_version: int
+    status: RunStatus = RunStatus.RUNNING
+    trigger: dict[str, JsonValue]
+    dedup_key: str | None = None
+    dedup_until: str | None = None
+    steps: dict[str, StepState]
+    started_at: datetime
+    seq: int = 0
+    last_hash: str = GENESIS
+
+    @property
+    def finished(self) -> bool:
+        return self.status is not RunStatus.RUNNING
+
+
+def _step(state: RunState, name: str, **changes: object) -> dict[str, StepState]:
+    current = state.steps.get(name, StepState())
+    return {**state.steps, name: current.model_copy(update=changes)}
+
+
+def evolve(
+    state: RunState | None, event: RunEvent, *, seq: int, hash: str, time: datetime
+) -> RunState:
+    """Apply one event to a run's state and return the new state.
+
+    Raises:
+        ValueError: if the first event of a run is not ``RunStarted``.
+    """
+    if state is None:
+        if not isinstance(event, RunStarted):
+            raise ValueError(f"run {event.run_id}: first event is {event.type}, not RunStarted")
+        return RunState(
+            run_id=event.run_id,
+            story_id=event.story_id,
+            story_version=event.story_version,
+            trigger=event.trigger,
+            dedup_key=event.dedup_key,
+            dedup_until=event.dedup_until,
+            steps={},
+            started_at=time,
+            seq=seq,
+            last_hash=hash,
+        )
+    update: dict[str, object] = {"seq": seq, "last_hash": hash}
+    match event:
+        case StepDispatched(step=step, attempt=attempt, attempt_id=aid):
+            update["steps"] = _step(
+                state, step, status=StepStatus.DISPATCHED, attempt=attempt, attempt_id=aid
+            )
+        case StepSucceeded(step=step, output=output):
+            update["steps"] = _step(state, step, status=StepStatus.SUCCEEDED, output=output)
+        case StepFailed(step=step, will_retry=will_retry, message=message):
+            status = StepStatus.PENDING if will_retry else StepStatus.FAILED
+            update["steps"] = _step(state, step, status=status, error=message)
+        case StepSkipped(step=step, reason=reason):
+            update["steps"] = _step(state, step, status=StepStatus.SKIPPED, error=reason)
+        case ApprovalRequested(step=step, gate_id=gid):
+            update["steps"] = _step(state, step, status=StepStatus.WAITING, gate_id=gid)
+        case ApprovalGranted(step=step, approver=approver, comment=comment):
+            update["steps"] = _step(
+                state,
+                step,
+                status=StepStatus.SUCCEEDED,
+                decided_by=approver,
+                output={"decision": "approved", "approver": approver, "comment": comment},
+            )
+        case ApprovalDenied(step=step, approver=approver, comment=comment):
+            update["steps"] = _step(
+                state,
+                step,
+                status=StepStatus.FAILED,
+                decided_by=approver,
+                error=f"denied by {approver}" + (f": {comment}" if comment else ""),
+                output={"decision": "denied", "approver": approver, "comment": comment},
+            )
+        case RunSucceeded():
+            update["status"] = RunStatus.SUCCEEDED
+        case RunFailed():
+            update["status"] = RunStatus.FAILED
+        case RunCancelled():
+            update["status"] = RunStatus.CANCELLED
+        case RunStarted() | RunDeduplicated() | CommandRejected():
+            pass
+    return state.model_copy(update=update)
+
+
+def replay(envelopes: Iterable[Envelope]) -> RunState | None:
+    """Fold a run's envelopes, in log order, into its state."""
+    state: RunState | None = None
+    for envelope in envelopes:
+        event = EVENT_ADAPTER.validate_python(envelope.data)
+        state = evolve(
+            state, event, seq=envelope.seq or 0, hash=envelope.hash or "", time=envelope.time
+        )
+    return state

@@ -1,0 +1,35 @@
+"""Helpers for tests of Baton services."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+__all__ = ["eventually"]
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    within: float = 30.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> T:
+    """Poll ``probe`` until it returns something other than None or False.
+
+    Raises:
+        TimeoutError: naming ``what`` and the last value seen.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    last: T | None = None
+    while True:
+        last = await probe()
+        if last is not None and last is not False:
+            return last
+        if loop.time() > deadline:
+            raise TimeoutError(f"{what} not reached within {within}s (last: {last!r})")
+        await asyncio.sleep(interval)
