@@ -1,0 +1,93 @@
+"""The story catalog: every published story version, read from ``baton.stories``.
+
+Services that need stories (ingest for triggers, the scheduler for runs) keep one
+catalog, fed by a consumer that reads the compacted topic from the beginning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from baton_common.envelope import EnvelopeError, decode_record
+from baton_common.kafka import ConsumedRecord
+from baton_common.records import StoryPublished
+from baton_common.story import Story
+
+__all__ = ["StoryCatalog", "follow_stories"]
+
+log = structlog.get_logger(__name__)
+
+
+class StoryCatalog:
+    """Published story versions by id and version; the newest version is the active one."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, dict[int, StoryPublished]] = {}
+        self._changed = asyncio.Event()
+
+    def add(self, published: StoryPublished) -> None:
+        story = published.story
+        self._versions.setdefault(story.id, {})[story.version] = published
+        self._changed.set()
+
+    def get(self, story_id: str, version: int | None = None) -> Story | None:
+        """A story version, or the newest version when ``version`` is None."""
+        versions = self._versions.get(story_id)
+        if not versions:
+            return None
+        published = versions.get(version if version is not None else max(versions))
+        return published.story if published is not None else None
+
+    def published(self, story_id: str, version: int) -> StoryPublished | None:
+        return self._versions.get(story_id, {}).get(version)
+
+    def active(self) -> Iterable[Story]:
+        """The newest version of every story."""
+        for versions in self._versions.values():
+            yield versions[max(versions)].story
+
+    def for_webhook(self, path: str) -> list[Story]:
+        """Active stories whose webhook trigger listens on ``path``."""
+        return [s for s in self.active() if s.trigger.webhook.path == path]
+
+    def apply(self, record: ConsumedRecord) -> str | None:
+        """Add a ``baton.stories`` record; return the reason if it is unusable."""
+        try:
+            envelope = decode_record(record.value, record.headers)
+            self.add(StoryPublished.model_validate(envelope.data))
+        except (EnvelopeError, ValidationError) as exc:
+            return str(exc)
+        return None
+
+
+async def follow_stories(
+    consumer: AIOKafkaConsumer, topic: str, catalog: StoryCatalog, ready: asyncio.Event
+) -> None:
+    """Feed ``catalog`` from ``topic`` forever; set ``ready`` once caught up with its end.
+
+    ``consumer`` must be started and have no group (it reads the whole topic).
+    """
+    partitions = [
+        TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})
+    ]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    end = await consumer.end_offsets(partitions)
+    if all(offset == 0 for offset in end.values()):
+        ready.set()
+    while True:
+        batches = await consumer.getmany(timeout_ms=500)
+        for records in batches.values():
+            for record in records:
+                if (reason := catalog.apply(record)) is not None:
+                    log.warning("story record skipped", offset=record.offset, reason=reason)
+        if not ready.is_set():
+            positions = {tp: await consumer.position(tp) for tp in partitions}
+            if all(positions[tp] >= end[tp] for tp in partitions):
+                ready.set()
+                log.info("story catalog ready", stories=sum(1 for _ in catalog.active()))
