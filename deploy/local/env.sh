@@ -15,7 +15,7 @@ BATON_REPO_ROOT="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 # Where running services keep data, pid files and logs (gitignored: .baton/).
 BATON_STACK_DIR="${BATON_STACK_DIR:-$BATON_REPO_ROOT/.baton/local}"
 # Downloads that outlive a stack dir (Kafka jars). Outside the repo on purpose.
-BATON_CACHE_DIR="${BATON_CACHE_DIR:-$HOME/.cache/baton}"
+BATON_CACHE_DIR="${BATON_CACHE_DIR:-${HOME:-/tmp}/.cache/baton}"
 
 # Relative paths would break once a script cd's elsewhere (or runs as the postgres
 # user), so make both absolute, relative to the caller's cwd.
@@ -47,6 +47,7 @@ export BATON_REPO_ROOT BATON_STACK_DIR BATON_CACHE_DIR BATON_HOST BATON_LOG_DIR 
 
 # baton_port_open PORT -> 0 if something accepts TCP connections on 127.0.0.1:PORT.
 baton_port_open() {
+  # shellcheck disable=SC2016  # $0/$1 expand in the child bash
   timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$BATON_HOST" "$1" 2>/dev/null
 }
 

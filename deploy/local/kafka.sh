@@ -64,7 +64,6 @@ cmd_install() {
         dependency:copy-dependencies -DincludeScope=runtime "-DoutputDirectory=$tmp") \
       2>&1 | tee "$mvn_log" | show_mvn_progress; then
     rm -rf "$tmp"
-    tail -n 30 "$mvn_log" >&2 || true
     die "mvn failed (full log: $mvn_log)"
   fi
   compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || { rm -rf "$tmp"; die "mvn ran but no kafka_2.13 jar was copied (log: $mvn_log)"; }
@@ -186,13 +185,23 @@ format_storage_once() {
     "$cid" "$BATON_KAFKA_CONTROLLER_PORT" "$BATON_KAFKA_VERSION" >"$FORMAT_INFO"
 }
 
-read_pid() { [[ -f "$PID_FILE" ]] && tr -d '[:space:]' <"$PID_FILE" || true; }
+read_pid() {
+  if [[ -f "$PID_FILE" ]]; then tr -d '[:space:]' <"$PID_FILE"; fi
+}
 
 # Is PID a Kafka server started from *this* stack dir? (guards against pid reuse)
 is_our_kafka() {
   local pid="$1"
   baton_pid_alive "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $PROPS"
+}
+
+describe_pid() {
+  if baton_pid_alive "$1"; then
+    printf 'pid %s is alive but is not the Kafka of %s' "$1" "$KDIR"
+  else
+    printf 'pid %s is not running' "$1"
+  fi
 }
 
 broker_ready() {
@@ -237,6 +246,12 @@ check_ports_free() {
 }
 
 cmd_start() {
+  # Serialise concurrent starts (e.g. two terminals, make -j). fd 9 is closed for
+  # the broker below, so the lock is released when this script exits.
+  mkdir -p "$KDIR"
+  exec 9>"$KDIR/start.lock"
+  flock -w 180 9 || die "another 'kafka.sh start' holds $KDIR/start.lock"
+
   local pid
   pid="$(read_pid)"
   if [[ -n "$pid" ]]; then
@@ -250,7 +265,7 @@ cmd_start() {
       say "running (pid $pid, $BATON_KAFKA_BOOTSTRAP)"
       return 0
     fi
-    say "half-started: stale pid file (pid $pid is not a running Kafka from $KDIR); cleaning up and starting fresh"
+    say "half-started: stale pid file ($(describe_pid "$pid")); cleaning up and starting fresh"
     rm -f "$PID_FILE"
   fi
 
@@ -266,14 +281,15 @@ cmd_start() {
   # JVM's pid exactly.
   (
     cd "$KDIR"
+    # shellcheck disable=SC2016  # $$/$1/$@ belong to the inner bash
     setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
       java "-Xmx$BATON_KAFKA_HEAP" "-Xms$BATON_KAFKA_HEAP" -XX:+UseG1GC \
       -Djava.awt.headless=true "-Dlog4j2.configurationFile=$LOG4J_SERVER" \
       -cp "$LIBS/*" kafka.Kafka "$PROPS" \
-      </dev/null >>"$LOG_FILE" 2>&1 &
+      </dev/null >>"$LOG_FILE" 2>&1 9>&- &
   )
-  local i
-  for i in $(seq 1 50); do [[ -s "$PID_FILE" ]] && break; sleep 0.1; done
+  local tries=50
+  while [[ ! -s "$PID_FILE" ]] && (( tries-- > 0 )); do sleep 0.1; done
   pid="$(read_pid)"
   [[ -n "$pid" ]] || die "failed to launch java (no pid written); see $LOG_FILE"
   wait_until_ready "$pid"
@@ -290,7 +306,7 @@ cmd_stop() {
     return 0
   fi
   if ! is_our_kafka "$pid"; then
-    say "stale pid file (pid $pid is not a running Kafka from $KDIR); removed it"
+    say "stale pid file ($(describe_pid "$pid")); removed it, nothing to stop"
     rm -f "$PID_FILE"
     return 0
   fi
@@ -325,7 +341,7 @@ cmd_status() {
     return 3
   fi
   if ! is_our_kafka "$pid"; then
-    say "stale pid file (pid $pid not running) -- 'kafka.sh start' will recover"
+    say "stale pid file ($(describe_pid "$pid")) -- 'kafka.sh start' will recover"
     return 1
   fi
   if baton_port_open "$BATON_KAFKA_PORT"; then

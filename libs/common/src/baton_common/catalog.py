@@ -43,6 +43,21 @@ class StoryCatalog:
         published = versions.get(version if version is not None else max(versions))
         return published.story if published is not None else None
 
+    async def wait_for(self, story_id: str, version: int | None, within: float) -> Story | None:
+        """The story version, waiting up to ``within`` seconds for it to be read."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while (story := self.get(story_id, version)) is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return self.get(story_id, version)
+        return story
+
     def published(self, story_id: str, version: int) -> StoryPublished | None:
         return self._versions.get(story_id, {}).get(version)
 

@@ -77,6 +77,7 @@ class RunState(BaseModel):
     trigger: dict[str, JsonValue]
     dedup_key: str | None = None
     dedup_until: str | None = None
+    ingest_id: str | None = None
     steps: dict[str, StepState]
     started_at: datetime
     seq: int = 0
@@ -110,6 +111,7 @@ def evolve(
             trigger=event.trigger,
             dedup_key=event.dedup_key,
             dedup_until=event.dedup_until,
+            ingest_id=event.ingest_id,
             steps={},
             started_at=time,
             seq=seq,

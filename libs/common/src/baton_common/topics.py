@@ -30,7 +30,13 @@ def topic_specs(topics: TopicSettings) -> list[TopicSpec]:
     return [
         TopicSpec(topics.stories, 1, rf, {"cleanup.policy": "compact"}),
         TopicSpec(topics.ingest, topics.ingest_partitions, rf, delete(topics.ingest_retention_ms)),
-        TopicSpec(topics.commands, topics.partitions, rf, delete(topics.commands_retention_ms)),
+        TopicSpec(
+            topics.commands,
+            topics.partitions,
+            rf,
+            # the broker's clock stamps commands: a decision's "now" (DESIGN.md rule 2)
+            {**delete(topics.commands_retention_ms), "message.timestamp.type": "LogAppendTime"},
+        ),
         TopicSpec(topics.runs, topics.partitions, rf, delete(topics.runs_retention_ms)),
         *(
             TopicSpec(t, topics.partitions, rf, delete(topics.tasks_retention_ms))

@@ -1,0 +1,3 @@
+from baton_scheduler.main import run
+
+run()

@@ -1,0 +1,223 @@
+"""The command loop: decode → decide → journal → produce, one Kafka transaction per batch.
+
+Events, task records and the consumer offsets of a batch commit atomically
+(DESIGN.md rule 3); run states change in memory only after the commit succeeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+from pydantic import ValidationError
+
+from baton_common.catalog import StoryCatalog
+from baton_common.commands import COMMAND_ADAPTER, StartRun
+from baton_common.envelope import EnvelopeError, decode_record
+from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
+from baton_common.settings import TopicSettings
+from baton_common.state import RunState
+from baton_scheduler import metrics
+from baton_scheduler.decide import decide
+from baton_scheduler.journal import journal
+from baton_scheduler.recovery import rebuild_partition
+from baton_scheduler.store import RunStore
+
+__all__ = ["Engine"]
+
+log = structlog.get_logger(__name__)
+
+Staged = dict[str, tuple[int, RunState]]
+
+
+class Engine:
+    """Owns the command consumer, the transactional producer and the run store."""
+
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        recovery_consumer: AIOKafkaConsumer,
+        catalog: StoryCatalog,
+        topics: TopicSettings,
+        group_id: str,
+        story_wait_seconds: float = 5.0,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._recovery = recovery_consumer
+        self._catalog = catalog
+        self._topics = topics
+        self._group_id = group_id
+        self._story_wait = story_wait_seconds
+        self.store = RunStore()
+        self.assigned: set[int] = set()
+        self.recovering = False
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe([self._topics.commands], listener=_Rebalance(self))
+
+    async def recover(self, partitions: list[int]) -> None:
+        self.recovering = True
+        try:
+            for partition in partitions:
+                self.store.apply(
+                    await rebuild_partition(self._recovery, self._topics.runs, partition)
+                )
+            self.assigned |= set(partitions)
+        finally:
+            self.recovering = False
+
+    def revoke(self, partitions: list[int]) -> None:
+        dropped = self.store.drop_partitions(partitions)
+        self.assigned -= set(partitions)
+        log.info("partitions revoked", partitions=partitions, runs_dropped=dropped)
+
+    async def run(self) -> None:
+        """Process commands until cancelled."""
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=500)
+            if not batches:
+                continue
+            started = time.perf_counter()
+            staged: Staged = {}
+            try:
+                await self._commit_batch(batches, staged)
+            except ProducerFenced:
+                log.error("another scheduler took over this transactional id; stopping")
+                raise
+            except (KafkaError, OSError) as exc:
+                metrics.TRANSACTION_ABORTS.inc()
+                log.warning("transaction aborted; replaying the batch", error=repr(exc))
+                await self._rewind(list(batches))
+                await asyncio.sleep(1.0)
+                continue
+            self.store.apply(staged)
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _commit_batch(
+        self, batches: dict[TopicPartition, list[ConsumedRecord]], staged: Staged
+    ) -> None:
+        async with self._producer.transaction():
+            sends = []
+            for records in batches.values():
+                for record in records:
+                    for out in await self.handle(record, staged):
+                        sends.append(
+                            await self._producer.send(
+                                out.topic,
+                                out.value,
+                                key=out.key,
+                                headers=out.headers,
+                                partition=out.partition,
+                            )
+                        )
+            await asyncio.gather(*sends)
+            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            await self._producer.send_offsets_to_transaction(offsets, self._group_id)
+
+    async def _rewind(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
+
+    async def handle(self, record: ConsumedRecord, staged: Staged) -> list[OutboundRecord]:
+        """The records one command produces; ``staged`` collects the runs it changed."""
+        try:
+            envelope = decode_record(record.value, record.headers)
+            command = COMMAND_ADAPTER.validate_python(envelope.data)
+        except (EnvelopeError, ValidationError) as exc:
+            metrics.COMMANDS.labels(type="unparsable", outcome="dlq").inc()
+            log.warning("command sent to the DLQ", offset=record.offset, reason=str(exc))
+            return [
+                dead_letter(
+                    record,
+                    dlq_topic=self._topics.dlq,
+                    consumer="scheduler",
+                    reason=_reason(exc),
+                    time=datetime.now(UTC),
+                )
+            ]
+        now = _log_time(record)
+        state = (
+            staged[command.run_id][1]
+            if command.run_id in staged
+            else self.store.get(command.run_id)
+        )
+        if state is not None:
+            story = self._catalog.get(state.story_id, state.story_version)
+        elif isinstance(command, StartRun):
+            story = await self._catalog.wait_for(
+                command.story_id, command.story_version, self._story_wait
+            )
+        else:
+            story = None
+        try:
+            decision = decide(state, command, story, now, envelope.id)
+            entry = journal(state, decision.events, envelope, now, self._topics)
+        except Exception as exc:  # a decider bug must not wedge the partition: keep the record
+            log.exception("decider failed; command sent to the DLQ", run_id=command.run_id)
+            metrics.COMMANDS.labels(type=command.type, outcome="dlq").inc()
+            return [
+                dead_letter(
+                    record,
+                    dlq_topic=self._topics.dlq,
+                    consumer="scheduler",
+                    reason=f"decider error: {type(exc).__name__}: {exc}",
+                    time=now,
+                )
+            ]
+        if entry.state is not None:
+            staged[command.run_id] = (record.partition, entry.state)
+        rejected = any(e.type == "baton.command.rejected.v1" for e in entry.events)
+        metrics.COMMANDS.labels(
+            type=command.type, outcome="rejected" if rejected else "accepted"
+        ).inc()
+        log.info(
+            "command decided",
+            run_id=command.run_id,
+            command=command.type,
+            events=[e.type for e in entry.events],
+        )
+        runs = [
+            outbound(self._topics.runs, command.run_id, e, partition=record.partition)
+            for e in entry.events
+        ]
+        return runs + [outbound(t.topic, t.key, t.envelope) for t in entry.tasks]
+
+
+def _log_time(record: ConsumedRecord) -> datetime:
+    stamp = getattr(record, "timestamp", None)
+    if isinstance(stamp, int) and stamp > 0:
+        return datetime.fromtimestamp(stamp / 1000, UTC)
+    return datetime.now(UTC)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "command"
+        return f"not a valid command: {where}: {err['msg']}"
+    return str(exc)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._engine.revoke([tp.partition for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        partitions = sorted(tp.partition for tp in assigned)
+        log.info("partitions assigned; rebuilding run states", partitions=partitions)
+        await self._engine.recover(partitions)
+        log.info("recovery done", partitions=partitions, runs=len(self._engine.store))

@@ -1,0 +1,179 @@
+"""Turn a decision into log records: chained event envelopes and the tasks they imply.
+
+Pure like the decider: the same command and state always give byte-identical records,
+which is what lets a replay verify the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from baton_common import ids
+from baton_common.envelope import Envelope
+from baton_common.events import (
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    RunCancelled,
+    RunEvent,
+    RunFailed,
+    RunSucceeded,
+    StepDispatched,
+)
+from baton_common.hashing import GENESIS, chain_hash
+from baton_common.kafka import to_envelope
+from baton_common.records import GateClosed, GateOpened, StepTask
+from baton_common.settings import TopicSettings
+from baton_common.state import RunState, StepStatus, evolve
+
+__all__ = ["SOURCE", "Entry", "Task", "journal"]
+
+SOURCE = "baton/scheduler"
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    topic: str
+    key: str
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What one command adds to the log: events, tasks and the run's new state."""
+
+    events: list[Envelope]
+    tasks: list[Task]
+    state: RunState | None
+
+
+def journal(
+    state: RunState | None,
+    events: list[RunEvent],
+    command: Envelope,
+    now: datetime,
+    topics: TopicSettings,
+) -> Entry:
+    """Chain ``events`` after ``state`` and derive their task records.
+
+    Events of a run that does not exist (a rejected command for an unknown run) are
+    recorded outside any chain: no ``seq``, and ``prevhash`` None.
+    """
+    envelopes: list[Envelope] = []
+    tasks: list[Task] = []
+    for index, event in enumerate(events):
+        before = state
+        seq = (state.seq if state is not None else 0) + 1
+        chained = state is not None or event.type == "baton.run.started.v1"
+        story_id = state.story_id if state is not None else getattr(event, "story_id", None)
+        version = (
+            state.story_version if state is not None else getattr(event, "story_version", None)
+        )
+        draft = to_envelope(
+            event,
+            id=ids.child_id(command.id, index),
+            source=SOURCE,
+            time=now,
+            subject=event.run_id,
+            storyid=story_id,
+            storyversion=version,
+            causationid=command.id,
+            correlationid=command.correlationid or event.run_id,
+            actor=command.actor,
+            traceparent=command.traceparent,
+            seq=seq if chained else None,
+            prevhash=(state.last_hash if state is not None else GENESIS) if chained else None,
+        )
+        envelope = draft.model_copy(update={"hash": chain_hash(draft)})
+        envelopes.append(envelope)
+        if chained:
+            state = evolve(state, event, seq=seq, hash=envelope.hash or "", time=now)
+        if state is not None:
+            tasks.extend(_tasks(event, envelope, before, state, topics, now))
+    return Entry(envelopes, tasks, state)
+
+
+def _tasks(
+    event: RunEvent,
+    envelope: Envelope,
+    before: RunState | None,
+    after: RunState,
+    topics: TopicSettings,
+    now: datetime,
+) -> list[Task]:
+    def task(topic: str, payload: StepTask | GateOpened | GateClosed, n: int = 0) -> Task:
+        return Task(
+            topic,
+            after.run_id,
+            to_envelope(
+                payload,
+                id=ids.child_id(envelope.id, n),
+                source=SOURCE,
+                time=now,
+                subject=after.run_id,
+                storyid=after.story_id,
+                storyversion=after.story_version,
+                causationid=envelope.id,
+                correlationid=envelope.correlationid,
+                actor=envelope.actor,
+                traceparent=envelope.traceparent,
+            ),
+        )
+
+    match event:
+        case StepDispatched():
+            return [
+                task(
+                    topics.task_topic(event.queue),
+                    StepTask(
+                        run_id=event.run_id,
+                        story_id=after.story_id,
+                        story_version=after.story_version,
+                        step=event.step,
+                        attempt=event.attempt,
+                        attempt_id=event.attempt_id,
+                        action=event.action,
+                        input=event.input,
+                    ),
+                )
+            ]
+        case ApprovalRequested():
+            return [
+                task(
+                    topics.approvals,
+                    GateOpened(
+                        run_id=event.run_id,
+                        story_id=after.story_id,
+                        story_version=after.story_version,
+                        step=event.step,
+                        gate_id=event.gate_id,
+                        approvers=event.approvers,
+                        message=event.message,
+                    ),
+                )
+            ]
+        case ApprovalGranted() | ApprovalDenied():
+            closed = GateClosed(
+                run_id=event.run_id,
+                gate_id=event.gate_id,
+                outcome="approved" if isinstance(event, ApprovalGranted) else "denied",
+                approver=event.approver,
+                comment=event.comment,
+            )
+            return [task(topics.approvals, closed)]
+        case RunSucceeded() | RunFailed() | RunCancelled() if before is not None:
+            open_gates = [
+                s.gate_id
+                for s in before.steps.values()
+                if s.status is StepStatus.WAITING and s.gate_id is not None
+            ]
+            return [
+                task(
+                    topics.approvals,
+                    GateClosed(run_id=event.run_id, gate_id=gate, outcome="cancelled"),
+                    n,
+                )
+                for n, gate in enumerate(open_gates)
+            ]
+    return []

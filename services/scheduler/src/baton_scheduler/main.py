@@ -1,0 +1,105 @@
+"""Builds the scheduler: Kafka clients, the engine, the story catalog and the HTTP app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+
+from baton_common.catalog import StoryCatalog, follow_stories
+from baton_common.kafka import make_consumer, make_producer
+from baton_common.service import configure_logging, operations_router
+from baton_scheduler import metrics
+from baton_scheduler.engine import Engine
+from baton_scheduler.settings import SchedulerSettings
+
+__all__ = ["create_app", "run"]
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: SchedulerSettings) -> FastAPI:
+    """The scheduler's app; its lifespan runs the command loop."""
+    catalog = StoryCatalog()
+    catalog_ready = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    engine_box: list[Engine] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        bootstrap = settings.kafka_bootstrap
+        stories = make_consumer(bootstrap, group_id=None, client_id="baton-scheduler-stories")
+        recovery = make_consumer(bootstrap, group_id=None, client_id="baton-scheduler-recovery")
+        consumer = make_consumer(bootstrap, group_id=settings.group_id, client_id="baton-scheduler")
+        producer = make_producer(
+            bootstrap, client_id="baton-scheduler", transactional_id=settings.transactional_id
+        )
+        for client in (stories, recovery, producer):
+            await client.start()
+        engine = Engine(
+            consumer=consumer,
+            producer=producer,
+            recovery_consumer=recovery,
+            catalog=catalog,
+            topics=settings.topics,
+            group_id=settings.group_id,
+            story_wait_seconds=settings.story_wait_seconds,
+        )
+        engine_box.append(engine)
+        tasks.append(
+            asyncio.create_task(
+                follow_stories(stories, settings.topics.stories, catalog, catalog_ready)
+            )
+        )
+        await catalog_ready.wait()
+        engine.subscribe()
+        await consumer.start()
+        tasks.append(asyncio.create_task(_supervise(engine)))
+        log.info("scheduler started", port=settings.http_port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for client in (consumer, producer, recovery, stories):
+                await client.stop()
+
+    async def ready() -> str | None:
+        if not catalog_ready.is_set():
+            return "story catalog is loading"
+        if not engine_box or not engine_box[0].assigned:
+            return "no baton.commands partitions assigned yet"
+        if engine_box[0].recovering:
+            return "rebuilding run states"
+        if any(t.done() for t in tasks):
+            return "a background loop stopped"
+        return None
+
+    app = FastAPI(title="Baton scheduler", lifespan=lifespan)
+    app.include_router(operations_router({"engine": ready}))
+    return app
+
+
+async def _supervise(engine: Engine) -> None:
+    while True:
+        metrics.RUNS_IN_MEMORY.set(len(engine.store))
+        try:
+            await engine.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("command loop failed")
+            raise
+
+
+def run() -> None:
+    settings = SchedulerSettings()
+    configure_logging("scheduler", settings.log_level)
+    uvicorn.run(
+        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
+    )

@@ -1,0 +1,16 @@
+"""The scheduler's Prometheus metrics."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS = Counter(
+    "baton_scheduler_commands_total",
+    "Commands processed, by command type and outcome (accepted, rejected, dlq).",
+    ["type", "outcome"],
+)
+TRANSACTION_ABORTS = Counter(
+    "baton_scheduler_transaction_aborts_total", "Kafka transactions aborted and replayed."
+)
+BATCH_SECONDS = Histogram(
+    "baton_scheduler_batch_seconds", "Time to decide and commit one batch of commands."
+)
+RUNS_IN_MEMORY = Gauge("baton_scheduler_runs", "Runs held in memory by this instance.")

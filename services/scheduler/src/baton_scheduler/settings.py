@@ -1,0 +1,18 @@
+"""Scheduler settings (``BATON_SCHEDULER_*``)."""
+
+from pydantic_settings import SettingsConfigDict
+
+from baton_common.settings import BatonSettings
+
+__all__ = ["SchedulerSettings"]
+
+
+class SchedulerSettings(BatonSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BATON_SCHEDULER_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    http_port: int = 8082
+    group_id: str = "baton-scheduler"
+    transactional_id: str = "baton-scheduler-0"
+    story_wait_seconds: float = 5.0

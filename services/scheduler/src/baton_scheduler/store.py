@@ -1,0 +1,41 @@
+"""The scheduler's in-memory run states, grouped by the partition that owns each run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from baton_common.state import RunState
+
+__all__ = ["RunStore"]
+
+
+class RunStore:
+    """Run states of the partitions this instance owns.
+
+    Changes made while a Kafka transaction is open are staged by the caller and
+    applied with :meth:`apply` only after the transaction commits.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunState] = {}
+        self._partition_of: dict[str, int] = {}
+
+    def get(self, run_id: str) -> RunState | None:
+        return self._runs.get(run_id)
+
+    def apply(self, changes: Mapping[str, tuple[int, RunState]]) -> None:
+        for run_id, (partition, state) in changes.items():
+            self._runs[run_id] = state
+            self._partition_of[run_id] = partition
+
+    def drop_partitions(self, partitions: Iterable[int]) -> int:
+        """Forget the runs of partitions this instance no longer owns; return how many."""
+        gone = set(partitions)
+        stale = [run for run, p in self._partition_of.items() if p in gone]
+        for run_id in stale:
+            del self._runs[run_id]
+            del self._partition_of[run_id]
+        return len(stale)
+
+    def __len__(self) -> int:
+        return len(self._runs)
