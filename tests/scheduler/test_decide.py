@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import JsonValue
 
 from baton_common import ids
 from baton_common.commands import (
@@ -28,7 +29,11 @@ ROOT = Path(__file__).resolve().parents[2]
 HELLO = parse_story((ROOT / "examples/stories/hello-approval.yaml").read_text())
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 RUN = ids.run_id_for("hello-approval", "ingest:evt-1")
-TRIGGER = {"message": "hi", "lookup_url": "http://l/x", "notify_url": "http://n/y"}
+TRIGGER: dict[str, JsonValue] = {
+    "message": "hi",
+    "lookup_url": "http://l/x",
+    "notify_url": "http://n/y",
+}
 
 
 class Log:
@@ -114,7 +119,9 @@ def test_whole_run_approve_path_and_chain() -> None:
     )
     assert out == ["approval.granted", "step.dispatched"]
     assert log.last_tasks[0].envelope.data["type"] == "baton.task.gate-closed.v1"
-    assert log.last_tasks[1].envelope.data["input"]["json"] == {
+    notify_input = log.last_tasks[1].envelope.data["input"]
+    assert isinstance(notify_input, dict)
+    assert notify_input["json"] == {
         "message": "hi",
         "approved_by": "alice",
     }

@@ -1,0 +1,111 @@
+"""The CLI's direct Kafka operations: provisioning, publishing stories, operator commands."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from aiokafka import TopicPartition
+
+from baton_common.commands import CancelRun
+from baton_common.envelope import EnvelopeError, decode_record
+from baton_common.kafka import make_consumer, make_producer, outbound, to_envelope
+from baton_common.records import StoryPublished
+from baton_common.settings import TopicSettings
+from baton_common.story import Story
+
+__all__ = ["cancel_run", "publish_stories", "read_published"]
+
+
+async def read_published(bootstrap: str, topics: TopicSettings) -> dict[str, StoryPublished]:
+    """Every story version on ``baton.stories``, by ``id:version``."""
+    consumer = make_consumer(bootstrap, group_id=None, client_id="baton-cli")
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = [
+            TopicPartition(topics.stories, p)
+            for p in sorted(consumer.partitions_for_topic(topics.stories) or {0})
+        ]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        found: dict[str, StoryPublished] = {}
+        while [tp for tp in parts if await consumer.position(tp) < end[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    try:
+                        env = decode_record(record.value, record.headers)
+                        published = StoryPublished.model_validate(env.data)
+                    except (EnvelopeError, ValueError):
+                        continue
+                    found[published.story.key] = published
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def publish_stories(
+    bootstrap: str, topics: TopicSettings, stories: list[tuple[Story, str]]
+) -> list[str]:
+    """Publish story versions; a version already published identically is skipped.
+
+    Returns one line per story saying what happened.
+
+    Raises:
+        ValueError: if a version was already published with different content
+            (versions are immutable: publish a new version instead).
+    """
+    existing = await read_published(bootstrap, topics)
+    for story, _ in stories:
+        old = existing.get(story.key)
+        if old is not None and old.story != story:
+            raise ValueError(
+                f"{story.id} version {story.version} is already published with different "
+                f"content; versions are immutable, publish version {story.version + 1}"
+            )
+    producer = make_producer(bootstrap, client_id="baton-cli")
+    await producer.start()
+    lines = []
+    try:
+        for story, source in stories:
+            if story.key in existing:
+                lines.append(f"{story.key} already published (unchanged)")
+                continue
+            envelope = to_envelope(
+                StoryPublished(story=story, source=source),
+                id=str(uuid.uuid4()),
+                source="baton/cli",
+                time=datetime.now(UTC),
+                subject=story.key,
+                storyid=story.id,
+                storyversion=story.version,
+            )
+            await outbound(topics.stories, story.key, envelope).send(producer)
+            lines.append(f"{story.key} published")
+    finally:
+        await producer.stop()
+    return lines
+
+
+async def cancel_run(
+    bootstrap: str, topics: TopicSettings, run_id: str, reason: str, actor: str
+) -> str:
+    """Append a CancelRun command; return its id."""
+    command_id = str(uuid.uuid4())
+    envelope = to_envelope(
+        CancelRun(run_id=run_id, reason=reason, requested_by=actor),
+        id=command_id,
+        source="baton/cli",
+        time=datetime.now(UTC),
+        subject=run_id,
+        actor=actor,
+        correlationid=run_id,
+    )
+    producer = make_producer(bootstrap, client_id="baton-cli")
+    await producer.start()
+    try:
+        await outbound(topics.commands, run_id, envelope).send(producer)
+    finally:
+        await producer.stop()
+    return command_id

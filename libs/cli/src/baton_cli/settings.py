@@ -1,0 +1,23 @@
+"""CLI settings: where the services and Kafka are (``BATON_*``)."""
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from baton_common.settings import BatonSettings
+
+__all__ = ["CliSettings"]
+
+
+class CliSettings(BatonSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BATON_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    approvals_url: str = "http://127.0.0.1:8084"
+    audit_url: str = "http://127.0.0.1:8085"
+    ingest_url: str = "http://127.0.0.1:8081"
+    token: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BATON_TOKEN", "token"),
+        description="bearer token for the approvals API",
+    )
