@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what Baton needs to build and run locally, skipping what is already there:
+# uv and the locked Python environment, a Java runtime and Maven (for Kafka's jars).
+set -euo pipefail
+# shellcheck source=deploy/local/env.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
+
+UV_VERSION="${BATON_UV_VERSION:-0.13.9}"
+say() { printf 'bootstrap: %s\n' "$*"; }
+
+apt_install() {
+  say "installing $* from Debian packages"
+  if [[ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null)" ]]; then
+    apt-get update -qq
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
+}
+
+command -v java >/dev/null || apt_install openjdk-17-jre-headless
+command -v mvn >/dev/null || apt_install maven
+command -v curl >/dev/null || apt_install curl
+
+if ! command -v uv >/dev/null; then
+  say "installing uv $UV_VERSION with pip"
+  python3 -m pip install --quiet "uv==$UV_VERSION"
+fi
+cd "$BATON_REPO_ROOT"
+say "syncing the Python environment (uv sync --locked)"
+uv sync --locked --quiet
+say "python environment ready in $BATON_REPO_ROOT/.venv"

@@ -1,0 +1,3 @@
+from baton_approvals.main import run
+
+run()

@@ -1,0 +1,170 @@
+"""Approval gates: the inbox row, and the pure mappings from records and to commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from baton_approvals.identity import Identity
+from baton_common.commands import DecideApproval
+from baton_common.envelope import Envelope
+from baton_common.kafka import to_envelope
+from baton_common.records import TASK_ADAPTER, GateClosed, GateOpened, StepTask
+
+__all__ = [
+    "SOURCE",
+    "CloseGate",
+    "Decision",
+    "Gate",
+    "GateState",
+    "OpenGate",
+    "UnusableRecord",
+    "decision_envelope",
+    "gate_change",
+]
+
+SOURCE: Final = "baton/approvals"
+
+Decision = Literal["approve", "deny"]
+
+
+class GateState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+
+
+class Gate(BaseModel):
+    """One approval gate as the inbox holds it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gate_id: str
+    run_id: str
+    story_id: str
+    story_version: int
+    step: str
+    approvers: list[str]
+    message: str | None
+    state: GateState
+    opened_at: datetime
+    opened_event_id: str
+    correlation_id: str | None
+    decided_by: str | None
+    comment: str | None
+    closed_at: datetime | None
+    decision_requested: Decision | None
+    decision_requested_by: str | None
+    decision_requested_at: datetime | None
+    decision_command_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGate:
+    """Insert a pending gate (``GateOpened``)."""
+
+    gate_id: str
+    run_id: str
+    story_id: str
+    story_version: int
+    step: str
+    approvers: list[str]
+    message: str | None
+    opened_at: datetime
+    opened_event_id: str
+    correlation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CloseGate:
+    """Record a pending gate's outcome (``GateClosed``)."""
+
+    gate_id: str
+    run_id: str
+    state: GateState
+    decided_by: str | None
+    comment: str | None
+    closed_at: datetime
+    closed_event_id: str
+
+
+class UnusableRecord(Exception):
+    """A record on the approvals topic that is not a gate record; the message says why."""
+
+
+def gate_change(envelope: Envelope) -> OpenGate | CloseGate:
+    """What a ``baton.tasks.approvals`` envelope changes in the inbox.
+
+    Raises:
+        UnusableRecord: if the payload is not a valid ``GateOpened`` or ``GateClosed``.
+    """
+    try:
+        task = TASK_ADAPTER.validate_python(envelope.data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "data"
+        raise UnusableRecord(f"not a gate record: {where}: {err['msg']}") from exc
+    match task:
+        case GateOpened():
+            return OpenGate(
+                gate_id=task.gate_id,
+                run_id=task.run_id,
+                story_id=task.story_id,
+                story_version=task.story_version,
+                step=task.step,
+                approvers=list(task.approvers),
+                message=task.message,
+                opened_at=envelope.time,
+                opened_event_id=envelope.id,
+                correlation_id=envelope.correlationid,
+            )
+        case GateClosed():
+            return CloseGate(
+                gate_id=task.gate_id,
+                run_id=task.run_id,
+                state=GateState(task.outcome),
+                decided_by=task.approver,
+                comment=task.comment,
+                closed_at=envelope.time,
+                closed_event_id=envelope.id,
+            )
+        case StepTask():
+            raise UnusableRecord(f"{task.type} does not belong on the approvals topic")
+
+
+def decision_envelope(
+    gate: Gate,
+    identity: Identity,
+    decision: Decision,
+    comment: str | None,
+    *,
+    command_id: str,
+    time: datetime,
+) -> Envelope:
+    """The ``DecideApproval`` command a person's decision becomes, caused by the gate's opening."""
+    command = DecideApproval(
+        run_id=gate.run_id,
+        gate_id=gate.gate_id,
+        decision=decision,
+        approver=identity.user,
+        approver_groups=list(identity.groups),
+        comment=comment,
+        channel="api",
+    )
+    return to_envelope(
+        command,
+        id=command_id,
+        source=SOURCE,
+        time=time,
+        subject=gate.run_id,
+        actor=identity.user,
+        storyid=gate.story_id,
+        storyversion=gate.story_version,
+        causationid=gate.opened_event_id,
+        correlationid=gate.correlation_id,
+    )

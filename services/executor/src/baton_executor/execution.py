@@ -1,0 +1,101 @@
+"""From a step task to the command that reports its outcome.
+
+``execute`` runs the task's action and never raises: every outcome, including an
+unknown action or an unexpected bug, becomes a ``CompleteStep`` or a ``FailStep``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+
+import structlog
+from pydantic import JsonValue
+
+from baton_common.commands import CompleteStep, FailStep
+from baton_common.envelope import Envelope
+from baton_common.kafka import to_envelope
+from baton_common.records import StepTask
+from baton_executor.actions import Action
+from baton_executor.errors import ActionError, PermanentError, RetryableError
+
+__all__ = ["command_envelope", "completed", "execute", "failed"]
+
+log = structlog.get_logger(__name__)
+
+StepCommand = CompleteStep | FailStep
+
+
+def completed(task: StepTask, output: JsonValue) -> CompleteStep:
+    """The command reporting a successful attempt."""
+    return CompleteStep(
+        run_id=task.run_id, step=task.step, attempt_id=task.attempt_id, output=output
+    )
+
+
+def failed(task: StepTask, error: ActionError) -> FailStep:
+    """The command reporting a failed attempt; ``error``'s type says whether to retry."""
+    return FailStep(
+        run_id=task.run_id,
+        step=task.step,
+        attempt_id=task.attempt_id,
+        error_kind=error.kind,
+        error_type=error.error_type,
+        message=error.message,
+    )
+
+
+async def execute(
+    task: StepTask, actions: Mapping[str, Action], *, max_output_bytes: int
+) -> StepCommand:
+    """Run ``task``'s action and return the command reporting the outcome."""
+    action = actions.get(task.action)
+    if action is None:
+        known = ", ".join(sorted(actions)) or "none"
+        return failed(
+            task,
+            PermanentError(
+                f"unknown action kind {task.action!r} (this executor runs: {known})",
+                error_type="UnknownAction",
+            ),
+        )
+    try:
+        output = await action(task)
+    except ActionError as exc:
+        return failed(task, exc)
+    except Exception as exc:
+        # A bug in an action, not a verdict on the step: let the retry policy decide.
+        log.exception("action raised an unexpected error", action=task.action)
+        return failed(
+            task, RetryableError(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+        )
+    size = len(json.dumps(output, separators=(",", ":")).encode())
+    if size > max_output_bytes:
+        return failed(
+            task,
+            PermanentError(
+                f"output is {size} bytes; the limit is {max_output_bytes}",
+                error_type="OutputTooLarge",
+            ),
+        )
+    return completed(task, output)
+
+
+def command_envelope(
+    command: StepCommand, task: StepTask, cause: Envelope, *, id: str, time: datetime
+) -> Envelope:
+    """The ``baton.commands`` envelope of ``command``, caused by the task record ``cause``."""
+    return to_envelope(
+        command,
+        id=id,
+        source="baton/executor",
+        time=time,
+        subject=task.run_id,
+        storyid=task.story_id,
+        storyversion=task.story_version,
+        actor="baton/executor",
+        correlationid=cause.correlationid,
+        causationid=cause.id,
+        traceparent=cause.traceparent,
+    )

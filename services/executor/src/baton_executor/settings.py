@@ -1,0 +1,49 @@
+"""Settings of the executor, read from ``BATON_EXECUTOR_*`` (and shared ``BATON_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from baton_common.settings import BatonSettings
+
+__all__ = ["ExecutorSettings"]
+
+
+class ExecutorSettings(BatonSettings):
+    """Which task queues this pool serves, and how much work it runs at once."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BATON_EXECUTOR_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    http_port: int = 8083
+    queues: list[str] = Field(
+        default_factory=lambda: ["default"],
+        min_length=1,
+        description='task queues served, as JSON: BATON_EXECUTOR_QUEUES=\'["default","ai"]\'',
+    )
+    group_id: str = "baton-executor"
+    concurrency: int = Field(16, ge=1, description="step attempts running at once")
+    max_action_timeout_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="upper bound of an action's own timeout; keeps each attempt well inside "
+        "the consumer's max poll interval",
+    )
+    max_response_bytes: int = Field(
+        256 * 1024, ge=0, description="HTTP response bodies beyond this are truncated"
+    )
+    max_output_bytes: int = Field(
+        512 * 1024,
+        ge=1,
+        description="a larger step output fails the attempt (it must fit a Kafka record)",
+    )
+    revoke_grace_seconds: float = Field(
+        5.0, ge=0, description="how long a rebalance waits for running attempts to finish"
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, description="how long shutdown waits for running attempts to finish"
+    )
+    poll_timeout_ms: int = Field(1000, ge=1)
+    error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")

@@ -1,0 +1,3 @@
+from baton_ingest.main import run
+
+run()

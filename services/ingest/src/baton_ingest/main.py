@@ -1,0 +1,157 @@
+"""Wiring of the ingest service: the only place that builds Kafka clients and the app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from baton_common.catalog import StoryCatalog, follow_stories
+from baton_common.kafka import make_consumer, make_producer
+from baton_common.service import configure_logging, operations_router
+from baton_ingest.api import webhook_router
+from baton_ingest.consumer import IngestRouter
+from baton_ingest.metrics import IngestMetrics
+from baton_ingest.publisher import KafkaPublisher
+from baton_ingest.secrets import EnvironmentSecrets, SecretResolver
+from baton_ingest.settings import IngestSettings
+
+__all__ = ["create_app", "run"]
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(
+    settings: IngestSettings,
+    *,
+    registry: CollectorRegistry = REGISTRY,
+    secrets: SecretResolver | None = None,
+) -> FastAPI:
+    """The ingest app: webhook intake, the story catalog and the ingest router.
+
+    Kafka clients are created and started in the app's lifespan.
+
+    Args:
+        settings: the service's settings.
+        registry: where the service's metrics are registered and served from.
+        secrets: resolves webhook signing secrets; by default ``BATON_SECRET_*`` variables.
+    """
+    catalog = StoryCatalog()
+    catalog_ready = asyncio.Event()
+    publisher = KafkaPublisher()
+    metrics = IngestMetrics(registry)
+    tasks: dict[str, asyncio.Task[None]] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        bootstrap = settings.kafka_bootstrap
+        producer = make_producer(bootstrap, client_id="baton-ingest")
+        stories = make_consumer(bootstrap, group_id=None, client_id="baton-ingest-stories")
+        ingest = make_consumer(
+            bootstrap,
+            settings.topics.ingest,
+            group_id=settings.router_group_id,
+            client_id="baton-ingest-router",
+        )
+        await producer.start()
+        await stories.start()
+        await ingest.start()
+        publisher.attach(producer)
+        router = IngestRouter(
+            consumer=ingest,
+            publisher=publisher,
+            catalog=catalog,
+            catalog_ready=catalog_ready,
+            topics=settings.topics,
+            metrics=metrics,
+            poll_timeout_ms=settings.poll_timeout_ms,
+            error_backoff_seconds=settings.error_backoff_seconds,
+        )
+        tasks["stories"] = asyncio.create_task(
+            _supervise(
+                "story catalog",
+                lambda: follow_stories(stories, settings.topics.stories, catalog, catalog_ready),
+                settings.error_backoff_seconds,
+            ),
+            name="baton-ingest-stories",
+        )
+        tasks["router"] = asyncio.create_task(
+            _supervise("ingest router", router.run, settings.error_backoff_seconds),
+            name="baton-ingest-router",
+        )
+        log.info("ingest started", bootstrap=bootstrap)
+        try:
+            yield
+        finally:
+            publisher.attach(None)
+            for task in tasks.values():
+                task.cancel()
+            for task in tasks.values():
+                with suppress(asyncio.CancelledError):
+                    await task
+            tasks.clear()
+            await ingest.stop()
+            await stories.stop()
+            await producer.stop()
+            log.info("ingest stopped")
+
+    async def producer_started() -> str | None:
+        return None if publisher.started else "the Kafka producer is not started"
+
+    async def catalog_loaded() -> str | None:
+        return None if catalog_ready.is_set() else "the story catalog is still loading"
+
+    async def router_running() -> str | None:
+        task = tasks.get("router")
+        if task is None or task.done():
+            return "the ingest router is not running"
+        return None
+
+    app = FastAPI(title="baton-ingest", lifespan=lifespan)
+    app.include_router(
+        webhook_router(
+            settings=settings,
+            catalog=catalog,
+            catalog_ready=catalog_ready,
+            publisher=publisher,
+            secrets=secrets if secrets is not None else EnvironmentSecrets(os.environ),
+            metrics=metrics,
+        )
+    )
+    app.include_router(
+        operations_router(
+            {
+                "kafka_producer": producer_started,
+                "story_catalog": catalog_loaded,
+                "ingest_router": router_running,
+            },
+            registry,
+        )
+    )
+    return app
+
+
+async def _supervise(name: str, loop: Callable[[], Awaitable[None]], backoff: float) -> None:
+    """Run a background loop; if it ever fails, log why and start it again."""
+    while True:
+        try:
+            await loop()
+            return
+        except Exception:
+            log.exception("background loop failed; restarting", loop=name)
+            await asyncio.sleep(backoff)
+
+
+def run() -> None:
+    """Entry point of ``baton-ingest`` and ``python -m baton_ingest``."""
+    settings = IngestSettings()
+    configure_logging("ingest", settings.log_level)
+    uvicorn.run(
+        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
+    )

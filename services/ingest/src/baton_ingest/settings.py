@@ -1,0 +1,31 @@
+"""Settings of the ingest service, read from ``BATON_INGEST_*`` (and shared ``BATON_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from baton_common.settings import BatonSettings
+
+__all__ = ["IngestSettings"]
+
+
+class IngestSettings(BatonSettings):
+    """Webhook intake limits and the ingest router's consumer."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BATON_INGEST_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    http_port: int = 8081
+    max_body_bytes: int = Field(1024 * 1024, ge=1, description="larger webhook bodies get 413")
+    publish_timeout_seconds: float = Field(
+        10.0, gt=0, description="how long a webhook waits for Kafka's ack before 503"
+    )
+    max_in_flight: int = Field(
+        1000, ge=1, description="webhook publishes awaiting Kafka at once; beyond it, 429"
+    )
+    retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 429 and 503")
+    router_group_id: str = "baton-ingest-router"
+    poll_timeout_ms: int = Field(1000, ge=1)
+    error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")

@@ -1,0 +1,217 @@
+"""End to end through the real Kafka and PostgreSQL: webhook → approval → completion → audit."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+from platform_kit import FakeHttp, Platform
+
+from baton_common import ids
+from baton_common.commands import CancelRun
+from baton_common.envelope import decode_record
+from baton_common.kafka import make_consumer, make_producer, outbound, to_envelope
+from baton_common.settings import TopicSettings
+from baton_common.testing import eventually
+
+pytestmark = pytest.mark.integration
+
+ALICE = {"Authorization": "Bearer tok-alice"}
+MALLORY = {"Authorization": "Bearer tok-mallory"}
+
+
+def post_alert(platform: Platform, fake: FakeHttp, message: str) -> str:
+    """POST the hello-approval webhook; return the run id it starts."""
+    body = {
+        "message": message,
+        "lookup_url": f"{fake.url}/lookup",
+        "notify_url": f"{fake.url}/notify",
+    }
+    response = httpx.post(f"{platform.url('ingest')}/webhooks/hello", json=body, timeout=30)
+    assert response.status_code == 202, response.text
+    ingest_id = response.json()["id"]
+    return ids.run_id_for("hello-approval", f"ingest:{ingest_id}")
+
+
+async def pending_gate(platform: Platform, run_id: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(
+                f"{platform.url('approvals')}/approvals", params={"state": "pending"}, headers=ALICE
+            )
+        response.raise_for_status()
+        gates = [g for g in response.json()["items"] if g["run_id"] == run_id]
+        return gates[0] if gates else None
+
+    return await eventually(probe, within=60, what=f"a pending gate for run {run_id}")
+
+
+async def run_view(platform: Platform, run_id: str, status: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{platform.url('audit')}/runs/{run_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        view: dict[str, Any] = response.json()
+        return view if view["run"]["status"] == status else None
+
+    return await eventually(probe, within=60, what=f"run {run_id} {status} in audit")
+
+
+def decide(
+    platform: Platform, gate_id: str, decision: str, headers: dict[str, str]
+) -> httpx.Response:
+    return httpx.post(
+        f"{platform.url('approvals')}/approvals/{gate_id}/decision",
+        json={"decision": decision, "comment": "checked the lookup"},
+        headers=headers,
+        timeout=30,
+    )
+
+
+def assert_ordered_and_caused(timeline: list[dict[str, Any]]) -> None:
+    assert [e["seq"] for e in timeline] == list(range(1, len(timeline) + 1))
+    for event in timeline:
+        assert event["causationid"], f"{event['type']} names no command"
+    for before, after in itertools.pairwise(timeline):
+        assert after["prevhash"] == before["hash"]
+
+
+async def test_webhook_to_approval_to_completion(platform: Platform, fake_http: FakeHttp) -> None:
+    run_id = post_alert(platform, fake_http, "hello")
+    gate = await pending_gate(platform, run_id)
+    assert gate["message"] == "Send 'hello'? The lookup answered HTTP 200."
+    (lookup,) = fake_http.calls_to("/lookup")
+    assert lookup.method == "GET"
+    assert lookup.headers["Idempotency-Key"] == ids.attempt_id(run_id, "lookup", 1)
+    waiting = await run_view(platform, run_id, "waiting_approval")
+    assert waiting["run"]["story_version"] == 1
+
+    refused = decide(platform, gate["gate_id"], "approve", MALLORY)
+    assert refused.status_code == 403, refused.text
+    accepted = decide(platform, gate["gate_id"], "approve", ALICE)
+    assert accepted.status_code == 202, accepted.text
+
+    view = await run_view(platform, run_id, "succeeded")
+    timeline = view["timeline"]
+    assert [e["type"] for e in timeline] == [
+        "baton.run.started.v1",
+        "baton.step.dispatched.v1",
+        "baton.step.succeeded.v1",
+        "baton.approval.requested.v1",
+        "baton.approval.granted.v1",
+        "baton.step.dispatched.v1",
+        "baton.step.succeeded.v1",
+        "baton.run.succeeded.v1",
+    ]
+    assert_ordered_and_caused(timeline)
+    granted = timeline[4]
+    assert granted["data"]["approver"] == "alice"
+    assert granted["actor"] == "alice"
+    assert granted["causationid"] == accepted.json()["command_id"]
+    (notify,) = fake_http.calls_to("/notify")
+    assert json.loads(notify.body) == {"message": "hello", "approved_by": "alice"}
+
+    async def gate_closed() -> bool:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(
+                f"{platform.url('approvals')}/approvals/{gate['gate_id']}", headers=ALICE
+            )
+        return bool(response.json()["state"] == "approved")
+
+    await eventually(gate_closed, what="the gate shown as approved")
+    again = decide(platform, gate["gate_id"], "approve", ALICE)
+    assert again.status_code == 409, again.text
+
+
+async def test_run_waits_through_a_scheduler_kill(platform: Platform, fake_http: FakeHttp) -> None:
+    run_id = post_alert(platform, fake_http, "survive")
+    gate = await pending_gate(platform, run_id)
+    scheduler = platform.services["scheduler"]
+    scheduler.kill()
+    scheduler.start()
+    scheduler.wait_ready(within=90)
+
+    view = await run_view(platform, run_id, "waiting_approval")
+    assert view["timeline"][-1]["type"] == "baton.approval.requested.v1"
+    assert decide(platform, gate["gate_id"], "approve", ALICE).status_code == 202
+
+    view = await run_view(platform, run_id, "succeeded")
+    types = [e["type"] for e in view["timeline"]]
+    assert types.count("baton.approval.granted.v1") == 1
+    assert types.count("baton.run.started.v1") == 1
+    assert_ordered_and_caused(view["timeline"])
+    assert len(fake_http.calls_to("/notify")) == 1
+
+
+async def test_malformed_webhook_bodies_get_a_reason(platform: Platform) -> None:
+    url = f"{platform.url('ingest')}/webhooks/hello"
+    async with httpx.AsyncClient() as client:
+        not_json = await client.post(
+            url, content=b"{oops", headers={"Content-Type": "application/json"}
+        )
+        wrong_type = await client.post(url, content=b"a=b", headers={"Content-Type": "text/plain"})
+        unknown = await client.post(f"{platform.url('ingest')}/webhooks/nope", json={"a": 1})
+    assert not_json.status_code == 422
+    assert not_json.json()["detail"]
+    assert wrong_type.status_code == 415
+    assert unknown.status_code == 404
+
+
+async def test_unparsable_command_goes_to_the_dlq_and_the_scheduler_goes_on(
+    platform: Platform, topics: TopicSettings
+) -> None:
+    producer = make_producer(platform.bootstrap, client_id="e2e-test")
+    await producer.start()
+    marker = f"garbage-{uuid.uuid4()}"
+    probe_run = str(uuid.uuid4())
+    try:
+        await producer.send_and_wait(topics.commands, marker.encode(), key=marker.encode())
+        cancel = to_envelope(
+            CancelRun(run_id=probe_run, reason="probe", requested_by="e2e"),
+            id=str(uuid.uuid4()),
+            source="e2e",
+            time=datetime.now(UTC),
+            subject=probe_run,
+        )
+        await outbound(topics.commands, probe_run, cancel).send(producer)
+    finally:
+        await producer.stop()
+
+    letter = await _find(platform, topics.dlq, lambda e: e["data"].get("value") == marker)
+    assert letter["data"]["consumer"] == "scheduler"
+    assert "not a CloudEvent" in letter["data"]["reason"]
+    rejected = await _find(
+        platform,
+        topics.runs,
+        lambda e: e["subject"] == probe_run and e["type"].endswith("rejected.v1"),
+    )
+    assert rejected["data"]["reason"] == "unknown run"
+
+
+async def _find(platform: Platform, topic: str, match: Any) -> dict[str, Any]:
+    consumer = make_consumer(platform.bootstrap, group_id=None, client_id="e2e-reader")
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        seen: list[dict[str, Any]] = []
+
+        async def probe() -> dict[str, Any] | None:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    seen.append(decode_record(record.value, record.headers).model_dump(mode="json"))
+            return next((e for e in seen if match(e)), None)
+
+        return await eventually(probe, within=60, what=f"a matching record on {topic}")
+    finally:
+        await consumer.stop()

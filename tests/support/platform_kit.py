@@ -1,0 +1,222 @@
+"""Run the five services as real processes against the real Kafka and PostgreSQL.
+
+Each test session gets its own topic names, consumer groups, transactional id and
+PostgreSQL schemas, so sessions never see each other's records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+SERVICES = ("ingest", "scheduler", "executor", "approvals", "audit")
+TOKENS = {
+    "tok-alice": {"user": "alice", "groups": ["secops-oncall"]},
+    "tok-mallory": {"user": "mallory", "groups": ["interns"]},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def topic_env(namespace: str) -> dict[str, str]:
+    """Environment that gives every topic a per-session name."""
+    names = {
+        "STORIES": "baton.stories",
+        "INGEST": "baton.ingest",
+        "COMMANDS": "baton.commands",
+        "RUNS": "baton.runs",
+        "APPROVALS": "baton.tasks.approvals",
+        "DLQ": "baton.dlq",
+        "TASKS_PREFIX": "baton.tasks.",
+    }
+    env = {f"BATON_TOPICS__{k}": f"{namespace}.{v}" for k, v in names.items()}
+    env["BATON_TOPICS__PARTITIONS"] = "3"
+    env["BATON_TOPICS__INGEST_PARTITIONS"] = "2"
+    return env
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", f"baton_{self.name}"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, within: float = 60.0) -> None:
+        deadline = time.monotonic() + within
+        last = "no answer"
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited: {self.tail()}")
+            try:
+                response = httpx.get(f"{self.url}/readyz", timeout=2)
+                if response.status_code == 200:
+                    return
+                last = response.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.25)
+        raise RuntimeError(f"{self.name} not ready within {within}s: {last}\n{self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class Platform:
+    namespace: str
+    bootstrap: str
+    database_url: str
+    env: dict[str, str]
+    services: dict[str, Service] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return self.services[service].url
+
+    def stop(self) -> None:
+        for service in self.services.values():
+            service.stop()
+
+
+def build_platform(bootstrap: str, database_url: str, log_dir: Path) -> Platform:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    base = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
+        "BATON_KAFKA_BOOTSTRAP": bootstrap,
+        "BATON_DATABASE_URL": database_url,
+        "BATON_LOG_LEVEL": "INFO",
+        **topic_env(namespace),
+    }
+    platform = Platform(namespace, bootstrap, database_url, base)
+    per_service = {
+        "ingest": {"BATON_INGEST_ROUTER_GROUP": f"{namespace}-router"},
+        "scheduler": {
+            "BATON_SCHEDULER_GROUP_ID": f"{namespace}-scheduler",
+            "BATON_SCHEDULER_TRANSACTIONAL_ID": f"{namespace}-scheduler-0",
+        },
+        "executor": {"BATON_EXECUTOR_GROUP_ID": f"{namespace}-executor"},
+        "approvals": {
+            "BATON_APPROVALS_GROUP_ID": f"{namespace}-approvals",
+            "BATON_APPROVALS_SCHEMA": f"{namespace}_approvals",
+            "BATON_APPROVALS_TOKENS": json.dumps(TOKENS),
+        },
+        "audit": {
+            "BATON_AUDIT_GROUP_ID": f"{namespace}-audit",
+            "BATON_AUDIT_SCHEMA": f"{namespace}_audit",
+        },
+    }
+    for name in SERVICES:
+        port = free_port()
+        env = {**base, **per_service[name], f"BATON_{name.upper()}_HTTP_PORT": str(port)}
+        platform.services[name] = Service(name, port, env, log_dir / f"{name}.log")
+    return platform
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class FakeHttp:
+    """A real HTTP server on 127.0.0.1 that records every call and answers 200 JSON."""
+
+    def __init__(self) -> None:
+        self.calls: list[Recorded] = []
+        self.status_for: dict[str, int] = {}
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                outer.calls.append(
+                    Recorded(self.command, self.path, dict(self.headers.items()), body)
+                )
+                status = outer.status_for.get(self.path, 200)
+                payload = json.dumps({"ok": status < 400, "path": self.path}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = _answer
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> FakeHttp:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def calls_to(self, path: str) -> list[Recorded]:
+        return [c for c in self.calls if c.path == path]
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    yield from path.read_text().splitlines()
