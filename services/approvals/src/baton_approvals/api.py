@@ -1,6 +1,9 @@
-"""The approvals HTTP API: the inbox, and decisions that become ``DecideApproval`` commands."""
+"""The approvals HTTP API: the inbox, and decisions that become ``DecideApproval`` commands.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI resolves the route signatures,
+whose dependency aliases are local to :func:`approvals_router`.
+"""
+
 
 from collections.abc import Callable
 from datetime import UTC, datetime

@@ -1,0 +1,3 @@
+from baton_executor.main import run
+
+run()

@@ -1,0 +1,255 @@
+"""The executor loop: ``baton.tasks.<queue>`` → action → ``CompleteStep``/``FailStep``.
+
+Up to ``concurrency`` attempts run at once, from any partitions. Each attempt's command
+is acknowledged by Kafka before its record counts as finished, and a partition's offset
+is committed only up to its oldest unfinished record, so a crash redelivers (never loses)
+the work in flight. Redelivered attempts keep their attempt id, which outside systems see
+as the idempotency key and the scheduler uses to ignore a second result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence, Set
+from datetime import UTC, datetime
+from typing import Protocol
+from uuid import uuid4
+
+import structlog
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from pydantic import ValidationError
+
+from baton_common.commands import CompleteStep
+from baton_common.envelope import EnvelopeError, decode_record
+from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
+from baton_common.records import StepTask
+from baton_common.settings import TopicSettings
+from baton_executor.actions import Action
+from baton_executor.execution import command_envelope, execute
+from baton_executor.metrics import ExecutorMetrics
+from baton_executor.offsets import OffsetTracker, Pending
+from baton_executor.publisher import Publisher
+
+__all__ = ["Executor", "RebalanceListener", "TaskConsumer"]
+
+log = structlog.get_logger(__name__)
+
+CONSUMER_NAME = "executor"
+_MAX_PUBLISH_BACKOFF = 30.0
+
+
+class TaskConsumer(Protocol):
+    """The parts of ``AIOKafkaConsumer`` the executor uses."""
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> Mapping[TopicPartition, Sequence[ConsumedRecord]]: ...
+
+    async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None: ...
+
+    def assignment(self) -> Set[TopicPartition]: ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Executor:
+    """Runs step tasks concurrently and reports each outcome as a command."""
+
+    def __init__(
+        self,
+        *,
+        consumer: TaskConsumer,
+        publisher: Publisher,
+        actions: Mapping[str, Action],
+        topics: TopicSettings,
+        metrics: ExecutorMetrics,
+        concurrency: int = 16,
+        max_output_bytes: int = 512 * 1024,
+        poll_timeout_ms: int = 1000,
+        error_backoff_seconds: float = 1.0,
+        revoke_grace_seconds: float = 5.0,
+        clock: Callable[[], datetime] = _utcnow,
+        new_id: Callable[[], str] = lambda: str(uuid4()),
+    ) -> None:
+        self._consumer = consumer
+        self._publisher = publisher
+        self._actions = actions
+        self._topics = topics
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._max_output_bytes = max_output_bytes
+        self._poll_timeout_ms = poll_timeout_ms
+        self._backoff = error_backoff_seconds
+        self._revoke_grace = revoke_grace_seconds
+        self._clock = clock
+        self._new_id = new_id
+        self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
+        self._running: dict[asyncio.Task[None], TopicPartition] = {}
+
+    @property
+    def running(self) -> int:
+        """Attempts in flight."""
+        return len(self._running)
+
+    async def run(self) -> None:
+        """Poll, run and commit forever; a Kafka error pauses the loop, never ends it."""
+        log.info("executor started", concurrency=self._concurrency)
+        while True:
+            try:
+                await self.poll_once()
+            except Exception as exc:
+                log.warning("executor loop error", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(self._backoff)
+
+    async def poll_once(self) -> None:
+        """Start new attempts if there is room (else wait for one to end), then commit."""
+        room = self._concurrency - len(self._running)
+        if room > 0:
+            # While attempts run, poll briefly so their offsets get committed promptly.
+            timeout = min(self._poll_timeout_ms, 100) if self._running else self._poll_timeout_ms
+            batches = await self._consumer.getmany(timeout_ms=timeout, max_records=room)
+            for partition, records in batches.items():
+                for record in records:
+                    self._start(partition, record)
+        else:
+            await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+        await self._commit()
+
+    async def partitions_revoked(self, revoked: Set[TopicPartition]) -> None:
+        """Before a rebalance takes partitions away: let their attempts finish, commit."""
+        tasks = [task for task, partition in self._running.items() if partition in revoked]
+        if tasks:
+            _, unfinished = await asyncio.wait(tasks, timeout=self._revoke_grace)
+            if unfinished:
+                # They run on and report; the new owner repeats them with the same attempt ids.
+                log.info("attempts still running at revocation", count=len(unfinished))
+        try:
+            await self._commit(revoked)
+        except Exception as exc:
+            log.warning("commit on revocation failed", error=f"{type(exc).__name__}: {exc}")
+        self._tracker.forget(revoked)
+
+    async def drain(self, grace: float) -> None:
+        """On shutdown: wait up to ``grace`` seconds for running attempts, cancel the rest
+        (they will be redelivered), and commit what finished."""
+        tasks = list(self._running)
+        if tasks:
+            _, unfinished = await asyncio.wait(tasks, timeout=grace) if grace > 0 else ((), tasks)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        try:
+            await self._commit()
+        except Exception as exc:
+            log.warning("final commit failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _start(self, partition: TopicPartition, record: ConsumedRecord) -> None:
+        pending = self._tracker.start(partition, record.offset)
+        task = asyncio.create_task(self.handle(record), name=f"attempt {partition}@{record.offset}")
+        self._running[task] = partition
+        self._metrics.in_flight.set(len(self._running))
+        task.add_done_callback(lambda t: self._finished(t, pending))
+
+    def _finished(self, task: asyncio.Task[None], pending: Pending) -> None:
+        self._running.pop(task, None)
+        self._metrics.in_flight.set(len(self._running))
+        if task.cancelled():
+            return  # not reported: the record stays uncommitted and is redelivered
+        if (exc := task.exception()) is not None:
+            # handle() reports every outcome itself; this is a bug. Move on rather than
+            # hold the partition's commits back forever.
+            log.error("task handling crashed", exc_info=exc)
+        self._tracker.finish(pending)
+
+    async def _commit(self, partitions: Set[TopicPartition] | None = None) -> None:
+        offsets = self._tracker.uncommitted(partitions)
+        if offsets:
+            await self._consumer.commit(offsets)
+            self._tracker.committed(offsets)
+
+    async def handle(self, record: ConsumedRecord) -> None:
+        """Run one task record and publish its command (or its dead letter)."""
+        try:
+            envelope = decode_record(record.value, record.headers)
+            task = StepTask.model_validate(envelope.data)
+        except EnvelopeError as exc:
+            await self._dead_letter(record, "not_cloudevent", str(exc))
+            return
+        except ValidationError as exc:
+            await self._dead_letter(record, "not_step_task", f"not a StepTask: {exc}")
+            return
+        with structlog.contextvars.bound_contextvars(
+            run_id=task.run_id, step=task.step, attempt_id=task.attempt_id, action=task.action
+        ):
+            label = task.action if task.action in self._actions else "unknown"
+            started = time.perf_counter()
+            command = await execute(task, self._actions, max_output_bytes=self._max_output_bytes)
+            elapsed = time.perf_counter() - started
+            outcome = "succeeded" if isinstance(command, CompleteStep) else command.error_kind
+            self._metrics.duration.labels(action=label).observe(elapsed)
+            self._metrics.attempts.labels(action=label, outcome=outcome).inc()
+            if isinstance(command, CompleteStep):
+                log.info("step attempt succeeded", seconds=round(elapsed, 3))
+            else:
+                log.info(
+                    "step attempt failed",
+                    seconds=round(elapsed, 3),
+                    error_kind=command.error_kind,
+                    error_type=command.error_type,
+                    message=command.message,
+                )
+            envelope_out = command_envelope(
+                command, task, envelope, id=self._new_id(), time=self._clock()
+            )
+            await self._publish(outbound(self._topics.commands, task.run_id, envelope_out))
+
+    async def _dead_letter(self, record: ConsumedRecord, reason: str, detail: str) -> None:
+        log.warning(
+            "task record dead-lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=detail,
+        )
+        letter = dead_letter(
+            record,
+            dlq_topic=self._topics.dlq,
+            consumer=CONSUMER_NAME,
+            reason=detail,
+            time=self._clock(),
+        )
+        await self._publish(letter)
+        self._metrics.dead_letters.labels(reason=reason).inc()
+
+    async def _publish(self, record: OutboundRecord) -> None:
+        """Publish until Kafka acknowledges: the attempt's outcome must not be lost."""
+        delay = self._backoff
+        while True:
+            try:
+                await self._publisher.publish(record)
+                return
+            except Exception as exc:
+                log.warning(
+                    "publish failed; retrying",
+                    topic=record.topic,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(max(delay * 2, 0.05), _MAX_PUBLISH_BACKOFF)
+
+
+class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets the executor finish and commit revoked partitions' work before they move."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    async def on_partitions_revoked(self, revoked: Set[TopicPartition]) -> None:
+        await self._executor.partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Set[TopicPartition]) -> None:
+        log.info("partitions assigned", partitions=sorted(str(tp) for tp in assigned))

@@ -1,0 +1,129 @@
+"""Wiring of the executor: the only place that builds Kafka and HTTP clients and the app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+
+import httpx
+import structlog
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from baton_common.kafka import make_consumer, make_producer
+from baton_common.service import configure_logging, operations_router
+from baton_executor.actions import Action
+from baton_executor.actions.http import HttpAction
+from baton_executor.consumer import Executor, RebalanceListener
+from baton_executor.metrics import ExecutorMetrics
+from baton_executor.publisher import KafkaPublisher
+from baton_executor.settings import ExecutorSettings
+
+__all__ = ["build_actions", "create_app", "run"]
+
+log = structlog.get_logger(__name__)
+
+
+def build_actions(settings: ExecutorSettings, client: httpx.AsyncClient) -> dict[str, Action]:
+    """The action registry: every action kind this executor runs, by name."""
+    return {
+        "http": HttpAction(
+            client,
+            max_response_bytes=settings.max_response_bytes,
+            max_timeout_seconds=settings.max_action_timeout_seconds,
+        ),
+    }
+
+
+@dataclass
+class _Runtime:
+    """What the lifespan started, for the readiness checks."""
+
+    consumer: AIOKafkaConsumer | None = None
+    loop: asyncio.Task[None] | None = None
+
+
+def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGISTRY) -> FastAPI:
+    """The executor app: the task consumer plus ``/healthz``, ``/readyz`` and ``/metrics``.
+
+    Kafka and HTTP clients are created and started in the app's lifespan.
+    """
+    metrics = ExecutorMetrics(registry)
+    publisher = KafkaPublisher()
+    runtime = _Runtime()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        bootstrap = settings.kafka_bootstrap
+        producer = make_producer(bootstrap, client_id="baton-executor")
+        consumer = make_consumer(bootstrap, group_id=settings.group_id, client_id="baton-executor")
+        client = httpx.AsyncClient(
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=max(100, settings.concurrency * 2)),
+        )
+        executor = Executor(
+            consumer=consumer,
+            publisher=publisher,
+            actions=build_actions(settings, client),
+            topics=settings.topics,
+            metrics=metrics,
+            concurrency=settings.concurrency,
+            max_output_bytes=settings.max_output_bytes,
+            poll_timeout_ms=settings.poll_timeout_ms,
+            error_backoff_seconds=settings.error_backoff_seconds,
+            revoke_grace_seconds=settings.revoke_grace_seconds,
+        )
+        topics = [settings.topics.task_topic(q) for q in settings.queues]
+        consumer.subscribe(topics, listener=RebalanceListener(executor))
+        await producer.start()
+        publisher.attach(producer)
+        await consumer.start()
+        loop = asyncio.create_task(executor.run(), name="baton-executor")
+        runtime.consumer, runtime.loop = consumer, loop
+        log.info("executor started", topics=topics, bootstrap=bootstrap)
+        try:
+            yield
+        finally:
+            loop.cancel()
+            with suppress(asyncio.CancelledError):
+                await loop
+            await executor.drain(settings.shutdown_grace_seconds)
+            runtime.consumer, runtime.loop = None, None
+            await consumer.stop()
+            publisher.attach(None)
+            await producer.stop()
+            await client.aclose()
+            log.info("executor stopped")
+
+    async def producer_started() -> str | None:
+        return None if publisher.started else "the Kafka producer is not started"
+
+    async def consuming() -> str | None:
+        if runtime.loop is None or runtime.loop.done() or runtime.consumer is None:
+            return "the executor loop is not running"
+        if not runtime.consumer.assignment():
+            return (
+                "no task partitions assigned (joining the group, or more executors than partitions)"
+            )
+        return None
+
+    app = FastAPI(title="baton-executor", lifespan=lifespan)
+    app.include_router(
+        operations_router(
+            {"kafka_producer": producer_started, "task_consumer": consuming}, registry
+        )
+    )
+    return app
+
+
+def run() -> None:
+    """Entry point of ``baton-executor`` and ``python -m baton_executor``."""
+    settings = ExecutorSettings()
+    configure_logging("executor", settings.log_level)
+    uvicorn.run(
+        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
+    )

@@ -1,0 +1,233 @@
+"""The approvals HTTP API against a real PostgreSQL, with Kafka replaced by a fake publisher."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from baton_approvals.consumer import Projector
+from baton_approvals.db import Pool, create_pool
+from baton_approvals.main import create_app
+from baton_approvals.settings import ApprovalsSettings
+from baton_approvals.store import apply_record
+from baton_common.commands import COMMAND_ADAPTER, DecideApproval
+
+from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, record_of
+
+pytestmark = pytest.mark.integration
+
+ALICE = {"Authorization": "Bearer t-alice"}  # group secops-oncall
+BOB = {"Authorization": "Bearer t-bob"}  # group helpdesk: not an approver
+CAROL = {"Authorization": "Bearer t-carol"}  # named approver
+
+
+@pytest.fixture
+async def app(settings: ApprovalsSettings, publisher: FakePublisher) -> AsyncIterator[FastAPI]:
+    app = create_app(settings, publisher=publisher, consume=False)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://approvals") as client:
+        yield client
+
+
+@pytest.fixture
+async def gates(app: FastAPI, settings: ApprovalsSettings) -> AsyncIterator[Pool]:
+    """Gate g1 pending, g2 approved; the app has migrated the schema."""
+    pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
+    projector = Projector(
+        consumer=FakeConsumer(),
+        pool=pool,
+        handle=apply_record,
+        publisher=FakePublisher(),
+        name="approvals",
+        dlq_topic="baton.dlq",
+    )
+    await projector.apply_batch(
+        TOPIC,
+        0,
+        [
+            record_of(opened("g1", run_id="r1"), 0),
+            record_of(opened("g2", run_id="r2"), 1),
+            record_of(closed("g2", run_id="r2"), 2),
+        ],
+    )
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "missing bearer token"),
+        ({"Authorization": "Basic YWxpY2U6eA=="}, "missing bearer token"),
+        ({"Authorization": "Bearer t-mallory"}, "invalid bearer token: unknown token"),
+    ],
+)
+async def test_unauthenticated_requests_get_401(
+    client: httpx.AsyncClient, gates: Pool, headers: dict[str, str], reason: str
+) -> None:
+    for response in [
+        await client.get("/approvals", headers=headers),
+        await client.get("/approvals/g1", headers=headers),
+        await client.post("/approvals/g1/decision", headers=headers, json={"decision": "x"}),
+    ]:
+        assert response.status_code == 401
+        assert response.json() == {"detail": reason}
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_list_and_get(client: httpx.AsyncClient, gates: Pool) -> None:
+    listed = await client.get("/approvals", params={"state": "pending"}, headers=BOB)
+    assert listed.status_code == 200
+    assert [g["gate_id"] for g in listed.json()] == ["g1"]
+
+    everything = await client.get("/approvals", params={"group": "secops-oncall"}, headers=BOB)
+    assert sorted(g["gate_id"] for g in everything.json()) == ["g1", "g2"]
+
+    assert (await client.get("/approvals", params={"mine": True}, headers=BOB)).json() == []
+
+    gate = await client.get("/approvals/g1", headers=BOB)
+    assert gate.status_code == 200
+    assert gate.json()["state"] == "pending"
+    assert gate.json()["approvers"] == ["group:secops-oncall", "carol"]
+
+
+async def test_list_rejects_an_unknown_state(client: httpx.AsyncClient, gates: Pool) -> None:
+    response = await client.get("/approvals", params={"state": "maybe"}, headers=BOB)
+    assert response.status_code == 422
+
+
+async def test_unknown_gate_is_404(client: httpx.AsyncClient, gates: Pool) -> None:
+    assert (await client.get("/approvals/nope", headers=ALICE)).json() == {
+        "detail": "no approval gate nope"
+    }
+    response = await client.post(
+        "/approvals/nope/decision", headers=ALICE, json={"decision": "approve"}
+    )
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"decision": "maybe"},
+        {"comment": "no decision"},
+        {"decision": "approve", "extra": 1},
+        {"decision": "approve", "comment": "x" * 4001},
+    ],
+)
+async def test_a_bad_decision_body_is_422(
+    client: httpx.AsyncClient, gates: Pool, publisher: FakePublisher, body: dict[str, object]
+) -> None:
+    response = await client.post("/approvals/g1/decision", headers=ALICE, json=body)
+
+    assert response.status_code == 422
+    assert publisher.records == []
+
+
+async def test_a_non_approver_is_403(
+    client: httpx.AsyncClient, gates: Pool, publisher: FakePublisher
+) -> None:
+    response = await client.post(
+        "/approvals/g1/decision", headers=BOB, json={"decision": "approve"}
+    )
+
+    assert response.status_code == 403
+    assert response.json()["detail"].startswith("bob is not an approver of gate g1")
+    assert publisher.records == []
+
+
+async def test_a_closed_gate_is_409(
+    client: httpx.AsyncClient, gates: Pool, publisher: FakePublisher
+) -> None:
+    response = await client.post("/approvals/g2/decision", headers=ALICE, json={"decision": "deny"})
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": "gate g2 is approved"}
+    assert publisher.records == []
+
+
+async def test_a_group_approver_decides(
+    client: httpx.AsyncClient, gates: Pool, publisher: FakePublisher
+) -> None:
+    response = await client.post(
+        "/approvals/g1/decision",
+        headers=ALICE,
+        json={"decision": "approve", "comment": "contain it"},
+    )
+
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["gate_id"], body["decision"]) == ("g1", "approve")
+    [record] = publisher.records
+    assert (record.topic, record.key) == ("baton.commands", b"r1")
+    [envelope] = publisher.envelopes("baton.commands")
+    assert envelope.id == body["command_id"]
+    assert (envelope.source, envelope.subject, envelope.actor) == ("baton/approvals", "r1", "alice")
+    assert (envelope.storyid, envelope.storyversion) == ("phishing-triage", 4)
+    assert (envelope.causationid, envelope.correlationid) == ("open-g1", "corr-r1")
+    assert COMMAND_ADAPTER.validate_python(envelope.data) == DecideApproval(
+        run_id="r1",
+        gate_id="g1",
+        decision="approve",
+        approver="alice",
+        approver_groups=["secops-oncall"],
+        comment="contain it",
+        channel="api",
+    )
+
+    # The log is the truth: the gate stays pending until the scheduler closes it.
+    gate = (await client.get("/approvals/g1", headers=ALICE)).json()
+    assert gate["state"] == "pending"
+    assert (gate["decision_requested"], gate["decision_requested_by"]) == ("approve", "alice")
+    assert gate["decision_command_id"] == body["command_id"]
+
+
+async def test_a_named_approver_decides(
+    client: httpx.AsyncClient, gates: Pool, publisher: FakePublisher
+) -> None:
+    response = await client.post("/approvals/g1/decision", headers=CAROL, json={"decision": "deny"})
+
+    assert response.status_code == 202
+    [envelope] = publisher.envelopes("baton.commands")
+    assert envelope.data["approver"] == "carol"
+    assert envelope.data["approver_groups"] == []
+    assert envelope.data["comment"] is None
+
+
+async def test_kafka_down_is_503_with_retry_after(
+    client: httpx.AsyncClient, gates: Pool, publisher: FakePublisher
+) -> None:
+    publisher.failing = True
+
+    response = await client.post(
+        "/approvals/g1/decision", headers=ALICE, json={"decision": "approve"}
+    )
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    gate = (await client.get("/approvals/g1", headers=ALICE)).json()
+    assert gate["decision_requested"] is None
+
+
+async def test_operations_endpoints(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    metrics = await client.get("/metrics")
+    assert "baton_approvals_decisions_total" in metrics.text
+
+
+async def test_openapi_lists_the_routes(settings: ApprovalsSettings) -> None:
+    paths = create_app(settings, publisher=FakePublisher(), consume=False).openapi()["paths"]
+
+    assert {"/approvals", "/approvals/{gate_id}", "/approvals/{gate_id}/decision"} <= set(paths)

@@ -1,0 +1,79 @@
+"""In-memory stand-ins for Kafka used by the ingest tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+from baton_common.envelope import Envelope, decode_record, encode_record
+from baton_common.kafka import ConsumedRecord, OutboundRecord
+
+
+class FakePublisher:
+    """Records what it was asked to publish; can hold acks back or fail."""
+
+    def __init__(self) -> None:
+        self.published: list[OutboundRecord] = []
+        self.gate: asyncio.Event | None = None
+        self.error: Exception | None = None
+        self.calls = 0
+
+    async def publish(self, record: OutboundRecord) -> None:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        self.published.append(record)
+
+    def envelopes(self, topic: str | None = None) -> list[Envelope]:
+        return [
+            decode_record(r.value, r.headers)
+            for r in self.published
+            if topic is None or r.topic == topic
+        ]
+
+
+@dataclass
+class Record:
+    """A consumed record, shaped like aiokafka's ``ConsumerRecord``."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def record_of(
+    envelope: Envelope, *, topic: str = "baton.ingest", partition: int = 0, offset: int = 0
+) -> Record:
+    value, headers = encode_record(envelope)
+    return Record(topic, partition, offset, b"key", value, tuple(headers))
+
+
+@dataclass
+class FakeConsumer:
+    """Hands out queued batches and remembers commits and seeks."""
+
+    batches: list[dict[TopicPartition, list[Record]]] = field(default_factory=list)
+    commits: list[dict[TopicPartition, int]] = field(default_factory=list)
+    seeks: list[tuple[TopicPartition, int]] = field(default_factory=list)
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> Mapping[TopicPartition, Sequence[ConsumedRecord]]:
+        if self.batches:
+            return self.batches.pop(0)
+        await asyncio.sleep(0.01)
+        return {}
+
+    async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        self.commits.append(dict(offsets or {}))
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.seeks.append((partition, offset))
