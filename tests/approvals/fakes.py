@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -32,7 +33,7 @@ class FakePublisher:
         return [decode_record(r.value, r.headers) for r in self.records if r.topic == topic]
 
 
-@dataclass(frozen=True)
+@dataclass
 class FakeRecord:
     topic: str
     partition: int
@@ -105,19 +106,35 @@ def closed(
 
 @dataclass
 class FakeConsumer:
-    """Records seeks the projector makes on assignment."""
+    """A consumer over an in-memory log that remembers the seeks made on it."""
 
+    log: dict[TopicPartition, list[ConsumedRecord]] = field(default_factory=dict)
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
     seeks: dict[TopicPartition, int] = field(default_factory=dict)
     beginnings: list[TopicPartition] = field(default_factory=list)
+    poll_errors: int = 0
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumedRecord]]:
-        return {}
+        await asyncio.sleep(0.01)
+        if self.poll_errors:
+            self.poll_errors -= 1
+            raise ConnectionError("broker went away")
+        batches: dict[TopicPartition, list[ConsumedRecord]] = {}
+        for tp, records in self.log.items():
+            batch = [r for r in records if r.offset >= self.positions.get(tp, 0)]
+            if batch:
+                batches[tp] = batch
+                self.positions[tp] = batch[-1].offset + 1
+        return batches
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.seeks[partition] = offset
+        self.positions[partition] = offset
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> bool:
         self.beginnings.extend(partitions)
+        for tp in partitions:
+            self.positions[tp] = 0
         return True

@@ -8,9 +8,11 @@ import pytest
 from aiokafka import TopicPartition
 
 from baton_approvals.consumer import Projector
-from baton_approvals.db import Pool, migrate
+from baton_approvals.db import Connection, Pool, migrate
 from baton_approvals.gates import GateState
 from baton_approvals.store import GateStore, apply_record
+from baton_common.kafka import ConsumedRecord
+from baton_common.testing import eventually
 
 from .fakes import T0, TOPIC, FakeConsumer, FakePublisher, closed, garbage, opened, record_of
 
@@ -169,3 +171,42 @@ async def test_listing_filters_and_orders_newest_first(
     assert [g.gate_id for g in await store.find(group="soc")] == ["new", "old"]
     assert [g.gate_id for g in await store.find(decidable_by=["bob", "group:x"])] == ["mid"]
     assert [g.gate_id for g in await store.find(limit=1)] == ["new"]
+
+
+async def test_the_loop_survives_errors_and_applies_each_record_once(
+    pool: Pool, publisher: FakePublisher
+) -> None:
+    tp = TopicPartition(TOPIC, 0)
+    consumer = FakeConsumer(
+        log={tp: [record_of(opened("g1"), 0), record_of(closed("g1"), 1)]}, poll_errors=1
+    )
+    failures = [RuntimeError("connection reset")]
+
+    async def flaky(conn: Connection, record: ConsumedRecord) -> str | None:
+        if record.offset == 1 and failures:
+            raise failures.pop()
+        return await apply_record(conn, record)
+
+    p = Projector(
+        consumer=consumer,
+        pool=pool,
+        handle=flaky,
+        publisher=publisher,
+        name="approvals",
+        dlq_topic="baton.dlq",
+    )
+    await p.seek_to_stored({tp})
+    p.start()
+    try:
+
+        async def approved() -> bool:
+            gate = await GateStore(pool).get("g1")
+            return gate is not None and gate.state is GateState.APPROVED
+
+        await eventually(approved, within=10, what="gate g1 approved")
+        assert p.not_ready() is None
+    finally:
+        await p.stop()
+
+    assert consumer.seeks == {tp: 0}  # the failed batch was rewound to its first record
+    assert p.not_ready() == "consumer loop is not running"

@@ -4,7 +4,6 @@ No ``from __future__ import annotations`` here: FastAPI resolves the route signa
 whose dependency aliases are local to :func:`approvals_router`.
 """
 
-
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Final
