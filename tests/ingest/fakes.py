@@ -58,22 +58,37 @@ def record_of(
 
 @dataclass
 class FakeConsumer:
-    """Hands out queued batches and remembers commits and seeks."""
+    """Partition logs read from a position, like a Kafka consumer; remembers commits."""
 
-    batches: list[dict[TopicPartition, list[Record]]] = field(default_factory=list)
+    logs: dict[TopicPartition, list[Record]] = field(default_factory=dict)
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
     commits: list[dict[TopicPartition, int]] = field(default_factory=list)
     seeks: list[tuple[TopicPartition, int]] = field(default_factory=list)
+    polls: int = 0
+
+    def append(self, tp: TopicPartition, *records: Record) -> None:
+        self.logs.setdefault(tp, []).extend(records)
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> Mapping[TopicPartition, Sequence[ConsumedRecord]]:
-        if self.batches:
-            return self.batches.pop(0)
-        await asyncio.sleep(0.01)
-        return {}
+        self.polls += 1
+        batch: dict[TopicPartition, list[Record]] = {}
+        budget = max_records if max_records is not None else 500
+        for tp, log in self.logs.items():
+            position = self.positions.get(tp, log[0].offset if log else 0)
+            records = [r for r in log if r.offset >= position][:budget]
+            if records:
+                batch[tp] = records
+                budget -= len(records)
+                self.positions[tp] = records[-1].offset + 1
+        if not batch:
+            await asyncio.sleep(0.01)
+        return batch
 
     async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         self.commits.append(dict(offsets or {}))
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self.seeks.append((partition, offset))
+        self.positions[partition] = offset

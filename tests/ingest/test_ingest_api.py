@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -47,6 +48,7 @@ class Intake:
         return self.registry.get_sample_value("baton_ingest_webhooks_accepted_total") or 0.0
 
 
+@asynccontextmanager
 async def make_intake(
     catalog: StoryCatalog | None = None, *, ready: bool = True, **settings: object
 ) -> AsyncIterator[Intake]:
@@ -74,8 +76,15 @@ async def make_intake(
 
 @pytest.fixture
 async def intake() -> AsyncIterator[Intake]:
-    async for value in make_intake():
+    async with make_intake() as value:
         yield value
+
+
+async def publish_called(publisher: FakePublisher, times: int = 1) -> None:
+    async def probe() -> bool:
+        return publisher.calls >= times
+
+    await eventually(probe, within=5, what=f"{times} publish call(s)")
 
 
 def signed(body: bytes, key: str = SECRET, prefix: str = "sha256=") -> dict[str, str]:
@@ -104,7 +113,7 @@ async def test_202_waits_for_kafkas_acknowledgement(intake: Intake) -> None:
     intake.publisher.gate = asyncio.Event()
     request = asyncio.create_task(intake.client.post("/webhooks/open", json={"n": 1}))
 
-    await eventually(lambda: asyncio.sleep(0, intake.publisher.calls == 1), within=5)
+    await publish_called(intake.publisher)
     await asyncio.sleep(0.05)
     assert not request.done(), "answered before the record was acknowledged"
     intake.publisher.gate.set()
@@ -144,7 +153,7 @@ async def test_json_with_a_charset_parameter_is_json(intake: Intake) -> None:
 
 
 async def test_a_body_over_the_limit_is_413() -> None:
-    async for intake in make_intake(max_body_bytes=64):
+    async with make_intake(max_body_bytes=64) as intake:
         small = await intake.client.post("/webhooks/open", content=b'{"a":1}', headers=JSON)
         large = await intake.client.post(
             "/webhooks/open", content=json.dumps({"a": "x" * 100}).encode(), headers=JSON
@@ -163,7 +172,7 @@ async def test_a_streamed_body_without_length_is_cut_at_the_limit() -> None:
             yield b"x" * 20
         yield b'"}'
 
-    async for intake in make_intake(max_body_bytes=64):
+    async with make_intake(max_body_bytes=64) as intake:
         response = await intake.client.post("/webhooks/open", content=chunks(), headers=JSON)
 
         assert response.status_code == 413
@@ -226,7 +235,7 @@ async def test_every_signing_requirement_on_a_path_must_hold() -> None:
     catalog = catalog_of(story(TRIAGE), other)
     body = b'{"severity": "high", "alert_id": "a-1"}'
 
-    async for intake in make_intake(catalog):
+    async with make_intake(catalog) as intake:
         # OTHER_SECRET is not configured: the request cannot be checked for that story.
         response = await intake.client.post(
             "/webhooks/edr-alerts", content=body, headers=signed(body)
@@ -237,11 +246,11 @@ async def test_every_signing_requirement_on_a_path_must_hold() -> None:
         assert intake.publisher.calls == 0
 
 
-async def test_a_missing_secret_is_500_without_revealing_anything(intake: Intake) -> None:
+async def test_a_missing_secret_is_500_without_revealing_anything() -> None:
     catalog = catalog_of(
         story(OPEN, trigger={"webhook": {"path": "open", "signature": {"secret": "NOT_SET"}}})
     )
-    async for other in make_intake(catalog):
+    async with make_intake(catalog) as other:
         response = await other.client.post("/webhooks/open", json={})
 
         assert response.status_code == 500
@@ -250,10 +259,10 @@ async def test_a_missing_secret_is_500_without_revealing_anything(intake: Intake
 
 
 async def test_too_many_webhooks_awaiting_kafka_is_429() -> None:
-    async for intake in make_intake(max_in_flight=1, retry_after_seconds=3):
+    async with make_intake(max_in_flight=1, retry_after_seconds=3) as intake:
         intake.publisher.gate = asyncio.Event()
         first = asyncio.create_task(intake.client.post("/webhooks/open", json={"n": 1}))
-        await eventually(lambda: asyncio.sleep(0, intake.publisher.calls == 1), within=5)
+        await publish_called(intake.publisher)
 
         second = await intake.client.post("/webhooks/open", json={"n": 2})
 
@@ -267,7 +276,7 @@ async def test_too_many_webhooks_awaiting_kafka_is_429() -> None:
 
 
 async def test_no_ack_within_the_timeout_is_503_with_retry_after() -> None:
-    async for intake in make_intake(publish_timeout_seconds=0.05, retry_after_seconds=2):
+    async with make_intake(publish_timeout_seconds=0.05, retry_after_seconds=2) as intake:
         intake.publisher.gate = asyncio.Event()  # never released
 
         response = await intake.client.post("/webhooks/open", json={})
@@ -290,7 +299,7 @@ async def test_a_kafka_error_is_503_with_retry_after(intake: Intake) -> None:
 
 
 async def test_webhooks_wait_for_the_story_catalog() -> None:
-    async for intake in make_intake(ready=False):
+    async with make_intake(ready=False) as intake:
         response = await intake.client.post("/webhooks/open", json={})
 
         assert response.status_code == 503

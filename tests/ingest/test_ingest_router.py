@@ -66,7 +66,8 @@ def test_without_dedup_the_run_id_follows_the_ingest_record() -> None:
 
     assert again.run_id == redelivered.run_id == ids.run_id_for("audit-all", "ingest:" + INGEST_ID)
     assert other.run_id != again.run_id
-    assert again.dedup_key is None and again.dedup_window_seconds is None
+    assert again.dedup_key is None
+    assert again.dedup_window_seconds is None
 
 
 def test_a_condition_that_fails_to_evaluate_skips_the_story_with_the_reason() -> None:

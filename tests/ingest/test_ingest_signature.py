@@ -12,7 +12,9 @@ KEY = b"s3cret"
 
 
 def test_a_signature_made_with_the_key_verifies() -> None:
-    assert verify_signature(BODY, sign(BODY, KEY), key=KEY, prefix="sha256=") is SignatureCheck.VALID
+    assert (
+        verify_signature(BODY, sign(BODY, KEY), key=KEY, prefix="sha256=") is SignatureCheck.VALID
+    )
 
 
 def test_uppercase_hex_is_accepted() -> None:

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Final, Protocol
 from uuid import uuid4
 
 import structlog
@@ -37,6 +37,14 @@ log = structlog.get_logger(__name__)
 
 CONSUMER_NAME = "executor"
 _MAX_PUBLISH_BACKOFF = 30.0
+_STEP_TASK: Final = StepTask.model_fields["type"].default
+
+
+def describe(exc: ValidationError, limit: int = 3) -> str:
+    """A validation error in one short line: ``field: problem; …``."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors()]
+    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
+    return "; ".join(parts[:limit]) + more
 
 
 class TaskConsumer(Protocol):
@@ -174,12 +182,18 @@ class Executor:
         """Run one task record and publish its command (or its dead letter)."""
         try:
             envelope = decode_record(record.value, record.headers)
-            task = StepTask.model_validate(envelope.data)
         except EnvelopeError as exc:
             await self._dead_letter(record, "not_cloudevent", str(exc))
             return
+        if envelope.type != _STEP_TASK:
+            await self._dead_letter(
+                record, "not_step_task", f"type {envelope.type!r} is not {_STEP_TASK}"
+            )
+            return
+        try:
+            task = StepTask.model_validate(envelope.data)
         except ValidationError as exc:
-            await self._dead_letter(record, "not_step_task", f"not a StepTask: {exc}")
+            await self._dead_letter(record, "not_step_task", f"invalid StepTask: {describe(exc)}")
             return
         with structlog.contextvars.bound_contextvars(
             run_id=task.run_id, step=task.step, attempt_id=task.attempt_id, action=task.action

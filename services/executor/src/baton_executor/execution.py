@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Final
 
 import structlog
 from pydantic import JsonValue
@@ -25,6 +26,7 @@ __all__ = ["command_envelope", "completed", "execute", "failed"]
 log = structlog.get_logger(__name__)
 
 StepCommand = CompleteStep | FailStep
+MAX_MESSAGE_CHARS: Final = 2000
 
 
 def completed(task: StepTask, output: JsonValue) -> CompleteStep:
@@ -42,7 +44,7 @@ def failed(task: StepTask, error: ActionError) -> FailStep:
         attempt_id=task.attempt_id,
         error_kind=error.kind,
         error_type=error.error_type,
-        message=error.message,
+        message=error.message[:MAX_MESSAGE_CHARS],
     )
 
 

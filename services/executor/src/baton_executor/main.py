@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 
 import httpx
@@ -59,45 +59,51 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap = settings.kafka_bootstrap
-        producer = make_producer(bootstrap, client_id="baton-executor")
-        consumer = make_consumer(bootstrap, group_id=settings.group_id, client_id="baton-executor")
-        client = httpx.AsyncClient(
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=max(100, settings.concurrency * 2)),
-        )
-        executor = Executor(
-            consumer=consumer,
-            publisher=publisher,
-            actions=build_actions(settings, client),
-            topics=settings.topics,
-            metrics=metrics,
-            concurrency=settings.concurrency,
-            max_output_bytes=settings.max_output_bytes,
-            poll_timeout_ms=settings.poll_timeout_ms,
-            error_backoff_seconds=settings.error_backoff_seconds,
-            revoke_grace_seconds=settings.revoke_grace_seconds,
-        )
-        topics = [settings.topics.task_topic(q) for q in settings.queues]
-        consumer.subscribe(topics, listener=RebalanceListener(executor))
-        await producer.start()
-        publisher.attach(producer)
-        await consumer.start()
-        loop = asyncio.create_task(executor.run(), name="baton-executor")
-        runtime.consumer, runtime.loop = consumer, loop
-        log.info("executor started", topics=topics, bootstrap=bootstrap)
-        try:
+        async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
+            client = httpx.AsyncClient(
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=max(100, settings.concurrency * 2)),
+            )
+            stack.push_async_callback(client.aclose)
+            producer = make_producer(bootstrap, client_id="baton-executor")
+            stack.push_async_callback(producer.stop)
+            stack.callback(publisher.attach, None)
+            consumer = make_consumer(
+                bootstrap, group_id=settings.group_id, client_id="baton-executor"
+            )
+            stack.push_async_callback(consumer.stop)
+            executor = Executor(
+                consumer=consumer,
+                publisher=publisher,
+                actions=build_actions(settings, client),
+                topics=settings.topics,
+                metrics=metrics,
+                concurrency=settings.concurrency,
+                max_output_bytes=settings.max_output_bytes,
+                poll_timeout_ms=settings.poll_timeout_ms,
+                error_backoff_seconds=settings.error_backoff_seconds,
+                revoke_grace_seconds=settings.revoke_grace_seconds,
+            )
+            topics = [settings.topics.task_topic(q) for q in settings.queues]
+            consumer.subscribe(topics, listener=RebalanceListener(executor))
+            await producer.start()
+            publisher.attach(producer)
+            await consumer.start()
+            loop = asyncio.create_task(executor.run(), name="baton-executor")
+            runtime.consumer, runtime.loop = consumer, loop
+
+            async def stop() -> None:
+                runtime.consumer, runtime.loop = None, None
+                loop.cancel()
+                with suppress(asyncio.CancelledError):
+                    await loop
+                # Finish (or give back) running attempts while Kafka clients still work.
+                await executor.drain(settings.shutdown_grace_seconds)
+
+            stack.push_async_callback(stop)
+            log.info("executor started", topics=topics, bootstrap=bootstrap)
             yield
-        finally:
-            loop.cancel()
-            with suppress(asyncio.CancelledError):
-                await loop
-            await executor.drain(settings.shutdown_grace_seconds)
-            runtime.consumer, runtime.loop = None, None
-            await consumer.stop()
-            publisher.attach(None)
-            await producer.stop()
-            await client.aclose()
-            log.info("executor stopped")
+        log.info("executor stopped")
 
     async def producer_started() -> str | None:
         return None if publisher.started else "the Kafka producer is not started"

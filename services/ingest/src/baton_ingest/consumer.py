@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Final, Protocol
 from uuid import uuid4
 
 import structlog
@@ -33,6 +33,15 @@ __all__ = ["BatchConsumer", "IngestRouter"]
 log = structlog.get_logger(__name__)
 
 CONSUMER_NAME = "ingest-router"
+_EVENT_RECEIVED: Final = EventReceived.model_fields["type"].default
+
+
+def describe(exc: ValidationError, limit: int = 3) -> str:
+    """A validation error in one short line: ``field: problem; …``."""
+    errors = exc.errors()
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in errors]
+    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
+    return "; ".join(parts[:limit]) + more
 
 
 class BatchConsumer(Protocol):
@@ -125,11 +134,18 @@ class IngestRouter:
         """The records to produce for one ``baton.ingest`` record (commands or a dead letter)."""
         try:
             envelope = decode_record(record.value, record.headers)
-            event = EventReceived.model_validate(envelope.data)
         except EnvelopeError as exc:
             return self._dead_letter(record, "not_cloudevent", str(exc))
+        if envelope.type != _EVENT_RECEIVED:
+            return self._dead_letter(
+                record, "not_event_received", f"type {envelope.type!r} is not {_EVENT_RECEIVED}"
+            )
+        try:
+            event = EventReceived.model_validate(envelope.data)
         except ValidationError as exc:
-            return self._dead_letter(record, "not_event_received", f"not an EventReceived: {exc}")
+            return self._dead_letter(
+                record, "not_event_received", f"invalid EventReceived: {describe(exc)}"
+            )
         if not isinstance(event.body, dict):
             return self._dead_letter(
                 record, "body_not_object", "an ingested event's body must be a JSON object"

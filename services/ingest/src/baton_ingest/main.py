@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 
 import structlog
 import uvicorn
@@ -51,55 +51,51 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap = settings.kafka_bootstrap
-        producer = make_producer(bootstrap, client_id="baton-ingest")
-        stories = make_consumer(bootstrap, group_id=None, client_id="baton-ingest-stories")
-        ingest = make_consumer(
-            bootstrap,
-            settings.topics.ingest,
-            group_id=settings.router_group_id,
-            client_id="baton-ingest-router",
-        )
-        await producer.start()
-        await stories.start()
-        await ingest.start()
-        publisher.attach(producer)
-        router = IngestRouter(
-            consumer=ingest,
-            publisher=publisher,
-            catalog=catalog,
-            catalog_ready=catalog_ready,
-            topics=settings.topics,
-            metrics=metrics,
-            poll_timeout_ms=settings.poll_timeout_ms,
-            error_backoff_seconds=settings.error_backoff_seconds,
-        )
-        tasks["stories"] = asyncio.create_task(
-            _supervise(
-                "story catalog",
-                lambda: follow_stories(stories, settings.topics.stories, catalog, catalog_ready),
-                settings.error_backoff_seconds,
-            ),
-            name="baton-ingest-stories",
-        )
-        tasks["router"] = asyncio.create_task(
-            _supervise("ingest router", router.run, settings.error_backoff_seconds),
-            name="baton-ingest-router",
-        )
-        log.info("ingest started", bootstrap=bootstrap)
-        try:
+        async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
+            producer = make_producer(bootstrap, client_id="baton-ingest")
+            stack.push_async_callback(producer.stop)
+            stories = make_consumer(bootstrap, group_id=None, client_id="baton-ingest-stories")
+            stack.push_async_callback(stories.stop)
+            ingest = make_consumer(
+                bootstrap,
+                settings.topics.ingest,
+                group_id=settings.router_group,
+                client_id="baton-ingest-router",
+            )
+            stack.push_async_callback(ingest.stop)
+            await producer.start()
+            await stories.start()
+            await ingest.start()
+            publisher.attach(producer)
+            stack.callback(publisher.attach, None)
+            router = IngestRouter(
+                consumer=ingest,
+                publisher=publisher,
+                catalog=catalog,
+                catalog_ready=catalog_ready,
+                topics=settings.topics,
+                metrics=metrics,
+                poll_timeout_ms=settings.poll_timeout_ms,
+                error_backoff_seconds=settings.error_backoff_seconds,
+            )
+            stack.push_async_callback(_cancel_all, tasks)
+            tasks["stories"] = asyncio.create_task(
+                _supervise(
+                    "story catalog",
+                    lambda: follow_stories(
+                        stories, settings.topics.stories, catalog, catalog_ready
+                    ),
+                    settings.error_backoff_seconds,
+                ),
+                name="baton-ingest-stories",
+            )
+            tasks["router"] = asyncio.create_task(
+                _supervise("ingest router", router.run, settings.error_backoff_seconds),
+                name="baton-ingest-router",
+            )
+            log.info("ingest started", bootstrap=bootstrap)
             yield
-        finally:
-            publisher.attach(None)
-            for task in tasks.values():
-                task.cancel()
-            for task in tasks.values():
-                with suppress(asyncio.CancelledError):
-                    await task
-            tasks.clear()
-            await ingest.stop()
-            await stories.stop()
-            await producer.stop()
-            log.info("ingest stopped")
+        log.info("ingest stopped")
 
     async def producer_started() -> str | None:
         return None if publisher.started else "the Kafka producer is not started"
@@ -135,6 +131,15 @@ def create_app(
         )
     )
     return app
+
+
+async def _cancel_all(tasks: dict[str, asyncio.Task[None]]) -> None:
+    for task in tasks.values():
+        task.cancel()
+    for task in tasks.values():
+        with suppress(asyncio.CancelledError):
+            await task
+    tasks.clear()
 
 
 async def _supervise(name: str, loop: Callable[[], Awaitable[None]], backoff: float) -> None:

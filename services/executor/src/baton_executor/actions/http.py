@@ -139,10 +139,11 @@ class HttpAction:
         where = _safe_url(spec.url)
         try:
             async with asyncio.timeout(spec.timeout):
+                url = httpx.URL(spec.url)
+                # build_request(params=…) would replace the URL's own query: merge instead.
                 request = self._client.build_request(
                     spec.method,
-                    spec.url,
-                    params=query or None,
+                    url.copy_merge_params(query) if query else url,
                     headers=headers,
                     json=spec.json_body if spec.has_json else None,
                     content=spec.body,
