@@ -1,6 +1,7 @@
+"""PostgreSQL per test: ``database_url`` (tests/conftest.py) and a private, dropped schema."""
+
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,14 +13,6 @@ from baton_approvals.identity import Identity
 from baton_approvals.settings import ApprovalsSettings
 
 from .fakes import FakePublisher
-
-
-@pytest.fixture
-def database_url() -> str:
-    url = os.environ.get("BATON_DATABASE_URL")
-    if not url:
-        pytest.skip("BATON_DATABASE_URL is not set: these tests need a real PostgreSQL")
-    return url
 
 
 @pytest.fixture

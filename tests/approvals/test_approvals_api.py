@@ -90,12 +90,13 @@ async def test_unauthenticated_requests_get_401(
 async def test_list_and_get(client: httpx.AsyncClient, gates: Pool) -> None:
     listed = await client.get("/approvals", params={"state": "pending"}, headers=BOB)
     assert listed.status_code == 200
-    assert [g["gate_id"] for g in listed.json()] == ["g1"]
+    assert [g["gate_id"] for g in listed.json()["items"]] == ["g1"]
 
     everything = await client.get("/approvals", params={"group": "secops-oncall"}, headers=BOB)
-    assert sorted(g["gate_id"] for g in everything.json()) == ["g1", "g2"]
+    assert sorted(g["gate_id"] for g in everything.json()["items"]) == ["g1", "g2"]
 
-    assert (await client.get("/approvals", params={"mine": True}, headers=BOB)).json() == []
+    mine = await client.get("/approvals", params={"mine": True}, headers=BOB)
+    assert mine.json() == {"items": []}
 
     gate = await client.get("/approvals/g1", headers=BOB)
     assert gate.status_code == 200

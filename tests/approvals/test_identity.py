@@ -49,11 +49,12 @@ def test_tokens_come_from_json_in_the_environment(monkeypatch: pytest.MonkeyPatc
         "BATON_APPROVALS_TOKENS", '{"dev-alice": {"user": "alice", "groups": ["secops-oncall"]}}'
     )
     monkeypatch.setenv("BATON_DATABASE_URL", "postgresql://u:p@db:5432/baton")
-    monkeypatch.setenv("BATON_APPROVALS_DB_SCHEMA", "inbox")
+    monkeypatch.setenv("BATON_APPROVALS_SCHEMA", "inbox")
+    monkeypatch.setenv("BATON_APPROVALS_GROUP_ID", "ns-approvals")
 
     settings = ApprovalsSettings()
 
     assert settings.tokens == {"dev-alice": Identity(user="alice", groups=["secops-oncall"])}
     assert settings.database_url == "postgresql://u:p@db:5432/baton"
-    assert settings.db_schema == "inbox"
+    assert (settings.db_schema, settings.group_id) == ("inbox", "ns-approvals")
     assert settings.http_port == 8084

@@ -27,7 +27,7 @@ from baton_approvals.publish import Publisher, PublishError
 from baton_approvals.store import GateStore
 from baton_common.kafka import outbound
 
-__all__ = ["DecisionAccepted", "DecisionRequest", "approvals_router"]
+__all__ = ["DecisionAccepted", "DecisionRequest", "GateList", "approvals_router"]
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +40,10 @@ class DecisionRequest(BaseModel):
 
     decision: Decision
     comment: str | None = Field(default=None, max_length=4000)
+
+
+class GateList(BaseModel):
+    items: list[Gate]
 
 
 class DecisionAccepted(BaseModel):
@@ -95,14 +99,15 @@ def approvals_router(
         group: Annotated[str | None, Query(description="gates naming group:<group>")] = None,
         mine: Annotated[bool, Query(description="only gates the caller may decide")] = False,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> list[Gate]:
+    ) -> GateList:
         """Approval gates, newest first."""
-        return await gates.find(
+        found = await gates.find(
             state=state,
             group=group,
             decidable_by=principals(identity) if mine else None,
             limit=limit,
         )
+        return GateList(items=found)
 
     @router.get("/{gate_id}", responses={404: {"description": "unknown gate"}})
     async def get_approval(gate_id: str, identity: Caller, gates: Store) -> Gate:

@@ -134,13 +134,11 @@ class Projector:
         self._task = asyncio.create_task(self.run(), name=f"{self._name}-projection")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            # wait() rather than await: a cancellation of the caller must not be swallowed.
+            await asyncio.wait({task})
 
     def not_ready(self) -> str | None:
         """A readiness check: None once the consumer has joined and its loop is running."""

@@ -91,7 +91,7 @@ def create_app(
 
             if consume:
                 consumer = make_consumer(
-                    settings.kafka_bootstrap, group_id=settings.consumer_group, client_id=CLIENT_ID
+                    settings.kafka_bootstrap, group_id=settings.group_id, client_id=CLIENT_ID
                 )
                 projector = Projector(
                     consumer=consumer,

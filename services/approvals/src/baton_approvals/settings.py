@@ -23,11 +23,12 @@ class ApprovalsSettings(BatonSettings):
     )
     db_schema: str = Field(
         "approvals",
+        validation_alias=AliasChoices("BATON_APPROVALS_SCHEMA", "db_schema"),
         pattern=r"^[a-z_][a-z0-9_]{0,62}$",
-        description="PostgreSQL schema holding the service's tables",
+        description="PostgreSQL schema holding the service's tables (BATON_APPROVALS_SCHEMA)",
     )
     db_pool_size: int = Field(10, ge=1)
-    consumer_group: str = "baton-approvals"
+    group_id: str = "baton-approvals"
     tokens: dict[str, Identity] = Field(
         default_factory=dict,
         description='static bearer tokens, e.g. {"dev-alice": {"user": "alice", "groups": []}}',

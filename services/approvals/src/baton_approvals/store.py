@@ -106,8 +106,14 @@ class GateStore:
         decidable_by: list[str] | None = None,
         limit: int = 50,
     ) -> list[Gate]:
-        """Gates newest first, optionally in ``state``, naming ``group:<group>``, or
-        naming any of the principals in ``decidable_by``."""
+        """Gates, newest first.
+
+        Args:
+            state: only gates in this state.
+            group: only gates naming ``group:<group>`` among their approvers.
+            decidable_by: only gates naming one of these principals (see ``principals``).
+            limit: at most this many gates.
+        """
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 f"select {_COLUMNS} from gates"

@@ -1,0 +1,3 @@
+from baton_audit.main import run
+
+run()

@@ -1,0 +1,131 @@
+"""Wiring of the audit service: the only place that constructs clients and the app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+
+from baton_audit.api import audit_router
+from baton_audit.consumer import PositionListener, Projector
+from baton_audit.db import Pool, create_pool, migrate, ping
+from baton_audit.publish import KafkaPublisher, Publisher
+from baton_audit.settings import AuditSettings
+from baton_audit.store import AuditStore, apply_record
+from baton_common.kafka import make_consumer, make_producer
+from baton_common.service import ReadinessCheck, configure_logging, operations_router
+
+__all__ = ["create_app", "run"]
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "audit"
+CLIENT_ID = "baton-audit"
+
+
+class _Running:
+    """What the lifespan starts; the routes and checks read it per request."""
+
+    def __init__(self) -> None:
+        self.pool: Pool | None = None
+        self.store: AuditStore | None = None
+        self.publisher: Publisher | None = None
+        self.projector: Projector | None = None
+
+    def audit_store(self) -> AuditStore:
+        if self.store is None:
+            raise RuntimeError("audit is not started")
+        return self.store
+
+    async def postgres_ready(self) -> str | None:
+        return "not started" if self.pool is None else await ping(self.pool)
+
+    async def producer_ready(self) -> str | None:
+        return "not started" if self.publisher is None else None
+
+    async def consumer_ready(self) -> str | None:
+        return "not started" if self.projector is None else self.projector.not_ready()
+
+
+def create_app(
+    settings: AuditSettings,
+    *,
+    publisher: Publisher | None = None,
+    consume: bool = True,
+) -> FastAPI:
+    """The audit app; its lifespan migrates PostgreSQL and starts the ``baton.runs`` projection.
+
+    Args:
+        settings: the service's settings.
+        publisher: where dead letters go; None starts a Kafka producer.
+        consume: whether to run the ``baton.runs`` projection.
+    """
+    running = _Running()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            pool = await create_pool(
+                settings.database_url, schema=settings.db_schema, max_size=settings.db_pool_size
+            )
+            stack.push_async_callback(pool.close)
+            await migrate(pool, schema=settings.db_schema)
+
+            sink = publisher
+            if sink is None:
+                producer = make_producer(settings.kafka_bootstrap, client_id=CLIENT_ID)
+                await producer.start()
+                stack.push_async_callback(producer.stop)
+                sink = KafkaPublisher(producer, timeout=settings.publish_timeout_seconds)
+
+            if consume:
+                consumer = make_consumer(
+                    settings.kafka_bootstrap, group_id=settings.group_id, client_id=CLIENT_ID
+                )
+                projector = Projector(
+                    consumer=consumer,
+                    pool=pool,
+                    handle=apply_record,
+                    publisher=sink,
+                    name=SERVICE,
+                    dlq_topic=settings.topics.dlq,
+                )
+                consumer.subscribe([settings.topics.runs], listener=PositionListener(projector))
+                await consumer.start()
+                stack.push_async_callback(consumer.stop)
+                projector.start()
+                stack.push_async_callback(projector.stop)
+                running.projector = projector
+
+            running.pool, running.store, running.publisher = pool, AuditStore(pool), sink
+            log.info("audit started", consuming=consume)
+            try:
+                yield
+            finally:
+                log.info("audit stopping")
+                running.pool = running.store = running.publisher = running.projector = None
+
+    app = FastAPI(title="Baton audit", version="0.1.0", lifespan=lifespan)
+    checks: dict[str, ReadinessCheck] = {"postgres": running.postgres_ready}
+    if publisher is None:
+        checks["kafka_producer"] = running.producer_ready
+    if consume:
+        checks["kafka_consumer"] = running.consumer_ready
+    app.include_router(operations_router(checks))
+    app.include_router(audit_router(store=running.audit_store))
+    return app
+
+
+def run() -> None:
+    """Console entry point ``baton-audit``."""
+    settings = AuditSettings()
+    configure_logging(CLIENT_ID, settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+    )

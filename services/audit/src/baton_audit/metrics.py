@@ -1,0 +1,29 @@
+"""Prometheus metrics of the audit service (``baton_audit_*``)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge
+
+__all__ = ["BATCH_FAILURES", "EVENTS", "POSITION", "RECORDS"]
+
+RECORDS: Final = Counter(
+    "baton_audit_records",
+    "Records read from the run event log, by outcome",
+    ["outcome"],  # applied | duplicate | dead_lettered
+)
+EVENTS: Final = Counter(
+    "baton_audit_events",
+    "Run events stored, by whether their payload is a known event contract",
+    ["known"],  # true | false
+)
+BATCH_FAILURES: Final = Counter(
+    "baton_audit_batch_failures",
+    "Batches rolled back after an error and retried from their first record",
+)
+POSITION: Final = Gauge(
+    "baton_audit_consumer_next_offset",
+    "Next offset to apply, per partition, as stored with the projection",
+    ["topic", "partition"],
+)

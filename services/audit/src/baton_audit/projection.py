@@ -1,0 +1,278 @@
+"""Pure mappings from run events to the audit store's rows.
+
+A run's status follows ``baton_common.state``: the state is folded with ``evolve`` and
+kept with the run, so the audit store and the scheduler agree on what a run is. On top
+of it, a run that is still running while a gate is open is ``waiting_approval``.
+Nothing here reads a clock: a rebuild from ``baton.runs`` reproduces every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+
+from baton_common.envelope import Envelope
+from baton_common.events import (
+    EVENT_ADAPTER,
+    ApprovalDenied,
+    ApprovalGranted,
+    ApprovalRequested,
+    RunEvent,
+)
+from baton_common.state import RunState, RunStatus, StepStatus, evolve
+
+__all__ = [
+    "ApprovalDecision",
+    "ApprovalRequest",
+    "AuditStatus",
+    "EventRow",
+    "RunRow",
+    "RunSummary",
+    "approval_change",
+    "event_row",
+    "next_run",
+    "parse_event",
+    "run_status",
+]
+
+
+class AuditStatus(StrEnum):
+    UNKNOWN = "unknown"
+    """Events name the run, but its ``RunStarted`` has not been seen (e.g. a rejected
+    command for a run that never started)."""
+    RUNNING = "running"
+    WAITING_APPROVAL = "waiting_approval"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+_TERMINAL = {
+    RunStatus.SUCCEEDED: AuditStatus.SUCCEEDED,
+    RunStatus.FAILED: AuditStatus.FAILED,
+    RunStatus.CANCELLED: AuditStatus.CANCELLED,
+}
+
+
+def run_status(state: RunState | None) -> AuditStatus:
+    """A run's status: its ``RunState`` status, or ``waiting_approval`` while a gate is open."""
+    if state is None:
+        return AuditStatus.UNKNOWN
+    if state.status in _TERMINAL:
+        return _TERMINAL[state.status]
+    if any(step.status is StepStatus.WAITING for step in state.steps.values()):
+        return AuditStatus.WAITING_APPROVAL
+    return AuditStatus.RUNNING
+
+
+class RunSummary(BaseModel):
+    """One run as the audit store lists it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    story_id: str | None
+    story_version: int | None
+    status: AuditStatus
+    started_at: datetime | None
+    ended_at: datetime | None
+    last_seq: int | None
+    correlation_id: str | None
+    dedup_key: str | None
+    event_count: int
+    updated_at: datetime
+
+
+class RunRow(RunSummary):
+    """A run's row: the summary and the folded state it is derived from."""
+
+    state: RunState | None
+
+
+def parse_event(envelope: Envelope) -> tuple[RunEvent | None, str | None]:
+    """The envelope's event, or None and the reason it cannot affect the run's state.
+
+    An unknown or invalid payload is still a fact in the log: the caller stores it.
+    """
+    try:
+        event = EVENT_ADAPTER.validate_python(envelope.data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "data"
+        return None, f"{envelope.type} is not a known run event: {where}: {err['msg']}"
+    if envelope.subject is not None and event.run_id != envelope.subject:
+        return None, f"payload run_id {event.run_id} differs from subject {envelope.subject}"
+    return event, None
+
+
+def next_run(
+    previous: RunRow | None, run_id: str, envelope: Envelope, event: RunEvent | None
+) -> RunRow:
+    """The run's row after one more event of its log (``event`` None: stored, not understood)."""
+    state = previous.state if previous is not None else None
+    if event is not None:
+        try:
+            state = evolve(
+                state, event, seq=envelope.seq or 0, hash=envelope.hash or "", time=envelope.time
+            )
+        except ValueError:
+            pass  # not RunStarted and no state yet: the run stays unknown
+    status = run_status(state)
+    before = previous or _NO_RUN
+    ended_at = before.ended_at
+    if ended_at is None and status in _TERMINAL.values():
+        ended_at = envelope.time
+    seqs = [s for s in (before.last_seq, envelope.seq) if s is not None]
+    story_id: str | None
+    story_version: int | None
+    if state is not None:
+        story_id, story_version = state.story_id, state.story_version
+    else:
+        story_id = _first(before.story_id, envelope.storyid)
+        story_version = _first(before.story_version, envelope.storyversion)
+    return RunRow(
+        run_id=run_id,
+        story_id=story_id,
+        story_version=story_version,
+        status=status,
+        started_at=state.started_at if state is not None else None,
+        ended_at=ended_at,
+        last_seq=max(seqs) if seqs else None,
+        correlation_id=_first(before.correlation_id, envelope.correlationid),
+        dedup_key=state.dedup_key if state is not None else None,
+        event_count=before.event_count + 1,
+        updated_at=envelope.time,
+        state=state,
+    )
+
+
+T = TypeVar("T")
+
+
+def _first(*values: T | None) -> T | None:
+    return next((v for v in values if v is not None), None)
+
+
+_NO_RUN = RunRow(
+    run_id="",
+    story_id=None,
+    story_version=None,
+    status=AuditStatus.UNKNOWN,
+    started_at=None,
+    ended_at=None,
+    last_seq=None,
+    correlation_id=None,
+    dedup_key=None,
+    event_count=0,
+    updated_at=datetime.min.replace(tzinfo=UTC),
+    state=None,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One ``events`` row: the envelope's attributes, its payload and the whole envelope."""
+
+    kafka_topic: str
+    kafka_partition: int
+    kafka_offset: int
+    id: str
+    run_id: str
+    seq: int | None
+    type: str
+    time: datetime
+    source: str
+    causationid: str | None
+    correlationid: str | None
+    actor: str | None
+    storyid: str | None
+    storyversion: int | None
+    prevhash: str | None
+    hash: str | None
+    data: dict[str, JsonValue]
+    envelope: dict[str, JsonValue]
+
+
+def event_row(
+    envelope: Envelope, *, run_id: str, topic: str, partition: int, offset: int
+) -> EventRow:
+    """The ``events`` row of an envelope read at ``topic``/``partition``/``offset``."""
+    return EventRow(
+        kafka_topic=topic,
+        kafka_partition=partition,
+        kafka_offset=offset,
+        id=envelope.id,
+        run_id=run_id,
+        seq=envelope.seq,
+        type=envelope.type,
+        time=envelope.time,
+        source=envelope.source,
+        causationid=envelope.causationid,
+        correlationid=envelope.correlationid,
+        actor=envelope.actor,
+        storyid=envelope.storyid,
+        storyversion=envelope.storyversion,
+        prevhash=envelope.prevhash,
+        hash=envelope.hash,
+        data=envelope.data,
+        envelope=envelope.model_dump(mode="json"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequest:
+    gate_id: str
+    run_id: str
+    step: str
+    approvers: list[str]
+    message: str | None
+    requested_at: datetime
+    requested_event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDecision:
+    gate_id: str
+    run_id: str
+    step: str
+    decision: Literal["approved", "denied"]
+    approver: str
+    comment: str | None
+    channel: str
+    decided_at: datetime
+    decided_event_id: str
+
+
+def approval_change(
+    envelope: Envelope, event: RunEvent | None
+) -> ApprovalRequest | ApprovalDecision | None:
+    """What an event changes in the ``approvals`` table, if anything."""
+    match event:
+        case ApprovalRequested():
+            return ApprovalRequest(
+                gate_id=event.gate_id,
+                run_id=event.run_id,
+                step=event.step,
+                approvers=list(event.approvers),
+                message=event.message,
+                requested_at=envelope.time,
+                requested_event_id=envelope.id,
+            )
+        case ApprovalGranted() | ApprovalDenied():
+            return ApprovalDecision(
+                gate_id=event.gate_id,
+                run_id=event.run_id,
+                step=event.step,
+                decision="approved" if isinstance(event, ApprovalGranted) else "denied",
+                approver=event.approver,
+                comment=event.comment,
+                channel=event.channel,
+                decided_at=envelope.time,
+                decided_event_id=envelope.id,
+            )
+        case _:
+            return None

@@ -1,0 +1,33 @@
+"""Settings of the audit service, read from ``BATON_AUDIT_*`` (and shared ``BATON_*``)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from baton_common.settings import BatonSettings
+
+__all__ = ["AuditSettings"]
+
+
+class AuditSettings(BatonSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BATON_AUDIT_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    http_port: int = 8085
+    database_url: str = Field(
+        "postgresql://baton:baton@127.0.0.1:55432/baton",
+        validation_alias=AliasChoices("BATON_DATABASE_URL", "database_url"),
+    )
+    db_schema: str = Field(
+        "audit",
+        validation_alias=AliasChoices("BATON_AUDIT_SCHEMA", "db_schema"),
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema holding the service's tables (BATON_AUDIT_SCHEMA)",
+    )
+    db_pool_size: int = Field(10, ge=1)
+    group_id: str = "baton-audit"
+    publish_timeout_seconds: float = Field(
+        15.0, gt=0, description="how long a dead letter waits for Kafka's acknowledgement"
+    )
