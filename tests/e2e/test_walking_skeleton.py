@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import TopicPartition
 from platform_kit import FakeHttp, Platform
 
 from baton_common import ids
@@ -197,13 +196,10 @@ async def test_unparsable_command_goes_to_the_dlq_and_the_scheduler_goes_on(
 
 
 async def _find(platform: Platform, topic: str, match: Any) -> dict[str, Any]:
-    consumer = make_consumer(platform.bootstrap, group_id=None, client_id="e2e-reader")
+    # group-less and subscribed: aiokafka assigns every partition of the topic
+    consumer = make_consumer(platform.bootstrap, topic, group_id=None, client_id="e2e-reader")
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
         seen: list[dict[str, Any]] = []
 
         async def probe() -> dict[str, Any] | None:

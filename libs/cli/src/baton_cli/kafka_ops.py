@@ -5,11 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from aiokafka import TopicPartition
-
 from baton_common.commands import CancelRun
 from baton_common.envelope import EnvelopeError, decode_record
-from baton_common.kafka import make_consumer, make_producer, outbound, to_envelope
+from baton_common.kafka import make_consumer, make_producer, outbound, read_to_end, to_envelope
 from baton_common.records import StoryPublished
 from baton_common.settings import TopicSettings
 from baton_common.story import Story
@@ -19,27 +17,17 @@ __all__ = ["cancel_run", "publish_stories", "read_published"]
 
 async def read_published(bootstrap: str, topics: TopicSettings) -> dict[str, StoryPublished]:
     """Every story version on ``baton.stories``, by ``id:version``."""
-    consumer = make_consumer(bootstrap, group_id=None, client_id="baton-cli")
+    consumer = make_consumer(bootstrap, topics.stories, group_id=None, client_id="baton-cli")
     await consumer.start()
     try:
-        await consumer.topics()
-        parts = [
-            TopicPartition(topics.stories, p)
-            for p in sorted(consumer.partitions_for_topic(topics.stories) or {0})
-        ]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
         found: dict[str, StoryPublished] = {}
-        while [tp for tp in parts if await consumer.position(tp) < end[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                for record in records:
-                    try:
-                        env = decode_record(record.value, record.headers)
-                        published = StoryPublished.model_validate(env.data)
-                    except (EnvelopeError, ValueError):
-                        continue
-                    found[published.story.key] = published
+        async for record in read_to_end(consumer):
+            try:
+                env = decode_record(record.value, record.headers)
+                published = StoryPublished.model_validate(env.data)
+            except (EnvelopeError, ValueError):
+                continue
+            found[published.story.key] = published
         return found
     finally:
         await consumer.stop()

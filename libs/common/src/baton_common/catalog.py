@@ -10,11 +10,11 @@ import asyncio
 from collections.abc import Iterable
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from baton_common.envelope import EnvelopeError, decode_record
-from baton_common.kafka import ConsumedRecord
+from baton_common.kafka import ConsumedRecord, read_to_end
 from baton_common.records import StoryPublished
 from baton_common.story import Story
 
@@ -81,28 +81,22 @@ class StoryCatalog:
 
 
 async def follow_stories(
-    consumer: AIOKafkaConsumer, topic: str, catalog: StoryCatalog, ready: asyncio.Event
+    consumer: AIOKafkaConsumer, catalog: StoryCatalog, ready: asyncio.Event
 ) -> None:
-    """Feed ``catalog`` from ``topic`` forever; set ``ready`` once caught up with its end.
+    """Feed ``catalog`` forever; set ``ready`` once it has read the topic to its end.
 
-    ``consumer`` must be started and have no group (it reads the whole topic).
+    ``consumer`` must be started, have no group, and be built with the stories topic.
     """
-    partitions = [
-        TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})
-    ]
-    consumer.assign(partitions)
-    await consumer.seek_to_beginning(*partitions)
-    end = await consumer.end_offsets(partitions)
-    if all(offset == 0 for offset in end.values()):
-        ready.set()
+    async for record in read_to_end(consumer):
+        _apply(catalog, record)
+    ready.set()
+    log.info("story catalog ready", stories=sum(1 for _ in catalog.active()))
     while True:
-        batches = await consumer.getmany(timeout_ms=500)
-        for records in batches.values():
+        for records in (await consumer.getmany(timeout_ms=1000)).values():
             for record in records:
-                if (reason := catalog.apply(record)) is not None:
-                    log.warning("story record skipped", offset=record.offset, reason=reason)
-        if not ready.is_set():
-            positions = {tp: await consumer.position(tp) for tp in partitions}
-            if all(positions[tp] >= end[tp] for tp in partitions):
-                ready.set()
-                log.info("story catalog ready", stories=sum(1 for _ in catalog.active()))
+                _apply(catalog, record)
+
+
+def _apply(catalog: StoryCatalog, record: ConsumedRecord) -> None:
+    if (reason := catalog.apply(record)) is not None:
+        log.warning("story record skipped", offset=record.offset, reason=reason)

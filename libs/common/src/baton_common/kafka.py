@@ -6,6 +6,7 @@ consumers read committed records only and commit offsets explicitly.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -23,6 +24,7 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "outbound",
+    "read_to_end",
     "to_envelope",
 ]
 
@@ -53,6 +55,25 @@ class OutboundRecord:
         await producer.send_and_wait(
             self.topic, self.value, key=self.key, headers=self.headers, partition=self.partition
         )
+
+
+async def read_to_end(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumedRecord]:
+    """Yield what a started, group-less, subscribed consumer reads until it reaches the end.
+
+    The end is each assigned partition's end offset when the assignment became known.
+    A group-less consumer built with topics is assigned all their partitions, which is how
+    we learn them (``partitions_for_topic`` stays empty until metadata for them is fetched).
+    """
+    while not consumer.assignment():
+        for records in (await consumer.getmany(timeout_ms=100)).values():
+            for record in records:
+                yield record
+    partitions = sorted(consumer.assignment())
+    end = await consumer.end_offsets(partitions)
+    while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+        for records in (await consumer.getmany(*partitions, timeout_ms=500)).values():
+            for record in records:
+                yield record
 
 
 def make_producer(

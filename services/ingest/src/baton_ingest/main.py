@@ -54,7 +54,9 @@ def create_app(
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
             producer = make_producer(bootstrap, client_id="baton-ingest")
             stack.push_async_callback(producer.stop)
-            stories = make_consumer(bootstrap, group_id=None, client_id="baton-ingest-stories")
+            stories = make_consumer(
+                bootstrap, settings.topics.stories, group_id=None, client_id="baton-ingest-stories"
+            )
             stack.push_async_callback(stories.stop)
             ingest = make_consumer(
                 bootstrap,
@@ -82,9 +84,7 @@ def create_app(
             tasks["stories"] = asyncio.create_task(
                 _supervise(
                     "story catalog",
-                    lambda: follow_stories(
-                        stories, settings.topics.stories, catalog, catalog_ready
-                    ),
+                    lambda: follow_stories(stories, catalog, catalog_ready),
                     settings.error_backoff_seconds,
                 ),
                 name="baton-ingest-stories",

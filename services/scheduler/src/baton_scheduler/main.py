@@ -32,7 +32,9 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap = settings.kafka_bootstrap
-        stories = make_consumer(bootstrap, group_id=None, client_id="baton-scheduler-stories")
+        stories = make_consumer(
+            bootstrap, settings.topics.stories, group_id=None, client_id="baton-scheduler-stories"
+        )
         recovery = make_consumer(bootstrap, group_id=None, client_id="baton-scheduler-recovery")
         consumer = make_consumer(bootstrap, group_id=settings.group_id, client_id="baton-scheduler")
         producer = make_producer(
@@ -50,11 +52,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             story_wait_seconds=settings.story_wait_seconds,
         )
         engine_box.append(engine)
-        tasks.append(
-            asyncio.create_task(
-                follow_stories(stories, settings.topics.stories, catalog, catalog_ready)
-            )
-        )
+        tasks.append(asyncio.create_task(follow_stories(stories, catalog, catalog_ready)))
         await catalog_ready.wait()
         engine.subscribe()
         await consumer.start()
