@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from baton_common.story import StoryError, parse_duration, parse_story
+from baton_common.durations import parse_duration
+from baton_common.story import StoryError, parse_story
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import uuid
@@ -11,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 from platform_kit import FakeHttp, Platform
+from typer.testing import CliRunner, Result
 
+from baton_cli.main import app
 from baton_common import ids
 from baton_common.commands import CancelRun
 from baton_common.envelope import decode_record
@@ -73,6 +76,16 @@ def decide(
         headers=headers,
         timeout=30,
     )
+
+
+async def cli(platform: Platform, *args: str) -> Result:
+    """Run the `baton` command as an operator would, against this platform."""
+    env = {
+        "BATON_APPROVALS_URL": platform.url("approvals"),
+        "BATON_AUDIT_URL": platform.url("audit"),
+        "BATON_TOKEN": "tok-alice",
+    }
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
 
 
 def assert_ordered_and_caused(timeline: list[dict[str, Any]]) -> None:
@@ -140,9 +153,15 @@ async def test_run_waits_through_a_scheduler_kill(platform: Platform, fake_http:
 
     view = await run_view(platform, run_id, "waiting_approval")
     assert view["timeline"][-1]["type"] == "baton.approval.requested.v1"
-    assert decide(platform, gate["gate_id"], "approve", ALICE).status_code == 202
+    approved = await cli(platform, "approvals", "approve", gate["gate_id"], "-m", "after restart")
+    assert approved.exit_code == 0, approved.output
+    assert f"approve recorded for gate {gate['gate_id']}" in approved.output
 
     view = await run_view(platform, run_id, "succeeded")
+    shown = await cli(platform, "runs", "show", run_id)
+    assert shown.exit_code == 0, shown.output
+    assert "baton.approval.granted.v1 by alice" in shown.output
+    assert f"run {run_id}  succeeded  hello-approval v1" in shown.output
     types = [e["type"] for e in view["timeline"]]
     assert types.count("baton.approval.granted.v1") == 1
     assert types.count("baton.run.started.v1") == 1

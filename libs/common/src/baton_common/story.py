@@ -7,88 +7,34 @@ with. Validation errors name the step and the reason so an author can fix them.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from graphlib import CycleError, TopologicalSorter
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    JsonValue,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+
+from baton_common.actions import ActionKind
+from baton_common.triggers import Trigger
 
 __all__ = [
-    "ActionKind",
     "ApprovalGate",
-    "Dedup",
     "RetryPolicy",
-    "Signature",
     "Step",
     "Story",
     "StoryError",
-    "Trigger",
-    "WebhookTrigger",
-    "parse_duration",
     "parse_story",
 ]
 
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME = r"^[a-z][a-z0-9_]*$"
 _STORY_ID = r"^[a-z][a-z0-9-]*$"
-_PATH = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class StoryError(ValueError):
     """A story document is invalid; the message says where and why."""
 
 
-def parse_duration(value: object) -> timedelta:
-    """Parse ``90s``, ``10m``, ``24h``, ``7d`` or a number of seconds into a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str) and (match := _DURATION.match(value.strip())):
-        return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 10m, 24h, 7d)")
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-ActionKind = Literal["http"]
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-
-class Signature(_Model):
-    """HMAC-SHA256 webhook signature check; the secret is referenced by name."""
-
-    secret: str = Field(description="name of the secret holding the HMAC key")
-    header: str = "X-Baton-Signature"
-    prefix: str = "sha256="
-
-
-class WebhookTrigger(_Model):
-    path: Annotated[str, Field(pattern=_PATH)]
-    signature: Signature | None = None
-
-
-class Dedup(_Model):
-    key: str = Field(description="template rendered over the event; equal keys start one run")
-    window: Duration = timedelta(hours=1)
-
-
-class Trigger(_Model):
-    webhook: WebhookTrigger
-    when: str | None = Field(default=None, description="condition over `event`")
-    dedup: Dedup | None = None
 
 
 class RetryPolicy(_Model):
@@ -105,7 +51,7 @@ class ApprovalGate(_Model):
 class Step(_Model):
     needs: list[str] = Field(default_factory=list)
     if_: str | None = Field(default=None, alias="if")
-    action: ActionKind | None = None
+    action: ActionKind | None = Field(default=None, description="an action kind the executor knows")
     with_: dict[str, JsonValue] = Field(default_factory=dict, alias="with")
     approval: ApprovalGate | None = None
     retry: RetryPolicy = RetryPolicy()

@@ -24,7 +24,8 @@ from starlette.datastructures import Headers
 from baton_common.catalog import StoryCatalog
 from baton_common.kafka import outbound, to_envelope
 from baton_common.records import EventReceived
-from baton_common.story import Signature, Story
+from baton_common.story import Story
+from baton_common.triggers import Signature
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import Publisher
 from baton_ingest.secrets import SecretResolver

@@ -1,0 +1,28 @@
+"""Durations as authors write them: ``90s``, ``10m``, ``24h``, ``7d``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+__all__ = ["Duration", "parse_duration"]
+
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``90s``, ``10m``, ``24h``, ``7d`` or a number of seconds into a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str) and (match := _DURATION.match(value.strip())):
+        return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 10m, 24h, 7d)")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
