@@ -252,3 +252,52 @@ async def test_the_web_inbox_in_chromium(stack: Platform, browser: Any, tmp_path
     approved = await gate_of(stack, approve_run, "approved")
     assert approved["comment"] == "host confirmed compromised"
     assert [(d["approver"], d["channel"]) for d in approved["decisions"]] == [("alice", "web")]
+
+
+async def baton(stack: Platform, *args: str, token: str = "tok-alice") -> Any:
+    from typer.testing import CliRunner
+
+    from baton_cli.main import app
+
+    env = {"BATON_APPROVALS_URL": stack.url("approvals"), "BATON_TOKEN": token}
+    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
+
+
+async def test_the_cli_lists_shows_decides_and_shows_history(stack: Platform) -> None:
+    run_id = await start_run(stack, "h-cli")
+    gate_id = (await gate_of(stack, run_id))["gate_id"]
+
+    mine = await baton(stack, "approvals", "list", "--mine", "--group", "secops-oncall")
+    assert mine.exit_code == 0, mine.output
+    assert f"{gate_id}  pending" in mine.output
+    assert "Contain host h-cli?" in mine.output
+    theirs = await baton(stack, "approvals", "list", "--mine", token="tok-mallory")
+    assert gate_id not in theirs.output
+    listed = await baton(stack, "approvals", "list", "--state", "all", "--json")
+    assert gate_id in {g["gate_id"] for g in json.loads(listed.output)}
+
+    bare = await baton(stack, "approvals", "deny", gate_id)
+    assert bare.exit_code == 1
+    assert "HTTP 422: a comment is required to deny a gate" in bare.output
+    refused = await baton(stack, "approvals", "approve", gate_id, token="tok-mallory")
+    assert refused.exit_code == 1
+    assert "HTTP 403: mallory is not an approver" in refused.output
+    approved = await baton(stack, "approvals", "approve", gate_id, "-m", "from the CLI")
+    assert approved.exit_code == 0, approved.output
+    assert f"approve recorded for gate {gate_id}" in approved.output
+
+    await gate_of(stack, run_id, "approved")
+    again = await baton(stack, "approvals", "deny", gate_id, "-m", "changed my mind")
+    assert again.exit_code == 1
+    assert f"HTTP 409: gate {gate_id} is approved" in again.output
+    shown = await baton(stack, "approvals", "show", gate_id)
+    assert shown.exit_code == 0, shown.output
+    assert f"gate {gate_id}  approved" in shown.output
+    assert "by alice" in shown.output
+    assert "comment   from the CLI" in shown.output
+    assert "alice asked to approve via api: from the CLI" in shown.output
+    history = await baton(stack, "approvals", "history")
+    assert f"{gate_id}  approved by alice" in history.output
+    unknown = await baton(stack, "approvals", "show", "no-such-gate")
+    assert unknown.exit_code == 1
+    assert "HTTP 404: no approval gate no-such-gate" in unknown.output
