@@ -301,3 +301,78 @@ async def test_the_cli_lists_shows_decides_and_shows_history(stack: Platform) ->
     unknown = await baton(stack, "approvals", "show", "no-such-gate")
     assert unknown.exit_code == 1
     assert "HTTP 404: no approval gate no-such-gate" in unknown.output
+
+
+async def test_a_hundred_pending_gates_survive_restarts_and_a_dropped_store(
+    stack: Platform, slack: FakeSlack
+) -> None:
+    import asyncpg
+
+    from baton_approvals.db import quote_ident
+
+    topics = _topics(stack.namespace)
+    runs: set[str] = set()
+    producer = make_producer(stack.bootstrap, client_id="tests")
+    await producer.start()
+    try:
+        for i in range(100):
+            run_id = str(uuid.uuid4())
+            runs.add(run_id)
+            command = StartRun(run_id=run_id, story_id="gate-e2e", trigger={"host": f"h{i}"})
+            envelope = to_envelope(
+                command,
+                id=str(uuid.uuid4()),
+                source="tests",
+                time=datetime.now(UTC),
+                subject=run_id,
+            )
+            await outbound(topics.commands, run_id, envelope).send(producer)
+    finally:
+        await producer.stop()
+
+    async def gates(state: str) -> dict[str, str] | None:
+        async with httpx.AsyncClient(base_url=stack.url("approvals")) as client:
+            listed = await client.get(
+                "/approvals", params={"state": state, "limit": 500}, headers=ALICE
+            )
+        if listed.status_code != 200:
+            return None
+        found = {g["run_id"]: g["gate_id"] for g in listed.json()["items"] if g["run_id"] in runs}
+        return found if len(found) == len(runs) else None
+
+    pending = await eventually(lambda: gates("pending"), within=90, what="100 pending gates")
+
+    # Kill both services, drop the whole inbox, and bring them back.
+    approvals, scheduler = stack.services["approvals"], stack.services["scheduler"]
+    approvals.kill()
+    scheduler.kill()
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        schema = approvals.env["BATON_APPROVALS_SCHEMA"]
+        await conn.execute(f"drop schema {quote_ident(schema)} cascade")
+    finally:
+        await conn.close()
+    for service in (scheduler, approvals):
+        service.start()
+    await asyncio.to_thread(scheduler.wait_ready)
+    await asyncio.to_thread(approvals.wait_ready)
+
+    rebuilt = await eventually(lambda: gates("pending"), within=90, what="100 rebuilt gates")
+    assert rebuilt == pending
+
+    async with httpx.AsyncClient(base_url=stack.url("approvals"), timeout=30) as client:
+        limit = asyncio.Semaphore(10)
+
+        async def approve(gate_id: str) -> int:
+            async with limit:
+                response = await client.post(
+                    f"/approvals/{gate_id}/decision",
+                    json={"decision": "approve", "comment": "after the restart"},
+                    headers=ALICE,
+                )
+            return response.status_code
+
+        answers = await asyncio.gather(*(approve(g) for g in rebuilt.values()))
+    assert answers == [202] * 100
+    approved = await eventually(lambda: gates("approved"), within=90, what="100 approved gates")
+    assert approved == pending
