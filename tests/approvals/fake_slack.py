@@ -39,13 +39,14 @@ class Message:
 
 
 class FakeSlack:
-    """chat.postMessage / chat.update / chat.postEphemeral / users.info."""
+    """chat.postMessage / chat.update / chat.postEphemeral / views.open / users.info."""
 
     def __init__(self, emails: dict[str, str] | None = None) -> None:
         self.calls: list[SlackCall] = []
         self.messages: dict[str, Message] = {}
         self.emails = emails or {}
         self.fail_next: list[str] = []  # errors to answer, in order, to any chat.* call
+        self.views: list[dict[str, Any]] = []  # modals opened with views.open
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
         outer = self
@@ -98,6 +99,12 @@ class FakeSlack:
                 return {"ok": True, "channel": message.channel, "ts": message.ts}
             if method == "chat.postEphemeral":
                 return {"ok": True, "message_ts": f"{time.time():.6f}"}
+            if method == "views.open":
+                view = args.get("view")
+                if not args.get("trigger_id") or not isinstance(view, dict):
+                    return {"ok": False, "error": "invalid_arguments"}
+                self.views.append(view)
+                return {"ok": True, "view": {"id": f"V{len(self.views)}", **view}}
             if method == "users.info":
                 email = self.emails.get(args.get("user", ""))
                 if email is None:
@@ -178,3 +185,31 @@ def signed_headers(
         "X-Slack-Request-Timestamp": timestamp,
         "X-Slack-Signature": f"v0={digest.hexdigest()}",
     }
+
+
+def modal_submission(
+    view: dict[str, Any], *, user: str, comment: str | None, secret: str = SIGNING_SECRET
+) -> tuple[bytes, dict[str, str]]:
+    """What Slack sends when ``user`` submits ``view`` (a modal) with ``comment`` typed in."""
+    values: dict[str, Any] = {}
+    for block in view["blocks"]:
+        if block["type"] == "input":
+            element = block["element"]
+            values[block["block_id"]] = {
+                element["action_id"]: {"type": element["type"], "value": comment}
+            }
+    payload = {
+        "type": "view_submission",
+        "user": {"id": user, "username": user.lower(), "team_id": "T1"},
+        "team": {"id": "T1", "domain": "baton-test"},
+        "trigger_id": "4.5.6",
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": view["callback_id"],
+            "private_metadata": view["private_metadata"],
+            "state": {"values": values},
+        },
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return body, signed_headers(body, secret=secret)

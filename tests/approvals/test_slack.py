@@ -22,7 +22,14 @@ from baton_approvals.slack_messages import APPROVE, DENY
 from baton_approvals.store import apply_record
 from baton_common.testing import eventually
 
-from .fake_slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack, Message, button_press
+from .fake_slack import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    FakeSlack,
+    Message,
+    button_press,
+    modal_submission,
+)
 from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, record_of
 
 pytestmark = pytest.mark.integration
@@ -179,6 +186,10 @@ async def test_forged_stale_and_replayed_callbacks_are_refused(
     assert answers["stale"].json()["detail"].startswith("not from Slack: stale request")
     assert answers["replayed"].json()["detail"] == "not from Slack: replayed request"
     assert len(publisher.envelopes("baton.commands")) == 1
+    metrics = (await client.get("/metrics")).text
+    for outcome in ("forged", "replayed", "decided"):
+        assert f'baton_approvals_slack_callbacks_total{{outcome="{outcome}"}}' in metrics
+    assert 'baton_approvals_decisions_total{channel="slack",outcome="accepted"}' in metrics
 
 
 async def test_a_mapped_slack_user_needs_no_lookup(
@@ -186,13 +197,13 @@ async def test_a_mapped_slack_user_needs_no_lookup(
 ) -> None:
     await projector.apply_batch(TOPIC, 0, [record_of(opened("g1", run_id="r1"), 0)])
     message = await posted(slack, "g1")
-    body, headers = button_press(message, user="U_CAROL", action=DENY)
+    body, headers = button_press(message, user="U_CAROL", action=APPROVE)
 
     response = await client.post("/slack/interactions", content=body, headers=headers)
 
     assert response.json()["ok"] is True
     [envelope] = publisher.envelopes("baton.commands")
-    assert (envelope.data["approver"], envelope.data["decision"]) == ("carol", "deny")
+    assert (envelope.data["approver"], envelope.data["decision"]) == ("carol", "approve")
     assert slack.calls_of("users.info") == []
 
 
@@ -232,7 +243,7 @@ async def test_a_second_press_by_the_same_person_is_refused(
     await projector.apply_batch(TOPIC, 0, [record_of(opened("g1", run_id="r1"), 0)])
     message = await posted(slack, "g1")
     first = button_press(message, user="U_CAROL", action=APPROVE)
-    second = button_press(message, user="U_CAROL", action=DENY)
+    second = button_press(message, user="U_CAROL", action=APPROVE)
 
     await client.post("/slack/interactions", content=first[0], headers=first[1])
     response = await client.post("/slack/interactions", content=second[0], headers=second[1])
@@ -258,3 +269,67 @@ async def test_a_bad_payload_is_400(client: httpx.AsyncClient) -> None:
 def test_slack_is_off_without_its_secrets(settings: ApprovalsSettings) -> None:
     paths = create_app(settings, publisher=FakePublisher(), consume=False).openapi()["paths"]
     assert "/slack/interactions" not in paths
+
+
+async def test_deny_asks_why_in_a_modal_then_decides_with_the_comment(
+    client: httpx.AsyncClient, slack: FakeSlack, projector: Projector, publisher: FakePublisher
+) -> None:
+    await projector.apply_batch(TOPIC, 0, [record_of(opened("g1", run_id="r1"), 0)])
+    message = await posted(slack, "g1")
+    body, headers = button_press(message, user="U_CAROL", action=DENY)
+
+    pressed = await client.post("/slack/interactions", content=body, headers=headers)
+
+    assert pressed.json() == {"ok": True, "modal": "opened"}
+    assert publisher.records == []  # nothing decided until the modal is submitted
+    [opened_view] = slack.calls_of("views.open")
+    assert opened_view.args["trigger_id"] == "1.2.3"
+    [view] = slack.views
+    assert view["callback_id"] == "baton_deny"
+    comment_block = next(b for b in view["blocks"] if b["type"] == "input")
+    assert comment_block["optional"] is True
+
+    body, headers = modal_submission(view, user="U_CAROL", comment="not this host")
+    submitted = await client.post("/slack/interactions", content=body, headers=headers)
+
+    assert (submitted.status_code, submitted.content) == (200, b"")  # closes the modal
+    [envelope] = publisher.envelopes("baton.commands")
+    assert (envelope.data["approver"], envelope.data["decision"]) == ("carol", "deny")
+    assert (envelope.data["comment"], envelope.data["channel"]) == ("not this host", "slack")
+
+
+async def test_a_required_comment_is_asked_for_in_the_modal(
+    settings: ApprovalsSettings, publisher: FakePublisher, slack: FakeSlack
+) -> None:
+    strict = settings.model_copy(
+        update={"slack": slack_settings(slack), "deny_requires_comment": True}
+    )
+    app = create_app(strict, publisher=publisher, consume=False)
+    async with app.router.lifespan_context(app):
+        pool = await create_pool(strict.database_url, schema=strict.db_schema, max_size=2)
+        try:
+            await Projector(
+                consumer=FakeConsumer(),
+                pool=pool,
+                handle=apply_record,
+                publisher=FakePublisher(),
+                name="approvals",
+                dlq_topic="baton.dlq",
+            ).apply_batch(TOPIC, 0, [record_of(opened("g1", run_id="r1"), 0)])
+        finally:
+            await pool.close()
+        message = await posted(slack, "g1")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://a") as client:
+            body, headers = button_press(message, user="U_CAROL", action=DENY)
+            await client.post("/slack/interactions", content=body, headers=headers)
+            [view] = slack.views
+            body, headers = modal_submission(view, user="U_CAROL", comment=None)
+            answer = await client.post("/slack/interactions", content=body, headers=headers)
+
+    assert next(b for b in view["blocks"] if b["type"] == "input")["optional"] is False
+    assert answer.json() == {
+        "response_action": "errors",
+        "errors": {"baton_comment": "Not recorded: a comment is required to deny a gate"},
+    }
+    assert publisher.records == []

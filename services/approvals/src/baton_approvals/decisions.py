@@ -75,7 +75,7 @@ class Decider:
         try:
             record = await self._decide(gate_id, identity, decision, comment, channel)
         except DecisionRefused as refused:
-            DECISIONS.labels(refused.kind).inc()
+            DECISIONS.labels(refused.kind, channel).inc()
             log.info(
                 "decision refused",
                 gate_id=gate_id,
@@ -84,7 +84,7 @@ class Decider:
                 reason=refused.reason,
             )
             raise
-        DECISIONS.labels("accepted").inc()
+        DECISIONS.labels("accepted", channel).inc()
         log.info(
             "decision requested",
             gate_id=gate_id,

@@ -158,6 +158,10 @@ def gate_change(envelope: Envelope) -> OpenGate | CloseGate:
                 correlation_id=envelope.correlationid,
             )
         case GateClosed():
+            if task.outcome not in GateState.__members__.values():
+                # The contract may grow outcomes this inbox does not know yet: a dead
+                # letter with the reason, never a projection stuck on a ValueError.
+                raise UnusableRecord(f"unknown gate outcome {task.outcome!r}")
             return CloseGate(
                 gate_id=task.gate_id,
                 run_id=task.run_id,

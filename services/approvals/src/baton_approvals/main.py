@@ -191,6 +191,7 @@ def create_app(
         app.include_router(
             slack_router(
                 settings=slack,
+                require_comment=settings.deny_requires_comment,
                 store=running.gate_store,
                 decider=running.gate_decider,
                 slack=running.slack_client,

@@ -7,6 +7,8 @@ from typing import Final
 
 import httpx
 
+from baton_approvals.metrics import SLACK_CALLS
+
 __all__ = ["SlackApiError", "SlackClient"]
 
 JsonObject = Mapping[str, object]
@@ -18,7 +20,7 @@ class SlackApiError(Exception):
 
 
 class SlackClient:
-    """``chat.postMessage``, ``chat.update``, ``chat.postEphemeral`` and ``users.info``."""
+    """``chat.postMessage``/``update``/``postEphemeral``, ``views.open`` and ``users.info``."""
 
     def __init__(self, http: httpx.AsyncClient, *, api_url: str, bot_token: str) -> None:
         self._http = http
@@ -26,6 +28,15 @@ class SlackClient:
         self._headers = {"Authorization": f"Bearer {bot_token}"}
 
     async def _call(self, method: str, body: JsonObject, *, form: bool = False) -> JsonObject:
+        try:
+            answer = await self._send(method, body, form=form)
+        except SlackApiError:
+            SLACK_CALLS.labels(method, "error").inc()
+            raise
+        SLACK_CALLS.labels(method, "ok").inc()
+        return answer
+
+    async def _send(self, method: str, body: JsonObject, *, form: bool) -> JsonObject:
         url = f"{self._api_url}/{method}"
         try:
             if form:  # Slack's read methods take form or query arguments
@@ -70,6 +81,10 @@ class SlackClient:
 
     async def post_ephemeral(self, channel: str, user: str, text: str) -> None:
         await self._call("chat.postEphemeral", {"channel": channel, "user": user, "text": text})
+
+    async def open_view(self, trigger_id: str, view: JsonObject) -> None:
+        """Open a modal for the user whose action carried ``trigger_id`` (valid 3 s)."""
+        await self._call("views.open", {"trigger_id": trigger_id, "view": dict(view)})
 
     async def user_email(self, user_id: str) -> str | None:
         """The email of a Slack user (needs the ``users:read.email`` scope), if shown."""

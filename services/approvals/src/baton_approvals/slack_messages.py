@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
 from baton_approvals.gates import Gate, GateState
 
-__all__ = ["APPROVE", "DENY", "gate_message", "parse_action"]
+__all__ = [
+    "APPROVE",
+    "COMMENT_BLOCK",
+    "COMMENT_INPUT",
+    "DENY",
+    "DENY_MODAL",
+    "deny_modal",
+    "gate_message",
+    "parse_action",
+]
 
 APPROVE: Final = "baton_approve"
 DENY: Final = "baton_deny"
@@ -84,3 +94,38 @@ def gate_message(gate: Gate) -> tuple[str, list[Block]]:
 def parse_action(action_id: str) -> str | None:
     """The decision a button stands for, or None for a button that is not ours."""
     return {APPROVE: "approve", DENY: "deny"}.get(action_id)
+
+
+DENY_MODAL: Final = "baton_deny"
+COMMENT_BLOCK: Final = "baton_comment"
+COMMENT_INPUT: Final = "comment"
+
+
+def deny_modal(gate: Gate, *, channel: str | None, comment_required: bool) -> Block:
+    """The modal a Deny press opens: a comment, then Deny (``view_submission``)."""
+    return {
+        "type": "modal",
+        "callback_id": DENY_MODAL,
+        "private_metadata": json.dumps({"gate_id": gate.gate_id, "channel": channel}),
+        "title": {"type": "plain_text", "text": "Deny approval"},
+        "submit": {"type": "plain_text", "text": "Deny"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"*{_escape(_summary(gate))}*"},
+            },
+            {
+                "type": "input",
+                "block_id": COMMENT_BLOCK,
+                "optional": not comment_required,
+                "label": {"type": "plain_text", "text": "Why deny?"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": COMMENT_INPUT,
+                    "multiline": True,
+                    "max_length": 3000,
+                },
+            },
+        ],
+    }
