@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what Baton needs to build and run locally, skipping what is already there:
-# uv and the locked Python environment, a Java runtime and Maven (for Kafka's jars).
+# uv and the locked Python environment, a Java runtime and Maven (for Kafka's jars),
+# and Debian's Chromium (for the approvals web inbox tests).
 set -euo pipefail
 # shellcheck source=deploy/local/env.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
@@ -20,6 +21,8 @@ apt_install() {
 command -v java >/dev/null || apt_install openjdk-17-jre-headless
 command -v mvn >/dev/null || apt_install maven
 command -v curl >/dev/null || apt_install curl
+# The approvals web inbox is tested in headless Chromium, driven by Playwright (no browser download).
+[[ -x /usr/bin/chromium ]] || apt_install chromium
 
 if ! command -v uv >/dev/null; then
   say "installing uv $UV_VERSION with pip"

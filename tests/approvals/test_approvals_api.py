@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,12 +11,14 @@ from fastapi import FastAPI
 
 from baton_approvals.consumer import Projector
 from baton_approvals.db import Pool, create_pool
+from baton_approvals.jwt_auth import JwtSettings
 from baton_approvals.main import create_app
 from baton_approvals.settings import ApprovalsSettings
 from baton_approvals.store import apply_record
 from baton_common.commands import COMMAND_ADAPTER, DecideApproval
 
 from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, record_of
+from .jwks import JwksServer, rsa_key, token
 
 pytestmark = pytest.mark.integration
 
@@ -233,3 +236,154 @@ async def test_openapi_lists_the_routes(settings: ApprovalsSettings) -> None:
     paths = create_app(settings, publisher=FakePublisher(), consume=False).openapi()["paths"]
 
     assert {"/approvals", "/approvals/{gate_id}", "/approvals/{gate_id}/decision"} <= set(paths)
+
+
+async def test_one_decision_per_person_and_the_scheduler_judges_the_rest(
+    client: httpx.AsyncClient, gates: Pool, publisher: FakePublisher
+) -> None:
+    first = await client.post(
+        "/approvals/g1/decision", headers=ALICE, json={"decision": "approve", "comment": "yes"}
+    )
+    again = await client.post("/approvals/g1/decision", headers=ALICE, json={"decision": "deny"})
+    other = await client.post("/approvals/g1/decision", headers=CAROL, json={"decision": "deny"})
+
+    assert (first.status_code, again.status_code, other.status_code) == (202, 409, 202)
+    assert again.json()["detail"].startswith("alice already decided gate g1 (approve via api at ")
+    assert [e.data["approver"] for e in publisher.envelopes("baton.commands")] == [
+        "alice",
+        "carol",
+    ]
+    detail = (await client.get("/approvals/g1", headers=BOB)).json()
+    assert detail["state"] == "pending"  # until the scheduler's GateClosed
+    assert [
+        (d["approver"], d["decision"], d["comment"], d["channel"]) for d in detail["decisions"]
+    ] == [
+        ("alice", "approve", "yes", "api"),
+        ("carol", "deny", None, "api"),
+    ]
+    assert detail["decisions"][0]["command_id"] == first.json()["command_id"]
+
+
+async def test_concurrent_decisions_of_one_person_publish_once(
+    client: httpx.AsyncClient, gates: Pool, publisher: FakePublisher
+) -> None:
+    answers = await asyncio.gather(
+        *(
+            client.post("/approvals/g1/decision", headers=ALICE, json={"decision": d})
+            for d in ("approve", "deny", "approve", "deny")
+        )
+    )
+
+    assert sorted(a.status_code for a in answers) == [202, 409, 409, 409]
+    assert len(publisher.envelopes("baton.commands")) == 1
+
+
+async def test_a_failed_publish_leaves_the_person_free_to_retry(
+    client: httpx.AsyncClient, gates: Pool, publisher: FakePublisher
+) -> None:
+    publisher.failing = True
+    assert (
+        await client.post("/approvals/g1/decision", headers=ALICE, json={"decision": "approve"})
+    ).status_code == 503
+    publisher.failing = False
+
+    retried = await client.post(
+        "/approvals/g1/decision", headers=ALICE, json={"decision": "approve"}
+    )
+
+    assert retried.status_code == 202
+    assert len(publisher.envelopes("baton.commands")) == 1
+
+
+async def test_decided_history(client: httpx.AsyncClient, gates: Pool) -> None:
+    decided = await client.get("/approvals", params={"state": "decided"}, headers=BOB)
+
+    assert [(g["gate_id"], g["state"], g["decided_by"]) for g in decided.json()["items"]] == [
+        ("g2", "approved", "alice")
+    ]
+
+
+async def test_a_deny_needs_a_comment_when_configured(
+    settings: ApprovalsSettings, publisher: FakePublisher
+) -> None:
+    strict = settings.model_copy(update={"deny_requires_comment": True})
+    app = create_app(strict, publisher=publisher, consume=False)
+    async with app.router.lifespan_context(app):
+        await _seed(strict)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://a") as client:
+            bare = await client.post(
+                "/approvals/g1/decision", headers=ALICE, json={"decision": "deny", "comment": " "}
+            )
+            explained = await client.post(
+                "/approvals/g1/decision",
+                headers=ALICE,
+                json={"decision": "deny", "comment": "wrong host"},
+            )
+
+    assert bare.status_code == 422
+    assert bare.json() == {"detail": "a comment is required to deny a gate"}
+    assert explained.status_code == 202
+    [envelope] = publisher.envelopes("baton.commands")
+    assert envelope.data["comment"] == "wrong host"
+
+
+async def test_bearer_jwts_from_a_jwks(
+    settings: ApprovalsSettings, publisher: FakePublisher
+) -> None:
+    key = rsa_key()
+    with JwksServer({"k1": key}) as jwks:
+        configured = settings.model_copy(
+            update={
+                "jwt": JwtSettings(
+                    jwks_url=jwks.url,
+                    algorithms=["RS256"],
+                    audience="baton",
+                    user_claim="email",
+                    groups_claim="roles",
+                )
+            }
+        )
+        app = create_app(configured, publisher=publisher, consume=False)
+        async with app.router.lifespan_context(app):
+            await _seed(configured)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://a") as client:
+
+                def bearer(email: str, roles: list[str], lifetime: float = 60) -> dict[str, str]:
+                    signed = token(key, aud="baton", email=email, roles=roles, lifetime=lifetime)
+                    return {"Authorization": f"Bearer {signed}"}
+
+                oncall = bearer(email="erin@example.test", roles=["secops-oncall"])
+                helpdesk = bearer(email="frank@example.test", roles=["helpdesk"])
+                expired = bearer(email="erin@example.test", roles=["secops-oncall"], lifetime=-99)
+                body = {"decision": "approve"}
+                ok = await client.post("/approvals/g1/decision", headers=oncall, json=body)
+                forbidden = await client.post("/approvals/g1/decision", headers=helpdesk, json=body)
+                stale = await client.post("/approvals/g1/decision", headers=expired, json=body)
+                static = await client.get("/approvals", headers=BOB)
+
+    assert ok.status_code == 202
+    assert ok.json()["approver"] == "erin@example.test"
+    [envelope] = publisher.envelopes("baton.commands")
+    assert envelope.data["approver_groups"] == ["secops-oncall"]
+    assert forbidden.status_code == 403
+    assert forbidden.json()["detail"].startswith("frank@example.test is not an approver of gate g1")
+    assert stale.status_code == 401
+    assert stale.json()["detail"] == "invalid bearer token: JWT expired"
+    assert static.status_code == 200  # static tokens still work beside JWTs
+
+
+async def _seed(settings: ApprovalsSettings) -> None:
+    pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
+    try:
+        await Projector(
+            consumer=FakeConsumer(),
+            pool=pool,
+            handle=apply_record,
+            publisher=FakePublisher(),
+            name="approvals",
+            dlq_topic="baton.dlq",
+        ).apply_batch(TOPIC, 0, [record_of(opened("g1", run_id="r1"), 0)])
+    finally:
+        await pool.close()

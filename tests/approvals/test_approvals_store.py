@@ -9,7 +9,7 @@ from aiokafka import TopicPartition
 
 from baton_approvals.consumer import Projector
 from baton_approvals.db import Connection, Pool, migrate
-from baton_approvals.gates import GateState
+from baton_approvals.gates import GateState, StateFilter
 from baton_approvals.store import GateStore, apply_record
 from baton_common.kafka import ConsumedRecord
 from baton_common.testing import eventually
@@ -36,7 +36,7 @@ async def test_migrations_are_applied_once(pool: Pool, schema: str) -> None:
     assert await migrate(pool, schema=schema) == []
     async with pool.acquire() as conn:
         versions = await conn.fetch("select version from approvals_schema_migrations")
-    assert [r["version"] for r in versions] == [1]
+    assert [r["version"] for r in versions] == [1, 2]
 
 
 async def test_gate_opened_then_closed(pool: Pool, publisher: FakePublisher) -> None:
@@ -167,7 +167,9 @@ async def test_listing_filters_and_orders_newest_first(
     store = GateStore(pool)
 
     assert [g.gate_id for g in await store.find()] == ["new", "mid", "old"]
-    assert [g.gate_id for g in await store.find(state=GateState.PENDING)] == ["new", "old"]
+    assert [g.gate_id for g in await store.find(state=StateFilter.PENDING)] == ["new", "old"]
+    assert [g.gate_id for g in await store.find(state=StateFilter.DECIDED)] == ["mid"]
+    assert [g.gate_id for g in await store.find(state=StateFilter.APPROVED)] == ["mid"]
     assert [g.gate_id for g in await store.find(group="soc")] == ["new", "old"]
     assert [g.gate_id for g in await store.find(decidable_by=["bob", "group:x"])] == ["mid"]
     assert [g.gate_id for g in await store.find(limit=1)] == ["new"]

@@ -19,9 +19,12 @@ __all__ = [
     "SOURCE",
     "CloseGate",
     "Decision",
+    "DecisionRecord",
     "Gate",
+    "GateDetail",
     "GateState",
     "OpenGate",
+    "StateFilter",
     "UnusableRecord",
     "decision_envelope",
     "gate_change",
@@ -37,6 +40,16 @@ class GateState(StrEnum):
     APPROVED = "approved"
     DENIED = "denied"
     CANCELLED = "cancelled"
+
+
+class StateFilter(StrEnum):
+    """A list filter: one gate state, or ``decided`` for every closed gate."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    DECIDED = "decided"
 
 
 class Gate(BaseModel):
@@ -62,6 +75,27 @@ class Gate(BaseModel):
     decision_requested_by: str | None
     decision_requested_at: datetime | None
     decision_command_id: str | None
+    slack_channel: str | None = None
+    slack_ts: str | None = None
+
+
+class DecisionRecord(BaseModel):
+    """A decision a person asked for through this service (the scheduler judges it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    approver: str
+    decision: Decision
+    comment: str | None
+    channel: str
+    command_id: str
+    requested_at: datetime
+
+
+class GateDetail(Gate):
+    """A gate with every decision asked for on it, oldest first."""
+
+    decisions: list[DecisionRecord] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +158,10 @@ def gate_change(envelope: Envelope) -> OpenGate | CloseGate:
                 correlation_id=envelope.correlationid,
             )
         case GateClosed():
+            if task.outcome not in GateState.__members__.values():
+                # The contract may grow outcomes this inbox does not know yet: a dead
+                # letter with the reason, never a projection stuck on a ValueError.
+                raise UnusableRecord(f"unknown gate outcome {task.outcome!r}")
             return CloseGate(
                 gate_id=task.gate_id,
                 run_id=task.run_id,
@@ -145,6 +183,7 @@ def decision_envelope(
     *,
     command_id: str,
     time: datetime,
+    channel: str = "api",
 ) -> Envelope:
     """The ``DecideApproval`` command a person's decision becomes, caused by the gate's opening."""
     command = DecideApproval(
@@ -154,7 +193,7 @@ def decision_envelope(
         approver=identity.user,
         approver_groups=list(identity.groups),
         comment=comment,
-        channel="api",
+        channel=channel,
     )
     return to_envelope(
         command,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
 import structlog
 import uvicorn
 from fastapi import FastAPI
@@ -12,9 +13,15 @@ from fastapi import FastAPI
 from baton_approvals.api import approvals_router
 from baton_approvals.consumer import PositionListener, Projector
 from baton_approvals.db import Pool, create_pool, migrate, ping
-from baton_approvals.identity import Authenticator, StaticTokenAuthenticator
+from baton_approvals.decisions import Decider
+from baton_approvals.identity import Authenticator, ChainAuthenticator, StaticTokenAuthenticator
+from baton_approvals.inbox import inbox_router
+from baton_approvals.jwt_auth import JwtAuthenticator
 from baton_approvals.publish import KafkaPublisher, Publisher
 from baton_approvals.settings import ApprovalsSettings
+from baton_approvals.slack_api import SlackClient
+from baton_approvals.slack_notifier import SlackNotifier
+from baton_approvals.slack_routes import slack_router
 from baton_approvals.store import GateStore, apply_record
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
@@ -35,16 +42,23 @@ class _Running:
         self.store: GateStore | None = None
         self.publisher: Publisher | None = None
         self.projector: Projector | None = None
+        self.decider: Decider | None = None
+        self.slack: SlackClient | None = None
+
+    def gate_decider(self) -> Decider:
+        if self.decider is None:
+            raise RuntimeError("approvals is not started")
+        return self.decider
+
+    def slack_client(self) -> SlackClient:
+        if self.slack is None:
+            raise RuntimeError("approvals is not started")
+        return self.slack
 
     def gate_store(self) -> GateStore:
         if self.store is None:
             raise RuntimeError("approvals is not started")
         return self.store
-
-    def command_publisher(self) -> Publisher:
-        if self.publisher is None:
-            raise RuntimeError("approvals is not started")
-        return self.publisher
 
     async def postgres_ready(self) -> str | None:
         return "not started" if self.pool is None else await ping(self.pool)
@@ -56,12 +70,22 @@ class _Running:
         return "not started" if self.projector is None else self.projector.not_ready()
 
 
+def authenticator_of(settings: ApprovalsSettings) -> Authenticator:
+    """Static tokens from settings, and JWTs when ``jwt`` is configured."""
+    static = StaticTokenAuthenticator(settings.tokens) if settings.tokens else None
+    jwt = JwtAuthenticator(settings.jwt) if settings.jwt is not None else None
+    if jwt is None:
+        return StaticTokenAuthenticator(settings.tokens)
+    return ChainAuthenticator(static=static, jwt=jwt)
+
+
 def create_app(
     settings: ApprovalsSettings,
     *,
     publisher: Publisher | None = None,
     authenticator: Authenticator | None = None,
     consume: bool = True,
+    slack_http: httpx.AsyncClient | None = None,
 ) -> FastAPI:
     """The approvals app; its lifespan migrates PostgreSQL and starts the Kafka clients.
 
@@ -70,8 +94,10 @@ def create_app(
         publisher: where decisions and dead letters go; None starts a Kafka producer.
         authenticator: who callers are; None uses the static tokens from settings.
         consume: whether to run the ``baton.tasks.approvals`` projection.
+        slack_http: the HTTP client of Slack calls; None makes one when Slack is on.
     """
     running = _Running()
+    slack = settings.slack
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,13 +136,40 @@ def create_app(
                 stack.push_async_callback(projector.stop)
                 running.projector = projector
 
-            running.pool, running.store, running.publisher = pool, GateStore(pool), sink
+            store = GateStore(pool)
+            running.pool, running.store, running.publisher = pool, store, sink
+            running.decider = Decider(
+                store=store,
+                publisher=sink,
+                commands_topic=settings.topics.commands,
+                deny_requires_comment=settings.deny_requires_comment,
+            )
+            if slack.enabled:
+                assert slack.bot_token is not None
+                http = slack_http
+                if http is None:
+                    http = httpx.AsyncClient(timeout=slack.timeout_seconds)
+                    stack.push_async_callback(http.aclose)
+                running.slack = SlackClient(
+                    http, api_url=slack.api_url, bot_token=slack.bot_token.get_secret_value()
+                )
+                notifier = SlackNotifier(
+                    pool=pool,
+                    slack=running.slack,
+                    channels=slack.channels,
+                    default_channel=slack.channel,
+                    poll_seconds=slack.poll_seconds,
+                )
+                notifier.start()
+                stack.push_async_callback(notifier.stop)
             log.info("approvals started", consuming=consume)
             try:
                 yield
             finally:
                 log.info("approvals stopping")
                 running.pool = running.store = running.publisher = running.projector = None
+                running.decider = None
+                running.slack = None
 
     app = FastAPI(title="Baton approvals", version="0.1.0", lifespan=lifespan)
     checks: dict[str, ReadinessCheck] = {"postgres": running.postgres_ready}
@@ -125,15 +178,35 @@ def create_app(
     if consume:
         checks["kafka_consumer"] = running.consumer_ready
     app.include_router(operations_router(checks))
+    auth = authenticator or authenticator_of(settings)
     app.include_router(
         approvals_router(
             store=running.gate_store,
-            publisher=running.command_publisher,
-            authenticator=authenticator or StaticTokenAuthenticator(settings.tokens),
-            commands_topic=settings.topics.commands,
+            decider=running.gate_decider,
+            authenticator=auth,
             retry_after_seconds=settings.retry_after_seconds,
         )
     )
+    if slack.enabled:
+        app.include_router(
+            slack_router(
+                settings=slack,
+                require_comment=settings.deny_requires_comment,
+                store=running.gate_store,
+                decider=running.gate_decider,
+                slack=running.slack_client,
+            )
+        )
+    if settings.inbox.enabled:
+        app.include_router(
+            inbox_router(
+                settings=settings.inbox,
+                store=running.gate_store,
+                decider=running.gate_decider,
+                authenticator=auth,
+                deny_requires_comment=settings.deny_requires_comment,
+            )
+        )
     return app
 
 

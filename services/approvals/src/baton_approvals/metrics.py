@@ -6,7 +6,14 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge
 
-__all__ = ["BATCH_FAILURES", "DECISIONS", "POSITION", "RECORDS"]
+__all__ = [
+    "BATCH_FAILURES",
+    "DECISIONS",
+    "POSITION",
+    "RECORDS",
+    "SLACK_CALLBACKS",
+    "SLACK_CALLS",
+]
 
 RECORDS: Final = Counter(
     "baton_approvals_records",
@@ -25,5 +32,15 @@ POSITION: Final = Gauge(
 DECISIONS: Final = Counter(
     "baton_approvals_decisions",
     "Decision requests answered by the API, by outcome",
-    ["outcome"],  # accepted | forbidden | conflict | not_found | unavailable
+    ["outcome", "channel"],  # accepted | forbidden | conflict | invalid | not_found | unavailable
+)
+SLACK_CALLBACKS: Final = Counter(
+    "baton_approvals_slack_callbacks",
+    "Slack interaction callbacks, by outcome",
+    ["outcome"],  # forged | replayed | decided | refused | modal | ignored
+)
+SLACK_CALLS: Final = Counter(
+    "baton_approvals_slack_calls",
+    "Slack Web API calls, by method and outcome",
+    ["method", "outcome"],  # ok | error
 )

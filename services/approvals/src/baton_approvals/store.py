@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Final
 
 import structlog
@@ -10,25 +9,34 @@ import structlog
 from baton_approvals.db import Connection, Pool, Row
 from baton_approvals.gates import (
     CloseGate,
-    Decision,
+    DecisionRecord,
     Gate,
-    GateState,
+    GateDetail,
     OpenGate,
+    StateFilter,
     UnusableRecord,
     gate_change,
 )
 from baton_common.envelope import EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord
 
-__all__ = ["GateStore", "apply_record", "close_gate", "open_gate"]
+__all__ = [
+    "GATE_COLUMNS",
+    "GateStore",
+    "apply_record",
+    "close_gate",
+    "open_gate",
+    "reserve_decision",
+]
 
 log = structlog.get_logger(__name__)
 
-_COLUMNS: Final = (
+GATE_COLUMNS: Final = (
     "gate_id, run_id, story_id, story_version, step, approvers, message, state, opened_at,"
     " opened_event_id, correlation_id, decided_by, comment, closed_at, decision_requested,"
-    " decision_requested_by, decision_requested_at, decision_command_id"
+    " decision_requested_by, decision_requested_at, decision_command_id, slack_channel, slack_ts"
 )
+_DECISION_COLUMNS: Final = "approver, decision, comment, channel, command_id, requested_at"
 
 
 async def open_gate(conn: Connection, change: OpenGate) -> bool:
@@ -93,57 +101,96 @@ class GateStore:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> Pool:
+        return self._pool
+
     async def get(self, gate_id: str) -> Gate | None:
         async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(f"select {_COLUMNS} from gates where gate_id = $1", gate_id)
+            row = await conn.fetchrow(
+                f"select {GATE_COLUMNS} from gates where gate_id = $1", gate_id
+            )
         return _gate(row) if row is not None else None
 
     async def find(
         self,
         *,
-        state: GateState | None = None,
+        state: StateFilter | None = None,
         group: str | None = None,
         decidable_by: list[str] | None = None,
         limit: int = 50,
     ) -> list[Gate]:
-        """Gates, newest first.
+        """Gates, newest first (decided gates: most recently closed first).
 
         Args:
-            state: only gates in this state.
+            state: only gates in this state; ``decided`` for every closed gate.
             group: only gates naming ``group:<group>`` among their approvers.
             decidable_by: only gates naming one of these principals (see ``principals``).
             limit: at most this many gates.
         """
+        decided = state is StateFilter.DECIDED
+        order = (
+            "closed_at desc nulls last, gate_id desc" if decided else "opened_at desc, gate_id desc"
+        )
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"select {_COLUMNS} from gates"
+                f"select {GATE_COLUMNS} from gates"
                 " where ($1::text is null or state = $1)"
                 " and ($2::text is null or approvers @> array[$2::text])"
                 " and ($3::text[] is null or approvers && $3::text[])"
-                " order by opened_at desc, gate_id desc limit $4",
-                state.value if state is not None else None,
+                " and (not $5 or state <> 'pending')"
+                f" order by {order} limit $4",
+                state.value if state is not None and not decided else None,
                 f"group:{group}" if group is not None else None,
                 decidable_by,
                 limit,
+                decided,
             )
         return [_gate(row) for row in rows]
 
-    async def note_decision_requested(
-        self,
-        gate_id: str,
-        *,
-        decision: Decision,
-        requested_by: str,
-        requested_at: datetime,
-        command_id: str,
-    ) -> None:
+    async def detail(self, gate_id: str) -> GateDetail | None:
+        """A gate with the decisions asked for on it, oldest first."""
         async with self._pool.acquire() as conn:
-            await conn.execute(
-                "update gates set decision_requested = $2, decision_requested_by = $3,"
-                " decision_requested_at = $4, decision_command_id = $5 where gate_id = $1",
-                gate_id,
-                decision,
-                requested_by,
-                requested_at,
-                command_id,
+            row = await conn.fetchrow(
+                f"select {GATE_COLUMNS} from gates where gate_id = $1", gate_id
             )
+            if row is None:
+                return None
+            decided = await conn.fetch(
+                f"select {_DECISION_COLUMNS} from decisions where gate_id = $1"
+                " order by requested_at, approver",
+                gate_id,
+            )
+        return GateDetail.model_validate(
+            {**dict(row), "decisions": [DecisionRecord.model_validate(dict(d)) for d in decided]}
+        )
+
+    async def decision_of(self, gate_id: str, approver: str) -> DecisionRecord | None:
+        """What ``approver`` already asked for on a gate, if anything."""
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"select {_DECISION_COLUMNS} from decisions where gate_id = $1 and approver = $2",
+                gate_id,
+                approver,
+            )
+        return DecisionRecord.model_validate(dict(row)) if row is not None else None
+
+
+async def reserve_decision(conn: Connection, gate_id: str, record: DecisionRecord) -> bool:
+    """Insert a person's decision; False if they already decided this gate.
+
+    Called inside the transaction that stays open while the command is published, so a
+    concurrent second decision by the same person waits here and then finds the first.
+    """
+    status = await conn.execute(
+        f"insert into decisions (gate_id, {_DECISION_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7)"
+        " on conflict (gate_id, approver) do nothing",
+        gate_id,
+        record.approver,
+        record.decision,
+        record.comment,
+        record.channel,
+        record.command_id,
+        record.requested_at,
+    )
+    return status.endswith(" 1")

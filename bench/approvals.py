@@ -1,0 +1,170 @@
+"""Decision-to-next-step latency of an approval gate, on the real Kafka and PostgreSQL.
+
+Starts the scheduler and approvals as processes in a fresh topic namespace, opens N gates
+(a story: approval `review`, then an `act` step), then decides them one at a time through
+`POST /approvals/{id}/decision` and measures, per gate, the time from sending the decision
+until the scheduler's `act` task for that run appears on `baton.tasks.default` (the next
+step dispatched), and the time until the 202. Prints percentiles; asserts nothing.
+
+    BATON_KAFKA_BOOTSTRAP=127.0.0.1:9092 \
+    BATON_DATABASE_URL=postgresql://baton:baton@127.0.0.1:55432/baton \
+    .venv/bin/python bench/approvals.py [--gates 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+
+from platform_kit import build_platform, topic_env
+
+from baton_cli.kafka_ops import publish_stories
+from baton_common.commands import StartRun
+from baton_common.envelope import decode_record
+from baton_common.kafka import make_consumer, make_producer, outbound, to_envelope
+from baton_common.settings import TopicSettings
+from baton_common.story import parse_story
+from baton_common.topics import provision_topics
+
+STORY = """
+id: bench-gate
+version: 1
+trigger:
+  webhook: {path: bench-gate}
+steps:
+  review:
+    approval: {approvers: ["group:secops-oncall"]}
+  act:
+    needs: [review]
+    action: http
+    with: {method: POST, url: "http://127.0.0.1:9/unused"}
+"""
+ALICE = {"Authorization": "Bearer tok-alice"}
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def report(name: str, seconds: list[float]) -> None:
+    ms = [s * 1000 for s in seconds]
+    print(
+        f"{name:<28} n={len(ms)}  p50={percentile(ms, 50):.1f}ms  p95={percentile(ms, 95):.1f}ms"
+        f"  p99={percentile(ms, 99):.1f}ms  max={max(ms):.1f}ms  mean={statistics.mean(ms):.1f}ms"
+    )
+
+
+async def main(gates: int) -> None:
+    bootstrap = os.environ["BATON_KAFKA_BOOTSTRAP"]
+    database_url = os.environ["BATON_DATABASE_URL"]
+    platform = build_platform(bootstrap, database_url, Path(tempfile.mkdtemp(prefix="bench-")))
+    fields = {
+        k.removeprefix("BATON_TOPICS__").lower(): v
+        for k, v in topic_env(platform.namespace).items()
+    }
+    topics = TopicSettings.model_validate(fields)
+    await provision_topics(bootstrap, topics)
+    await publish_stories(bootstrap, topics, [(parse_story(STORY), STORY)])
+    services = [platform.services["scheduler"], platform.services["approvals"]]
+    for service in services:
+        service.start()
+    try:
+        for service in services:
+            await asyncio.to_thread(service.wait_ready)
+        await measure(platform.url("approvals"), bootstrap, topics, gates)
+    finally:
+        for service in services:
+            service.stop()
+
+
+async def measure(approvals: str, bootstrap: str, topics: TopicSettings, gates: int) -> None:
+    runs = [str(uuid.uuid4()) for _ in range(gates)]
+    producer = make_producer(bootstrap, client_id="bench")
+    await producer.start()
+    try:
+        for run_id in runs:
+            command = StartRun(run_id=run_id, story_id="bench-gate", trigger={})
+            envelope = to_envelope(
+                command,
+                id=str(uuid.uuid4()),
+                source="bench",
+                time=datetime.now(UTC),
+                subject=run_id,
+            )
+            await outbound(topics.commands, run_id, envelope).send(producer)
+    finally:
+        await producer.stop()
+
+    async with httpx.AsyncClient(base_url=approvals, headers=ALICE, timeout=30) as client:
+        deadline = time.monotonic() + 120
+        gate_of: dict[str, str] = {}
+        while len(gate_of) < gates:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {len(gate_of)} of {gates} gates opened")
+            listed = await client.get("/approvals", params={"state": "pending", "limit": 500})
+            gate_of = {g["run_id"]: g["gate_id"] for g in listed.json()["items"]}
+            await asyncio.sleep(0.2)
+
+        dispatched: dict[str, float] = {}
+        arrived = asyncio.Event()
+        consumer = make_consumer(
+            bootstrap, topics.task_topic("default"), group_id=None, client_id="bench"
+        )
+        await consumer.start()
+
+        assigned = asyncio.Event()
+
+        async def watch() -> None:
+            while True:
+                batches = await consumer.getmany(timeout_ms=50)
+                if consumer.assignment():
+                    assigned.set()
+                for records in batches.values():
+                    for record in records:
+                        data = decode_record(record.value, record.headers).data
+                        if data.get("step") == "act":
+                            dispatched[str(data["run_id"])] = time.perf_counter()
+                            arrived.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.wait_for(assigned.wait(), 30)
+            to_next_step: list[float] = []
+            to_202: list[float] = []
+            for run_id in runs:
+                arrived.clear()
+                started = time.perf_counter()
+                response = await client.post(
+                    f"/approvals/{gate_of[run_id]}/decision", json={"decision": "approve"}
+                )
+                to_202.append(time.perf_counter() - started)
+                response.raise_for_status()
+                while run_id not in dispatched:
+                    await asyncio.wait_for(arrived.wait(), 30)
+                    arrived.clear()
+                to_next_step.append(dispatched[run_id] - started)
+        finally:
+            watcher.cancel()
+            await asyncio.wait({watcher})
+            await consumer.stop()
+    report("decision → 202 accepted", to_202)
+    report("decision → next step task", to_next_step)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gates", type=int, default=100)
+    asyncio.run(main(parser.parse_args().gates))
