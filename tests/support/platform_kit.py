@@ -145,7 +145,11 @@ def build_platform(bootstrap: str, database_url: str, log_dir: Path) -> Platform
             "BATON_SCHEDULER_GROUP_ID": f"{namespace}-scheduler",
             "BATON_SCHEDULER_TRANSACTIONAL_ID": f"{namespace}-scheduler-0",
         },
-        "executor": {"BATON_EXECUTOR_GROUP_ID": f"{namespace}-executor"},
+        "executor": {
+            "BATON_EXECUTOR_GROUP_ID": f"{namespace}-executor",
+            # the SSRF guard refuses loopback: the local fakes are allowed explicitly
+            "BATON_EXECUTOR_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
+        },
         "approvals": {
             "BATON_APPROVALS_GROUP_ID": f"{namespace}-approvals",
             "BATON_APPROVALS_SCHEMA": f"{namespace}_approvals",

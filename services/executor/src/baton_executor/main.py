@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from baton_common.service import configure_logging, operations_router
 from baton_executor.actions import Action
 from baton_executor.actions.http import HttpAction
 from baton_executor.consumer import Executor, RebalanceListener
+from baton_executor.guard import CircuitBreaker, NetworkPolicy, OutboundGuard
 from baton_executor.metrics import ExecutorMetrics
 from baton_executor.publisher import KafkaPublisher
+from baton_executor.secrets import SecretStore
 from baton_executor.settings import ExecutorSettings
 
 __all__ = ["build_actions", "create_app", "run"]
@@ -28,11 +31,30 @@ __all__ = ["build_actions", "create_app", "run"]
 log = structlog.get_logger(__name__)
 
 
-def build_actions(settings: ExecutorSettings, client: httpx.AsyncClient) -> dict[str, Action]:
+def build_guard(
+    settings: ExecutorSettings, metrics: ExecutorMetrics | None = None
+) -> OutboundGuard:
+    """The SSRF policy, per-host limits and circuit breaker every outbound request passes."""
+    return OutboundGuard(
+        NetworkPolicy(settings.allowed_networks),
+        CircuitBreaker(
+            threshold=settings.breaker_threshold,
+            reset_seconds=settings.breaker_reset_seconds,
+            gauge=metrics.circuit if metrics is not None else None,
+        ),
+        per_host_concurrency=settings.per_host_concurrency,
+    )
+
+
+def build_actions(
+    settings: ExecutorSettings, client: httpx.AsyncClient, guard: OutboundGuard | None = None
+) -> dict[str, Action]:
     """The action registry: every action kind this executor runs, by name."""
+    guard = guard or build_guard(settings)
     return {
         "http": HttpAction(
             client,
+            guard=guard,
             max_response_bytes=settings.max_response_bytes,
             max_timeout_seconds=settings.max_action_timeout_seconds,
         ),
@@ -75,7 +97,7 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
             executor = Executor(
                 consumer=consumer,
                 publisher=publisher,
-                actions=build_actions(settings, client),
+                actions=build_actions(settings, client, build_guard(settings, metrics)),
                 topics=settings.topics,
                 metrics=metrics,
                 concurrency=settings.concurrency,
@@ -83,6 +105,8 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
                 poll_timeout_ms=settings.poll_timeout_ms,
                 error_backoff_seconds=settings.error_backoff_seconds,
                 revoke_grace_seconds=settings.revoke_grace_seconds,
+                secrets=SecretStore(os.environ, settings.secrets_dir),
+                recent_attempts=settings.recent_attempts,
             )
             topics = [settings.topics.task_topic(q) for q in settings.queues]
             consumer.subscribe(topics, listener=RebalanceListener(executor))

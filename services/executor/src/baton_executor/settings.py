@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -47,3 +49,22 @@ class ExecutorSettings(BatonSettings):
     )
     poll_timeout_ms: int = Field(1000, ge=1)
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")
+    recent_attempts: int = Field(
+        10_000, ge=0, description="reported attempt ids remembered to skip redeliveries"
+    )
+    secrets_dir: Path | None = Field(
+        None, description="directory of mounted secret files (one file per secret name)"
+    )
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="non-public networks (CIDR) outbound requests may reach, as JSON: "
+        "BATON_EXECUTOR_ALLOWED_NETWORKS='[\"127.0.0.1/32\"]'; everything else that is "
+        "loopback, link-local or private is refused (SSRF guard)",
+    )
+    per_host_concurrency: int = Field(8, ge=1, description="requests at once to one host")
+    breaker_threshold: int = Field(
+        5, ge=1, description="consecutive retryable failures that open a host's circuit"
+    )
+    breaker_reset_seconds: float = Field(
+        30.0, gt=0, description="how long a circuit stays open before a probe may pass"
+    )
