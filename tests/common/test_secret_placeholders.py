@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import JsonValue
 
 from baton_common.expressions import (
     ExpressionError,
@@ -13,7 +14,7 @@ from baton_common.expressions import (
     secret_names,
 )
 
-CONTEXT = {"event": {"user": "ann", "n": 2}}
+CONTEXT: dict[str, JsonValue] = {"event": {"user": "ann", "n": 2}}
 
 
 def test_a_secret_reference_stays_a_placeholder_in_rendered_input() -> None:
