@@ -18,7 +18,10 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.service import configure_logging, operations_router
 from baton_executor.actions import Action
+from baton_executor.actions.ai.registry import Providers
+from baton_executor.actions.ai.verdict import VerdictAction
 from baton_executor.actions.http import HttpAction
+from baton_executor.actions.transform import TransformAction
 from baton_executor.consumer import Executor, RebalanceListener
 from baton_executor.guard import CircuitBreaker, NetworkPolicy, OutboundGuard
 from baton_executor.metrics import ExecutorMetrics
@@ -47,11 +50,25 @@ def build_guard(
 
 
 def build_actions(
-    settings: ExecutorSettings, client: httpx.AsyncClient, guard: OutboundGuard | None = None
+    settings: ExecutorSettings,
+    client: httpx.AsyncClient,
+    guard: OutboundGuard | None = None,
+    secrets: SecretStore | None = None,
 ) -> dict[str, Action]:
     """The action registry: every action kind this executor runs, by name."""
     guard = guard or build_guard(settings)
+    secrets = secrets or SecretStore({})
+    providers = Providers(
+        settings.ai_providers,
+        default=settings.ai_default_provider,
+        client=client,
+        guard=guard,
+        secrets=secrets,
+    )
     return {
+        "transform": TransformAction(),
+        "ai.classify": VerdictAction(providers, mode="classify"),
+        "ai.extract": VerdictAction(providers, mode="extract"),
         "http": HttpAction(
             client,
             guard=guard,
@@ -94,10 +111,11 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
                 bootstrap, group_id=settings.group_id, client_id="baton-executor"
             )
             stack.push_async_callback(consumer.stop)
+            secrets = SecretStore(os.environ, settings.secrets_dir)
             executor = Executor(
                 consumer=consumer,
                 publisher=publisher,
-                actions=build_actions(settings, client, build_guard(settings, metrics)),
+                actions=build_actions(settings, client, build_guard(settings, metrics), secrets),
                 topics=settings.topics,
                 metrics=metrics,
                 concurrency=settings.concurrency,
@@ -105,7 +123,7 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
                 poll_timeout_ms=settings.poll_timeout_ms,
                 error_backoff_seconds=settings.error_backoff_seconds,
                 revoke_grace_seconds=settings.revoke_grace_seconds,
-                secrets=SecretStore(os.environ, settings.secrets_dir),
+                secrets=secrets,
                 recent_attempts=settings.recent_attempts,
             )
             topics = [settings.topics.task_topic(q) for q in settings.queues]

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from baton_common.settings import BatonSettings
+from baton_executor.actions.ai.providers import ProviderSettings
 
 __all__ = ["ExecutorSettings"]
 
@@ -68,3 +69,10 @@ class ExecutorSettings(BatonSettings):
     breaker_reset_seconds: float = Field(
         30.0, gt=0, description="how long a circuit stays open before a probe may pass"
     )
+    ai_providers: dict[str, ProviderSettings] = Field(
+        default_factory=dict,
+        description="model providers by name, as JSON: BATON_EXECUTOR_AI_PROVIDERS="
+        '\'{"default": {"kind": "openai", "base_url": "https://…/v1", "model": "…", '
+        '"api_key_secret": "OPENAI_API_KEY"}}\'',
+    )
+    ai_default_provider: str = Field("default", description="provider of steps naming none")
