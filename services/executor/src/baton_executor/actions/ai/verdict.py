@@ -152,7 +152,7 @@ class VerdictAction:
             "reasoning": answer["reasoning"],
             "audit": audit_record(provider.name, model, SYSTEM, user, completion),
         }
-        return output
+        return redactor.json(output)
 
     def _parse(self, task: StepTask) -> ClassifyInput | ExtractInput:
         model = ClassifyInput if self._mode == "classify" else ExtractInput
