@@ -36,7 +36,14 @@ async def test_the_registry_holds_the_action_kinds() -> None:
     async with httpx.AsyncClient() as client:
         actions = build_actions(ExecutorSettings(), client)
 
-    assert set(actions) == {"http", "transform", "ai.classify", "ai.extract"}
+    assert set(actions) == {
+        "http",
+        "transform",
+        "ai.classify",
+        "ai.extract",
+        "notify.slack",
+        "notify.email",
+    }
     assert isinstance(actions["http"], HttpAction)
 
 

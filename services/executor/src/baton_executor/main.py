@@ -20,7 +20,9 @@ from baton_common.service import configure_logging, operations_router
 from baton_executor.actions import Action
 from baton_executor.actions.ai.registry import Providers
 from baton_executor.actions.ai.verdict import VerdictAction
+from baton_executor.actions.email import EmailAction
 from baton_executor.actions.http import HttpAction
+from baton_executor.actions.slack import SlackAction
 from baton_executor.actions.transform import TransformAction
 from baton_executor.consumer import Executor, RebalanceListener
 from baton_executor.guard import CircuitBreaker, NetworkPolicy, OutboundGuard
@@ -69,6 +71,14 @@ def build_actions(
         "transform": TransformAction(),
         "ai.classify": VerdictAction(providers, mode="classify"),
         "ai.extract": VerdictAction(providers, mode="extract"),
+        "notify.slack": SlackAction(
+            client,
+            api_url=settings.slack_api_url,
+            token_secret=settings.slack_token_secret,
+            secrets=secrets,
+            guard=guard,
+        ),
+        "notify.email": EmailAction(settings.smtp, secrets),
         "http": HttpAction(
             client,
             guard=guard,

@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 
 from baton_common.settings import BatonSettings
 from baton_executor.actions.ai.providers import ProviderSettings
+from baton_executor.actions.email import SmtpSettings
 
 __all__ = ["ExecutorSettings"]
 
@@ -76,3 +77,11 @@ class ExecutorSettings(BatonSettings):
         '"api_key_secret": "OPENAI_API_KEY"}}\'',
     )
     ai_default_provider: str = Field("default", description="provider of steps naming none")
+    slack_api_url: str = Field("https://slack.com/api", description="Slack Web API base URL")
+    slack_token_secret: str = Field(
+        "SLACK_BOT_TOKEN", description="name of the secret holding the Slack bot token"
+    )
+    smtp: SmtpSettings = Field(
+        default_factory=SmtpSettings,
+        description="mail server of notify.email (BATON_EXECUTOR_SMTP__HOST, …)",
+    )
