@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from outside_fakes import FakeApi, FakeOpenAI, ModelTurn, Seen
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+from outside_fakes import FakeApi, FakeOpenAI, FakeSlack, ModelTurn, Seen
 from platform_kit import Platform, Service, free_port
 
 from baton_common import ids
@@ -90,6 +92,42 @@ steps:
 """
 
 
+NOTIFY_STORY = """
+id: e2e-notify
+version: 1
+trigger: {webhook: {path: e2e-notify}}
+steps:
+  lookup:
+    action: http
+    with: {url: "{{ event.api }}/reputation"}
+  shape:
+    needs: [lookup]
+    action: transform
+    with:
+      data: "{{ steps.lookup.output.body.got }}"
+      map:
+        host: data.host
+        verdict: "'bad' if data.score > 50 else 'fine'"
+  tell_slack:
+    needs: [shape]
+    action: notify.slack
+    queue: vault
+    with:
+      channel: C0SECOPS
+      text: "Host {{ steps.shape.output.host }} looks {{ steps.shape.output.verdict }}"
+      fields: {Run: "{{ run.id }}"}
+  tell_mail:
+    needs: [shape]
+    action: notify.email
+    queue: vault
+    with:
+      to: oncall@corp.example
+      subject: "Host {{ steps.shape.output.host }}"
+      text: "Verdict: {{ steps.shape.output.verdict }}"
+"""
+SLACK_TOKEN = "xoxb-e2e-slack-2c4e"
+
+
 def judge(messages: list[dict[str, Any]], request: dict[str, Any]) -> ModelTurn:
     if "evil.example" in json.dumps(messages):
         answer = {"label": "malicious", "confidence": 0.95, "reasoning": "lookalike domain"}
@@ -109,6 +147,8 @@ class Api:
         auth = seen.headers.get("Authorization", "")
         if seen.path == "/reject":
             return 400, {"error": f"token not accepted: {auth}"}
+        if seen.path == "/reputation":
+            return 200, {"got": {"host": "ws-17", "score": 80}}
         if seen.path == "/slow":
             self.release.wait(60)
             return 200, {"done": True}
@@ -132,11 +172,40 @@ def openai() -> Iterator[FakeOpenAI]:
         yield server
 
 
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        content = envelope.content
+        self.messages.append(content if isinstance(content, bytes) else str(content).encode())
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack(SLACK_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
 @pytest.fixture(scope="module")
 def pool(
     platform: Platform,
     topics: TopicSettings,
     openai: FakeOpenAI,
+    slack: FakeSlack,
+    mailbox: tuple[Mailbox, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Service]:
     """The ``ai``/``vault`` executor pool, with the secret and the model provider."""
@@ -144,7 +213,9 @@ def pool(
 
     queues = topics.model_copy(update={"task_queues": ["default", *POOL_QUEUES]})
     asyncio.run(provision_topics(platform.bootstrap, queues))
-    stories = [(parse_story(text), text) for text in (SECRET_STORY, AI_STORY, SLOW_STORY)]
+    stories = [
+        (parse_story(text), text) for text in (SECRET_STORY, AI_STORY, SLOW_STORY, NOTIFY_STORY)
+    ]
     asyncio.run(publish_stories(platform.bootstrap, topics, stories))
     base = platform.services["executor"].env
     providers = {
@@ -164,6 +235,12 @@ def pool(
         "BATON_EXECUTOR_AI_PROVIDERS": json.dumps(providers),
         "BATON_SECRET_E2E_API_TOKEN": SECRET,
         "BATON_SECRET_OPENAI_KEY": OPENAI_KEY,
+        "BATON_EXECUTOR_SLACK_API_URL": f"{slack.url}/api",
+        "BATON_SECRET_SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "BATON_EXECUTOR_SMTP__HOST": "127.0.0.1",
+        "BATON_EXECUTOR_SMTP__PORT": str(mailbox[1]),
+        "BATON_EXECUTOR_SMTP__STARTTLS": "false",
+        "BATON_EXECUTOR_SMTP__SENDER": "baton@corp.example",
     }
     log = tmp_path_factory.mktemp("pool-logs") / "executor-pool.log"
     service = Service("executor", port, env, log)
@@ -338,3 +415,24 @@ async def test_an_executor_killed_mid_action_repeats_it_once_with_the_same_key(
     key = ids.attempt_id(run_id, "call", 1)
     assert [c.headers["Idempotency-Key"] for c in calls] == [key, key]
     assert len(steps_by_type(view, "baton.step.succeeded.v1")) == 1
+
+
+async def test_transform_slack_and_email_steps_run_through_kafka(
+    platform: Platform, pool: Service, api: Api, slack: FakeSlack, mailbox: tuple[Mailbox, int]
+) -> None:
+    run_id = await start(platform, "e2e-notify", {"api": api.server.url}, "e2e-notify")
+    view = await finished(platform, run_id)
+
+    assert view["run"]["status"] == "succeeded"
+    succeeded = steps_by_type(view, "baton.step.succeeded.v1")
+    assert succeeded["shape"]["data"]["output"] == {"host": "ws-17", "verdict": "bad"}
+    assert succeeded["tell_slack"]["data"]["output"]["ok"] is True
+    [posted] = [p for p in slack.posted if run_id in json.dumps(p)]
+    assert posted["text"] == "Host ws-17 looks bad"
+    [mail] = [
+        m
+        for m in mailbox[0].messages
+        if f"{ids.attempt_id(run_id, 'tell_mail', 1)}@baton".encode() in m
+    ]
+    assert b"Subject: Host ws-17" in mail
+    assert b"Verdict: bad" in mail
