@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+import httpx
+
 Json = Any
 
 
@@ -23,7 +25,7 @@ Json = Any
 class Seen:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: httpx.Headers  # header names are case-insensitive
     body: bytes
 
     def json(self) -> Json:
@@ -53,7 +55,7 @@ class _Server:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                seen = Seen(self.command, self.path, dict(self.headers.items()), body)
+                seen = Seen(self.command, self.path, httpx.Headers(self.headers.items()), body)
                 outer.requests.append(seen)
                 status, headers, payload = outer.handle(seen)
                 self.send_response(status)

@@ -171,7 +171,7 @@ def build_platform(bootstrap: str, database_url: str, log_dir: Path) -> Platform
 class Recorded:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: httpx.Headers  # header names are case-insensitive
     body: bytes
 
 
@@ -188,7 +188,7 @@ class FakeHttp:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 outer.calls.append(
-                    Recorded(self.command, self.path, dict(self.headers.items()), body)
+                    Recorded(self.command, self.path, httpx.Headers(self.headers.items()), body)
                 )
                 status = outer.status_for.get(self.path, 200)
                 payload = json.dumps({"ok": status < 400, "path": self.path}).encode()

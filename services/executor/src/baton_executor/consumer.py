@@ -87,6 +87,7 @@ class Executor:
         revoke_grace_seconds: float = 5.0,
         secrets: SecretStore | None = None,
         recent_attempts: int = 10_000,
+        commit_interval_seconds: float = 0.2,
         clock: Callable[[], datetime] = _utcnow,
         new_id: Callable[[], str] = lambda: str(uuid4()),
     ) -> None:
@@ -106,6 +107,8 @@ class Executor:
         self._running: dict[asyncio.Task[None], TopicPartition] = {}
         self._secrets = secrets or SecretStore({})
         self._recent_limit = recent_attempts
+        self._commit_interval = commit_interval_seconds
+        self._last_commit = 0.0
         self._reported: OrderedDict[str, None] = OrderedDict()
         self._in_progress: dict[str, asyncio.Event] = {}
 
@@ -136,7 +139,10 @@ class Executor:
                     self._start(partition, record)
         else:
             await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
-        await self._commit()
+        # A commit is a broker round trip: at most one per interval, not one per attempt.
+        # Crashes redeliver at most an interval's worth of reported attempts.
+        if time.monotonic() - self._last_commit >= self._commit_interval:
+            await self._commit()
 
     async def partitions_revoked(self, revoked: Set[TopicPartition]) -> None:
         """Before a rebalance takes partitions away: let their attempts finish, commit."""
@@ -186,6 +192,8 @@ class Executor:
 
     async def _commit(self, partitions: Set[TopicPartition] | None = None) -> None:
         offsets = self._tracker.uncommitted(partitions)
+        if partitions is None:
+            self._last_commit = time.monotonic()
         if offsets:
             await self._consumer.commit(offsets)
             self._tracker.committed(offsets)

@@ -13,6 +13,7 @@ import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+from httpx_aiohttp import AiohttpTransport
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from baton_common.kafka import make_consumer, make_producer
@@ -31,9 +32,20 @@ from baton_executor.publisher import KafkaPublisher
 from baton_executor.secrets import SecretStore
 from baton_executor.settings import ExecutorSettings
 
-__all__ = ["build_actions", "create_app", "run"]
+__all__ = ["build_actions", "build_client", "build_guard", "create_app", "run"]
 
 log = structlog.get_logger(__name__)
+
+
+def build_client(settings: ExecutorSettings) -> httpx.AsyncClient:
+    """The shared outbound client: redirects are never followed (ADR 0300)."""
+    limits = httpx.Limits(max_connections=max(100, settings.concurrency * 2))
+    transport = (
+        AiohttpTransport(limits=limits, trust_env=False)
+        if settings.http_transport == "aiohttp"
+        else None
+    )
+    return httpx.AsyncClient(follow_redirects=False, limits=limits, transport=transport)
 
 
 def build_guard(
@@ -109,10 +121,7 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap = settings.kafka_bootstrap
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
-            client = httpx.AsyncClient(
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=max(100, settings.concurrency * 2)),
-            )
+            client = build_client(settings)
             stack.push_async_callback(client.aclose)
             producer = make_producer(bootstrap, client_id="baton-executor")
             stack.push_async_callback(producer.stop)

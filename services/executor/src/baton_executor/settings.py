@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -84,4 +85,9 @@ class ExecutorSettings(BatonSettings):
     smtp: SmtpSettings = Field(
         default_factory=SmtpSettings,
         description="mail server of notify.email (BATON_EXECUTOR_SMTP__HOST, …)",
+    )
+    http_transport: Literal["aiohttp", "httpcore"] = Field(
+        "aiohttp",
+        description="what carries outbound HTTP under the httpx API: aiohttp (several times "
+        "the throughput at high concurrency, see ADR 0302) or httpx's own httpcore",
     )
