@@ -41,6 +41,7 @@ async def test_the_registry_holds_the_action_kinds() -> None:
         "transform",
         "ai.classify",
         "ai.extract",
+        "ai.agent",
         "notify.slack",
         "notify.email",
     }

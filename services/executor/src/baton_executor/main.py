@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.service import configure_logging, operations_router
 from baton_executor.actions import Action
+from baton_executor.actions.ai.agent import AgentAction
 from baton_executor.actions.ai.registry import Providers
 from baton_executor.actions.ai.verdict import VerdictAction
 from baton_executor.actions.email import EmailAction
@@ -79,7 +80,7 @@ def build_actions(
         guard=guard,
         secrets=secrets,
     )
-    return {
+    actions: dict[str, Action] = {
         "transform": TransformAction(),
         "ai.classify": VerdictAction(providers, mode="classify"),
         "ai.extract": VerdictAction(providers, mode="extract"),
@@ -98,6 +99,9 @@ def build_actions(
             max_timeout_seconds=settings.max_action_timeout_seconds,
         ),
     }
+    # The agent's tools are the other actions (never the AI ones: no recursion).
+    actions["ai.agent"] = AgentAction(providers, dict(actions))
+    return actions
 
 
 @dataclass
