@@ -44,6 +44,7 @@ async def test_the_registry_holds_the_action_kinds() -> None:
         "ai.agent",
         "notify.slack",
         "notify.email",
+        "mcp.call",
     }
     assert isinstance(actions["http"], HttpAction)
 

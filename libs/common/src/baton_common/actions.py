@@ -14,4 +14,5 @@ ActionKind = Literal[
     "ai.agent",
     "notify.slack",
     "notify.email",
+    "mcp.call",
 ]

@@ -24,6 +24,7 @@ from baton_executor.actions.ai.registry import Providers
 from baton_executor.actions.ai.verdict import VerdictAction
 from baton_executor.actions.email import EmailAction
 from baton_executor.actions.http import HttpAction
+from baton_executor.actions.mcp import McpCallAction, McpServers, McpToolbox
 from baton_executor.actions.slack import SlackAction
 from baton_executor.actions.transform import TransformAction
 from baton_executor.consumer import Executor, RebalanceListener
@@ -99,8 +100,10 @@ def build_actions(
             max_timeout_seconds=settings.max_action_timeout_seconds,
         ),
     }
+    mcp = McpServers(settings.mcp_servers)
+    actions["mcp.call"] = McpCallAction(mcp)
     # The agent's tools are the other actions (never the AI ones: no recursion).
-    actions["ai.agent"] = AgentAction(providers, dict(actions))
+    actions["ai.agent"] = AgentAction(providers, dict(actions), McpToolbox(mcp))
     return actions
 
 

@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 from baton_common.settings import BatonSettings
 from baton_executor.actions.ai.providers import ProviderSettings
 from baton_executor.actions.email import SmtpSettings
+from baton_executor.actions.mcp import McpServerSettings
 
 __all__ = ["ExecutorSettings"]
 
@@ -90,4 +91,9 @@ class ExecutorSettings(BatonSettings):
         "aiohttp",
         description="what carries outbound HTTP under the httpx API: aiohttp (several times "
         "the throughput at high concurrency, see ADR 0302) or httpx's own httpcore",
+    )
+    mcp_servers: dict[str, McpServerSettings] = Field(
+        default_factory=dict,
+        description="MCP servers agents and mcp.call may use, by name, as JSON: "
+        '\'{"edr": {"url": "https://…/mcp"}, "files": {"command": ["mcp-files"]}}\'',
     )

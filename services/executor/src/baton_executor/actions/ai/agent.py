@@ -42,7 +42,10 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Final, Literal
 from urllib.parse import quote
 
@@ -51,11 +54,13 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, m
 
 from baton_common.records import StepTask
 from baton_executor.actions import Action
-from baton_executor.actions.ai.providers import ToolCall, ToolSpec, Turn
+from baton_executor.actions.ai.providers import ChatProvider, ToolCall, ToolSpec, Turn
 from baton_executor.actions.ai.registry import Providers
 from baton_executor.actions.ai.verdict import user_message
 from baton_executor.actions.http import describe
+from baton_executor.actions.mcp import McpTool, McpToolbox, McpToolSource
 from baton_executor.errors import ActionError, PermanentError
+from baton_executor.secrets import Redactor
 
 __all__ = ["AgentAction", "AgentInput", "AgentTool", "fill_arguments"]
 
@@ -116,7 +121,9 @@ class AgentInput(BaseModel):
 
     goal: Annotated[str, Field(min_length=1)]
     input: JsonValue = None
-    tools: Annotated[list[AgentTool], Field(max_length=64)] = Field(default_factory=list)
+    tools: Annotated[list[AgentTool | McpToolSource], Field(max_length=64)] = Field(
+        default_factory=list
+    )
     max_iterations: Annotated[int, Field(ge=1, le=50)] = 6
     max_tokens: Annotated[int, Field(ge=256, le=1_000_000)] = 20_000
     time_budget_seconds: Annotated[float, Field(gt=0, le=900)] = 120.0
@@ -125,7 +132,7 @@ class AgentInput(BaseModel):
 
     @model_validator(mode="after")
     def _unique_names(self) -> AgentInput:
-        names = [t.name for t in self.tools]
+        names = [t.name for t in self.tools if isinstance(t, AgentTool)]
         if len(names) != len(set(names)):
             raise ValueError("tool names must be unique")
         return self
@@ -154,29 +161,94 @@ def fill_arguments(
     return template
 
 
+@dataclass(frozen=True)
+class _Tool:
+    """A tool of this loop, whatever backs it."""
+
+    name: str
+    description: str
+    parameters: dict[str, JsonValue]
+    destructive: bool
+    run: Callable[[dict[str, JsonValue], str], Awaitable[str]]
+    proposed: Callable[[dict[str, JsonValue]], tuple[str, JsonValue]]
+
+
 class AgentAction:
     """Runs the loop with a provider from ``providers`` and tools from ``actions``.
 
     Args:
         actions: the executor's action registry (the AI actions are never tools).
+        toolbox: the configured MCP servers, if any.
     """
 
-    def __init__(self, providers: Providers, actions: Mapping[str, Action]) -> None:
+    def __init__(
+        self,
+        providers: Providers,
+        actions: Mapping[str, Action],
+        toolbox: McpToolbox | None = None,
+    ) -> None:
         self._providers = providers
         self._actions = actions
+        self._toolbox = toolbox
 
     async def __call__(self, task: StepTask) -> JsonValue:
         spec = self._parse(task)
         provider, redactor = self._providers.get(spec.provider)
+        async with AsyncExitStack() as stack:
+            tools = await self._tools(task, spec, stack)
+            return redactor.json(await self._loop(spec, provider, redactor, tools))
+
+    async def _tools(
+        self, task: StepTask, spec: AgentInput, stack: AsyncExitStack
+    ) -> dict[str, _Tool]:
+        tools: list[_Tool] = []
+        sources = [t for t in spec.tools if isinstance(t, McpToolSource)]
+        for t in spec.tools:
+            if isinstance(t, AgentTool):
+                tools.append(
+                    _Tool(
+                        t.name,
+                        t.description,
+                        t.parameters,
+                        t.is_destructive,
+                        partial(self._run_action, task, t),
+                        partial(_action_proposal, t),
+                    )
+                )
+        if sources:
+            if self._toolbox is None:
+                raise PermanentError(
+                    "this executor has no MCP servers configured", error_type="UnknownMcpServer"
+                )
+            for m in await self._toolbox.open(sources, stack):
+                tools.append(
+                    _Tool(
+                        m.name,
+                        m.description,
+                        m.parameters,
+                        m.destructive,
+                        partial(_run_mcp, m),
+                        partial(_mcp_proposal, m),
+                    )
+                )
+        by_name = {t.name: t for t in tools}
+        if len(by_name) != len(tools):
+            raise PermanentError(
+                "invalid input: tool names must be unique", error_type="InvalidInput"
+            )
+        return by_name
+
+    async def _loop(
+        self, spec: AgentInput, provider: ChatProvider, redactor: Redactor, tools: dict[str, _Tool]
+    ) -> dict[str, JsonValue]:
         model = spec.model or provider.default_model
-        tools = {t.name: t for t in spec.tools}
         specs = [
             ToolSpec(
                 t.name,
-                (t.description + (" (needs human approval)" if t.is_destructive else "")).strip(),
+                (t.description + (" (needs human approval)" if t.destructive else "")).strip(),
                 t.parameters,
             )
-            for t in spec.tools
+            for t in tools.values()
         ]
         user = user_message(spec.goal, spec.input)
         turns = [Turn(role="user", text=user)]
@@ -216,13 +288,19 @@ class AgentAction:
             )
             for index, call in enumerate(completion.tool_calls):
                 tool = tools.get(call.name)
-                if tool is not None and tool.is_destructive and _valid(tool, call) is None:
+                problem = (
+                    f"there is no tool named {call.name!r}"
+                    if tool is None
+                    else _invalid(tool, call)
+                )
+                if tool is not None and problem is None and tool.destructive:
                     status, reason = "proposal", f"{tool.name} needs approval"
+                    action, action_input = tool.proposed(call.arguments)
                     proposal = {
                         "tool": tool.name,
-                        "action": tool.action,
+                        "action": action,
                         "arguments": call.arguments,
-                        "input": fill_arguments(tool.with_, call.arguments),
+                        "input": action_input,
                         "reasoning": completion.text,
                     }
                     log.append(
@@ -233,7 +311,10 @@ class AgentAction:
                         }
                     )
                     break
-                result = await self._run_tool(task, tool, call, f"{iteration}:{index}")
+                if tool is None or problem is not None:
+                    result = f"error: {problem}"
+                else:
+                    result = await tool.run(call.arguments, f"{iteration}:{index}")
                 log.append({"tool": call.name, "arguments": call.arguments, "result": result[:500]})
                 turns.append(
                     Turn(role="tool", text=result, tool_call_id=call.id, tool_name=call.name)
@@ -255,22 +336,17 @@ class AgentAction:
         }
         if reason and status == "incomplete":
             output["reason"] = reason
-        return redactor.json(output)
+        return output
 
-    async def _run_tool(
-        self, task: StepTask, tool: AgentTool | None, call: ToolCall, at: str
+    async def _run_action(
+        self, task: StepTask, tool: AgentTool, arguments: dict[str, JsonValue], at: str
     ) -> str:
-        if tool is None:
-            return f"error: there is no tool named {call.name!r}"
-        problem = _valid(tool, call)
-        if problem is not None:
-            return f"error: invalid arguments: {problem}"
         if tool.is_destructive:  # proposals are made by the loop; never run one here
             return "error: this tool needs human approval"
         action = self._actions.get(tool.action)
         if action is None:
             return f"error: this executor cannot run {tool.action!r}"
-        filled = fill_arguments(tool.with_, call.arguments)
+        filled = fill_arguments(tool.with_, arguments)
         assert isinstance(filled, dict)
         sub_task = task.model_copy(
             update={
@@ -298,11 +374,27 @@ class AgentAction:
             ) from None
 
 
-def _valid(tool: AgentTool, call: ToolCall) -> str | None:
+def _action_proposal(tool: AgentTool, arguments: dict[str, JsonValue]) -> tuple[str, JsonValue]:
+    return tool.action, fill_arguments(tool.with_, arguments)
+
+
+def _mcp_proposal(tool: McpTool, arguments: dict[str, JsonValue]) -> tuple[str, JsonValue]:
+    return "mcp.call", {"server": tool.server, "tool": tool.tool, "arguments": arguments}
+
+
+async def _run_mcp(tool: McpTool, arguments: dict[str, JsonValue], at: str) -> str:
+    if tool.destructive:
+        return "error: this tool needs human approval"
+    return await McpToolbox.call(tool, arguments)
+
+
+def _invalid(tool: _Tool, call: ToolCall) -> str | None:
     try:
         jsonschema.validate(call.arguments, tool.parameters)
     except jsonschema.ValidationError as exc:
-        return exc.message
+        return f"invalid arguments: {exc.message}"
+    except jsonschema.SchemaError:
+        return "the tool's parameter schema is invalid"
     return None
 
 
