@@ -68,3 +68,10 @@ def test_evaluate_value_returns_json() -> None:
     assert evaluate_value("{'who': event.user}", CONTEXT) == {"who": "ann"}
     with pytest.raises(ExpressionError):
         evaluate_value("event.missing.deeper", CONTEXT)
+
+
+def test_two_templates_side_by_side_render_as_text() -> None:
+    context: dict[str, JsonValue] = {"event": {"api": "http://x", "target": "flaky"}}
+
+    assert render_value("{{ event.api }}/{{ event.target }}", context) == "http://x/flaky"
+    assert render_value("{{ secrets.A }}:{{ secrets.B }}", {}) == "{{ secrets.A }}:{{ secrets.B }}"

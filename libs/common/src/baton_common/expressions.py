@@ -117,7 +117,9 @@ def render_value(value: JsonValue, context: Mapping[str, JsonValue]) -> JsonValu
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
             return value
-        if match := _SINGLE.match(value):
+        match = _SINGLE.match(value)
+        # "{{ a }}/{{ b }}" also starts with {{ and ends with }}: that is text, not one expression
+        if match is not None and "{{" not in match.group("expr"):
             return _to_json(_evaluate(match.group("expr"), _with_secrets(context)), value)
         try:
             return _ENV.from_string(value).render(_with_secrets(context))
