@@ -12,7 +12,8 @@ from outside_fakes import FakeAnthropic, FakeApi, FakeOpenAI, ModelTurn, Seen
 from pydantic import JsonValue
 
 from baton_executor.actions import Action
-from baton_executor.actions.ai.agent import AgentAction, AgentTool, fill_arguments
+from baton_executor.actions.ai.agent import AgentAction
+from baton_executor.actions.ai.agent_tools import AgentTool, fill_arguments
 from baton_executor.actions.ai.providers import ProviderSettings
 from baton_executor.actions.ai.registry import Providers
 from baton_executor.actions.http import HttpAction
