@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import JsonValue
 
@@ -22,7 +24,7 @@ def test_a_secret_reference_stays_a_placeholder_in_rendered_input() -> None:
         {
             "headers": {"Authorization": "Bearer {{ secrets.API_TOKEN }}"},
             "whole": "{{ secrets.OTHER }}",
-            "item": "{{ secrets['THIRD'] ~ ':' ~ event.user }}",
+            "item": "{{ secrets['THIRD'] }}:{{ event.user }}",
             "plain": "{{ event.n }}",
         },
         CONTEXT,
@@ -75,3 +77,26 @@ def test_two_templates_side_by_side_render_as_text() -> None:
 
     assert render_value("{{ event.api }}/{{ event.target }}", context) == "http://x/flaky"
     assert render_value("{{ secrets.A }}:{{ secrets.B }}", {}) == "{{ secrets.A }}:{{ secrets.B }}"
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{{ event.note }}", "note: {{ event.note }}", "{{ event }}", "{{ event.note | upper }}"],
+)
+def test_data_that_spells_a_placeholder_does_not_become_one(template: str) -> None:
+    hostile: dict[str, JsonValue] = {
+        "event": {"note": "{{ secrets.API_TOKEN }}", "{{ secrets.KEY }}": 1}
+    }
+
+    rendered = render_value({"text": template, "auth": "{{ secrets.REAL }}"}, hostile)
+
+    assert secret_names(rendered) == {"REAL"}
+    assert "secrets.API_TOKEN" in json.dumps(rendered).replace("SECRETS", "secrets")
+
+
+def test_a_reference_built_inside_an_expression_fails_safe() -> None:
+    # Only a reference standing in its own {{ }} is a placeholder; anything computed from it
+    # is text the executor leaves alone (so data can never forge one).
+    rendered = render_value("{{ secrets.TOKEN ~ '!' }}", {})
+
+    assert secret_names(rendered) == set()

@@ -44,7 +44,21 @@ class ExpressionError(ValueError):
 
 # compile_expression returns the expression's Python value, so `{{ steps.x.output }}`
 # stays a dict; plain text templates render through the same sandbox.
-_ENV: Final = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+def _defuse(text: str) -> str:
+    """Data (an alert's text) that spells a secret placeholder must not become one: the
+    executor would resolve it and send the secret wherever the data goes."""
+    return SECRET_PLACEHOLDER.sub(lambda m: "{ {" + m.group(0)[2:], text)
+
+
+def _finalize(value: object) -> object:
+    if isinstance(value, str) and not isinstance(value, _SecretRef):
+        return _defuse(value)
+    return value
+
+
+_ENV: Final = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, finalize=_finalize
+)
 _ENV.globals.clear()  # no range/lipsum/cycler: expressions see only their data
 
 
@@ -178,10 +192,12 @@ def _evaluate(source: str, context: Mapping[str, object]) -> object:
 def _to_json(result: object, source: str) -> JsonValue:
     if isinstance(result, _SecretRef):
         return str.__str__(result)
-    if result is None or isinstance(result, str | int | float | bool):
+    if isinstance(result, str):
+        return _defuse(result)
+    if result is None or isinstance(result, int | float | bool):
         return result
     if isinstance(result, list | tuple):
         return [_to_json(item, source) for item in result]
     if isinstance(result, Mapping):
-        return {str(k): _to_json(v, source) for k, v in result.items()}
+        return {_defuse(str(k)): _to_json(v, source) for k, v in result.items()}
     raise ExpressionError(f"template {source!r} produced a non-JSON value")
