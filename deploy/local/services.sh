@@ -23,6 +23,8 @@ if [[ -z "${BATON_APPROVALS_TOKENS:-}" ]]; then
 fi
 # shellcheck disable=SC2090
 export BATON_APPROVALS_TOKENS
+# The executor's SSRF guard refuses loopback; the local examples call local services.
+export BATON_EXECUTOR_ALLOWED_NETWORKS="${BATON_EXECUTOR_ALLOWED_NETWORKS:-[\"127.0.0.1/32\"]}"
 
 say() { printf 'services: %s\n' "$*"; }
 die() { printf 'services: ERROR: %s\n' "$*" >&2; exit 1; }

@@ -269,3 +269,34 @@ async def test_shutdown_cancels_unfinished_attempts_without_committing_them() ->
     assert h.executor.running == 0
     assert h.consumer.committed(P0) == 1
     assert len(h.commands()) == 1
+
+
+async def test_a_redelivered_reported_attempt_is_not_run_again() -> None:
+    h = Harness()
+    h.action.release("lookup")
+    h.consumer.append(h.task(P0, 0, "lookup"))
+
+    async with running(h):
+        await until("a commit", lambda: h.consumer.committed(P0) == 1)
+        h.consumer.append(h.task(P0, 1, "lookup"))  # the same attempt, delivered again
+        await until("the redelivery committed", lambda: h.consumer.committed(P0) == 2)
+
+    assert h.action.started == ["lookup"]
+    assert len(h.commands()) == 1
+    assert h.metric("baton_executor_redeliveries_skipped_total") == 1
+
+
+async def test_a_redelivery_of_a_running_attempt_waits_for_it() -> None:
+    h = Harness()
+    h.consumer.append(h.task(P0, 0, "lookup"), h.task(P1, 0, "lookup"))
+
+    async with running(h):
+        await until("the first run", lambda: h.action.started == ["lookup"])
+        await asyncio.sleep(0.05)
+        assert h.action.started == ["lookup"]
+        assert h.consumer.committed(P1) is None  # not acknowledged before the run reports
+        h.action.release("lookup")
+        await until("both committed", lambda: h.consumer.committed(P1) == 1)
+
+    assert h.action.started == ["lookup"]
+    assert len(h.commands()) == 1

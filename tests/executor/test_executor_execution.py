@@ -44,7 +44,12 @@ async def test_success_completes_the_attempt_with_the_output() -> None:
 
 async def test_a_retryable_error_fails_the_attempt_as_retryable() -> None:
     task = step_task()
-    error = RetryableError("POST https://x/ returned HTTP 503", error_type="http_503")
+    error = RetryableError(
+        "POST https://x/ returned HTTP 503",
+        error_type="http_503",
+        http_status=503,
+        retry_after_seconds=7.0,
+    )
 
     command = await execute(task, {"http": raising(error)}, max_output_bytes=1000)
 
@@ -55,6 +60,9 @@ async def test_a_retryable_error_fails_the_attempt_as_retryable() -> None:
         error_kind="retryable",
         error_type="http_503",
         message="POST https://x/ returned HTTP 503",
+        attempt=1,
+        http_status=503,
+        retry_after_seconds=7.0,
     )
 
 

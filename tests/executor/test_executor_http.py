@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from pydantic import JsonValue
 
 from baton_executor.actions.http import HttpAction, classify_status
+from baton_executor.actions.outbound import retry_after
 from baton_executor.errors import PermanentError, RetryableError
 
 from .tasks import step_task
@@ -270,7 +272,7 @@ async def test_error_messages_leave_out_query_strings_and_credentials(
         ({"url": "x.example/path"}, "absolute http"),
         ({"url": "ftp://x.example/"}, "absolute http"),
         ({"url": "https://x.example/", "method": "BREW"}, "method: must be one of"),
-        ({"url": "https://x.example/", "json": {}, "body": "x"}, "either `json` or `body`"),
+        ({"url": "https://x.example/", "json": {}, "body": "x"}, "give one body, not `json`"),
         ({"url": "https://x.example/", "timeout": 0}, "timeout"),
         ({"url": "https://x.example/", "timeout": 600}, "exceeds the executor's limit"),
         ({"url": "https://x.example/", "header": {}}, "header: Extra inputs"),
@@ -297,3 +299,121 @@ async def test_redirects_are_not_followed(server: Server, action: HttpAction) ->
     assert isinstance(output, dict)
     assert output["status"] == 302
     assert len(server.requests) == 1
+
+
+async def test_429_carries_retry_after_seconds(server: Server, action: HttpAction) -> None:
+    server.handler = answer(httpx.Response(429, headers={"Retry-After": "17"}, text="slow down"))
+
+    with pytest.raises(RetryableError) as raised:
+        await action(step_task())
+
+    assert (raised.value.http_status, raised.value.retry_after_seconds) == (429, 17.0)
+
+
+def test_retry_after_as_an_http_date() -> None:
+    now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    response = httpx.Response(503, headers={"Retry-After": "Wed, 01 May 2024 12:01:30 GMT"})
+
+    assert retry_after(response, now) == 90.0
+    assert retry_after(httpx.Response(503, headers={"Retry-After": "soon"}), now) is None
+
+
+async def test_retry_on_status_replaces_the_retryable_set(
+    server: Server, action: HttpAction
+) -> None:
+    server.handler = answer(httpx.Response(409, text="locked"))
+    with pytest.raises(RetryableError):
+        await action(step_task({"url": "https://x.example/", "retry_on_status": [409]}))
+
+    server.handler = answer(httpx.Response(503, text="down"))
+    with pytest.raises(PermanentError) as raised:
+        await action(step_task({"url": "https://x.example/", "retry_on_status": [409]}))
+    assert raised.value.http_status == 503
+
+
+async def test_a_form_body_is_url_encoded(server: Server, action: HttpAction) -> None:
+    await action(
+        step_task(
+            {"url": "https://x.example/", "method": "POST", "form": {"a": 1, "b": ["x", "y"]}}
+        )
+    )
+
+    [request] = server.requests
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert request.content == b"a=1&b=x&b=y"
+
+
+async def test_a_raw_body_takes_its_content_type(server: Server, action: HttpAction) -> None:
+    await action(
+        step_task(
+            {
+                "url": "https://x.example/",
+                "method": "POST",
+                "body": "<a/>",
+                "content_type": "text/xml",
+            }
+        )
+    )
+
+    assert server.requests[0].headers["content-type"] == "text/xml"
+    assert server.requests[0].content == b"<a/>"
+
+
+async def test_link_pagination_follows_next_up_to_the_cap(
+    server: Server, action: HttpAction
+) -> None:
+    async def pages(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params.get("page", "1"))
+        link = f'</items?page={page + 1}>; rel="next"'
+        return httpx.Response(
+            200, json={"data": [page * 10, page * 10 + 1]}, headers={"Link": link}
+        )
+
+    server.handler = pages
+    output = await action(
+        step_task(
+            {
+                "url": "https://x.example/items",
+                "paginate": {"next": "link", "items": "data", "max_pages": 3},
+            }
+        )
+    )
+
+    assert isinstance(output, dict)
+    assert output["items"] == [10, 11, 20, 21, 30, 31]
+    assert (output["pages"], output["complete"]) == (3, False)
+    assert [r.url.params.get("page") for r in server.requests] == [None, "2", "3"]
+    assert {r.headers["idempotency-key"] for r in server.requests} == {step_task().attempt_id}
+
+
+async def test_cursor_pagination_stops_at_the_last_page(server: Server, action: HttpAction) -> None:
+    async def pages(request: httpx.Request) -> httpx.Response:
+        cursor = request.url.params.get("after")
+        following = {None: "c1", "c1": "c2", "c2": None}[cursor]
+        return httpx.Response(200, json={"hits": [cursor or "start"], "meta": {"next": following}})
+
+    server.handler = pages
+    output = await action(
+        step_task(
+            {
+                "url": "https://x.example/search?q=x",
+                "paginate": {"cursor": {"path": "meta.next", "param": "after"}, "items": "hits"},
+            }
+        )
+    )
+
+    assert isinstance(output, dict)
+    assert output["items"] == ["start", "c1", "c2"]
+    assert (output["pages"], output["complete"]) == (3, True)
+    assert server.requests[-1].url.params["q"] == "x"
+
+
+async def test_a_failing_page_fails_the_attempt(server: Server, action: HttpAction) -> None:
+    async def pages(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("page"):
+            return httpx.Response(502)
+        return httpx.Response(200, json=[], headers={"Link": '</?page=2>; rel="next"'})
+
+    server.handler = pages
+    with pytest.raises(RetryableError):
+        await action(step_task({"url": "https://x.example/", "paginate": {"next": "link"}}))

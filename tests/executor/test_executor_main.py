@@ -32,11 +32,20 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert [settings.topics.task_topic(q) for q in settings.queues] == ["t.default", "t.ai"]
 
 
-async def test_the_registry_holds_the_http_action() -> None:
+async def test_the_registry_holds_the_action_kinds() -> None:
     async with httpx.AsyncClient() as client:
         actions = build_actions(ExecutorSettings(), client)
 
-    assert set(actions) == {"http"}
+    assert set(actions) == {
+        "http",
+        "transform",
+        "ai.classify",
+        "ai.extract",
+        "ai.agent",
+        "notify.slack",
+        "notify.email",
+        "mcp.call",
+    }
     assert isinstance(actions["http"], HttpAction)
 
 

@@ -145,7 +145,11 @@ def build_platform(bootstrap: str, database_url: str, log_dir: Path) -> Platform
             "BATON_SCHEDULER_GROUP_ID": f"{namespace}-scheduler",
             "BATON_SCHEDULER_TRANSACTIONAL_ID": f"{namespace}-scheduler-0",
         },
-        "executor": {"BATON_EXECUTOR_GROUP_ID": f"{namespace}-executor"},
+        "executor": {
+            "BATON_EXECUTOR_GROUP_ID": f"{namespace}-executor",
+            # the SSRF guard refuses loopback: the local fakes are allowed explicitly
+            "BATON_EXECUTOR_ALLOWED_NETWORKS": '["127.0.0.1/32"]',
+        },
         "approvals": {
             "BATON_APPROVALS_GROUP_ID": f"{namespace}-approvals",
             "BATON_APPROVALS_SCHEMA": f"{namespace}_approvals",
@@ -167,7 +171,7 @@ def build_platform(bootstrap: str, database_url: str, log_dir: Path) -> Platform
 class Recorded:
     method: str
     path: str
-    headers: dict[str, str]
+    headers: httpx.Headers  # header names are case-insensitive
     body: bytes
 
 
@@ -184,7 +188,7 @@ class FakeHttp:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 outer.calls.append(
-                    Recorded(self.command, self.path, dict(self.headers.items()), body)
+                    Recorded(self.command, self.path, httpx.Headers(self.headers.items()), body)
                 )
                 status = outer.status_for.get(self.path, 200)
                 payload = json.dumps({"ok": status < 400, "path": self.path}).encode()

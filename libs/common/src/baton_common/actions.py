@@ -6,4 +6,13 @@ from typing import Literal
 
 __all__ = ["ActionKind"]
 
-ActionKind = Literal["http"]
+ActionKind = Literal[
+    "http",
+    "transform",
+    "ai.classify",
+    "ai.extract",
+    "ai.agent",
+    "notify.slack",
+    "notify.email",
+    "mcp.call",
+]

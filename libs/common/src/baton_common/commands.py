@@ -60,6 +60,15 @@ class FailStep(_Command):
     error_kind: ErrorKind
     error_type: str = Field(description="the error's class, e.g. HTTPStatusError")
     message: str
+    attempt: int | None = Field(default=None, description="the attempt number that failed")
+    http_status: int | None = Field(
+        default=None, description="the HTTP status that caused the failure, if any"
+    )
+    retry_after_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="the other side asked not to retry sooner (HTTP Retry-After)",
+    )
 
 
 class DecideApproval(_Command):

@@ -5,12 +5,17 @@ is acknowledged by Kafka before its record counts as finished, and a partition's
 is committed only up to its oldest unfinished record, so a crash redelivers (never loses)
 the work in flight. Redelivered attempts keep their attempt id, which outside systems see
 as the idempotency key and the scheduler uses to ignore a second result.
+
+A redelivered record whose attempt this process already reported is not run again (a
+bounded cache of recent attempt ids), and one whose attempt is still running here waits
+for that run instead of starting a second one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -21,7 +26,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from pydantic import ValidationError
 
 from baton_common.commands import CompleteStep
-from baton_common.envelope import EnvelopeError, decode_record
+from baton_common.envelope import Envelope, EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
 from baton_common.records import StepTask
 from baton_common.settings import TopicSettings
@@ -30,6 +35,7 @@ from baton_executor.execution import command_envelope, execute
 from baton_executor.metrics import ExecutorMetrics
 from baton_executor.offsets import OffsetTracker, Pending
 from baton_executor.publisher import Publisher
+from baton_executor.secrets import SecretStore
 
 __all__ = ["Executor", "RebalanceListener", "TaskConsumer"]
 
@@ -79,6 +85,9 @@ class Executor:
         poll_timeout_ms: int = 1000,
         error_backoff_seconds: float = 1.0,
         revoke_grace_seconds: float = 5.0,
+        secrets: SecretStore | None = None,
+        recent_attempts: int = 10_000,
+        commit_interval_seconds: float = 0.2,
         clock: Callable[[], datetime] = _utcnow,
         new_id: Callable[[], str] = lambda: str(uuid4()),
     ) -> None:
@@ -96,6 +105,12 @@ class Executor:
         self._new_id = new_id
         self._tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self._running: dict[asyncio.Task[None], TopicPartition] = {}
+        self._secrets = secrets or SecretStore({})
+        self._recent_limit = recent_attempts
+        self._commit_interval = commit_interval_seconds
+        self._last_commit = 0.0
+        self._reported: OrderedDict[str, None] = OrderedDict()
+        self._in_progress: dict[str, asyncio.Event] = {}
 
     @property
     def running(self) -> int:
@@ -124,7 +139,10 @@ class Executor:
                     self._start(partition, record)
         else:
             await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
-        await self._commit()
+        # A commit is a broker round trip: at most one per interval, not one per attempt.
+        # Crashes redeliver at most an interval's worth of reported attempts.
+        if time.monotonic() - self._last_commit >= self._commit_interval:
+            await self._commit()
 
     async def partitions_revoked(self, revoked: Set[TopicPartition]) -> None:
         """Before a rebalance takes partitions away: let their attempts finish, commit."""
@@ -174,6 +192,8 @@ class Executor:
 
     async def _commit(self, partitions: Set[TopicPartition] | None = None) -> None:
         offsets = self._tracker.uncommitted(partitions)
+        if partitions is None:
+            self._last_commit = time.monotonic()
         if offsets:
             await self._consumer.commit(offsets)
             self._tracker.committed(offsets)
@@ -198,27 +218,52 @@ class Executor:
         with structlog.contextvars.bound_contextvars(
             run_id=task.run_id, step=task.step, attempt_id=task.attempt_id, action=task.action
         ):
-            label = task.action if task.action in self._actions else "unknown"
-            started = time.perf_counter()
-            command = await execute(task, self._actions, max_output_bytes=self._max_output_bytes)
-            elapsed = time.perf_counter() - started
-            outcome = "succeeded" if isinstance(command, CompleteStep) else command.error_kind
-            self._metrics.duration.labels(action=label).observe(elapsed)
-            self._metrics.attempts.labels(action=label, outcome=outcome).inc()
-            if isinstance(command, CompleteStep):
-                log.info("step attempt succeeded", seconds=round(elapsed, 3))
-            else:
-                log.info(
-                    "step attempt failed",
-                    seconds=round(elapsed, 3),
-                    error_kind=command.error_kind,
-                    error_type=command.error_type,
-                    message=command.message,
-                )
-            envelope_out = command_envelope(
-                command, task, envelope, id=self._new_id(), time=self._clock()
+            while (earlier := self._in_progress.get(task.attempt_id)) is not None:
+                await earlier.wait()  # the same attempt, delivered again while it runs here
+            if task.attempt_id in self._reported:
+                self._metrics.duplicates.inc()
+                log.info("attempt already reported; redelivery not run again")
+                return
+            done = self._in_progress[task.attempt_id] = asyncio.Event()
+            try:
+                await self._attempt(task, envelope)
+            finally:
+                del self._in_progress[task.attempt_id]
+                done.set()
+
+    def _remember(self, attempt_id: str) -> None:
+        self._reported[attempt_id] = None
+        while len(self._reported) > self._recent_limit:
+            self._reported.popitem(last=False)
+
+    async def _attempt(self, task: StepTask, envelope: Envelope) -> None:
+        label = task.action if task.action in self._actions else "unknown"
+        started = time.perf_counter()
+        command = await execute(
+            task,
+            self._actions,
+            max_output_bytes=self._max_output_bytes,
+            secrets=self._secrets,
+        )
+        elapsed = time.perf_counter() - started
+        outcome = "succeeded" if isinstance(command, CompleteStep) else command.error_kind
+        self._metrics.duration.labels(action=label).observe(elapsed)
+        self._metrics.attempts.labels(action=label, outcome=outcome).inc()
+        if isinstance(command, CompleteStep):
+            log.info("step attempt succeeded", seconds=round(elapsed, 3))
+        else:
+            log.info(
+                "step attempt failed",
+                seconds=round(elapsed, 3),
+                error_kind=command.error_kind,
+                error_type=command.error_type,
+                message=command.message,
             )
-            await self._publish(outbound(self._topics.commands, task.run_id, envelope_out))
+        envelope_out = command_envelope(
+            command, task, envelope, id=self._new_id(), time=self._clock()
+        )
+        await self._publish(outbound(self._topics.commands, task.run_id, envelope_out))
+        self._remember(task.attempt_id)
 
     async def _dead_letter(self, record: ConsumedRecord, reason: str, detail: str) -> None:
         log.warning(

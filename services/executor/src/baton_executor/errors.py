@@ -16,14 +16,25 @@ class ActionError(Exception):
         message: what happened, for people; never parsed.
         error_type: a short, stable name of the failure (``ConnectTimeout``, ``http_503``);
             defaults to the class name.
+        http_status: the HTTP status that caused it, if any.
+        retry_after_seconds: how long the other side asked us to wait (``Retry-After``).
     """
 
     kind: ClassVar[ErrorKind]
 
-    def __init__(self, message: str, *, error_type: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str | None = None,
+        http_status: int | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.error_type = error_type or type(self).__name__
+        self.http_status = http_status
+        self.retry_after_seconds = retry_after_seconds
 
 
 class RetryableError(ActionError):

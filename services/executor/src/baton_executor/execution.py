@@ -2,6 +2,8 @@
 
 ``execute`` runs the task's action and never raises: every outcome, including an
 unknown action or an unexpected bug, becomes a ``CompleteStep`` or a ``FailStep``.
+Secret placeholders in the input are resolved just before the action runs, and every
+value resolved is redacted from the output and the error message it reports.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from baton_common.kafka import to_envelope
 from baton_common.records import StepTask
 from baton_executor.actions import Action
 from baton_executor.errors import ActionError, PermanentError, RetryableError
+from baton_executor.secrets import Redactor, SecretStore
 
 __all__ = ["command_envelope", "completed", "execute", "failed"]
 
@@ -36,20 +39,31 @@ def completed(task: StepTask, output: JsonValue) -> CompleteStep:
     )
 
 
-def failed(task: StepTask, error: ActionError) -> FailStep:
+def failed(task: StepTask, error: ActionError, redactor: Redactor | None = None) -> FailStep:
     """The command reporting a failed attempt; ``error``'s type says whether to retry."""
+    message = redactor.text(error.message) if redactor else error.message
     return FailStep(
         run_id=task.run_id,
         step=task.step,
         attempt_id=task.attempt_id,
         error_kind=error.kind,
         error_type=error.error_type,
-        message=error.message[:MAX_MESSAGE_CHARS],
+        message=message[:MAX_MESSAGE_CHARS],
+        attempt=task.attempt,
+        http_status=error.http_status,
+        retry_after_seconds=error.retry_after_seconds,
     )
 
 
+_NO_SECRETS: Final = SecretStore({})
+
+
 async def execute(
-    task: StepTask, actions: Mapping[str, Action], *, max_output_bytes: int
+    task: StepTask,
+    actions: Mapping[str, Action],
+    *,
+    max_output_bytes: int,
+    secrets: SecretStore = _NO_SECRETS,
 ) -> StepCommand:
     """Run ``task``'s action and return the command reporting the outcome."""
     action = actions.get(task.action)
@@ -63,15 +77,24 @@ async def execute(
             ),
         )
     try:
-        output = await action(task)
+        resolved, redactor = secrets.resolve(task.input)
     except ActionError as exc:
         return failed(task, exc)
+    try:
+        output = await action(task.model_copy(update={"input": resolved}) if redactor else task)
+    except ActionError as exc:
+        return failed(task, exc, redactor)
     except Exception as exc:
         # A bug in an action, not a verdict on the step: let the retry policy decide.
-        log.exception("action raised an unexpected error", action=task.action)
-        return failed(
-            task, RetryableError(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+        # No traceback in the log: its frames' text could hold resolved secrets.
+        error = RetryableError(f"{type(exc).__name__}: {exc}", error_type=type(exc).__name__)
+        log.error(
+            "action raised an unexpected error",
+            action=task.action,
+            error=redactor.text(error.message),
         )
+        return failed(task, error, redactor)
+    output = redactor.json(output)
     size = len(json.dumps(output, separators=(",", ":")).encode())
     if size > max_output_bytes:
         return failed(

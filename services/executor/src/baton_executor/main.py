@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -12,31 +13,98 @@ import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+from httpx_aiohttp import AiohttpTransport
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.service import configure_logging, operations_router
 from baton_executor.actions import Action
+from baton_executor.actions.ai.agent import AgentAction
+from baton_executor.actions.ai.registry import Providers
+from baton_executor.actions.ai.verdict import VerdictAction
+from baton_executor.actions.email import EmailAction
 from baton_executor.actions.http import HttpAction
+from baton_executor.actions.mcp import McpCallAction, McpServers, McpToolbox
+from baton_executor.actions.slack import SlackAction
+from baton_executor.actions.transform import TransformAction
 from baton_executor.consumer import Executor, RebalanceListener
+from baton_executor.guard import CircuitBreaker, NetworkPolicy, OutboundGuard
 from baton_executor.metrics import ExecutorMetrics
 from baton_executor.publisher import KafkaPublisher
+from baton_executor.secrets import SecretStore
 from baton_executor.settings import ExecutorSettings
 
-__all__ = ["build_actions", "create_app", "run"]
+__all__ = ["build_actions", "build_client", "build_guard", "create_app", "run"]
 
 log = structlog.get_logger(__name__)
 
 
-def build_actions(settings: ExecutorSettings, client: httpx.AsyncClient) -> dict[str, Action]:
+def build_client(settings: ExecutorSettings) -> httpx.AsyncClient:
+    """The shared outbound client: redirects are never followed (ADR 0300)."""
+    limits = httpx.Limits(max_connections=max(100, settings.concurrency * 2))
+    transport = (
+        AiohttpTransport(limits=limits, trust_env=False)
+        if settings.http_transport == "aiohttp"
+        else None
+    )
+    return httpx.AsyncClient(follow_redirects=False, limits=limits, transport=transport)
+
+
+def build_guard(
+    settings: ExecutorSettings, metrics: ExecutorMetrics | None = None
+) -> OutboundGuard:
+    """The SSRF policy, per-host limits and circuit breaker every outbound request passes."""
+    return OutboundGuard(
+        NetworkPolicy(settings.allowed_networks),
+        CircuitBreaker(
+            threshold=settings.breaker_threshold,
+            reset_seconds=settings.breaker_reset_seconds,
+            gauge=metrics.circuit if metrics is not None else None,
+        ),
+        per_host_concurrency=settings.per_host_concurrency,
+    )
+
+
+def build_actions(
+    settings: ExecutorSettings,
+    client: httpx.AsyncClient,
+    guard: OutboundGuard | None = None,
+    secrets: SecretStore | None = None,
+) -> dict[str, Action]:
     """The action registry: every action kind this executor runs, by name."""
-    return {
+    guard = guard or build_guard(settings)
+    secrets = secrets or SecretStore({})
+    providers = Providers(
+        settings.ai_providers,
+        default=settings.ai_default_provider,
+        client=client,
+        guard=guard,
+        secrets=secrets,
+    )
+    actions: dict[str, Action] = {
+        "transform": TransformAction(),
+        "ai.classify": VerdictAction(providers, mode="classify"),
+        "ai.extract": VerdictAction(providers, mode="extract"),
+        "notify.slack": SlackAction(
+            client,
+            api_url=settings.slack_api_url,
+            token_secret=settings.slack_token_secret,
+            secrets=secrets,
+            guard=guard,
+        ),
+        "notify.email": EmailAction(settings.smtp, secrets),
         "http": HttpAction(
             client,
+            guard=guard,
             max_response_bytes=settings.max_response_bytes,
             max_timeout_seconds=settings.max_action_timeout_seconds,
         ),
     }
+    mcp = McpServers(settings.mcp_servers)
+    actions["mcp.call"] = McpCallAction(mcp)
+    # The agent's tools are the other actions (never the AI ones: no recursion).
+    actions["ai.agent"] = AgentAction(providers, dict(actions), McpToolbox(mcp))
+    return actions
 
 
 @dataclass
@@ -60,10 +128,7 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap = settings.kafka_bootstrap
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
-            client = httpx.AsyncClient(
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=max(100, settings.concurrency * 2)),
-            )
+            client = build_client(settings)
             stack.push_async_callback(client.aclose)
             producer = make_producer(bootstrap, client_id="baton-executor")
             stack.push_async_callback(producer.stop)
@@ -72,10 +137,11 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
                 bootstrap, group_id=settings.group_id, client_id="baton-executor"
             )
             stack.push_async_callback(consumer.stop)
+            secrets = SecretStore(os.environ, settings.secrets_dir)
             executor = Executor(
                 consumer=consumer,
                 publisher=publisher,
-                actions=build_actions(settings, client),
+                actions=build_actions(settings, client, build_guard(settings, metrics), secrets),
                 topics=settings.topics,
                 metrics=metrics,
                 concurrency=settings.concurrency,
@@ -83,6 +149,8 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
                 poll_timeout_ms=settings.poll_timeout_ms,
                 error_backoff_seconds=settings.error_backoff_seconds,
                 revoke_grace_seconds=settings.revoke_grace_seconds,
+                secrets=secrets,
+                recent_attempts=settings.recent_attempts,
             )
             topics = [settings.topics.task_topic(q) for q in settings.queues]
             consumer.subscribe(topics, listener=RebalanceListener(executor))

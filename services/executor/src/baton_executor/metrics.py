@@ -29,6 +29,17 @@ class ExecutorMetrics:
             "Step attempts running now",
             registry=registry,
         )
+        self.duplicates = Counter(
+            "baton_executor_redeliveries_skipped_total",
+            "Redelivered task records whose attempt this process had already reported",
+            registry=registry,
+        )
+        self.circuit = Gauge(
+            "baton_executor_circuit_state",
+            "Circuit breaker state per target host: 0 closed, 1 half-open, 2 open",
+            ["host"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "baton_executor_dead_letters_total",
             "Task records sent to the dead-letter topic, by reason",

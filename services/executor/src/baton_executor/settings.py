@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from baton_common.settings import BatonSettings
+from baton_executor.actions.ai.providers import ProviderSettings
+from baton_executor.actions.email import SmtpSettings
+from baton_executor.actions.mcp import McpServerSettings
 
 __all__ = ["ExecutorSettings"]
 
@@ -47,3 +53,47 @@ class ExecutorSettings(BatonSettings):
     )
     poll_timeout_ms: int = Field(1000, ge=1)
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")
+    recent_attempts: int = Field(
+        10_000, ge=0, description="reported attempt ids remembered to skip redeliveries"
+    )
+    secrets_dir: Path | None = Field(
+        None, description="directory of mounted secret files (one file per secret name)"
+    )
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="non-public networks (CIDR) outbound requests may reach, as JSON: "
+        "BATON_EXECUTOR_ALLOWED_NETWORKS='[\"127.0.0.1/32\"]'; everything else that is "
+        "loopback, link-local or private is refused (SSRF guard)",
+    )
+    per_host_concurrency: int = Field(8, ge=1, description="requests at once to one host")
+    breaker_threshold: int = Field(
+        5, ge=1, description="consecutive retryable failures that open a host's circuit"
+    )
+    breaker_reset_seconds: float = Field(
+        30.0, gt=0, description="how long a circuit stays open before a probe may pass"
+    )
+    ai_providers: dict[str, ProviderSettings] = Field(
+        default_factory=dict,
+        description="model providers by name, as JSON: BATON_EXECUTOR_AI_PROVIDERS="
+        '\'{"default": {"kind": "openai", "base_url": "https://…/v1", "model": "…", '
+        '"api_key_secret": "OPENAI_API_KEY"}}\'',
+    )
+    ai_default_provider: str = Field("default", description="provider of steps naming none")
+    slack_api_url: str = Field("https://slack.com/api", description="Slack Web API base URL")
+    slack_token_secret: str = Field(
+        "SLACK_BOT_TOKEN", description="name of the secret holding the Slack bot token"
+    )
+    smtp: SmtpSettings = Field(
+        default_factory=SmtpSettings,
+        description="mail server of notify.email (BATON_EXECUTOR_SMTP__HOST, …)",
+    )
+    http_transport: Literal["aiohttp", "httpcore"] = Field(
+        "aiohttp",
+        description="what carries outbound HTTP under the httpx API: aiohttp (several times "
+        "the throughput at high concurrency, see ADR 0302) or httpx's own httpcore",
+    )
+    mcp_servers: dict[str, McpServerSettings] = Field(
+        default_factory=dict,
+        description="MCP servers agents and mcp.call may use, by name, as JSON: "
+        '\'{"edr": {"url": "https://…/mcp"}, "files": {"command": ["mcp-files"]}}\'',
+    )

@@ -1,19 +1,22 @@
-"""The ``http`` action: one HTTP request, made safe to repeat with an idempotency key.
+"""The ``http`` action: HTTP requests, made safe to repeat with an idempotency key.
 
 Input (rendered by the scheduler from the step's ``with``): ``url`` (required),
-``method`` (GET), ``headers``, ``query``, ``json`` or ``body``, ``timeout`` seconds (30)
-and ``expect_status`` (a list of statuses that count as success; default any 2xx).
+``method`` (GET), ``headers``, ``query``, one body of ``json``, ``form`` (URL-encoded)
+or ``body`` (raw text, with ``content_type``), ``timeout`` seconds (30),
+``expect_status`` (statuses that count as success; default any 2xx),
+``retry_on_status`` (statuses a retry may cure; default 408, 425, 429, 500, 502, 503,
+504) and ``paginate`` (follow ``Link: rel=next`` or a cursor, up to ``max_pages``).
 
 Output: ``{"status": 200, "headers": {...}, "body": <JSON if the response is JSON, else
-text>}``, plus ``"truncated": true`` when the body was cut at the size limit.
+text>}``, plus ``"truncated": true`` when the body was cut at the size limit. Paginated:
+``body`` is the last page, ``pages`` the number of pages read, ``items`` the pages' lists
+joined (when ``paginate.items`` names them) and ``complete`` whether the last page was
+reached within the cap.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Sequence
-from typing import Annotated, Final, NoReturn
+from typing import Annotated, Final, Literal
 
 import httpx
 from pydantic import (
@@ -28,24 +31,58 @@ from pydantic import (
 
 from baton_common.commands import ErrorKind
 from baton_common.records import StepTask
-from baton_executor.errors import ActionError, PermanentError, RetryableError
+from baton_executor.actions.outbound import (
+    DEFAULT_RETRYABLE,
+    Reply,
+    safe_url,
+    send,
+    status_error,
+)
+from baton_executor.errors import PermanentError
+from baton_executor.guard import OutboundGuard
 
-__all__ = ["HttpAction", "HttpInput", "classify_status"]
+__all__ = ["HttpAction", "HttpInput", "Paginate", "classify_status", "describe"]
 
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
-_RETRYABLE_STATUSES: Final = frozenset({408, 425, 429})
+MAX_PAGES: Final = 100
 # Response headers that can carry credentials stay out of outputs, which live in the log.
 _DROPPED_HEADERS: Final = frozenset({"set-cookie", "set-cookie2"})
-_ERROR_BODY_CHARS: Final = 300
 
 Scalar = str | int | float | bool
+Status = Annotated[int, Field(ge=100, le=599)]
 
 
 def _text(value: Scalar) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+class Cursor(BaseModel):
+    """Cursor pagination: read ``path`` of each page's body, send it as query ``param``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: Annotated[str, Field(min_length=1, description="dotted path, e.g. meta.next_cursor")]
+    param: Annotated[str, Field(min_length=1)]
+
+
+class Paginate(BaseModel):
+    """How to find the next page; exactly one of ``next: link`` or ``cursor``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    next: Literal["link"] | None = None
+    cursor: Cursor | None = None
+    items: str | None = Field(default=None, description="dotted path of each page's list")
+    max_pages: Annotated[int, Field(ge=1, le=MAX_PAGES)] = 10
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Paginate:
+        if (self.next is None) == (self.cursor is None):
+            raise ValueError("give exactly one of `next: link` or `cursor`")
+        return self
 
 
 class HttpInput(BaseModel):
@@ -58,9 +95,13 @@ class HttpInput(BaseModel):
     headers: dict[str, Scalar] = Field(default_factory=dict)
     query: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
     json_body: JsonValue = Field(default=None, alias="json")
+    form: dict[str, Scalar | list[Scalar]] | None = None
     body: str | None = None
+    content_type: str | None = None
     timeout: Annotated[float, Field(gt=0)] = 30.0
-    expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = None
+    expect_status: list[Status] | None = None
+    retry_on_status: list[Status] | None = None
+    paginate: Paginate | None = None
 
     @field_validator("url")
     @classmethod
@@ -83,26 +124,45 @@ class HttpInput(BaseModel):
 
     @model_validator(mode="after")
     def _one_body(self) -> HttpInput:
-        if "json_body" in self.model_fields_set and self.body is not None:
-            raise ValueError("give either `json` or `body`, not both")
+        given = [
+            n
+            for n, present in (
+                ("json", self.has_json),
+                ("form", self.form is not None),
+                ("body", self.body is not None),
+            )
+            if present
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give one body, not {' and '.join(f'`{n}`' for n in given)}")
+        if self.content_type is not None and self.body is None:
+            raise ValueError("`content_type` goes with a raw `body`")
         return self
 
     @property
     def has_json(self) -> bool:
         return "json_body" in self.model_fields_set
 
+    def retryable(self) -> frozenset[int]:
+        chosen = DEFAULT_RETRYABLE if self.retry_on_status is None else self.retry_on_status
+        return frozenset(chosen) - frozenset(self.expect_status or ())
 
-def classify_status(status: int, expect_status: Sequence[int] | None = None) -> ErrorKind | None:
+
+def classify_status(
+    status: int,
+    expect_status: list[int] | None = None,
+    retry_on_status: list[int] | None = None,
+) -> ErrorKind | None:
     """None if ``status`` is a success, else whether a retry may help.
 
     Success is any 2xx, or exactly the statuses in ``expect_status`` when given.
-    408, 425, 429 and 5xx may pass on retry; other statuses will not.
+    ``retry_on_status`` (default 408, 425, 429, 500, 502, 503, 504) may pass on retry;
+    other statuses will not.
     """
     if status in expect_status if expect_status is not None else 200 <= status < 300:
         return None
-    if status in _RETRYABLE_STATUSES or status >= 500:
-        return "retryable"
-    return "permanent"
+    retryable = DEFAULT_RETRYABLE if retry_on_status is None else retry_on_status
+    return "retryable" if status in retryable else "permanent"
 
 
 class HttpAction:
@@ -110,6 +170,7 @@ class HttpAction:
 
     Args:
         client: the shared HTTP client, built and closed in ``main``.
+        guard: SSRF policy, per-host limits and breaker (None only in unit tests).
         max_response_bytes: response bodies beyond this are truncated (outputs must fit
             in a Kafka record).
         max_timeout_seconds: the largest ``timeout`` a step may ask for.
@@ -119,71 +180,92 @@ class HttpAction:
         self,
         client: httpx.AsyncClient,
         *,
+        guard: OutboundGuard | None = None,
         max_response_bytes: int = 256 * 1024,
         max_timeout_seconds: float = 120.0,
     ) -> None:
         self._client = client
+        self._guard = guard
         self._max_response_bytes = max_response_bytes
         self._max_timeout = max_timeout_seconds
 
     async def __call__(self, task: StepTask) -> JsonValue:
         spec = self._parse(task)
+        url = httpx.URL(spec.url)
+        if spec.query:
+            # build_request(params=…) would replace the URL's own query: merge instead.
+            url = url.copy_merge_params(
+                {
+                    k: [_text(i) for i in v] if isinstance(v, list) else _text(v)
+                    for k, v in spec.query.items()
+                }
+            )
+        reply = await self._request(spec, url, task.attempt_id)
+        if spec.paginate is None:
+            return _output(reply)
+        return await self._paginate(spec, spec.paginate, url, reply, task.attempt_id)
+
+    async def _request(self, spec: HttpInput, url: httpx.URL, attempt_id: str) -> Reply:
         headers = {k: _text(v) for k, v in spec.headers.items()}
         for name in [k for k in headers if k.lower() == IDEMPOTENCY_HEADER.lower()]:
             del headers[name]
-        headers[IDEMPOTENCY_HEADER] = task.attempt_id
-        query = {
-            k: [_text(i) for i in v] if isinstance(v, list) else _text(v)
-            for k, v in spec.query.items()
-        }
-        where = _safe_url(spec.url)
-        try:
-            async with asyncio.timeout(spec.timeout):
-                url = httpx.URL(spec.url)
-                # build_request(params=…) would replace the URL's own query: merge instead.
-                request = self._client.build_request(
-                    spec.method,
-                    url.copy_merge_params(query) if query else url,
-                    headers=headers,
-                    json=spec.json_body if spec.has_json else None,
-                    content=spec.body,
-                    timeout=spec.timeout,
-                )
-                response = await self._client.send(request, stream=True)
-                try:
-                    raw, truncated = await _read_limited(response, self._max_response_bytes)
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            raise RetryableError(
-                f"{spec.method} {where}: no complete response within {spec.timeout}s",
-                error_type="Timeout",
-            ) from None
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            _raise_transport_error(exc, f"{spec.method} {where}")
+        headers[IDEMPOTENCY_HEADER] = attempt_id
+        if spec.content_type is not None:
+            headers["Content-Type"] = spec.content_type
+        form = (
+            {
+                k: [_text(i) for i in v] if isinstance(v, list) else _text(v)
+                for k, v in spec.form.items()
+            }
+            if spec.form is not None
+            else None
+        )
+        request = self._client.build_request(
+            spec.method,
+            url,
+            headers=headers,
+            json=spec.json_body if spec.has_json else None,
+            data=form,
+            content=spec.body,
+            timeout=spec.timeout,
+        )
+        reply = await send(
+            self._client,
+            self._guard,
+            request,
+            timeout_seconds=spec.timeout,
+            max_bytes=self._max_response_bytes,
+            retryable=spec.retryable(),
+        )
+        if classify_status(reply.status, spec.expect_status, spec.retry_on_status) is not None:
+            raise status_error(reply, f"{spec.method} {safe_url(url)}", retryable=False)
+        return reply
 
-        body = _decode_body(response, raw, truncated)
-        kind = classify_status(response.status_code, spec.expect_status)
-        if kind is not None:
-            snippet = body if isinstance(body, str) else json.dumps(body)
-            message = f"{spec.method} {where} returned HTTP {response.status_code}"
-            if snippet:
-                message += f": {snippet[:_ERROR_BODY_CHARS]}"
-            error: ActionError = (
-                RetryableError(message, error_type=f"http_{response.status_code}")
-                if kind == "retryable"
-                else PermanentError(message, error_type=f"http_{response.status_code}")
-            )
-            raise error
-        output: dict[str, JsonValue] = {
-            "status": response.status_code,
-            "headers": {
-                k: v for k, v in response.headers.items() if k.lower() not in _DROPPED_HEADERS
-            },
-            "body": body,
-        }
-        if truncated:
-            output["truncated"] = True
+    async def _paginate(
+        self, spec: HttpInput, how: Paginate, url: httpx.URL, first: Reply, attempt_id: str
+    ) -> JsonValue:
+        replies = [first]
+        complete = True
+        while True:
+            following = _next_url(how, url, replies[-1])
+            if following is None:
+                break
+            if len(replies) >= how.max_pages:
+                complete = False
+                break
+            url = following
+            replies.append(await self._request(spec, url, attempt_id))
+        output = _output(replies[-1])
+        assert isinstance(output, dict)
+        output["pages"] = len(replies)
+        output["complete"] = complete
+        if how.items is not None:
+            items: list[JsonValue] = []
+            for reply in replies:
+                found = _dig(reply.body(), how.items)
+                if isinstance(found, list):
+                    items.extend(found)
+            output["items"] = items
         return output
 
     def _parse(self, task: StepTask) -> HttpInput:
@@ -191,7 +273,7 @@ class HttpAction:
             spec = HttpInput.model_validate(task.input)
         except ValidationError as exc:
             raise PermanentError(
-                f"invalid input: {_describe(exc)}", error_type="InvalidInput"
+                f"invalid input: {describe(exc)}", error_type="InvalidInput"
             ) from None
         if spec.timeout > self._max_timeout:
             raise PermanentError(
@@ -202,51 +284,40 @@ class HttpAction:
         return spec
 
 
-def _raise_transport_error(exc: httpx.HTTPError | httpx.InvalidURL, what: str) -> NoReturn:
-    message = f"{what}: {type(exc).__name__}"
-    if str(exc):
-        message += f": {exc}"
-    # Requests that can never be sent: a retry would fail the same way.
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.LocalProtocolError | httpx.InvalidURL):
-        raise PermanentError(message, error_type=type(exc).__name__) from exc
-    # Timeouts, refused or reset connections, protocol errors from the server.
-    raise RetryableError(message, error_type=type(exc).__name__) from exc
+def _output(reply: Reply) -> dict[str, JsonValue]:
+    output: dict[str, JsonValue] = {
+        "status": reply.status,
+        "headers": {
+            k: v for k, v in reply.response.headers.items() if k.lower() not in _DROPPED_HEADERS
+        },
+        "body": reply.body(),
+    }
+    if reply.truncated:
+        output["truncated"] = True
+    return output
 
 
-async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        if size + len(chunk) > limit:
-            chunks.append(chunk[: limit - size])
-            return b"".join(chunks), True
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks), False
+def _next_url(how: Paginate, current: httpx.URL, reply: Reply) -> httpx.URL | None:
+    if how.next == "link":
+        target = reply.response.links.get("next", {}).get("url")
+        return current.join(target) if target else None
+    assert how.cursor is not None
+    cursor = _dig(reply.body(), how.cursor.path)
+    if cursor is None or cursor == "" or isinstance(cursor, dict | list | bool):
+        return None
+    return current.copy_set_param(how.cursor.param, str(cursor))
 
 
-def _no_constants(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
+def _dig(value: JsonValue, path: str) -> JsonValue:
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
 
 
-def _decode_body(response: httpx.Response, raw: bytes, truncated: bool) -> JsonValue:
-    media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not truncated and (media_type == "application/json" or media_type.endswith("+json")):
-        try:
-            parsed: JsonValue = json.loads(raw, parse_constant=_no_constants)
-            return parsed
-        except (ValueError, RecursionError):
-            pass  # a server that labels text as JSON: keep the text
-    return raw.decode(response.charset_encoding or "utf-8", errors="replace")
-
-
-def _safe_url(url: str) -> str:
-    """The URL without credentials or query, which may carry tokens, for messages."""
-    parsed = httpx.URL(url)
-    return str(parsed.copy_with(query=None, fragment=None, username=None, password=None))
-
-
-def _describe(exc: ValidationError) -> str:
+def describe(exc: ValidationError) -> str:
+    """A validation error as ``field: problem; …``."""
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "input"

@@ -1,0 +1,1 @@
+"""AI steps: provider wire formats, ``ai.classify`` / ``ai.extract`` and ``ai.agent``."""
