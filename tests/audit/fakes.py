@@ -23,6 +23,7 @@ from baton_common.kafka import ConsumedRecord, OutboundRecord, outbound, to_enve
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TOPIC = "baton.runs"
+STORIES_TOPIC = "baton.stories"
 STORY = "phishing-triage"
 
 
@@ -66,6 +67,9 @@ class FakeConsumer:
     async def seek_to_beginning(self, *partitions: TopicPartition) -> bool:
         self.beginnings.extend(partitions)
         return True
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.seeks) | set(self.beginnings)
 
 
 def chain(

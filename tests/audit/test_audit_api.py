@@ -14,9 +14,18 @@ from baton_audit.consumer import Projector
 from baton_audit.db import create_pool
 from baton_audit.main import create_app
 from baton_audit.settings import AuditSettings
-from baton_audit.store import apply_record
+from baton_audit.writer import AuditWriter
 
-from .fakes import STORY, T0, TOPIC, FakeConsumer, FakePublisher, approved_run, records
+from .fakes import (
+    STORIES_TOPIC,
+    STORY,
+    T0,
+    TOPIC,
+    FakeConsumer,
+    FakePublisher,
+    approved_run,
+    records,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +45,7 @@ async def client(app: FastAPI, settings: AuditSettings) -> AsyncIterator[httpx.A
         projector = Projector(
             consumer=FakeConsumer(),
             pool=pool,
-            handle=apply_record,
+            handle=AuditWriter(runs_topic=TOPIC, stories_topic=STORIES_TOPIC).apply,
             publisher=FakePublisher(),
             name="audit",
             dlq_topic="baton.dlq",
@@ -61,7 +70,7 @@ async def test_list_runs(client: httpx.AsyncClient) -> None:
     assert [r["run_id"] for r in waiting.json()["items"]] == ["r2"]
     newest = await client.get("/runs", params={"story": STORY, "limit": 1})
     assert [r["run_id"] for r in newest.json()["items"]] == ["r2"]
-    assert (await client.get("/runs", params={"story": "nope"})).json() == {"items": []}
+    assert (await client.get("/runs", params={"story": "nope"})).json()["items"] == []
     assert (await client.get("/runs", params={"status": "asleep"})).status_code == 422
     assert (await client.get("/runs", params={"limit": 0})).status_code == 422
 

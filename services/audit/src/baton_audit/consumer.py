@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -20,7 +21,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
 from baton_audit.db import Connection, Pool, column
-from baton_audit.metrics import BATCH_FAILURES, POSITION, RECORDS
+from baton_audit.metrics import BATCH_FAILURES, FRESHNESS, POSITION, RECORDS
 from baton_audit.publish import Publisher
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 
@@ -28,8 +29,11 @@ __all__ = ["Backoff", "PositionListener", "Projector", "RecordConsumer", "Record
 
 log = structlog.get_logger(__name__)
 
-RecordHandler = Callable[[Connection, ConsumedRecord], Awaitable[str | None]]
-"""Applies one record inside the caller's transaction; returns why it is unusable, or None."""
+RecordHandler = Callable[
+    [Connection, Sequence[ConsumedRecord]], Awaitable[list[tuple[ConsumedRecord, str]]]
+]
+"""Applies records of one partition, in order, inside the caller's transaction; returns the
+records it cannot use, each with the reason."""
 
 _POLL_MS: Final = 1000
 
@@ -44,6 +48,8 @@ class RecordConsumer(Protocol):
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> bool: ...
+
+    def assignment(self) -> set[TopicPartition]: ...
 
 
 class Backoff:
@@ -124,6 +130,9 @@ class Projector:
         self._dlq_topic = dlq_topic
         self._joined = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Serialises batches with a reset; records polled before a reset are dropped.
+        self._lock = asyncio.Lock()
+        self._generation = 0
 
     @property
     def joined(self) -> bool:
@@ -175,6 +184,7 @@ class Projector:
         """Poll and apply forever; errors are logged and retried, never fatal."""
         backoff = Backoff()
         while True:
+            generation = self._generation
             try:
                 batches = await self._consumer.getmany(timeout_ms=_POLL_MS)
             except Exception as exc:
@@ -182,7 +192,7 @@ class Projector:
                 await backoff.wait()
                 continue
             for tp, records in batches.items():
-                if not records:
+                if not records or generation != self._generation:
                     continue
                 try:
                     await self.apply_batch(tp.topic, tp.partition, records)
@@ -198,6 +208,27 @@ class Projector:
                     await backoff.wait()
                 else:
                     backoff.reset()
+
+    async def reset(self, tables: Sequence[str]) -> None:
+        """Empty ``tables`` and the stored positions, and re-read every partition from the start.
+
+        The rebuild path: what the projection wrote is dropped in one transaction and
+        re-projected from offset 0. An interrupted rebuild resumes from the positions
+        stored with the rows, like any restart.
+        """
+        async with self._lock:
+            async with self._pool.acquire() as conn, conn.transaction():
+                names = ", ".join([*tables, "consumer_positions"])
+                await conn.execute(f"truncate {names}")
+            self._generation += 1
+            assigned = sorted(self._consumer.assignment())
+            if assigned:
+                await self._consumer.seek_to_beginning(*assigned)
+            for tp in assigned:
+                POSITION.labels(tp.topic, str(tp.partition)).set(0)
+            log.info(
+                "projection reset", partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned]
+            )
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         try:
@@ -217,51 +248,80 @@ class Projector:
         Returns:
             The partition's next offset.
         """
+        async with self._lock:
+            return await self._apply_locked(topic, partition, records)
+
+    async def _apply_locked(
+        self, topic: str, partition: int, records: Sequence[ConsumedRecord]
+    ) -> int:
         dead: list[OutboundRecord] = []
-        applied = duplicates = 0
         async with self._pool.acquire() as conn, conn.transaction():
             next_offset = await _lock_position(conn, topic, partition)
-            for record in records:
-                if record.offset < next_offset:
-                    duplicates += 1
-                    continue
-                reason = await self._apply_one(conn, record)
-                if reason is None:
-                    applied += 1
-                else:
-                    log.warning(
-                        "record dead-lettered",
-                        topic=topic,
-                        partition=partition,
-                        offset=record.offset,
+            fresh = [r for r in records if r.offset >= next_offset]
+            duplicates = len(records) - len(fresh)
+            for record, reason in await self._apply_fresh(conn, fresh):
+                log.warning(
+                    "record dead-lettered",
+                    topic=topic,
+                    partition=partition,
+                    offset=record.offset,
+                    reason=reason,
+                )
+                dead.append(
+                    dead_letter(
+                        record,
+                        dlq_topic=self._dlq_topic,
+                        consumer=self._name,
                         reason=reason,
+                        time=datetime.now(UTC),
                     )
-                    dead.append(
-                        dead_letter(
-                            record,
-                            dlq_topic=self._dlq_topic,
-                            consumer=self._name,
-                            reason=reason,
-                            time=datetime.now(UTC),
-                        )
-                    )
-                next_offset = record.offset + 1
+                )
+            if fresh:
+                next_offset = fresh[-1].offset + 1
             await _store_position(conn, topic, partition, next_offset)
             for letter in dead:
                 await self._publisher.publish(letter)
-        RECORDS.labels("applied").inc(applied)
+        RECORDS.labels("applied").inc(len(fresh) - len(dead))
         RECORDS.labels("duplicate").inc(duplicates)
         RECORDS.labels("dead_lettered").inc(len(dead))
         POSITION.labels(topic, str(partition)).set(next_offset)
+        _observe_freshness(fresh)
         return next_offset
 
-    async def _apply_one(self, conn: Connection, record: ConsumedRecord) -> str | None:
+    async def _apply_fresh(
+        self, conn: Connection, records: Sequence[ConsumedRecord]
+    ) -> list[tuple[ConsumedRecord, str]]:
+        """The whole batch at once; if PostgreSQL refuses it, one record at a time."""
+        if not records:
+            return []
+        try:
+            async with conn.transaction():  # a savepoint
+                return await self._handle(conn, records)
+        except (DataError, IntegrityConstraintViolationError) as exc:
+            log.info("batch refused; applying its records one by one", error=repr(exc))
+        unusable: list[tuple[ConsumedRecord, str]] = []
+        for record in records:
+            unusable.extend(await self._apply_one(conn, record))
+        return unusable
+
+    async def _apply_one(
+        self, conn: Connection, record: ConsumedRecord
+    ) -> list[tuple[ConsumedRecord, str]]:
         try:
             # A savepoint: a record PostgreSQL refuses is dead-lettered alone.
             async with conn.transaction():
-                return await self._handle(conn, record)
+                return await self._handle(conn, [record])
         except (DataError, IntegrityConstraintViolationError) as exc:
-            return f"database refused the record: {type(exc).__name__}: {exc}"
+            return [(record, f"database refused the record: {type(exc).__name__}: {exc}")]
+
+
+def _observe_freshness(records: Sequence[ConsumedRecord]) -> None:
+    """Time from each record's append (its Kafka timestamp) to its commit in the store."""
+    now_ms = time.time() * 1000
+    for record in records:
+        stamp = getattr(record, "timestamp", None)
+        if isinstance(stamp, int) and stamp > 0:
+            FRESHNESS.observe(max(0.0, (now_ms - stamp) / 1000))
 
 
 class PositionListener(ConsumerRebalanceListener):  # type: ignore[misc]
