@@ -13,8 +13,8 @@ PROJECTED_TABLES: Final = {
     "events": "kafka_topic, kafka_partition, kafka_offset",
     "runs": "run_id",
     "approvals": "gate_id",
-    "step_attempts": "attempt_id",
-    "ai_interactions": "attempt_id",
+    "step_attempts": "run_id, attempt_id",
+    "ai_interactions": "run_id, attempt_id",
     "stories": "story_id, version",
 }
 """Every table the projection writes, with its primary key (the checksum's row order)."""

@@ -96,7 +96,7 @@ _DECISION: Final = (
 _DISPATCH: Final = (
     "insert into step_attempts (attempt_id, run_id, step, attempt, action, queue, input,"
     " dispatched_at, dispatched_event_id) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    " on conflict (attempt_id) do update set run_id = excluded.run_id, step = excluded.step,"
+    " on conflict (run_id, attempt_id) do update set run_id = excluded.run_id, step = excluded.step,"
     " attempt = excluded.attempt, action = excluded.action, queue = excluded.queue,"
     " input = excluded.input, dispatched_at = excluded.dispatched_at,"
     " dispatched_event_id = excluded.dispatched_event_id"
@@ -106,7 +106,7 @@ _FINISH: Final = (
     "insert into step_attempts (attempt_id, run_id, step, attempt, outcome, finished_at,"
     " finished_event_id, output, error_kind, error_type, error_message, will_retry)"
     " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-    " on conflict (attempt_id) do update set outcome = excluded.outcome,"
+    " on conflict (run_id, attempt_id) do update set outcome = excluded.outcome,"
     " finished_at = excluded.finished_at, finished_event_id = excluded.finished_event_id,"
     " output = excluded.output, error_kind = excluded.error_kind,"
     " error_type = excluded.error_type, error_message = excluded.error_message,"
@@ -116,7 +116,7 @@ _AI: Final = (
     "insert into ai_interactions (attempt_id, run_id, step, attempt, action, provider, model,"
     " prompt, response, tool_calls, input_tokens, output_tokens, occurred_at, event_id, record)"
     " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-    " on conflict (attempt_id) do nothing"
+    " on conflict (run_id, attempt_id) do nothing"
 )
 _STORY: Final = (
     "insert into stories (story_id, version, owner, published_at, event_id, source, definition,"
@@ -315,20 +315,21 @@ class AuditWriter:
 
     async def _interactions(self, conn: Connection, batch: _Batch) -> list[AiInteraction]:
         rows = await conn.fetch(
-            "select attempt_id, action, input from step_attempts"
-            " where attempt_id = any($1::text[])",
+            "select run_id, attempt_id, action, input from step_attempts"
+            " where (run_id, attempt_id) in (select * from unnest($1::text[], $2::text[]))",
+            [f.run_id for f in batch.finished if f.outcome == "succeeded"],
             [f.attempt_id for f in batch.finished if f.outcome == "succeeded"],
         )
-        dispatch: dict[str, tuple[str | None, JsonValue]] = {}
+        dispatch: dict[tuple[str, str], tuple[str | None, JsonValue]] = {}
         for row in rows:
             action, input = row["action"], row["input"]
-            dispatch[column(row, "attempt_id", str)] = (
+            dispatch[column(row, "run_id", str), column(row, "attempt_id", str)] = (
                 action if isinstance(action, str) else None,
                 input if isinstance(input, dict) else None,
             )
         found = []
         for finished in batch.finished:
-            action, input = dispatch.get(finished.attempt_id, (None, None))
+            action, input = dispatch.get((finished.run_id, finished.attempt_id), (None, None))
             interaction = ai_interaction(finished, action=action, input=input)
             if interaction is not None:
                 found.append(interaction)

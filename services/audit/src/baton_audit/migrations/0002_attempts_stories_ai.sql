@@ -4,7 +4,7 @@
 -- One row per dispatched step attempt (StepDispatched), completed by its outcome
 -- (StepSucceeded / StepFailed). retries = attempt - 1; duration = finished_at - dispatched_at.
 create table step_attempts (
-    attempt_id text primary key,
+    attempt_id text not null,
     run_id text not null,
     step text not null,
     attempt integer not null,
@@ -20,14 +20,13 @@ create table step_attempts (
     error_kind text,
     error_type text,
     error_message text,
-    will_retry boolean
+    will_retry boolean,
+    primary key (run_id, attempt_id)
 );
-
-create index step_attempts_run_step on step_attempts (run_id, step, attempt);
 
 -- What an AI step saw and said: the ``ai`` object of a step's output (docs/audit.md).
 create table ai_interactions (
-    attempt_id text primary key,
+    attempt_id text not null,
     run_id text not null,
     step text not null,
     attempt integer not null,
@@ -41,10 +40,9 @@ create table ai_interactions (
     output_tokens bigint,
     occurred_at timestamptz not null,
     event_id text not null,
-    record jsonb not null
+    record jsonb not null,
+    primary key (run_id, attempt_id)
 );
-
-create index ai_interactions_run on ai_interactions (run_id);
 
 -- Every published story version (baton.stories), with the YAML as published.
 create table stories (
