@@ -123,30 +123,48 @@ async def test_an_unknown_run_is_404(client: httpx.AsyncClient) -> None:
         assert response.json() == {"detail": "no run nope in the audit store"}
 
 
-async def test_verify_detects_an_edited_event(
-    client: httpx.AsyncClient, settings: AuditSettings
+TAMPERING = {
+    "edited": [
+        "update events set envelope = jsonb_set(envelope, '{actor}', '\"mallory\"')"
+        " where run_id = 'r1' and seq = 3"
+    ],
+    "deleted": ["delete from events where run_id = 'r1' and seq = 3"],
+    "reordered": [
+        "update events set seq = case seq when 3 then 4 else 3 end"
+        " where run_id = 'r1' and seq in (3, 4)"
+    ],
+    "inserted": [
+        "insert into events select kafka_topic, kafka_partition, 999, id || '-copy', run_id,"
+        " seq, type, time, source, causationid, correlationid, actor, storyid, storyversion,"
+        " prevhash, hash, data, envelope from events where run_id = 'r1' and seq = 3"
+    ],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TAMPERING))
+async def test_verify_names_the_tampering_in_the_store(
+    client: httpx.AsyncClient, settings: AuditSettings, kind: str
 ) -> None:
     assert (await client.get("/runs/r1/verify")).json() == {
         "run_id": "r1",
         "events": 6,
         "intact": True,
         "problem": None,
+        "kind": None,
     }
 
     conn = await asyncpg.connect(
         settings.database_url, server_settings={"search_path": settings.db_schema}
     )
     try:
-        await conn.execute(
-            "update events set envelope = jsonb_set(envelope, '{actor}', '\"mallory\"')"
-            " where run_id = 'r1' and seq = 3"
-        )
+        for statement in TAMPERING[kind]:
+            await conn.execute(statement)
     finally:
         await conn.close()
 
     verdict = (await client.get("/runs/r1/verify")).json()
     assert verdict["intact"] is False
-    assert verdict["problem"] == "event 2 (r1-e3): content does not match its hash"
+    assert verdict["kind"] == kind, verdict["problem"]
 
 
 async def test_operations_endpoints(client: httpx.AsyncClient) -> None:

@@ -29,7 +29,7 @@ from baton_audit.store import (
     TimelineEntry,
 )
 from baton_common.envelope import Envelope
-from baton_common.hashing import verify_chain
+from baton_common.hashing import BreakKind, find_break
 from baton_common.state import StepState
 
 __all__ = [
@@ -85,6 +85,8 @@ class Verification(BaseModel):
     events: int
     intact: bool
     problem: str | None
+    kind: BreakKind | None = None
+    """What the first break suggests: edited, deleted, reordered or inserted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,9 +204,13 @@ def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin])
     async def verify_run(run: Run, audit: Store) -> Verification:
         """Check the run's hash chain: any edited, missing or reordered event breaks it."""
         envelopes = await audit.envelopes(run.run_id)
-        problem = verify_chain(envelopes)
+        found = find_break(envelopes)
         return Verification(
-            run_id=run.run_id, events=len(envelopes), intact=problem is None, problem=problem
+            run_id=run.run_id,
+            events=len(envelopes),
+            intact=found is None,
+            problem=str(found) if found is not None else None,
+            kind=found.kind if found is not None else None,
         )
 
     @router.get(
