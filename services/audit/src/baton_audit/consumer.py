@@ -130,9 +130,10 @@ class Projector:
         self._dlq_topic = dlq_topic
         self._joined = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # Serialises batches with a reset; records polled before a reset are dropped.
+        # A reset runs in the polling task, between polls, so no batch read before it
+        # is applied after it; the lock also keeps direct apply_batch calls out of its way.
         self._lock = asyncio.Lock()
-        self._generation = 0
+        self._resets: list[tuple[Sequence[str], asyncio.Future[None]]] = []
 
     @property
     def joined(self) -> bool:
@@ -184,7 +185,8 @@ class Projector:
         """Poll and apply forever; errors are logged and retried, never fatal."""
         backoff = Backoff()
         while True:
-            generation = self._generation
+            if self._resets:
+                await self._reset_now()
             try:
                 batches = await self._consumer.getmany(timeout_ms=_POLL_MS)
             except Exception as exc:
@@ -192,8 +194,8 @@ class Projector:
                 await backoff.wait()
                 continue
             for tp, records in batches.items():
-                if not records or generation != self._generation:
-                    continue
+                if not records or self._resets:
+                    continue  # a reset is pending: these records will be read again
                 try:
                     await self.apply_batch(tp.topic, tp.partition, records)
                 except Exception:
@@ -213,22 +215,35 @@ class Projector:
         """Empty ``tables`` and the stored positions, and re-read every partition from the start.
 
         The rebuild path: what the projection wrote is dropped in one transaction and
-        re-projected from offset 0. An interrupted rebuild resumes from the positions
-        stored with the rows, like any restart.
+        re-projected from offset 0 by the polling loop. An interrupted rebuild resumes from
+        the positions stored with the rows, like any restart. Returns once the tables are
+        empty and the partitions rewound.
         """
-        async with self._lock:
-            async with self._pool.acquire() as conn, conn.transaction():
-                names = ", ".join([*tables, "consumer_positions"])
-                await conn.execute(f"truncate {names}")
-            self._generation += 1
-            assigned = sorted(self._consumer.assignment())
-            if assigned:
-                await self._consumer.seek_to_beginning(*assigned)
-            for tp in assigned:
-                POSITION.labels(tp.topic, str(tp.partition)).set(0)
-            log.info(
-                "projection reset", partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned]
-            )
+        if self._task is None or self._task.done():
+            raise RuntimeError("the projection loop is not running")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._resets.append((tables, done))
+        await done
+
+    async def _reset_now(self) -> None:
+        resets, self._resets = self._resets, []
+        try:
+            async with self._lock:
+                tables = sorted({t for names, _ in resets for t in names})
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await conn.execute(f"truncate {', '.join([*tables, 'consumer_positions'])}")
+                assigned = sorted(self._consumer.assignment())
+                if assigned:
+                    await self._consumer.seek_to_beginning(*assigned)
+                for tp in assigned:
+                    POSITION.labels(tp.topic, str(tp.partition)).set(0)
+        except Exception as exc:
+            for _, done in resets:
+                done.set_exception(exc)
+            return
+        log.info("projection reset", partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned])
+        for _, done in resets:
+            done.set_result(None)
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         try:

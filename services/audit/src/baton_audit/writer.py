@@ -96,7 +96,7 @@ _DECISION: Final = (
 _DISPATCH: Final = (
     "insert into step_attempts (attempt_id, run_id, step, attempt, action, queue, input,"
     " dispatched_at, dispatched_event_id) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    " on conflict (run_id, attempt_id) do update set run_id = excluded.run_id, step = excluded.step,"
+    " on conflict (run_id, attempt_id) do update set step = excluded.step,"
     " attempt = excluded.attempt, action = excluded.action, queue = excluded.queue,"
     " input = excluded.input, dispatched_at = excluded.dispatched_at,"
     " dispatched_event_id = excluded.dispatched_event_id"
