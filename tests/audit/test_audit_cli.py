@@ -272,3 +272,14 @@ def test_exports_read_back(stack: Stack, tmp_path: Path) -> None:
     missing = stack.cli("audit", "export", "--format", "evidence", "-o", str(tmp_path / "x"))
     assert missing.exit_code == 1
     assert "give --run" in missing.output
+
+
+def test_freshness_is_measured_from_append_to_visibility(stack: Stack) -> None:
+    metrics = stack.get("/metrics").text
+    count = next(
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("baton_audit_freshness_seconds_count")
+    )
+    assert count >= stack.records()
+    assert 'baton_audit_freshness_seconds_bucket{le="1.0"}' in metrics
