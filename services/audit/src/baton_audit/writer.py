@@ -9,7 +9,7 @@ projector applies the records one at a time (a batch of one) to dead-letter the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Final
 
 import structlog
@@ -134,6 +134,11 @@ class _Batch:
     approvals: list[ApprovalRequest | ApprovalDecision] = field(default_factory=list)
     started: list[AttemptStarted] = field(default_factory=list)
     finished: list[AttemptFinished] = field(default_factory=list)
+
+
+def _values(row: object) -> tuple[object, ...]:
+    """A dataclass's field values, not copied (``dataclasses.astuple`` deep-copies them)."""
+    return tuple(getattr(row, f.name) for f in fields(row))  # type: ignore[arg-type]
 
 
 def _run_args(run: RunRow) -> tuple[object, ...]:
@@ -297,21 +302,24 @@ class AuditWriter:
 
     async def _write(self, conn: Connection, batch: _Batch) -> None:
         await conn.copy_records_to_table(
-            "events", records=[astuple(row) for row in batch.events], columns=_EVENT_COLUMNS
+            "events", records=[_values(row) for row in batch.events], columns=_EVENT_COLUMNS
         )
         await conn.executemany(_UPSERT_RUN, [_run_args(run) for run in batch.runs.values()])
-        if batch.approvals:
-            # In log order: a decision may arrive in the same batch as its request.
-            for change in batch.approvals:
-                query = _REQUEST if isinstance(change, ApprovalRequest) else _DECISION
-                await conn.execute(query, *_approval_args(change))
+        # Requests before decisions: a decision may arrive in the same batch as its request,
+        # and the two write disjoint columns, so this order gives the log order's result.
+        requests = [_approval_args(c) for c in batch.approvals if isinstance(c, ApprovalRequest)]
+        decisions = [_approval_args(c) for c in batch.approvals if isinstance(c, ApprovalDecision)]
+        if requests:
+            await conn.executemany(_REQUEST, requests)
+        if decisions:
+            await conn.executemany(_DECISION, decisions)
         if batch.started:
-            await conn.executemany(_DISPATCH, [astuple(a) for a in batch.started])
+            await conn.executemany(_DISPATCH, [_values(a) for a in batch.started])
         if batch.finished:
-            await conn.executemany(_FINISH, [astuple(a) for a in batch.finished])
+            await conn.executemany(_FINISH, [_values(a) for a in batch.finished])
             interactions = await self._interactions(conn, batch)
             if interactions:
-                await conn.executemany(_AI, [astuple(i) for i in interactions])
+                await conn.executemany(_AI, [_values(i) for i in interactions])
 
     async def _interactions(self, conn: Connection, batch: _Batch) -> list[AiInteraction]:
         rows = await conn.fetch(
