@@ -130,9 +130,8 @@ class Projector:
         self._dlq_topic = dlq_topic
         self._joined = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # A reset runs in the polling task, between polls, so no batch read before it
-        # is applied after it; the lock also keeps direct apply_batch calls out of its way.
-        self._lock = asyncio.Lock()
+        # A reset runs in the polling task, between polls and with no batch in flight, so
+        # no batch read before it is applied after it.
         self._resets: list[tuple[Sequence[str], asyncio.Future[None]]] = []
 
     @property
@@ -193,23 +192,32 @@ class Projector:
                 log.warning("poll failed", error=repr(exc))
                 await backoff.wait()
                 continue
-            for tp, records in batches.items():
-                if not records or self._resets:
-                    continue  # a reset is pending: these records will be read again
-                try:
-                    await self.apply_batch(tp.topic, tp.partition, records)
-                except Exception:
-                    BATCH_FAILURES.inc()
-                    log.exception(
-                        "batch rolled back; retrying",
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=records[0].offset,
-                    )
-                    self._rewind(tp, records[0].offset)
-                    await backoff.wait()
-                else:
-                    backoff.reset()
+            if self._resets:
+                continue  # a reset is pending: these records will be read again
+            # Partitions hold disjoint runs, so their batches go in concurrently, each on
+            # its own connection: one's PostgreSQL time overlaps another's Python time.
+            outcomes = await asyncio.gather(
+                *(self._apply_or_rewind(tp, records) for tp, records in batches.items() if records)
+            )
+            if all(outcomes):
+                backoff.reset()
+            else:
+                await backoff.wait()
+
+    async def _apply_or_rewind(self, tp: TopicPartition, records: Sequence[ConsumedRecord]) -> bool:
+        try:
+            await self.apply_batch(tp.topic, tp.partition, records)
+        except Exception:
+            BATCH_FAILURES.inc()
+            log.exception(
+                "batch rolled back; retrying",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=records[0].offset,
+            )
+            self._rewind(tp, records[0].offset)
+            return False
+        return True
 
     async def reset(self, tables: Sequence[str]) -> None:
         """Empty ``tables`` and the stored positions, and re-read every partition from the start.
@@ -228,15 +236,14 @@ class Projector:
     async def _reset_now(self) -> None:
         resets, self._resets = self._resets, []
         try:
-            async with self._lock:
-                tables = sorted({t for names, _ in resets for t in names})
-                async with self._pool.acquire() as conn, conn.transaction():
-                    await conn.execute(f"truncate {', '.join([*tables, 'consumer_positions'])}")
-                assigned = sorted(self._consumer.assignment())
-                if assigned:
-                    await self._consumer.seek_to_beginning(*assigned)
-                for tp in assigned:
-                    POSITION.labels(tp.topic, str(tp.partition)).set(0)
+            tables = sorted({t for names, _ in resets for t in names})
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"truncate {', '.join([*tables, 'consumer_positions'])}")
+            assigned = sorted(self._consumer.assignment())
+            if assigned:
+                await self._consumer.seek_to_beginning(*assigned)
+            for tp in assigned:
+                POSITION.labels(tp.topic, str(tp.partition)).set(0)
         except Exception as exc:
             for _, done in resets:
                 done.set_exception(exc)
@@ -263,12 +270,6 @@ class Projector:
         Returns:
             The partition's next offset.
         """
-        async with self._lock:
-            return await self._apply_locked(topic, partition, records)
-
-    async def _apply_locked(
-        self, topic: str, partition: int, records: Sequence[ConsumedRecord]
-    ) -> int:
         dead: list[OutboundRecord] = []
         async with self._pool.acquire() as conn, conn.transaction():
             next_offset = await _lock_position(conn, topic, partition)
