@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
+from aiokafka.errors import KafkaError
 
 from baton_cli.audit_log import end_offsets, read_run_logs
 from baton_cli.common import call, fail, load_settings
 from baton_common.envelope import Envelope
 from baton_common.hashing import ChainBreak, find_break
+
+T = TypeVar("T")
+
+
+def _kafka(bootstrap: str, work: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(work)
+    except KafkaError as exc:
+        raise fail(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+
 
 audit_app = typer.Typer(help="Audit: verify, rebuild, export.", no_args_is_help=True)
 
@@ -82,8 +94,9 @@ def audit_verify(
     checked = 0
     log_runs: dict[str, list[Envelope]] = {}
     if log:
-        read = asyncio.run(
-            read_run_logs(config.kafka_bootstrap, config.topics.runs, run_id=run, since=since)
+        read = _kafka(
+            config.kafka_bootstrap,
+            read_run_logs(config.kafka_bootstrap, config.topics.runs, run_id=run, since=since),
         )
         log_runs = read.runs
         problems += [f"log: unreadable record {u}" for u in read.unreadable]
@@ -143,8 +156,10 @@ def audit_rebuild(
         typer.echo(f"checksum before: {before['checksum']}  rows {before['rows']}")
         call("POST", f"{config.audit_url}/admin/rebuild")
         typer.echo("audit store dropped; re-projecting from offset 0")
+    else:
+        call("GET", f"{config.audit_url}/admin/positions")  # is the service there at all?
     topics = [config.topics.runs, config.topics.stories]
-    ends = asyncio.run(end_offsets(config.kafka_bootstrap, topics))
+    ends = _kafka(config.kafka_bootstrap, end_offsets(config.kafka_bootstrap, topics))
     total = sum(sum(parts.values()) for parts in ends.values())
     deadline = time.monotonic() + timeout
     with typer.progressbar(length=total, label="projecting") as bar:

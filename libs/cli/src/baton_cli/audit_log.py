@@ -30,10 +30,10 @@ async def read_run_logs(
     its first event, since a chain can only be checked from its start.
     """
     consumer = make_consumer(bootstrap, topic, group_id=None, client_id="baton-cli-audit")
-    await consumer.start()
     found = LogRead()
     recent: set[str] = set()
     try:
+        await consumer.start()
         async for record in read_to_end(consumer):
             try:
                 envelope = decode_record(record.value, record.headers)
@@ -58,8 +58,8 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[str, dict[i
     consumer: AIOKafkaConsumer = make_consumer(
         bootstrap, *topics, group_id=None, client_id="baton-cli-audit"
     )
-    await consumer.start()
     try:
+        await consumer.start()
         while not consumer.assignment():
             await consumer.getmany(timeout_ms=100, max_records=1)
         partitions: list[TopicPartition] = sorted(consumer.assignment())
