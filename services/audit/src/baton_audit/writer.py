@@ -8,8 +8,9 @@ projector applies the records one at a time (a batch of one) to dead-letter the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Final
 
 import structlog
@@ -136,9 +137,17 @@ class _Batch:
     finished: list[AttemptFinished] = field(default_factory=list)
 
 
+_GETTERS: dict[type, Callable[[object], tuple[object, ...]]] = {}
+
+
 def _values(row: object) -> tuple[object, ...]:
     """A dataclass's field values, not copied (``dataclasses.astuple`` deep-copies them)."""
-    return tuple(getattr(row, f.name) for f in fields(row))  # type: ignore[arg-type]
+    kind = type(row)
+    getter = _GETTERS.get(kind)
+    if getter is None:
+        names = [f.name for f in fields(row)]  # type: ignore[arg-type]
+        getter = _GETTERS[kind] = attrgetter(*names)  # with 2+ names it returns a tuple
+    return getter(row)
 
 
 def _run_args(run: RunRow) -> tuple[object, ...]:
