@@ -207,3 +207,18 @@ async def test_a_postgresql_restart_loses_and_duplicates_nothing(
     await p.apply_batch(STORIES_TOPIC, 0, story_records(3, 4))
 
     assert await checksum(pool) == expected
+
+
+async def test_lost_positions_do_not_duplicate_events(new_pool: PoolFactory) -> None:
+    expected = await reference(new_pool)
+    pool = await new_pool()
+    p = projector(pool)
+    log = the_log()
+    await p.apply_batch(TOPIC, 0, log[:120])
+    async with pool.acquire() as conn:
+        await conn.execute("truncate consumer_positions")  # e.g. restored from an old backup
+
+    await p.apply_batch(TOPIC, 0, log)
+    await p.apply_batch(STORIES_TOPIC, 0, story_records(3, 4))
+
+    assert await checksum(pool) == expected

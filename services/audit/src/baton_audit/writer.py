@@ -242,15 +242,7 @@ class AuditWriter:
         return unusable
 
     async def _runs(self, conn: Connection, records: Sequence[ConsumedRecord]) -> list[Unusable]:
-        first = records[0]
-        stored = await conn.fetch(
-            "select kafka_offset from events where kafka_topic = $1 and kafka_partition = $2"
-            " and kafka_offset = any($3::bigint[])",
-            first.topic,
-            first.partition,
-            [r.offset for r in records],
-        )
-        seen = {column(row, "kafka_offset", int) for row in stored}
+        seen = await self._stored_offsets(conn, records)
         decoded = []
         unusable: list[Unusable] = []
         for record in records:
@@ -308,6 +300,27 @@ class AuditWriter:
                 batch.finished.append(attempt)
         await self._write(conn, batch)
         return unusable
+
+    async def _stored_offsets(
+        self, conn: Connection, records: Sequence[ConsumedRecord]
+    ) -> set[int]:
+        """Offsets of ``records`` whose events are stored already (normally none)."""
+        first = records[0]
+        highest = await conn.fetchval(
+            "select max(kafka_offset) from events where kafka_topic = $1 and kafka_partition = $2",
+            first.topic,
+            first.partition,
+        )
+        if not isinstance(highest, int) or highest < min(r.offset for r in records):
+            return set()  # the usual case, answered from the primary key's last entry
+        stored = await conn.fetch(
+            "select kafka_offset from events where kafka_topic = $1 and kafka_partition = $2"
+            " and kafka_offset = any($3::bigint[])",
+            first.topic,
+            first.partition,
+            [r.offset for r in records],
+        )
+        return {column(row, "kafka_offset", int) for row in stored}
 
     async def _write(self, conn: Connection, batch: _Batch) -> None:
         await conn.copy_records_to_table(

@@ -63,4 +63,3 @@ create table stories (
 create index runs_correlation on runs (correlation_id) where correlation_id is not null;
 create index runs_version_started on runs (story_id, story_version, started_at desc nulls last);
 create index events_actor_run on events (actor, run_id) where actor is not null;
-create index events_time on events (time, kafka_partition, kafka_offset);
