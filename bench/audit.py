@@ -183,6 +183,26 @@ async def produce(bootstrap: str, records: list[OutboundRecord]) -> None:
         await producer.stop()
 
 
+async def paced(bootstrap: str, records: list[OutboundRecord], rate: int) -> None:
+    """Send ``records`` at about ``rate`` a second, in ten ticks a second."""
+    producer = make_producer(bootstrap, client_id="bench-audit-load")
+    await producer.start()
+    try:
+        tick = max(1, rate // 10)
+        started = time.perf_counter()
+        for i in range(0, len(records), tick):
+            futures = [
+                await producer.send(
+                    r.topic, r.value, key=r.key, headers=r.headers, partition=r.partition
+                )
+                for r in records[i : i + tick]
+            ]
+            await asyncio.gather(*futures)
+            await asyncio.sleep(max(0.0, started + (i + tick) / rate - time.perf_counter()))
+    finally:
+        await producer.stop()
+
+
 def histogram() -> dict[float, float]:
     buckets: dict[float, float] = {}
     for metric in REGISTRY.collect():
@@ -247,10 +267,9 @@ async def bench_rebuild_and_freshness(
                 before = histogram()
                 total = rate * seconds
                 load = outbound_logs(names.runs, total // 6, "f")
-                t = time.perf_counter()
-                for i in range(0, len(load), max(1, rate // 10)):
-                    await produce(bootstrap, load[i : i + max(1, rate // 10)])
-                    await asyncio.sleep(max(0.0, t + (i + rate // 10) / rate - time.perf_counter()))
+                # The load comes from another thread with its own loop and one producer,
+                # as the scheduler would be another process.
+                await asyncio.to_thread(asyncio.run, paced(bootstrap, load, rate))
                 target = runs * 6 + len(load)
                 await applied(probe, names.runs, target)
                 after = histogram()

@@ -31,5 +31,5 @@ FRESHNESS: Final = Histogram(
     "baton_audit_freshness_seconds",
     "Time from a record's append to Kafka (its timestamp) to its commit in the audit store,"
     " where the API can read it",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
