@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import TopicPartition
+from pydantic import JsonValue
 
 from baton_audit.publish import PublishError
 from baton_common.envelope import Envelope, decode_record
@@ -16,13 +17,17 @@ from baton_common.events import (
     RunStarted,
     RunSucceeded,
     StepDispatched,
+    StepFailed,
     StepSucceeded,
 )
 from baton_common.hashing import GENESIS, chain_hash
 from baton_common.kafka import ConsumedRecord, OutboundRecord, outbound, to_envelope
+from baton_common.records import StoryPublished
+from baton_common.story import parse_story
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TOPIC = "baton.runs"
+STORIES_TOPIC = "baton.stories"
 STORY = "phishing-triage"
 
 
@@ -66,6 +71,9 @@ class FakeConsumer:
     async def seek_to_beginning(self, *partitions: TopicPartition) -> bool:
         self.beginnings.extend(partitions)
         return True
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.seeks) | set(self.beginnings)
 
 
 def chain(
@@ -151,6 +159,124 @@ def approved_run(run_id: str = "r1", *, start: datetime = T0) -> list[Envelope]:
                 approver="alice",
                 comment="yes",
             ),
+            RunSucceeded(run_id=run_id),
+        ],
+        start=start,
+    )
+
+
+STORY_YAML = """\
+id: phishing-triage
+version: {version}
+owner: secops
+trigger:
+  webhook: {{path: edr-alerts}}
+steps:
+  verdict:
+    action: http
+    with: {{url: "https://example.invalid/classify"}}
+"""
+
+
+def story_records(
+    *versions: int, partition: int = 0, first_offset: int = 0
+) -> list[ConsumedRecord]:
+    """``StoryPublished`` records of phishing-triage, one per version."""
+    out: list[ConsumedRecord] = []
+    for offset, version in enumerate(versions, first_offset):
+        source = STORY_YAML.format(version=version)
+        envelope = to_envelope(
+            StoryPublished(story=parse_story(source), source=source),
+            id=f"story-{version}",
+            source="baton/cli",
+            time=T0 + timedelta(days=version),
+            subject=f"{STORY}:{version}",
+            storyid=STORY,
+            storyversion=version,
+        )
+        o = outbound(STORIES_TOPIC, f"{STORY}:{version}", envelope)
+        out.append(FakeRecord(STORIES_TOPIC, partition, offset, o.key, o.value, tuple(o.headers)))
+    return out
+
+
+AI_OUTPUT: dict[str, JsonValue] = {
+    "label": "malicious",
+    "confidence": 0.7,
+    "ai": {
+        "provider": "openai-compatible",
+        "model": "small-model",
+        "prompt": [{"role": "user", "content": "Is this phishing?"}],
+        "response": {"label": "malicious"},
+        "tool_calls": [],
+        "usage": {"input_tokens": 120, "output_tokens": 9},
+    },
+}
+
+
+def triage_run(run_id: str = "t1", *, start: datetime = T0) -> list[Envelope]:
+    """A lookup that fails once and is retried, an AI verdict, an approval, success."""
+    return chain(
+        run_id,
+        [
+            RunStarted(run_id=run_id, story_id=STORY, story_version=4, trigger={"alert_id": "A-9"}),
+            StepDispatched(
+                run_id=run_id,
+                step="lookup",
+                attempt=1,
+                attempt_id=f"{run_id}-lookup-1",
+                action="http",
+                queue="default",
+                input={"url": "https://example.invalid/a"},
+            ),
+            StepFailed(
+                run_id=run_id,
+                step="lookup",
+                attempt=1,
+                attempt_id=f"{run_id}-lookup-1",
+                error_kind="retryable",
+                error_type="http.503",
+                message="HTTP 503",
+                will_retry=True,
+            ),
+            StepDispatched(
+                run_id=run_id,
+                step="lookup",
+                attempt=2,
+                attempt_id=f"{run_id}-lookup-2",
+                action="http",
+                queue="default",
+                input={"url": "https://example.invalid/a"},
+            ),
+            StepSucceeded(
+                run_id=run_id,
+                step="lookup",
+                attempt=2,
+                attempt_id=f"{run_id}-lookup-2",
+                output={"status": 200},
+            ),
+            StepDispatched(
+                run_id=run_id,
+                step="verdict",
+                attempt=1,
+                attempt_id=f"{run_id}-verdict-1",
+                action="ai.classify",
+                queue="ai",
+                input={"prompt": "Is this phishing?"},
+            ),
+            StepSucceeded(
+                run_id=run_id,
+                step="verdict",
+                attempt=1,
+                attempt_id=f"{run_id}-verdict-1",
+                output=AI_OUTPUT,
+            ),
+            ApprovalRequested(
+                run_id=run_id,
+                step="review",
+                gate_id=f"gate-{run_id}",
+                approvers=["group:secops-oncall"],
+            ),
+            ApprovalGranted(run_id=run_id, step="review", gate_id=f"gate-{run_id}", approver="bob"),
             RunSucceeded(run_id=run_id),
         ],
         start=start,

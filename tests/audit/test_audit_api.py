@@ -14,9 +14,18 @@ from baton_audit.consumer import Projector
 from baton_audit.db import create_pool
 from baton_audit.main import create_app
 from baton_audit.settings import AuditSettings
-from baton_audit.store import apply_record
+from baton_audit.writer import AuditWriter
 
-from .fakes import STORY, T0, TOPIC, FakeConsumer, FakePublisher, approved_run, records
+from .fakes import (
+    STORIES_TOPIC,
+    STORY,
+    T0,
+    TOPIC,
+    FakeConsumer,
+    FakePublisher,
+    approved_run,
+    records,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +45,7 @@ async def client(app: FastAPI, settings: AuditSettings) -> AsyncIterator[httpx.A
         projector = Projector(
             consumer=FakeConsumer(),
             pool=pool,
-            handle=apply_record,
+            handle=AuditWriter(runs_topic=TOPIC, stories_topic=STORIES_TOPIC).apply,
             publisher=FakePublisher(),
             name="audit",
             dlq_topic="baton.dlq",
@@ -61,7 +70,7 @@ async def test_list_runs(client: httpx.AsyncClient) -> None:
     assert [r["run_id"] for r in waiting.json()["items"]] == ["r2"]
     newest = await client.get("/runs", params={"story": STORY, "limit": 1})
     assert [r["run_id"] for r in newest.json()["items"]] == ["r2"]
-    assert (await client.get("/runs", params={"story": "nope"})).json() == {"items": []}
+    assert (await client.get("/runs", params={"story": "nope"})).json()["items"] == []
     assert (await client.get("/runs", params={"status": "asleep"})).status_code == 422
     assert (await client.get("/runs", params={"limit": 0})).status_code == 422
 
@@ -114,30 +123,48 @@ async def test_an_unknown_run_is_404(client: httpx.AsyncClient) -> None:
         assert response.json() == {"detail": "no run nope in the audit store"}
 
 
-async def test_verify_detects_an_edited_event(
-    client: httpx.AsyncClient, settings: AuditSettings
+TAMPERING = {
+    "edited": [
+        "update events set envelope = jsonb_set(envelope, '{actor}', '\"mallory\"')"
+        " where run_id = 'r1' and seq = 3"
+    ],
+    "deleted": ["delete from events where run_id = 'r1' and seq = 3"],
+    "reordered": [
+        "update events set seq = case seq when 3 then 4 else 3 end"
+        " where run_id = 'r1' and seq in (3, 4)"
+    ],
+    "inserted": [
+        "insert into events select kafka_topic, kafka_partition, 999, id || '-copy', run_id,"
+        " seq, type, time, source, causationid, correlationid, actor, storyid, storyversion,"
+        " prevhash, hash, data, envelope from events where run_id = 'r1' and seq = 3"
+    ],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TAMPERING))
+async def test_verify_names_the_tampering_in_the_store(
+    client: httpx.AsyncClient, settings: AuditSettings, kind: str
 ) -> None:
     assert (await client.get("/runs/r1/verify")).json() == {
         "run_id": "r1",
         "events": 6,
         "intact": True,
         "problem": None,
+        "kind": None,
     }
 
     conn = await asyncpg.connect(
         settings.database_url, server_settings={"search_path": settings.db_schema}
     )
     try:
-        await conn.execute(
-            "update events set envelope = jsonb_set(envelope, '{actor}', '\"mallory\"')"
-            " where run_id = 'r1' and seq = 3"
-        )
+        for statement in TAMPERING[kind]:
+            await conn.execute(statement)
     finally:
         await conn.close()
 
     verdict = (await client.get("/runs/r1/verify")).json()
     assert verdict["intact"] is False
-    assert verdict["problem"] == "event 2 (r1-e3): content does not match its hash"
+    assert verdict["kind"] == kind, verdict["problem"]
 
 
 async def test_operations_endpoints(client: httpx.AsyncClient) -> None:

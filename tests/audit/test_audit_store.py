@@ -10,12 +10,14 @@ from aiokafka import TopicPartition
 from baton_audit.consumer import Projector
 from baton_audit.db import Pool, migrate
 from baton_audit.projection import AuditStatus
-from baton_audit.store import AuditStore, apply_record
+from baton_audit.store import AuditStore, RunFilter
+from baton_audit.writer import AuditWriter
 from baton_common.events import ApprovalRequested, RunStarted
 from baton_common.kafka import ConsumedRecord
 
 from .conftest import PoolFactory
 from .fakes import (
+    STORIES_TOPIC,
     STORY,
     T0,
     TOPIC,
@@ -29,6 +31,8 @@ from .fakes import (
 
 pytestmark = pytest.mark.integration
 
+WRITER = AuditWriter(runs_topic=TOPIC, stories_topic=STORIES_TOPIC)
+
 
 def projector(
     pool: Pool, publisher: FakePublisher, consumer: FakeConsumer | None = None
@@ -36,7 +40,7 @@ def projector(
     return Projector(
         consumer=consumer or FakeConsumer(),
         pool=pool,
-        handle=apply_record,
+        handle=WRITER.apply,
         publisher=publisher,
         name="audit",
         dlq_topic="baton.dlq",
@@ -194,10 +198,12 @@ async def test_listing_filters_and_orders_newest_first(
     await p.apply_batch(TOPIC, 1, records(waiting, partition=1))
     store = AuditStore(pool)
 
-    assert [r.run_id for r in await store.runs()] == ["new", "old"]
-    assert [r.run_id for r in await store.runs(status=AuditStatus.SUCCEEDED)] == ["old"]
-    assert [r.run_id for r in await store.runs(story_id=STORY, limit=1)] == ["new"]
-    assert await store.runs(story_id="other") == []
+    assert [r.run_id for r in (await store.runs()).items] == ["new", "old"]
+    succeeded = await store.runs(RunFilter(status=AuditStatus.SUCCEEDED))
+    assert [r.run_id for r in succeeded.items] == ["old"]
+    page = await store.runs(RunFilter(story_id=STORY), limit=1)
+    assert [r.run_id for r in page.items] == ["new"]
+    assert (await store.runs(RunFilter(story_id="other"))).items == []
 
 
 _DUMP = {

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import datetime
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
-from baton_cli.common import AsJson, call, load_settings, print_json
+from baton_cli.common import AsJson, call, fail, load_settings, print_json
 from baton_cli.kafka_ops import cancel_run
+from baton_common.envelope import Envelope
+from baton_common.events import EVENT_ADAPTER
+from baton_common.state import RunState, evolve
 
 runs_app = typer.Typer(help="Runs: history and operations.", no_args_is_help=True)
 
@@ -66,3 +71,59 @@ def runs_cancel(
         cancel_run(config.kafka_bootstrap, config.topics, run_id, reason, actor)
     )
     typer.echo(f"cancel requested for run {run_id} (command {command_id})")
+
+
+def state_at(envelopes: list[Envelope], at: str | None) -> tuple[RunState | None, int]:
+    """Fold a run's events up to ``at`` (a seq, or an ISO time) with the scheduler's ``evolve``.
+
+    Returns the state and how many events it covers.
+
+    Raises:
+        ValueError: if ``at`` is neither a number nor an ISO 8601 time.
+    """
+    limit_seq: int | None = None
+    limit_time: datetime | None = None
+    if at is not None:
+        if at.isdigit():
+            limit_seq = int(at)
+        else:
+            limit_time = datetime.fromisoformat(at)
+            if limit_time.tzinfo is None:
+                raise ValueError(f"{at!r} has no time zone: add Z or +00:00")
+    state: RunState | None = None
+    applied = 0
+    for envelope in envelopes:
+        if limit_seq is not None and (envelope.seq or 0) > limit_seq:
+            break
+        if limit_time is not None and envelope.time > limit_time:
+            break
+        try:
+            event = EVENT_ADAPTER.validate_python(envelope.data)
+        except ValidationError:
+            continue  # a newer event type: it cannot change a state this version knows
+        state = evolve(
+            state, event, seq=envelope.seq or 0, hash=envelope.hash or "", time=envelope.time
+        )
+        applied += 1
+    return state, applied
+
+
+@runs_app.command("state")
+def runs_state(
+    run_id: str,
+    at: Annotated[
+        str | None, typer.Option(help="a seq number, or an ISO 8601 time (default: now)")
+    ] = None,
+) -> None:
+    """Reconstruct a run's state as of a point in its history (time travel)."""
+    config = load_settings()
+    body = call("GET", f"{config.audit_url}/runs/{run_id}/events")
+    envelopes = [Envelope.model_validate(item) for item in body["items"]]
+    try:
+        state, applied = state_at(envelopes, at)
+    except ValueError as exc:
+        raise fail(f"--at {at}: {exc}") from exc
+    if state is None:
+        raise fail(f"run {run_id} has no state at {at}: it had not started")
+    typer.echo(f"# run {run_id} after {applied} of {len(envelopes)} events (seq {state.seq})")
+    print_json(state.model_dump(mode="json"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, Protocol
@@ -20,7 +21,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
 from baton_audit.db import Connection, Pool, column
-from baton_audit.metrics import BATCH_FAILURES, POSITION, RECORDS
+from baton_audit.metrics import BATCH_FAILURES, FRESHNESS, POSITION, RECORDS
 from baton_audit.publish import Publisher
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 
@@ -28,8 +29,11 @@ __all__ = ["Backoff", "PositionListener", "Projector", "RecordConsumer", "Record
 
 log = structlog.get_logger(__name__)
 
-RecordHandler = Callable[[Connection, ConsumedRecord], Awaitable[str | None]]
-"""Applies one record inside the caller's transaction; returns why it is unusable, or None."""
+RecordHandler = Callable[
+    [Connection, Sequence[ConsumedRecord]], Awaitable[list[tuple[ConsumedRecord, str]]]
+]
+"""Applies records of one partition, in order, inside the caller's transaction; returns the
+records it cannot use, each with the reason."""
 
 _POLL_MS: Final = 1000
 
@@ -44,6 +48,8 @@ class RecordConsumer(Protocol):
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> bool: ...
+
+    def assignment(self) -> set[TopicPartition]: ...
 
 
 class Backoff:
@@ -124,6 +130,9 @@ class Projector:
         self._dlq_topic = dlq_topic
         self._joined = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # A reset runs in the polling task, between polls and with no batch in flight, so
+        # no batch read before it is applied after it.
+        self._resets: list[tuple[Sequence[str], asyncio.Future[None]]] = []
 
     @property
     def joined(self) -> bool:
@@ -175,29 +184,73 @@ class Projector:
         """Poll and apply forever; errors are logged and retried, never fatal."""
         backoff = Backoff()
         while True:
+            if self._resets:
+                await self._reset_now()
             try:
                 batches = await self._consumer.getmany(timeout_ms=_POLL_MS)
             except Exception as exc:
                 log.warning("poll failed", error=repr(exc))
                 await backoff.wait()
                 continue
-            for tp, records in batches.items():
-                if not records:
-                    continue
-                try:
-                    await self.apply_batch(tp.topic, tp.partition, records)
-                except Exception:
-                    BATCH_FAILURES.inc()
-                    log.exception(
-                        "batch rolled back; retrying",
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=records[0].offset,
-                    )
-                    self._rewind(tp, records[0].offset)
-                    await backoff.wait()
-                else:
-                    backoff.reset()
+            if self._resets:
+                continue  # a reset is pending: these records will be read again
+            # Partitions hold disjoint runs, so their batches go in concurrently, each on
+            # its own connection: one's PostgreSQL time overlaps another's Python time.
+            outcomes = await asyncio.gather(
+                *(self._apply_or_rewind(tp, records) for tp, records in batches.items() if records)
+            )
+            if all(outcomes):
+                backoff.reset()
+            else:
+                await backoff.wait()
+
+    async def _apply_or_rewind(self, tp: TopicPartition, records: Sequence[ConsumedRecord]) -> bool:
+        try:
+            await self.apply_batch(tp.topic, tp.partition, records)
+        except Exception:
+            BATCH_FAILURES.inc()
+            log.exception(
+                "batch rolled back; retrying",
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=records[0].offset,
+            )
+            self._rewind(tp, records[0].offset)
+            return False
+        return True
+
+    async def reset(self, tables: Sequence[str]) -> None:
+        """Empty ``tables`` and the stored positions, and re-read every partition from the start.
+
+        The rebuild path: what the projection wrote is dropped in one transaction and
+        re-projected from offset 0 by the polling loop. An interrupted rebuild resumes from
+        the positions stored with the rows, like any restart. Returns once the tables are
+        empty and the partitions rewound.
+        """
+        if self._task is None or self._task.done():
+            raise RuntimeError("the projection loop is not running")
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._resets.append((tables, done))
+        await done
+
+    async def _reset_now(self) -> None:
+        resets, self._resets = self._resets, []
+        try:
+            tables = sorted({t for names, _ in resets for t in names})
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(f"truncate {', '.join([*tables, 'consumer_positions'])}")
+            assigned = sorted(self._consumer.assignment())
+            if assigned:
+                await self._consumer.seek_to_beginning(*assigned)
+            for tp in assigned:
+                POSITION.labels(tp.topic, str(tp.partition)).set(0)
+        except Exception as exc:
+            for _, done in resets:
+                done.set_exception(exc)
+            return
+        log.info("projection reset", partitions=[f"{tp.topic}:{tp.partition}" for tp in assigned])
+        for _, done in resets:
+            done.set_result(None)
 
     def _rewind(self, tp: TopicPartition, offset: int) -> None:
         try:
@@ -218,50 +271,73 @@ class Projector:
             The partition's next offset.
         """
         dead: list[OutboundRecord] = []
-        applied = duplicates = 0
         async with self._pool.acquire() as conn, conn.transaction():
             next_offset = await _lock_position(conn, topic, partition)
-            for record in records:
-                if record.offset < next_offset:
-                    duplicates += 1
-                    continue
-                reason = await self._apply_one(conn, record)
-                if reason is None:
-                    applied += 1
-                else:
-                    log.warning(
-                        "record dead-lettered",
-                        topic=topic,
-                        partition=partition,
-                        offset=record.offset,
+            fresh = [r for r in records if r.offset >= next_offset]
+            duplicates = len(records) - len(fresh)
+            for record, reason in await self._apply_fresh(conn, fresh):
+                log.warning(
+                    "record dead-lettered",
+                    topic=topic,
+                    partition=partition,
+                    offset=record.offset,
+                    reason=reason,
+                )
+                dead.append(
+                    dead_letter(
+                        record,
+                        dlq_topic=self._dlq_topic,
+                        consumer=self._name,
                         reason=reason,
+                        time=datetime.now(UTC),
                     )
-                    dead.append(
-                        dead_letter(
-                            record,
-                            dlq_topic=self._dlq_topic,
-                            consumer=self._name,
-                            reason=reason,
-                            time=datetime.now(UTC),
-                        )
-                    )
-                next_offset = record.offset + 1
+                )
+            if fresh:
+                next_offset = fresh[-1].offset + 1
             await _store_position(conn, topic, partition, next_offset)
             for letter in dead:
                 await self._publisher.publish(letter)
-        RECORDS.labels("applied").inc(applied)
+        RECORDS.labels("applied").inc(len(fresh) - len(dead))
         RECORDS.labels("duplicate").inc(duplicates)
         RECORDS.labels("dead_lettered").inc(len(dead))
         POSITION.labels(topic, str(partition)).set(next_offset)
+        _observe_freshness(fresh)
         return next_offset
 
-    async def _apply_one(self, conn: Connection, record: ConsumedRecord) -> str | None:
+    async def _apply_fresh(
+        self, conn: Connection, records: Sequence[ConsumedRecord]
+    ) -> list[tuple[ConsumedRecord, str]]:
+        """The whole batch at once; if PostgreSQL refuses it, one record at a time."""
+        if not records:
+            return []
+        try:
+            async with conn.transaction():  # a savepoint
+                return await self._handle(conn, records)
+        except (DataError, IntegrityConstraintViolationError) as exc:
+            log.info("batch refused; applying its records one by one", error=repr(exc))
+        unusable: list[tuple[ConsumedRecord, str]] = []
+        for record in records:
+            unusable.extend(await self._apply_one(conn, record))
+        return unusable
+
+    async def _apply_one(
+        self, conn: Connection, record: ConsumedRecord
+    ) -> list[tuple[ConsumedRecord, str]]:
         try:
             # A savepoint: a record PostgreSQL refuses is dead-lettered alone.
             async with conn.transaction():
-                return await self._handle(conn, record)
+                return await self._handle(conn, [record])
         except (DataError, IntegrityConstraintViolationError) as exc:
-            return f"database refused the record: {type(exc).__name__}: {exc}"
+            return [(record, f"database refused the record: {type(exc).__name__}: {exc}")]
+
+
+def _observe_freshness(records: Sequence[ConsumedRecord]) -> None:
+    """Time from each record's append (its Kafka timestamp) to its commit in the store."""
+    now_ms = time.time() * 1000
+    for record in records:
+        stamp = getattr(record, "timestamp", None)
+        if isinstance(stamp, int) and stamp > 0:
+            FRESHNESS.observe(max(0.0, (now_ms - stamp) / 1000))
 
 
 class PositionListener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from importlib import resources
@@ -54,6 +54,16 @@ class Connection(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[object]: ...
 
+    async def executemany(self, query: str, args: Iterable[Sequence[object]]) -> None: ...
+
+    async def copy_records_to_table(
+        self, table_name: str, *, records: Iterable[Sequence[object]], columns: Sequence[str]
+    ) -> str: ...
+
+    def cursor(self, query: str, *args: object, prefetch: int | None = None) -> AsyncIterable[Row]:
+        """A server-side cursor (inside a transaction) yielding rows ``prefetch`` at a time."""
+        ...
+
 
 class Pool(Protocol):
     """The parts of ``asyncpg.Pool`` the service uses."""
@@ -82,17 +92,32 @@ class _Codecs(Protocol):
         typename: str,
         *,
         schema: str,
-        encoder: Callable[[object], str],
-        decoder: Callable[[str], object],
+        encoder: Callable[[object], bytes],
+        decoder: Callable[[bytes], object],
+        format: str,
     ) -> None: ...
 
 
-def _dump_json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+_JSONB_VERSION: Final = b"\x01"
+
+
+def _encode_jsonb(value: object) -> bytes:
+    return _JSONB_VERSION + json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _decode_jsonb(raw: bytes) -> object:
+    return json.loads(raw[1:])
 
 
 async def _init_connection(conn: _Codecs) -> None:
-    await conn.set_type_codec("jsonb", schema="pg_catalog", encoder=_dump_json, decoder=json.loads)
+    # Binary format, so jsonb columns can also be written with COPY (the batch path).
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",
+    )
 
 
 async def create_pool(url: str, *, schema: str, max_size: int = 10) -> Pool:

@@ -9,12 +9,14 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
-from baton_audit.api import audit_router
+from baton_audit.admin import PROJECTED_TABLES, checksum, positions
+from baton_audit.api import Admin, audit_router
 from baton_audit.consumer import PositionListener, Projector
 from baton_audit.db import Pool, create_pool, migrate, ping
 from baton_audit.publish import KafkaPublisher, Publisher
 from baton_audit.settings import AuditSettings
-from baton_audit.store import AuditStore, apply_record
+from baton_audit.store import AuditStore
+from baton_audit.writer import AuditWriter
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
 
@@ -40,6 +42,24 @@ class _Running:
             raise RuntimeError("audit is not started")
         return self.store
 
+    def admin(self) -> Admin:
+        pool, projector = self.pool, self.projector
+        if pool is None:
+            raise RuntimeError("audit is not started")
+
+        async def rebuild() -> None:
+            if projector is None:
+                raise RuntimeError("this audit instance does not consume (consume=False)")
+            await projector.reset(list(PROJECTED_TABLES))
+
+        async def digest() -> tuple[str, dict[str, int]]:
+            return await checksum(pool)
+
+        async def stored() -> dict[str, dict[int, int]]:
+            return await positions(pool)
+
+        return Admin(rebuild=rebuild, checksum=digest, positions=stored)
+
     async def postgres_ready(self) -> str | None:
         return "not started" if self.pool is None else await ping(self.pool)
 
@@ -56,7 +76,8 @@ def create_app(
     publisher: Publisher | None = None,
     consume: bool = True,
 ) -> FastAPI:
-    """The audit app; its lifespan migrates PostgreSQL and starts the ``baton.runs`` projection.
+    """The audit app; its lifespan migrates PostgreSQL and starts the projection of
+    ``baton.runs`` and ``baton.stories``.
 
     Args:
         settings: the service's settings.
@@ -88,12 +109,17 @@ def create_app(
                 projector = Projector(
                     consumer=consumer,
                     pool=pool,
-                    handle=apply_record,
+                    handle=AuditWriter(
+                        runs_topic=settings.topics.runs, stories_topic=settings.topics.stories
+                    ).apply,
                     publisher=sink,
                     name=SERVICE,
                     dlq_topic=settings.topics.dlq,
                 )
-                consumer.subscribe([settings.topics.runs], listener=PositionListener(projector))
+                consumer.subscribe(
+                    [settings.topics.runs, settings.topics.stories],
+                    listener=PositionListener(projector),
+                )
                 await consumer.start()
                 stack.push_async_callback(consumer.stop)
                 projector.start()
@@ -115,7 +141,7 @@ def create_app(
     if consume:
         checks["kafka_consumer"] = running.consumer_ready
     app.include_router(operations_router(checks))
-    app.include_router(audit_router(store=running.audit_store))
+    app.include_router(audit_router(store=running.audit_store, admin=running.admin))
     return app
 
 

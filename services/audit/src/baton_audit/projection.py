@@ -134,7 +134,8 @@ def next_run(
     else:
         story_id = _first(before.story_id, envelope.storyid)
         story_version = _first(before.story_version, envelope.storyversion)
-    return RunRow(
+    # Every value is typed already: construct without re-validating (the hot path).
+    return RunRow.model_construct(
         run_id=run_id,
         story_id=story_id,
         story_version=story_version,

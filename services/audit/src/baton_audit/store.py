@@ -1,33 +1,30 @@
-"""The audit store in PostgreSQL: the projection's writes and the API's reads."""
+"""Reads of the audit store: runs with filters and cursors, timelines, steps, stories."""
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime
 from typing import Final, Literal
 
-import structlog
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import BaseModel, ConfigDict, JsonValue, computed_field
 
 from baton_audit.db import Connection, Pool, Row
-from baton_audit.metrics import EVENTS
-from baton_audit.projection import (
-    ApprovalDecision,
-    ApprovalRequest,
-    AuditStatus,
-    EventRow,
-    RunRow,
-    RunSummary,
-    approval_change,
-    event_row,
-    next_run,
-    parse_event,
-)
-from baton_common.envelope import Envelope, EnvelopeError, decode_record
-from baton_common.kafka import ConsumedRecord
+from baton_audit.projection import AuditStatus, RunRow, RunSummary
+from baton_common.envelope import Envelope
 
-__all__ = ["ApprovalRecord", "AuditStore", "TimelineEntry", "apply_record"]
-
-log = structlog.get_logger(__name__)
+__all__ = [
+    "AiRecord",
+    "ApprovalRecord",
+    "AttemptRecord",
+    "AuditStore",
+    "CursorError",
+    "RunFilter",
+    "RunPage",
+    "StoryVersion",
+    "TimelineEntry",
+    "load_run",
+]
 
 _SUMMARY: Final = (
     "run_id, story_id, story_version, status, started_at, ended_at, last_seq, correlation_id,"
@@ -38,143 +35,24 @@ _APPROVAL: Final = (
     "gate_id, run_id, step, approvers, message, requested_at, requested_event_id, decided_at,"
     " decision, approver, comment, channel, decided_event_id"
 )
-_EVENT_ORDER: Final = "order by seq nulls last, kafka_topic, kafka_partition, kafka_offset"
+_ATTEMPT: Final = (
+    "attempt_id, run_id, step, attempt, action, queue, input, dispatched_at, outcome,"
+    " finished_at, output, error_kind, error_type, error_message, will_retry"
+)
+_AI: Final = (
+    "attempt_id, run_id, step, attempt, action, provider, model, prompt, response, tool_calls,"
+    " input_tokens, output_tokens, occurred_at, event_id, record"
+)
+EVENT_ORDER: Final = "order by seq nulls last, kafka_topic, kafka_partition, kafka_offset"
 
 
-async def insert_event(conn: Connection, row: EventRow) -> bool:
-    """Store one event; False if its log position is stored already."""
-    status = await conn.execute(
-        "insert into events (kafka_topic, kafka_partition, kafka_offset, id, run_id, seq, type,"
-        " time, source, causationid, correlationid, actor, storyid, storyversion, prevhash, hash,"
-        " data, envelope) values"
-        " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-        " on conflict do nothing",
-        row.kafka_topic,
-        row.kafka_partition,
-        row.kafka_offset,
-        row.id,
-        row.run_id,
-        row.seq,
-        row.type,
-        row.time,
-        row.source,
-        row.causationid,
-        row.correlationid,
-        row.actor,
-        row.storyid,
-        row.storyversion,
-        row.prevhash,
-        row.hash,
-        row.data,
-        row.envelope,
-    )
-    return status.endswith(" 1")
+class CursorError(ValueError):
+    """A pagination cursor that this API did not hand out."""
 
 
-async def load_run(conn: Connection, run_id: str, *, for_update: bool = False) -> RunRow | None:
-    row = await conn.fetchrow(
-        f"select {_SUMMARY}, state from runs where run_id = $1"
-        + (" for update" if for_update else ""),
-        run_id,
-    )
+async def load_run(conn: Connection, run_id: str) -> RunRow | None:
+    row = await conn.fetchrow(f"select {_SUMMARY}, state from runs where run_id = $1", run_id)
     return RunRow.model_validate(dict(row)) if row is not None else None
-
-
-async def save_run(conn: Connection, run: RunRow) -> None:
-    await conn.execute(
-        f"insert into runs ({_SUMMARY}, state)"
-        " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-        " on conflict (run_id) do update set story_id = excluded.story_id,"
-        " story_version = excluded.story_version, status = excluded.status,"
-        " started_at = excluded.started_at, ended_at = excluded.ended_at,"
-        " last_seq = excluded.last_seq, correlation_id = excluded.correlation_id,"
-        " dedup_key = excluded.dedup_key, event_count = excluded.event_count,"
-        " updated_at = excluded.updated_at, state = excluded.state",
-        run.run_id,
-        run.story_id,
-        run.story_version,
-        run.status.value,
-        run.started_at,
-        run.ended_at,
-        run.last_seq,
-        run.correlation_id,
-        run.dedup_key,
-        run.event_count,
-        run.updated_at,
-        run.state.model_dump(mode="json") if run.state is not None else None,
-    )
-
-
-async def save_approval(conn: Connection, change: ApprovalRequest | ApprovalDecision) -> None:
-    if isinstance(change, ApprovalRequest):
-        await conn.execute(
-            "insert into approvals (gate_id, run_id, step, approvers, message, requested_at,"
-            " requested_event_id) values ($1, $2, $3, $4, $5, $6, $7)"
-            " on conflict (gate_id) do update set run_id = excluded.run_id,"
-            " step = excluded.step, approvers = excluded.approvers, message = excluded.message,"
-            " requested_at = excluded.requested_at,"
-            " requested_event_id = excluded.requested_event_id",
-            change.gate_id,
-            change.run_id,
-            change.step,
-            change.approvers,
-            change.message,
-            change.requested_at,
-            change.requested_event_id,
-        )
-    else:
-        await conn.execute(
-            "insert into approvals (gate_id, run_id, step, decided_at, decision, approver,"
-            " comment, channel, decided_event_id) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            " on conflict (gate_id) do update set decided_at = excluded.decided_at,"
-            " decision = excluded.decision, approver = excluded.approver,"
-            " comment = excluded.comment, channel = excluded.channel,"
-            " decided_event_id = excluded.decided_event_id",
-            change.gate_id,
-            change.run_id,
-            change.step,
-            change.decided_at,
-            change.decision,
-            change.approver,
-            change.comment,
-            change.channel,
-            change.decided_event_id,
-        )
-
-
-async def apply_record(conn: Connection, record: ConsumedRecord) -> str | None:
-    """Apply one ``baton.runs`` record; return why it is unusable, or None.
-
-    An envelope whose payload is not a known event is stored all the same (the log
-    holds it, so the audit store does) but changes no run state.
-    """
-    try:
-        envelope = decode_record(record.value, record.headers)
-    except EnvelopeError as exc:
-        return str(exc)
-    run_id = envelope.subject
-    if not run_id:
-        return "envelope has no subject: a run event's subject is its run id"
-    event, problem = parse_event(envelope)
-    if problem is not None:
-        EVENTS.labels("false").inc()
-        log.warning("event stored without effect on its run", event_id=envelope.id, reason=problem)
-    row = event_row(
-        envelope,
-        run_id=run_id,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-    )
-    if not await insert_event(conn, row):
-        log.info("event already stored", event_id=envelope.id, offset=record.offset)
-        return None
-    previous = await load_run(conn, run_id, for_update=True)
-    await save_run(conn, next_run(previous, run_id, envelope, event))
-    change = approval_change(envelope, event)
-    if change is not None:
-        await save_approval(conn, change)
-    return None
 
 
 class TimelineEntry(BaseModel):
@@ -193,7 +71,7 @@ class TimelineEntry(BaseModel):
 
 
 class ApprovalRecord(BaseModel):
-    """One approval gate of a run: who was asked, and who decided what."""
+    """One approval gate of a run: who was asked, who decided what, and how long it took."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -211,6 +89,121 @@ class ApprovalRecord(BaseModel):
     channel: str | None
     decided_event_id: str | None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def wait_seconds(self) -> float | None:
+        """From the gate's opening to its decision."""
+        if self.requested_at is None or self.decided_at is None:
+            return None
+        return (self.decided_at - self.requested_at).total_seconds()
+
+
+class AttemptRecord(BaseModel):
+    """One attempt of a step: its input, outcome, error and duration."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt_id: str
+    run_id: str
+    step: str
+    attempt: int
+    action: str | None
+    queue: str | None
+    input: JsonValue
+    dispatched_at: datetime | None
+    outcome: Literal["succeeded", "failed"] | None
+    finished_at: datetime | None
+    output: JsonValue
+    error_kind: str | None
+    error_type: str | None
+    error_message: str | None
+    will_retry: bool | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def retries(self) -> int:
+        """Attempts of the step before this one."""
+        return self.attempt - 1
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def duration_seconds(self) -> float | None:
+        """From dispatch to outcome, by the events' times."""
+        if self.dispatched_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.dispatched_at).total_seconds()
+
+
+class AiRecord(BaseModel):
+    """What an AI step saw and said (``output.ai`` of its result)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt_id: str
+    run_id: str
+    step: str
+    attempt: int
+    action: str | None
+    provider: str | None
+    model: str | None
+    prompt: JsonValue
+    response: JsonValue
+    tool_calls: JsonValue
+    input_tokens: int | None
+    output_tokens: int | None
+    occurred_at: datetime
+    event_id: str
+    record: dict[str, JsonValue]
+
+
+class StoryVersion(BaseModel):
+    """One published story version, with the YAML as published."""
+
+    model_config = ConfigDict(frozen=True)
+
+    story_id: str
+    version: int
+    owner: str | None
+    published_at: datetime
+    event_id: str
+    source: str
+
+
+class RunFilter(BaseModel):
+    """Which runs to list; every field narrows the list."""
+
+    model_config = ConfigDict(frozen=True)
+
+    story_id: str | None = None
+    story_version: int | None = None
+    status: AuditStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    correlation_id: str | None = None
+    actor: str | None = None
+
+
+class RunPage(BaseModel):
+    items: list[RunSummary]
+    next_cursor: str | None
+
+
+def _encode_cursor(run: RunSummary) -> str:
+    started = run.started_at.isoformat() if run.started_at is not None else None
+    raw = json.dumps([started, run.run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime | None, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started, run_id = json.loads(raw)
+        if not isinstance(run_id, str) or not (started is None or isinstance(started, str)):
+            raise TypeError("cursor fields")
+        return (datetime.fromisoformat(started) if started is not None else None), run_id
+    except (ValueError, TypeError) as exc:
+        raise CursorError(f"not a cursor of this API: {cursor!r}") from exc
+
 
 def _rows(rows: list[Row]) -> list[dict[str, object]]:
     return [dict(row) for row in rows]
@@ -222,25 +215,52 @@ class AuditStore:
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
+    @property
+    def pool(self) -> Pool:
+        return self._pool
+
     async def runs(
-        self,
-        *,
-        story_id: str | None = None,
-        status: AuditStatus | None = None,
-        limit: int = 50,
-    ) -> list[RunSummary]:
-        """Runs newest first, optionally of one story and in one status."""
+        self, where: RunFilter | None = None, *, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        """Runs newest first (by start), a page at a time.
+
+        Raises:
+            CursorError: if ``cursor`` is not one this API handed out.
+        """
+        where = where or RunFilter()
+        after_started, after_run = _decode_cursor(cursor) if cursor else (None, None)
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"select {_SUMMARY} from runs"
+                f"select {_SUMMARY} from runs r"
                 " where ($1::text is null or story_id = $1)"
-                " and ($2::text is null or status = $2)"
-                " order by started_at desc nulls last, run_id desc limit $3",
-                story_id,
-                status.value if status is not None else None,
-                limit,
+                " and ($2::int is null or story_version = $2)"
+                " and ($3::text is null or status = $3)"
+                " and ($4::timestamptz is null or started_at >= $4)"
+                " and ($5::timestamptz is null or started_at < $5)"
+                " and ($6::text is null or correlation_id = $6 or dedup_key = $6)"
+                " and ($7::text is null"
+                "  or exists (select 1 from events e where e.actor = $7 and e.run_id = r.run_id)"
+                "  or exists (select 1 from approvals a where a.approver = $7"
+                "   and a.run_id = r.run_id))"
+                " and ($9::text is null or ($8::timestamptz is not null and"
+                "  (started_at < $8 or (started_at = $8 and run_id < $9) or started_at is null))"
+                "  or ($8::timestamptz is null and started_at is null and run_id < $9))"
+                " order by started_at desc nulls last, run_id desc limit $10",
+                where.story_id,
+                where.story_version,
+                where.status.value if where.status is not None else None,
+                where.since,
+                where.until,
+                where.correlation_id,
+                where.actor,
+                after_started,
+                after_run,
+                limit + 1,
             )
-        return [RunSummary.model_validate(row) for row in _rows(rows)]
+        items = [RunSummary.model_validate(row) for row in _rows(rows)]
+        more = len(items) > limit
+        items = items[:limit]
+        return RunPage(items=items, next_cursor=_encode_cursor(items[-1]) if more else None)
 
     async def run(self, run_id: str) -> RunRow | None:
         async with self._pool.acquire() as conn:
@@ -250,7 +270,7 @@ class AuditStore:
         """A run's events in log order."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"select {_TIMELINE} from events where run_id = $1 {_EVENT_ORDER}", run_id
+                f"select {_TIMELINE} from events where run_id = $1 {EVENT_ORDER}", run_id
             )
         return [TimelineEntry.model_validate(row) for row in _rows(rows)]
 
@@ -258,15 +278,66 @@ class AuditStore:
         """A run's envelopes as written, in log order."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"select envelope from events where run_id = $1 {_EVENT_ORDER}", run_id
+                f"select envelope from events where run_id = $1 {EVENT_ORDER}", run_id
             )
         return [Envelope.model_validate(row["envelope"]) for row in rows]
 
-    async def approvals(self, run_id: str) -> list[ApprovalRecord]:
+    async def approvals(self, run_id: str, step: str | None = None) -> list[ApprovalRecord]:
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 f"select {_APPROVAL} from approvals where run_id = $1"
+                " and ($2::text is null or step = $2)"
                 " order by requested_at nulls last, gate_id",
                 run_id,
+                step,
             )
         return [ApprovalRecord.model_validate(row) for row in _rows(rows)]
+
+    async def attempts(self, run_id: str, step: str | None = None) -> list[AttemptRecord]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"select {_ATTEMPT} from step_attempts where run_id = $1"
+                " and ($2::text is null or step = $2) order by step, attempt, attempt_id",
+                run_id,
+                step,
+            )
+        return [AttemptRecord.model_validate(row) for row in _rows(rows)]
+
+    async def ai_interactions(self, run_id: str, step: str | None = None) -> list[AiRecord]:
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"select {_AI} from ai_interactions where run_id = $1"
+                " and ($2::text is null or step = $2) order by occurred_at, attempt_id",
+                run_id,
+                step,
+            )
+        return [AiRecord.model_validate(row) for row in _rows(rows)]
+
+    async def stories(self) -> list[StoryVersion]:
+        """The latest published version of every story."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "select distinct on (story_id) story_id, version, owner, published_at, event_id,"
+                " source from stories order by story_id, version desc"
+            )
+        return [StoryVersion.model_validate(row) for row in _rows(rows)]
+
+    async def story_versions(self, story_id: str) -> list[StoryVersion]:
+        """Every published version of a story, oldest first."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "select story_id, version, owner, published_at, event_id, source from stories"
+                " where story_id = $1 order by version",
+                story_id,
+            )
+        return [StoryVersion.model_validate(row) for row in _rows(rows)]
+
+    async def story_version(self, story_id: str, version: int) -> StoryVersion | None:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                "select story_id, version, owner, published_at, event_id, source from stories"
+                " where story_id = $1 and version = $2",
+                story_id,
+                version,
+            )
+        return StoryVersion.model_validate(dict(row)) if row is not None else None

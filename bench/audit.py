@@ -1,0 +1,302 @@
+"""Audit benchmark: projection throughput, rebuild time, freshness under load.
+
+Needs the real Kafka and PostgreSQL (``BATON_KAFKA_BOOTSTRAP``, ``BATON_DATABASE_URL``),
+for example those of ``make test``'s stack. Prints its figures; asserts nothing.
+
+    uv run python bench/audit.py [--runs 20000] [--rebuild-events 200000] [--rate 1000]
+
+1. store: run logs (6 events a run: start, dispatch, success, gate, decision, end) applied
+   straight to PostgreSQL in 500-record batches, as the projector does (COPY + one fold
+   per run per batch; 3 partitions concurrently, each in order).
+2. rebuild: the same kind of log written to a fresh 3-partition topic, then the audit
+   service's projection (Kafka consumer included) started on an empty schema; time until
+   every record is applied.
+3. freshness: with the projection caught up, a steady stream of events is produced at
+   ``--rate`` events/s; the ``baton_audit_freshness_seconds`` histogram (append → commit
+   in PostgreSQL, where the API sees it) gives p50/p99 (bucket upper bounds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from prometheus_client import REGISTRY
+
+from baton_audit.admin import positions
+from baton_audit.consumer import Projector
+from baton_audit.db import Pool, create_pool, migrate, quote_ident
+from baton_audit.main import create_app
+from baton_audit.settings import AuditSettings
+from baton_audit.writer import AuditWriter
+from baton_common.envelope import Envelope
+from baton_common.events import (
+    ApprovalGranted,
+    ApprovalRequested,
+    RunEvent,
+    RunStarted,
+    RunSucceeded,
+    StepDispatched,
+    StepSucceeded,
+)
+from baton_common.hashing import GENESIS, chain_hash
+from baton_common.kafka import OutboundRecord, make_producer, outbound, to_envelope
+from baton_common.settings import TopicSettings
+from baton_common.testing import eventually
+from baton_common.topics import provision_topics
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+PARTITIONS = 3
+BATCH = 500  # the consumer's max_poll_records
+
+
+@dataclass
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+def run_log(run_id: str, start: datetime) -> list[Envelope]:
+    events: list[RunEvent] = [
+        RunStarted(run_id=run_id, story_id="bench", story_version=1, trigger={"n": run_id}),
+        StepDispatched(
+            run_id=run_id,
+            step="lookup",
+            attempt=1,
+            attempt_id=f"{run_id}-1",
+            action="http",
+            queue="default",
+            input={"url": "https://example.invalid/"},
+        ),
+        StepSucceeded(
+            run_id=run_id, step="lookup", attempt=1, attempt_id=f"{run_id}-1", output={"s": 200}
+        ),
+        ApprovalRequested(run_id=run_id, step="ok", gate_id=f"g-{run_id}", approvers=["g:x"]),
+        ApprovalGranted(run_id=run_id, step="ok", gate_id=f"g-{run_id}", approver="alice"),
+        RunSucceeded(run_id=run_id),
+    ]
+    previous, log = GENESIS, []
+    for seq, event in enumerate(events, 1):
+        envelope = to_envelope(
+            event,
+            id=f"{run_id}-{seq}",
+            source="baton/scheduler",
+            time=start + timedelta(seconds=seq),
+            subject=run_id,
+            storyid="bench",
+            storyversion=1,
+            actor="scheduler",
+            seq=seq,
+            prevhash=previous,
+        )
+        envelope = envelope.model_copy(update={"hash": chain_hash(envelope)})
+        previous = envelope.hash or ""
+        log.append(envelope)
+    return log
+
+
+def outbound_logs(topic: str, runs: int, prefix: str) -> list[OutboundRecord]:
+    out = []
+    for n in range(runs):
+        run_id = f"{prefix}-{n}"
+        for envelope in run_log(run_id, T0 + timedelta(seconds=n)):
+            out.append(outbound(topic, run_id, envelope, partition=n % PARTITIONS))
+    return out
+
+
+class _Sink:
+    async def publish(self, record: OutboundRecord) -> None:
+        raise AssertionError(f"unexpected dead letter: {record}")
+
+
+async def fresh_pool(url: str) -> tuple[Pool, str]:
+    schema = f"bench_audit_{uuid.uuid4().hex[:8]}"
+    pool = await create_pool(url, schema=schema, max_size=4)
+    await migrate(pool, schema=schema)
+    return pool, schema
+
+
+async def drop(url: str, schema: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"drop schema if exists {quote_ident(schema)} cascade")
+    finally:
+        await conn.close()
+
+
+async def bench_store(url: str, runs: int) -> None:
+    records = outbound_logs("baton.runs", runs, "s")
+    by_partition: dict[int, list[Record]] = {}
+    for r in records:
+        part = by_partition.setdefault(r.partition or 0, [])
+        part.append(Record(r.topic, r.partition or 0, len(part), r.key, r.value, tuple(r.headers)))
+    pool, schema = await fresh_pool(url)
+    writer = AuditWriter(runs_topic="baton.runs", stories_topic="baton.stories")
+    projector = Projector(
+        consumer=None,  # type: ignore[arg-type]  # apply_batch never polls
+        pool=pool,
+        handle=writer.apply,
+        publisher=_Sink(),
+        name="bench",
+        dlq_topic="baton.dlq",
+    )
+    try:
+
+        async def one_partition(partition: int, recs: list[Record]) -> None:
+            for i in range(0, len(recs), BATCH):
+                await projector.apply_batch("baton.runs", partition, recs[i : i + BATCH])
+
+        started = time.perf_counter()
+        # As the projector does: partitions concurrently, each partition's batches in order.
+        await asyncio.gather(*(one_partition(p, recs) for p, recs in by_partition.items()))
+        elapsed = time.perf_counter() - started
+    finally:
+        await pool.close()
+        await drop(url, schema)
+    n = len(records)
+    print(f"store:     {n} events ({runs} runs) in {elapsed:.2f} s = {n / elapsed:,.0f} events/s")
+
+
+async def produce(bootstrap: str, records: list[OutboundRecord]) -> None:
+    producer = make_producer(bootstrap, client_id="bench-audit")
+    await producer.start()
+    try:
+        for i in range(0, len(records), 5000):
+            futures = [
+                await producer.send(
+                    r.topic, r.value, key=r.key, headers=r.headers, partition=r.partition
+                )
+                for r in records[i : i + 5000]
+            ]
+            await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def paced(bootstrap: str, records: list[OutboundRecord], rate: int) -> None:
+    """Send ``records`` at about ``rate`` a second, in ten ticks a second."""
+    producer = make_producer(bootstrap, client_id="bench-audit-load")
+    await producer.start()
+    try:
+        tick = max(1, rate // 10)
+        started = time.perf_counter()
+        for i in range(0, len(records), tick):
+            futures = [
+                await producer.send(
+                    r.topic, r.value, key=r.key, headers=r.headers, partition=r.partition
+                )
+                for r in records[i : i + tick]
+            ]
+            await asyncio.gather(*futures)
+            await asyncio.sleep(max(0.0, started + (i + tick) / rate - time.perf_counter()))
+    finally:
+        await producer.stop()
+
+
+def histogram() -> dict[float, float]:
+    buckets: dict[float, float] = {}
+    for metric in REGISTRY.collect():
+        if metric.name == "baton_audit_freshness_seconds":
+            for sample in metric.samples:
+                if sample.name.endswith("_bucket"):
+                    buckets[float(sample.labels["le"])] = sample.value
+    return buckets
+
+
+def quantile(before: dict[float, float], after: dict[float, float], q: float) -> str:
+    counts = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = counts[float("inf")]
+    if total == 0:
+        return "n/a"
+    for le, count in counts.items():
+        if count >= q * total:
+            return f"<= {le} s" if le != float("inf") else "> 60 s"
+    return "n/a"
+
+
+async def applied(pool: Pool, topic: str, target: int) -> None:
+    """Wait until the projection has applied ``target`` records of ``topic``."""
+
+    async def done() -> bool:
+        return sum((await positions(pool)).get(topic, {}).values()) >= target
+
+    await eventually(done, within=3600, interval=0.2, what=f"{target} records applied")
+
+
+async def bench_rebuild_and_freshness(
+    bootstrap: str, url: str, events: int, rate: int, seconds: int
+) -> None:
+    ns = f"bench{uuid.uuid4().hex[:8]}"
+    names = TopicSettings(
+        stories=f"{ns}.stories", ingest=f"{ns}.ingest", commands=f"{ns}.commands",
+        runs=f"{ns}.runs", tasks_prefix=f"{ns}.tasks.", approvals=f"{ns}.approvals",
+        dlq=f"{ns}.dlq", partitions=PARTITIONS, ingest_partitions=1,
+    )  # fmt: skip
+    await provision_topics(bootstrap, names)
+    runs = events // 6
+    t = time.perf_counter()
+    await produce(bootstrap, outbound_logs(names.runs, runs, "r"))
+    print(f"(wrote {runs * 6} events to Kafka in {time.perf_counter() - t:.1f} s)")
+    schema = f"bench_audit_{ns}"
+    settings = AuditSettings(
+        kafka_bootstrap=bootstrap, database_url=url, db_schema=schema, group_id=ns, topics=names
+    )
+    app = create_app(settings)
+    pool = await create_pool(url, schema="public", max_size=1)
+    try:
+        started = time.perf_counter()
+        async with app.router.lifespan_context(app):
+            probe = await create_pool(url, schema=schema, max_size=1)
+            try:
+                await applied(probe, names.runs, runs * 6)
+                elapsed = time.perf_counter() - started
+                print(
+                    f"rebuild:   {runs * 6} events from offset 0 (Kafka → PostgreSQL) in "
+                    f"{elapsed:.1f} s = {runs * 6 / elapsed:,.0f} events/s"
+                )
+                before = histogram()
+                total = rate * seconds
+                load = outbound_logs(names.runs, total // 6, "f")
+                # The load comes from another thread with its own loop and one producer,
+                # as the scheduler would be another process.
+                await asyncio.to_thread(asyncio.run, paced(bootstrap, load, rate))
+                target = runs * 6 + len(load)
+                await applied(probe, names.runs, target)
+                after = histogram()
+                p50, p99 = quantile(before, after, 0.5), quantile(before, after, 0.99)
+                print(
+                    f"freshness: {len(load)} events at ~{rate}/s: p50 {p50}, p99 {p99}"
+                    " (append → visible in the audit store)"
+                )
+            finally:
+                await probe.close()
+    finally:
+        await pool.close()
+        await drop(url, schema)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20_000, help="runs for the store figure")
+    parser.add_argument("--rebuild-events", type=int, default=200_000)
+    parser.add_argument("--rate", type=int, default=1000, help="events/s for freshness")
+    parser.add_argument("--seconds", type=int, default=10, help="length of the freshness load")
+    args = parser.parse_args()
+    bootstrap = os.environ["BATON_KAFKA_BOOTSTRAP"]
+    url = os.environ["BATON_DATABASE_URL"]
+    await bench_store(url, args.runs)
+    await bench_rebuild_and_freshness(bootstrap, url, args.rebuild_events, args.rate, args.seconds)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,366 @@
+"""Writes of the projection: a batch of records in a few statements (COPY and pipelines).
+
+The batch path is what makes the projection fast: events go in with one ``COPY``, each
+run in the batch is read once, folded in memory with ``evolve`` and written once. The
+projector calls it inside a savepoint; if PostgreSQL refuses the batch for its data, the
+projector applies the records one at a time (a batch of one) to dead-letter the culprit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
+from typing import Final
+
+import structlog
+from pydantic import JsonValue, ValidationError
+
+from baton_audit.attempts import (
+    AiInteraction,
+    AttemptFinished,
+    AttemptStarted,
+    ai_interaction,
+    attempt_change,
+)
+from baton_audit.db import Connection, column
+from baton_audit.metrics import EVENTS
+from baton_audit.projection import (
+    ApprovalDecision,
+    ApprovalRequest,
+    EventRow,
+    RunRow,
+    approval_change,
+    event_row,
+    next_run,
+    parse_event,
+)
+from baton_common.envelope import EnvelopeError, decode_record
+from baton_common.kafka import ConsumedRecord
+from baton_common.records import StoryPublished
+
+__all__ = ["AuditWriter", "Unusable"]
+
+log = structlog.get_logger(__name__)
+
+Unusable = tuple[ConsumedRecord, str]
+"""A record that cannot be applied, and why (it goes to the dead-letter topic)."""
+
+_EVENT_COLUMNS: Final = [
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "id",
+    "run_id",
+    "seq",
+    "type",
+    "time",
+    "source",
+    "causationid",
+    "correlationid",
+    "actor",
+    "storyid",
+    "storyversion",
+    "prevhash",
+    "hash",
+    "data",
+    "envelope",
+]
+_RUN_COLUMNS: Final = (
+    "run_id, story_id, story_version, status, started_at, ended_at, last_seq, correlation_id,"
+    " dedup_key, event_count, updated_at, state"
+)
+_UPSERT_RUN: Final = (
+    f"insert into runs ({_RUN_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " on conflict (run_id) do update set story_id = excluded.story_id,"
+    " story_version = excluded.story_version, status = excluded.status,"
+    " started_at = excluded.started_at, ended_at = excluded.ended_at,"
+    " last_seq = excluded.last_seq, correlation_id = excluded.correlation_id,"
+    " dedup_key = excluded.dedup_key, event_count = excluded.event_count,"
+    " updated_at = excluded.updated_at, state = excluded.state"
+)
+_REQUEST: Final = (
+    "insert into approvals (gate_id, run_id, step, approvers, message, requested_at,"
+    " requested_event_id) values ($1, $2, $3, $4, $5, $6, $7)"
+    " on conflict (gate_id) do update set run_id = excluded.run_id,"
+    " step = excluded.step, approvers = excluded.approvers, message = excluded.message,"
+    " requested_at = excluded.requested_at, requested_event_id = excluded.requested_event_id"
+)
+_DECISION: Final = (
+    "insert into approvals (gate_id, run_id, step, decided_at, decision, approver,"
+    " comment, channel, decided_event_id) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    " on conflict (gate_id) do update set decided_at = excluded.decided_at,"
+    " decision = excluded.decision, approver = excluded.approver,"
+    " comment = excluded.comment, channel = excluded.channel,"
+    " decided_event_id = excluded.decided_event_id"
+)
+_DISPATCH: Final = (
+    "insert into step_attempts (attempt_id, run_id, step, attempt, action, queue, input,"
+    " dispatched_at, dispatched_event_id) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    " on conflict (run_id, attempt_id) do update set step = excluded.step,"
+    " attempt = excluded.attempt, action = excluded.action, queue = excluded.queue,"
+    " input = excluded.input, dispatched_at = excluded.dispatched_at,"
+    " dispatched_event_id = excluded.dispatched_event_id"
+)
+# A second result for the same attempt is ignored by the scheduler; the first one stays.
+_FINISH: Final = (
+    "insert into step_attempts (attempt_id, run_id, step, attempt, outcome, finished_at,"
+    " finished_event_id, output, error_kind, error_type, error_message, will_retry)"
+    " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    " on conflict (run_id, attempt_id) do update set outcome = excluded.outcome,"
+    " finished_at = excluded.finished_at, finished_event_id = excluded.finished_event_id,"
+    " output = excluded.output, error_kind = excluded.error_kind,"
+    " error_type = excluded.error_type, error_message = excluded.error_message,"
+    " will_retry = excluded.will_retry where step_attempts.outcome is null"
+)
+_AI: Final = (
+    "insert into ai_interactions (attempt_id, run_id, step, attempt, action, provider, model,"
+    " prompt, response, tool_calls, input_tokens, output_tokens, occurred_at, event_id, record)"
+    " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    " on conflict (run_id, attempt_id) do nothing"
+)
+_STORY: Final = (
+    "insert into stories (story_id, version, owner, published_at, event_id, source, definition,"
+    " kafka_topic, kafka_partition, kafka_offset) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    " on conflict (story_id, version) do nothing"
+)
+
+
+@dataclass
+class _Batch:
+    """What one batch of run events writes, gathered before any statement runs."""
+
+    events: list[EventRow] = field(default_factory=list)
+    runs: dict[str, RunRow] = field(default_factory=dict)
+    approvals: list[ApprovalRequest | ApprovalDecision] = field(default_factory=list)
+    started: list[AttemptStarted] = field(default_factory=list)
+    finished: list[AttemptFinished] = field(default_factory=list)
+
+
+_GETTERS: dict[type, Callable[[object], tuple[object, ...]]] = {}
+
+
+def _values(row: object) -> tuple[object, ...]:
+    """A dataclass's field values, not copied (``dataclasses.astuple`` deep-copies them)."""
+    kind = type(row)
+    getter = _GETTERS.get(kind)
+    if getter is None:
+        names = [f.name for f in fields(row)]  # type: ignore[arg-type]
+        getter = _GETTERS[kind] = attrgetter(*names)  # with 2+ names it returns a tuple
+    return getter(row)
+
+
+def _run_args(run: RunRow) -> tuple[object, ...]:
+    return (
+        run.run_id,
+        run.story_id,
+        run.story_version,
+        run.status.value,
+        run.started_at,
+        run.ended_at,
+        run.last_seq,
+        run.correlation_id,
+        run.dedup_key,
+        run.event_count,
+        run.updated_at,
+        run.state.model_dump(mode="json") if run.state is not None else None,
+    )
+
+
+def _approval_args(change: ApprovalRequest | ApprovalDecision) -> tuple[object, ...]:
+    if isinstance(change, ApprovalRequest):
+        return (
+            change.gate_id,
+            change.run_id,
+            change.step,
+            change.approvers,
+            change.message,
+            change.requested_at,
+            change.requested_event_id,
+        )
+    return (
+        change.gate_id,
+        change.run_id,
+        change.step,
+        change.decided_at,
+        change.decision,
+        change.approver,
+        change.comment,
+        change.channel,
+        change.decided_event_id,
+    )
+
+
+class AuditWriter:
+    """Applies batches of one partition of ``baton.runs`` or ``baton.stories``."""
+
+    def __init__(self, *, runs_topic: str, stories_topic: str) -> None:
+        self._runs_topic = runs_topic
+        self._stories_topic = stories_topic
+
+    async def apply(self, conn: Connection, records: Sequence[ConsumedRecord]) -> list[Unusable]:
+        """Apply records of one partition, in order, inside the caller's transaction."""
+        if not records:
+            return []
+        topic = records[0].topic
+        if topic == self._stories_topic:
+            return await self._stories(conn, records)
+        if topic == self._runs_topic:
+            return await self._runs(conn, records)
+        return [(r, f"audit does not project topic {r.topic}") for r in records]
+
+    async def _stories(self, conn: Connection, records: Sequence[ConsumedRecord]) -> list[Unusable]:
+        unusable: list[Unusable] = []
+        rows: list[tuple[object, ...]] = []
+        for record in records:
+            try:
+                envelope = decode_record(record.value, record.headers)
+                published = StoryPublished.model_validate(envelope.data)
+            except EnvelopeError as exc:
+                unusable.append((record, str(exc)))
+                continue
+            except ValidationError as exc:
+                unusable.append((record, f"not a published story: {exc.errors()[0]['msg']}"))
+                continue
+            story = published.story
+            rows.append(
+                (
+                    story.id,
+                    story.version,
+                    story.owner,
+                    envelope.time,
+                    envelope.id,
+                    published.source,
+                    story.model_dump(mode="json"),
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                )
+            )
+        if rows:
+            await conn.executemany(_STORY, rows)
+        return unusable
+
+    async def _runs(self, conn: Connection, records: Sequence[ConsumedRecord]) -> list[Unusable]:
+        seen = await self._stored_offsets(conn, records)
+        decoded = []
+        unusable: list[Unusable] = []
+        for record in records:
+            if record.offset in seen:
+                log.info("event already stored", offset=record.offset)
+                continue
+            try:
+                envelope = decode_record(record.value, record.headers)
+            except EnvelopeError as exc:
+                unusable.append((record, str(exc)))
+                continue
+            if not envelope.subject:
+                unusable.append(
+                    (record, "envelope has no subject: a run event's subject is its run id")
+                )
+                continue
+            decoded.append((record, envelope))
+        if not decoded:
+            return unusable
+        batch = _Batch()
+        run_ids = sorted({envelope.subject or "" for _, envelope in decoded})
+        rows = await conn.fetch(
+            f"select {_RUN_COLUMNS} from runs where run_id = any($1::text[])"
+            " order by run_id for update",
+            run_ids,
+        )
+        for row in rows:
+            run = RunRow.model_validate(dict(row))
+            batch.runs[run.run_id] = run
+        for record, envelope in decoded:
+            run_id = envelope.subject or ""
+            event, problem = parse_event(envelope)
+            if problem is not None:
+                EVENTS.labels("false").inc()
+                log.warning("event stored without effect", event_id=envelope.id, reason=problem)
+            else:
+                EVENTS.labels("true").inc()
+            batch.events.append(
+                event_row(
+                    envelope,
+                    run_id=run_id,
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                )
+            )
+            batch.runs[run_id] = next_run(batch.runs.get(run_id), run_id, envelope, event)
+            change = approval_change(envelope, event)
+            if change is not None:
+                batch.approvals.append(change)
+            attempt = attempt_change(envelope, event)
+            if isinstance(attempt, AttemptStarted):
+                batch.started.append(attempt)
+            elif isinstance(attempt, AttemptFinished):
+                batch.finished.append(attempt)
+        await self._write(conn, batch)
+        return unusable
+
+    async def _stored_offsets(
+        self, conn: Connection, records: Sequence[ConsumedRecord]
+    ) -> set[int]:
+        """Offsets of ``records`` whose events are stored already (normally none)."""
+        first = records[0]
+        highest = await conn.fetchval(
+            "select max(kafka_offset) from events where kafka_topic = $1 and kafka_partition = $2",
+            first.topic,
+            first.partition,
+        )
+        if not isinstance(highest, int) or highest < min(r.offset for r in records):
+            return set()  # the usual case, answered from the primary key's last entry
+        stored = await conn.fetch(
+            "select kafka_offset from events where kafka_topic = $1 and kafka_partition = $2"
+            " and kafka_offset = any($3::bigint[])",
+            first.topic,
+            first.partition,
+            [r.offset for r in records],
+        )
+        return {column(row, "kafka_offset", int) for row in stored}
+
+    async def _write(self, conn: Connection, batch: _Batch) -> None:
+        await conn.copy_records_to_table(
+            "events", records=[_values(row) for row in batch.events], columns=_EVENT_COLUMNS
+        )
+        await conn.executemany(_UPSERT_RUN, [_run_args(run) for run in batch.runs.values()])
+        # Requests before decisions: a decision may arrive in the same batch as its request,
+        # and the two write disjoint columns, so this order gives the log order's result.
+        requests = [_approval_args(c) for c in batch.approvals if isinstance(c, ApprovalRequest)]
+        decisions = [_approval_args(c) for c in batch.approvals if isinstance(c, ApprovalDecision)]
+        if requests:
+            await conn.executemany(_REQUEST, requests)
+        if decisions:
+            await conn.executemany(_DECISION, decisions)
+        if batch.started:
+            await conn.executemany(_DISPATCH, [_values(a) for a in batch.started])
+        if batch.finished:
+            await conn.executemany(_FINISH, [_values(a) for a in batch.finished])
+            interactions = await self._interactions(conn, batch)
+            if interactions:
+                await conn.executemany(_AI, [_values(i) for i in interactions])
+
+    async def _interactions(self, conn: Connection, batch: _Batch) -> list[AiInteraction]:
+        rows = await conn.fetch(
+            "select run_id, attempt_id, action, input from step_attempts"
+            " where (run_id, attempt_id) in (select * from unnest($1::text[], $2::text[]))",
+            [f.run_id for f in batch.finished if f.outcome == "succeeded"],
+            [f.attempt_id for f in batch.finished if f.outcome == "succeeded"],
+        )
+        dispatch: dict[tuple[str, str], tuple[str | None, JsonValue]] = {}
+        for row in rows:
+            action, input = row["action"], row["input"]
+            dispatch[column(row, "run_id", str), column(row, "attempt_id", str)] = (
+                action if isinstance(action, str) else None,
+                input if isinstance(input, dict) else None,
+            )
+        found = []
+        for finished in batch.finished:
+            action, input = dispatch.get((finished.run_id, finished.attempt_id), (None, None))
+            interaction = ai_interaction(finished, action=action, input=input)
+            if interaction is not None:
+                found.append(interaction)
+        return found
