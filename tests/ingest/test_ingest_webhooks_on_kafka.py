@@ -167,5 +167,5 @@ async def test_each_request_gets_its_documented_status_and_only_202s_reach_kafka
 
     on_kafka = await read_envelopes(kafka_bootstrap, topics.ingest)
     assert sorted(e.id for e in on_kafka) == sorted(accepted)
-    bodies = [e.data["body"] for e in on_kafka if e.data["path"] == "open"]  # type: ignore[index]
+    bodies = [e.data["body"] for e in on_kafka if e.data["path"] == "open"]
     assert sorted(json.dumps(b) for b in bodies) == sorted(json.dumps({"n": n}) for n in (1, 2, 3))
