@@ -68,7 +68,8 @@ class Broker:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
+def broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Broker]:
+    del kafka_bootstrap  # only to skip outside the integration stack, like the other tests
     broker = Broker(tmp_path / "stack")
     broker.start()
     try:

@@ -12,18 +12,16 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Protocol
 from uuid import uuid4
 
 import structlog
 from aiokafka import TopicPartition
-from pydantic import JsonValue, ValidationError
 
 from baton_common.catalog import StoryCatalog
-from baton_common.envelope import EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
-from baton_common.records import EventReceived
 from baton_common.settings import TopicSettings
+from baton_ingest.intake import IntakeError, read_inbound
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import Publisher
 from baton_ingest.router import route, start_run_envelope
@@ -33,15 +31,6 @@ __all__ = ["BatchConsumer", "IngestRouter"]
 log = structlog.get_logger(__name__)
 
 CONSUMER_NAME = "ingest-router"
-_EVENT_RECEIVED: Final = EventReceived.model_fields["type"].default
-
-
-def describe(exc: ValidationError, limit: int = 3) -> str:
-    """A validation error in one short line: ``field: problem; …``."""
-    errors = exc.errors()
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in errors]
-    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
-    return "; ".join(parts[:limit]) + more
 
 
 class BatchConsumer(Protocol):
@@ -133,24 +122,9 @@ class IngestRouter:
     def handle(self, record: ConsumedRecord) -> _Handled:
         """The records to produce for one ``baton.ingest`` record (commands or a dead letter)."""
         try:
-            envelope = decode_record(record.value, record.headers)
-        except EnvelopeError as exc:
-            return self._dead_letter(record, "not_cloudevent", str(exc))
-        if envelope.type != _EVENT_RECEIVED:
-            return self._dead_letter(
-                record, "not_event_received", f"type {envelope.type!r} is not {_EVENT_RECEIVED}"
-            )
-        try:
-            event = EventReceived.model_validate(envelope.data)
-        except ValidationError as exc:
-            return self._dead_letter(
-                record, "not_event_received", f"invalid EventReceived: {describe(exc)}"
-            )
-        if not isinstance(event.body, dict):
-            return self._dead_letter(
-                record, "body_not_object", "an ingested event's body must be a JSON object"
-            )
-        body: dict[str, JsonValue] = event.body
+            envelope, event, body = read_inbound(record, self._clock())
+        except IntakeError as exc:
+            return self._dead_letter(record, exc.reason, exc.detail)
         routing = route(event, body, envelope.id, self._catalog.active())
         for skip in routing.skipped:
             log.warning(
