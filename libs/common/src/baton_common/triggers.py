@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from baton_common.durations import Duration
@@ -111,10 +112,17 @@ class ScheduleTrigger(_Model):
     recent missed tick, ``all`` fires every missed tick, ``none`` fires none.
     """
 
-    cron: str | None = Field(default=None, description='five-field cron, e.g. "*/5 * * * *"')
+    cron: str | None = Field(
+        default=None,
+        description='five-field cron, e.g. "*/5 * * * *"; an optional sixth field is seconds',
+    )
     every: Duration | None = Field(default=None, description="fixed interval, e.g. 10m")
     timezone: str = Field(default="UTC", description="IANA zone the cron fields are read in")
     catch_up: CatchUp = "latest"
+    dedup_window: Duration = Field(
+        default=timedelta(days=1),
+        description="how long the scheduler remembers a tick's run, folding repeats into it",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -131,8 +139,13 @@ class ScheduleTrigger(_Model):
             raise ValueError("a schedule takes exactly one of `cron` or `every`")
         if self.every is not None and self.every < timedelta(seconds=1):
             raise ValueError("`every` must be at least 1s")
-        if self.cron is not None and len(self.cron.split()) != 5:
-            raise ValueError(f"cron {self.cron!r} must have five fields")
+        if self.cron is not None and (
+            len(self.cron.split()) not in (5, 6) or not croniter.is_valid(self.cron)
+        ):
+            raise ValueError(
+                f"cron {self.cron!r} is not valid: five fields (minute hour day month "
+                "weekday), optionally a sixth for seconds"
+            )
         return self
 
 

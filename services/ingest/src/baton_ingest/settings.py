@@ -29,6 +29,12 @@ class IngestSettings(BatonSettings):
     max_ndjson_lines: int = Field(
         10_000, ge=1, description="events in one NDJSON body; more gets 422"
     )
+    schedule_interval_seconds: float = Field(
+        1.0, gt=0, description="how often the schedule loop looks for due ticks"
+    )
+    schedule_grace_seconds: float = Field(
+        60.0, ge=0, description="a tick older than this when found was missed (catch_up)"
+    )
     router_group: str = "baton-ingest-router"
     poll_timeout_ms: int = Field(1000, ge=1)
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")
