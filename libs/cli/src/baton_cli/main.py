@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from baton_cli.approvals import approvals_app
+from baton_cli.events import events_app
 from baton_cli.runs import runs_app
 from baton_cli.stories import stories_app
 from baton_cli.topics import topics_app
@@ -17,6 +18,7 @@ app.add_typer(topics_app, name="topics")
 app.add_typer(stories_app, name="stories")
 app.add_typer(approvals_app, name="approvals")
 app.add_typer(runs_app, name="runs")
+app.add_typer(events_app, name="events")
 
 if __name__ == "__main__":
     app()
