@@ -223,13 +223,11 @@ async def bench_kafka_ceiling(bootstrap: str, records: int) -> None:
         str(size),
         "--throughput",
         "-1",
-        "--command-property",
-        f"bootstrap.servers={bootstrap}",
-        "--command-property",
+        "--bootstrap-server",
+        bootstrap,
+        "--command-property",  # one option, several values: repeating it keeps only the last
         "acks=all",
-        "--command-property",
         "enable.idempotence=true",
-        "--command-property",
         "linger.ms=5",
     ]
     result = await asyncio.to_thread(
@@ -246,13 +244,17 @@ async def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--events", type=int, default=30_000, help="Kafka-native events")
     parser.add_argument("--ceiling-records", type=int, default=300_000)
+    parser.add_argument("--only", choices=["http", "kafka-native", "ceiling"], default=None)
     args = parser.parse_args()
     bootstrap = os.environ.get("BATON_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     print(f"bootstrap {bootstrap}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as logs:
-        await bench_http(bootstrap, args.seconds, args.connections, Path(logs))
-        await bench_kafka_native(bootstrap, args.events, Path(logs))
-    await bench_kafka_ceiling(bootstrap, args.ceiling_records)
+        if args.only in (None, "http"):
+            await bench_http(bootstrap, args.seconds, args.connections, Path(logs))
+        if args.only in (None, "kafka-native"):
+            await bench_kafka_native(bootstrap, args.events, Path(logs))
+    if args.only in (None, "ceiling"):
+        await bench_kafka_ceiling(bootstrap, args.ceiling_records)
 
 
 if __name__ == "__main__":

@@ -144,14 +144,14 @@ class IngestRouter:
             for start in routing.starts
         ]
         if routing.starts:
-            log.info(
+            log.debug(
                 "event routed",
                 ingest_id=envelope.id,
                 path=event.path,
                 runs={s.story_id: s.run_id for s in routing.starts},
             )
         else:
-            log.info("event matched no story", ingest_id=envelope.id, path=event.path)
+            log.debug("event matched no story", ingest_id=envelope.id, path=event.path)
 
         def count() -> None:
             for skip in routing.skipped:
