@@ -107,12 +107,7 @@ class IngestRouter:
         """Route one batch: produce every output and wait for acks, then commit."""
         handled = [self.handle(record) for records in batches.values() for record in records]
         outputs = [record for h in handled for record in h.records]
-        results = await asyncio.gather(
-            *(self._publisher.publish(r) for r in outputs), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await self._publisher.publish_many(outputs)
         await self._consumer.commit(
             {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
         )
