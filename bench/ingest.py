@@ -113,11 +113,13 @@ QUIET = {"BATON_LOG_LEVEL": "WARNING", "BATON_INGEST_MAX_IN_FLIGHT": "5000"}
 
 
 async def bench_http(bootstrap: str, seconds: float, connections: int, logs: Path) -> None:
-    for replicas in (1, 2):
+    # The third setting takes webhooks only; routing then runs in other processes.
+    for replicas, router in ((1, "true"), (2, "true"), (1, "false")):
         namespace = new_namespace()
         await prepare(bootstrap, namespace, [STORY])
+        env = {**QUIET, "BATON_INGEST_ROUTER_ENABLED": router}
         processes = [
-            service("ingest", bootstrap, namespace, logs, QUIET, label=f"http-{replicas}-{n}")
+            service("ingest", bootstrap, namespace, logs, env, label=f"http-{replicas}-{n}")
             for n in range(replicas)
         ]
         start_all(processes)
@@ -126,7 +128,8 @@ async def bench_http(bootstrap: str, seconds: float, connections: int, logs: Pat
             line = await http_load([p.port for p in processes], seconds, connections)
         finally:
             stop_all(processes)
-        print(f"HTTP webhooks, {replicas} ingest process(es), {connections} connections: {line}")
+        what = f"{replicas} ingest process(es)" + ("" if router == "true" else ", router off")
+        print(f"HTTP webhooks, {what}, {connections} connections: {line}")
 
 
 def routed(process: Service) -> float:

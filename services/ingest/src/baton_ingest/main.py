@@ -60,29 +60,22 @@ def create_app(
                 bootstrap, settings.topics.stories, group_id=None, client_id="baton-ingest-stories"
             )
             stack.push_async_callback(stories.stop)
-            ingest = make_consumer(
-                bootstrap,
-                settings.topics.ingest,
-                group_id=settings.router_group,
-                client_id="baton-ingest-router",
-            )
-            stack.push_async_callback(ingest.stop)
+            ingest = None
+            if settings.router_enabled:
+                ingest = make_consumer(
+                    bootstrap,
+                    settings.topics.ingest,
+                    group_id=settings.router_group,
+                    client_id="baton-ingest-router",
+                )
+                stack.push_async_callback(ingest.stop)
             await producer.start()
             await stories.start()
-            await ingest.start()
+            if ingest is not None:
+                await ingest.start()
             cursors = await _read_cursors(bootstrap, settings.topics.schedules)
             publisher.attach(producer)
             stack.callback(publisher.attach, None)
-            router = IngestRouter(
-                consumer=ingest,
-                publisher=publisher,
-                catalog=catalog,
-                catalog_ready=catalog_ready,
-                topics=settings.topics,
-                metrics=metrics,
-                poll_timeout_ms=settings.poll_timeout_ms,
-                error_backoff_seconds=settings.error_backoff_seconds,
-            )
             ticker = Ticker(
                 catalog=catalog,
                 catalog_ready=catalog_ready,
@@ -102,10 +95,21 @@ def create_app(
                 ),
                 name="baton-ingest-stories",
             )
-            tasks["router"] = asyncio.create_task(
-                _supervise("ingest router", router.run, settings.error_backoff_seconds),
-                name="baton-ingest-router",
-            )
+            if ingest is not None:
+                router = IngestRouter(
+                    consumer=ingest,
+                    publisher=publisher,
+                    catalog=catalog,
+                    catalog_ready=catalog_ready,
+                    topics=settings.topics,
+                    metrics=metrics,
+                    poll_timeout_ms=settings.poll_timeout_ms,
+                    error_backoff_seconds=settings.error_backoff_seconds,
+                )
+                tasks["router"] = asyncio.create_task(
+                    _supervise("ingest router", router.run, settings.error_backoff_seconds),
+                    name="baton-ingest-router",
+                )
             tasks["schedules"] = asyncio.create_task(
                 _supervise("schedule loop", ticker.run, settings.error_backoff_seconds),
                 name="baton-ingest-schedules",
@@ -121,6 +125,8 @@ def create_app(
         return None if catalog_ready.is_set() else "the story catalog is still loading"
 
     async def router_running() -> str | None:
+        if not settings.router_enabled:
+            return None
         task = tasks.get("router")
         if task is None or task.done():
             return "the ingest router is not running"

@@ -35,6 +35,9 @@ class IngestSettings(BatonSettings):
     schedule_grace_seconds: float = Field(
         60.0, ge=0, description="a tick older than this when found was missed (catch_up)"
     )
+    router_enabled: bool = Field(
+        True, description="false: this process only takes webhooks; routers run elsewhere"
+    )
     router_group: str = "baton-ingest-router"
     poll_timeout_ms: int = Field(1000, ge=1)
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")
