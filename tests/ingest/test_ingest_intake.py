@@ -95,3 +95,9 @@ def test_unusable_records_say_why(record: Record, reason: str) -> None:
     with pytest.raises(IntakeError) as caught:
         read_inbound(record, NOW)
     assert caught.value.reason == reason
+
+
+def test_a_binary_cloudevent_without_time_is_stamped_on_arrival() -> None:
+    record = rec(b'{"a": 1}', ce_specversion="1.0", ce_id="e", ce_source="s", ce_type="x")
+    envelope, _, _ = read_inbound(record, NOW)
+    assert envelope.time == NOW

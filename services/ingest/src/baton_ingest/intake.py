@@ -96,8 +96,11 @@ def read_inbound(
         IntakeError: why the record cannot be used (it belongs on the dead-letter topic).
     """
     if _header(record, "ce_type") is not None:
+        headers = list(record.headers)
+        if _header(record, "ce_time") is None:  # optional in CloudEvents; Baton's envelope has it
+            headers.append(("ce_time", now.isoformat().encode()))
         try:
-            envelope = decode_record(record.value, record.headers)
+            envelope = decode_record(record.value, headers)
         except EnvelopeError as exc:
             raise IntakeError("invalid_cloudevent", str(exc)) from exc
         if envelope.type.startswith("baton.") and envelope.type != EVENT_RECEIVED:
