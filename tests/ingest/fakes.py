@@ -29,6 +29,12 @@ class FakePublisher:
             raise self.error
         self.published.append(record)
 
+    async def publish_many(self, records: list[OutboundRecord]) -> None:
+        results = await asyncio.gather(*(self.publish(r) for r in records), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     def envelopes(self, topic: str | None = None) -> list[Envelope]:
         return [
             decode_record(r.value, r.headers)

@@ -208,20 +208,20 @@ async def test_a_correctly_signed_webhook_is_accepted(intake: Intake) -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "reason", "fragment"),
+    ("headers", "status", "reason", "fragment"),
     [
-        (JSON, "signature_missing", "missing signature header X-Baton-Signature"),
-        (signed(b"{}", key="wrong"), "signature_invalid", "does not match"),
-        (signed(b"{}", prefix="sha1="), "signature_invalid", "must start with 'sha256='"),
-        (signed(b'{"other": "body"}'), "signature_invalid", "does not match"),
+        (JSON, 401, "signature_missing", "missing signature header X-Baton-Signature"),
+        (signed(b"{}", key="wrong"), 403, "signature_invalid", "does not match"),
+        (signed(b"{}", prefix="sha1="), 401, "signature_malformed", "must start with 'sha256='"),
+        (signed(b'{"other": "body"}'), 403, "signature_invalid", "does not match"),
     ],
 )
-async def test_a_webhook_without_a_valid_signature_is_401(
-    intake: Intake, headers: dict[str, str], reason: str, fragment: str
+async def test_a_webhook_without_a_valid_signature_is_refused(
+    intake: Intake, headers: dict[str, str], status: int, reason: str, fragment: str
 ) -> None:
     response = await intake.client.post("/webhooks/edr-alerts", content=b"{}", headers=headers)
 
-    assert response.status_code == 401
+    assert response.status_code == status
     assert fragment in response.json()["detail"]
     assert intake.publisher.calls == 0
     assert intake.rejected(reason) == 1
@@ -242,7 +242,7 @@ async def test_every_signing_requirement_on_a_path_must_hold() -> None:
         )
 
         assert response.status_code == 500
-        assert response.json()["detail"] == "the webhook's signing secret is not configured"
+        assert response.json()["detail"] == "the webhook's secret is not configured"
         assert intake.publisher.calls == 0
 
 

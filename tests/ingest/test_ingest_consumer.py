@@ -109,7 +109,7 @@ async def test_a_failing_condition_is_counted_with_its_reason() -> None:
 @pytest.mark.parametrize(
     ("record", "reason", "fragment"),
     [
-        (Record("baton.ingest", 3, 5, b"k", b"garbage", ()), "not_cloudevent", "ce_type"),
+        (Record("baton.ingest", 3, 5, b"k", b"garbage", ()), "no_source", "`source` header"),
         (
             record_of(
                 to_envelope(EventReceived(body={}), id="x", source="t", time=NOW).model_copy(

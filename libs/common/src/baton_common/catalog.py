@@ -68,7 +68,11 @@ class StoryCatalog:
 
     def for_webhook(self, path: str) -> list[Story]:
         """Active stories whose webhook trigger listens on ``path``."""
-        return [s for s in self.active() if s.trigger.webhook.path == path]
+        return [
+            s
+            for s in self.active()
+            if s.trigger.webhook is not None and s.trigger.webhook.path == path
+        ]
 
     def apply(self, record: ConsumedRecord) -> str | None:
         """Add a ``baton.stories`` record; return the reason if it is unusable."""

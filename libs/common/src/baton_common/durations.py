@@ -6,12 +6,13 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 __all__ = ["Duration", "parse_duration"]
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_ISO: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
 def parse_duration(value: object) -> timedelta:
@@ -22,6 +23,13 @@ def parse_duration(value: object) -> timedelta:
         return timedelta(seconds=value)
     if isinstance(value, str) and (match := _DURATION.match(value.strip())):
         return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    if isinstance(value, str) and value.strip().startswith("P"):
+        # ISO 8601, as pydantic serialises a timedelta to JSON: a story read back from
+        # baton.stories must validate again.
+        try:
+            return _ISO.validate_python(value.strip())
+        except ValidationError:
+            pass
     raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 10m, 24h, 7d)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
@@ -14,6 +15,7 @@ __all__ = [
     "EventReceived",
     "GateClosed",
     "GateOpened",
+    "ScheduleCursor",
     "StepTask",
     "StoryPublished",
     "Task",
@@ -94,3 +96,12 @@ class DeadLetter(_Record):
     key: str | None = None
     value: str | None = Field(default=None, description="the value, decoded as UTF-8 with escapes")
     headers: dict[str, str] = Field(default_factory=dict)
+
+
+class ScheduleCursor(_Record):
+    """Ticks of a scheduled story handled up to ``handled_through`` (``baton.schedules``,
+    compacted, key = story id); ingest replicas resume from it after downtime."""
+
+    type: Literal["baton.schedule.cursor.v1"] = "baton.schedule.cursor.v1"
+    story_id: str
+    handled_through: datetime

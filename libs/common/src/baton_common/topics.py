@@ -44,6 +44,7 @@ def topic_specs(topics: TopicSettings) -> list[TopicSpec]:
         ),
         TopicSpec(topics.approvals, topics.partitions, rf, delete(topics.tasks_retention_ms)),
         TopicSpec(topics.dlq, 1, rf, delete(topics.dlq_retention_ms)),
+        TopicSpec(topics.schedules, 1, rf, {"cleanup.policy": "compact"}),
     ]
 
 

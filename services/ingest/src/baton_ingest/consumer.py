@@ -12,18 +12,16 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Protocol
 from uuid import uuid4
 
 import structlog
 from aiokafka import TopicPartition
-from pydantic import JsonValue, ValidationError
 
 from baton_common.catalog import StoryCatalog
-from baton_common.envelope import EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
-from baton_common.records import EventReceived
 from baton_common.settings import TopicSettings
+from baton_ingest.intake import IntakeError, read_inbound
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import Publisher
 from baton_ingest.router import route, start_run_envelope
@@ -33,15 +31,6 @@ __all__ = ["BatchConsumer", "IngestRouter"]
 log = structlog.get_logger(__name__)
 
 CONSUMER_NAME = "ingest-router"
-_EVENT_RECEIVED: Final = EventReceived.model_fields["type"].default
-
-
-def describe(exc: ValidationError, limit: int = 3) -> str:
-    """A validation error in one short line: ``field: problem; …``."""
-    errors = exc.errors()
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in errors]
-    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
-    return "; ".join(parts[:limit]) + more
 
 
 class BatchConsumer(Protocol):
@@ -118,12 +107,7 @@ class IngestRouter:
         """Route one batch: produce every output and wait for acks, then commit."""
         handled = [self.handle(record) for records in batches.values() for record in records]
         outputs = [record for h in handled for record in h.records]
-        results = await asyncio.gather(
-            *(self._publisher.publish(r) for r in outputs), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await self._publisher.publish_many(outputs)
         await self._consumer.commit(
             {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
         )
@@ -133,24 +117,9 @@ class IngestRouter:
     def handle(self, record: ConsumedRecord) -> _Handled:
         """The records to produce for one ``baton.ingest`` record (commands or a dead letter)."""
         try:
-            envelope = decode_record(record.value, record.headers)
-        except EnvelopeError as exc:
-            return self._dead_letter(record, "not_cloudevent", str(exc))
-        if envelope.type != _EVENT_RECEIVED:
-            return self._dead_letter(
-                record, "not_event_received", f"type {envelope.type!r} is not {_EVENT_RECEIVED}"
-            )
-        try:
-            event = EventReceived.model_validate(envelope.data)
-        except ValidationError as exc:
-            return self._dead_letter(
-                record, "not_event_received", f"invalid EventReceived: {describe(exc)}"
-            )
-        if not isinstance(event.body, dict):
-            return self._dead_letter(
-                record, "body_not_object", "an ingested event's body must be a JSON object"
-            )
-        body: dict[str, JsonValue] = event.body
+            envelope, event, body = read_inbound(record, self._clock())
+        except IntakeError as exc:
+            return self._dead_letter(record, exc.reason, exc.detail)
         routing = route(event, body, envelope.id, self._catalog.active())
         for skip in routing.skipped:
             log.warning(
@@ -170,14 +139,14 @@ class IngestRouter:
             for start in routing.starts
         ]
         if routing.starts:
-            log.info(
+            log.debug(
                 "event routed",
                 ingest_id=envelope.id,
                 path=event.path,
                 runs={s.story_id: s.run_id for s in routing.starts},
             )
         else:
-            log.info("event matched no story", ingest_id=envelope.id, path=event.path)
+            log.debug("event matched no story", ingest_id=envelope.id, path=event.path)
 
         def count() -> None:
             for skip in routing.skipped:

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from datetime import datetime, timedelta
 
 import structlog
 import uvicorn
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from baton_common.catalog import StoryCatalog, follow_stories
-from baton_common.kafka import make_consumer, make_producer
+from baton_common.kafka import ConsumedRecord, make_consumer, make_producer, read_to_end
 from baton_common.service import configure_logging, operations_router
 from baton_ingest.api import webhook_router
 from baton_ingest.consumer import IngestRouter
@@ -21,6 +22,7 @@ from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import KafkaPublisher
 from baton_ingest.secrets import EnvironmentSecrets, SecretResolver
 from baton_ingest.settings import IngestSettings
+from baton_ingest.ticker import Ticker, load_cursors
 
 __all__ = ["create_app", "run"]
 
@@ -58,27 +60,31 @@ def create_app(
                 bootstrap, settings.topics.stories, group_id=None, client_id="baton-ingest-stories"
             )
             stack.push_async_callback(stories.stop)
-            ingest = make_consumer(
-                bootstrap,
-                settings.topics.ingest,
-                group_id=settings.router_group,
-                client_id="baton-ingest-router",
-            )
-            stack.push_async_callback(ingest.stop)
+            ingest = None
+            if settings.router_enabled:
+                ingest = make_consumer(
+                    bootstrap,
+                    settings.topics.ingest,
+                    group_id=settings.router_group,
+                    client_id="baton-ingest-router",
+                )
+                stack.push_async_callback(ingest.stop)
             await producer.start()
             await stories.start()
-            await ingest.start()
+            if ingest is not None:
+                await ingest.start()
+            cursors = await _read_cursors(bootstrap, settings.topics.schedules)
             publisher.attach(producer)
             stack.callback(publisher.attach, None)
-            router = IngestRouter(
-                consumer=ingest,
-                publisher=publisher,
+            ticker = Ticker(
                 catalog=catalog,
                 catalog_ready=catalog_ready,
+                publisher=publisher,
                 topics=settings.topics,
                 metrics=metrics,
-                poll_timeout_ms=settings.poll_timeout_ms,
-                error_backoff_seconds=settings.error_backoff_seconds,
+                cursors=cursors,
+                interval=settings.schedule_interval_seconds,
+                grace=timedelta(seconds=settings.schedule_grace_seconds),
             )
             stack.push_async_callback(_cancel_all, tasks)
             tasks["stories"] = asyncio.create_task(
@@ -89,9 +95,24 @@ def create_app(
                 ),
                 name="baton-ingest-stories",
             )
-            tasks["router"] = asyncio.create_task(
-                _supervise("ingest router", router.run, settings.error_backoff_seconds),
-                name="baton-ingest-router",
+            if ingest is not None:
+                router = IngestRouter(
+                    consumer=ingest,
+                    publisher=publisher,
+                    catalog=catalog,
+                    catalog_ready=catalog_ready,
+                    topics=settings.topics,
+                    metrics=metrics,
+                    poll_timeout_ms=settings.poll_timeout_ms,
+                    error_backoff_seconds=settings.error_backoff_seconds,
+                )
+                tasks["router"] = asyncio.create_task(
+                    _supervise("ingest router", router.run, settings.error_backoff_seconds),
+                    name="baton-ingest-router",
+                )
+            tasks["schedules"] = asyncio.create_task(
+                _supervise("schedule loop", ticker.run, settings.error_backoff_seconds),
+                name="baton-ingest-schedules",
             )
             log.info("ingest started", bootstrap=bootstrap)
             yield
@@ -104,6 +125,8 @@ def create_app(
         return None if catalog_ready.is_set() else "the story catalog is still loading"
 
     async def router_running() -> str | None:
+        if not settings.router_enabled:
+            return None
         task = tasks.get("router")
         if task is None or task.done():
             return "the ingest router is not running"
@@ -131,6 +154,26 @@ def create_app(
         )
     )
     return app
+
+
+async def _read_cursors(bootstrap: str, topic: str, within: float = 30.0) -> dict[str, datetime]:
+    """Where each scheduled story's ticks were handled up to, from ``baton.schedules``."""
+    consumer = make_consumer(bootstrap, topic, group_id=None, client_id="baton-ingest-schedules")
+    await consumer.start()
+    try:
+
+        async def read() -> list[ConsumedRecord]:
+            return [record async for record in read_to_end(consumer)]
+
+        try:
+            records = await asyncio.wait_for(read(), within)
+        except TimeoutError as exc:
+            raise RuntimeError(
+                f"could not read {topic} within {within}s; is it provisioned (baton topics)?"
+            ) from exc
+    finally:
+        await consumer.stop()
+    return load_cursors(records)
 
 
 async def _cancel_all(tasks: dict[str, asyncio.Task[None]]) -> None:

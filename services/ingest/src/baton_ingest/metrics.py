@@ -44,6 +44,12 @@ class IngestMetrics:
             ["story", "reason"],
             registry=registry,
         )
+        self.schedule_ticks = Counter(
+            "baton_ingest_schedule_ticks_total",
+            "StartRun commands produced for schedule ticks by this replica, by story",
+            ["story"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "baton_ingest_dead_letters_total",
             "Ingest records sent to the dead-letter topic, by reason",

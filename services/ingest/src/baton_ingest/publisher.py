@@ -16,6 +16,10 @@ class Publisher(Protocol):
 
     async def publish(self, record: OutboundRecord) -> None: ...
 
+    async def publish_many(self, records: list[OutboundRecord]) -> None:
+        """Send every record, then wait until the broker acknowledged all of them."""
+        ...
+
 
 class PublisherUnavailable(RuntimeError):
     """The producer is not running (not started yet, or stopped)."""
@@ -39,3 +43,17 @@ class KafkaPublisher:
         if self._producer is None:
             raise PublisherUnavailable("the Kafka producer is not started")
         await record.send(self._producer)
+
+    async def publish_many(self, records: list[OutboundRecord]) -> None:
+        # Enqueue everything first and await the delivery futures after: one task for
+        # the batch instead of one per record, which is most of a router's Kafka cost.
+        if self._producer is None:
+            raise PublisherUnavailable("the Kafka producer is not started")
+        deliveries = [
+            await self._producer.send(
+                r.topic, r.value, key=r.key, headers=r.headers, partition=r.partition
+            )
+            for r in records
+        ]
+        for delivery in deliveries:
+            await delivery

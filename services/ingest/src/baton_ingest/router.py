@@ -83,7 +83,13 @@ def route(
     skipped: list[Skipped] = []
     context: dict[str, JsonValue] = {"event": body}
     candidates = sorted(
-        (s for s in stories if event.path is not None and s.trigger.webhook.path == event.path),
+        (
+            s
+            for s in stories
+            if event.path is not None
+            and s.trigger.webhook is not None
+            and s.trigger.webhook.path == event.path
+        ),
         key=lambda s: s.id,
     )
     for story in candidates:

@@ -26,6 +26,18 @@ class IngestSettings(BatonSettings):
         1000, ge=1, description="webhook publishes awaiting Kafka at once; beyond it, 429"
     )
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 429 and 503")
+    max_ndjson_lines: int = Field(
+        10_000, ge=1, description="events in one NDJSON body; more gets 422"
+    )
+    schedule_interval_seconds: float = Field(
+        1.0, gt=0, description="how often the schedule loop looks for due ticks"
+    )
+    schedule_grace_seconds: float = Field(
+        60.0, ge=0, description="a tick older than this when found was missed (catch_up)"
+    )
+    router_enabled: bool = Field(
+        True, description="false: this process only takes webhooks; routers run elsewhere"
+    )
     router_group: str = "baton-ingest-router"
     poll_timeout_ms: int = Field(1000, ge=1)
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")
