@@ -6,6 +6,7 @@ records the outcome as events on ``baton.runs`` (DESIGN.md rule 1).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
@@ -18,10 +19,13 @@ __all__ = [
     "DecideApproval",
     "ErrorKind",
     "FailStep",
+    "FireTimer",
     "StartRun",
+    "TimerKind",
 ]
 
 ErrorKind = Literal["retryable", "permanent"]
+TimerKind = Literal["retry", "step_timeout", "approval_timeout", "delay", "run_timeout"]
 
 
 class _Command(BaseModel):
@@ -82,8 +86,21 @@ class CancelRun(_Command):
     requested_by: str
 
 
+class FireTimer(_Command):
+    """The scheduler's timer loop says a run's timer is due (DESIGN.md rule 2: time enters
+    only as commands). The envelope id is derived from ``timer_id``; the decider ignores a
+    timer the run no longer holds, so a timer fires at most once."""
+
+    type: Literal["baton.timer.fire.v1"] = "baton.timer.fire.v1"
+    timer_id: str
+    kind: TimerKind
+    step: str | None = None
+    attempt: int | None = None
+    fire_at: datetime
+
+
 Command = Annotated[
-    StartRun | CompleteStep | FailStep | DecideApproval | CancelRun,
+    StartRun | CompleteStep | FailStep | DecideApproval | CancelRun | FireTimer,
     Field(discriminator="type"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)

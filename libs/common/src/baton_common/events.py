@@ -6,11 +6,12 @@ because old records live in the log forever.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
-from baton_common.commands import ErrorKind
+from baton_common.commands import ErrorKind, TimerKind
 
 __all__ = [
     "EVENT_ADAPTER",
@@ -18,6 +19,7 @@ __all__ = [
     "ApprovalGranted",
     "ApprovalRequested",
     "CommandRejected",
+    "DedupSlotAdvanced",
     "RunCancelled",
     "RunDeduplicated",
     "RunEvent",
@@ -28,6 +30,8 @@ __all__ = [
     "StepFailed",
     "StepSkipped",
     "StepSucceeded",
+    "TimerFired",
+    "TimerScheduled",
 ]
 
 
@@ -45,6 +49,10 @@ class RunStarted(_Event):
     dedup_key: str | None = None
     dedup_until: str | None = Field(default=None, description="ISO time the dedup window ends")
     ingest_id: str | None = None
+    dedup_slot: str | None = Field(
+        default=None,
+        description="for a run started after an earlier run's dedup window: that slot's run id",
+    )
 
 
 class RunDeduplicated(_Event):
@@ -142,6 +150,36 @@ class CommandRejected(_Event):
     reason: str
 
 
+class TimerScheduled(_Event):
+    """The run will need a ``FireTimer`` at ``fire_at`` (a retry, timeout or delay)."""
+
+    type: Literal["baton.timer.scheduled.v1"] = "baton.timer.scheduled.v1"
+    timer_id: str
+    kind: TimerKind
+    step: str | None = None
+    attempt: int | None = None
+    fire_at: datetime
+
+
+class TimerFired(_Event):
+    """A timer came due; the events after it in the same command are its consequences."""
+
+    type: Literal["baton.timer.fired.v1"] = "baton.timer.fired.v1"
+    timer_id: str
+    kind: TimerKind
+    step: str | None = None
+
+
+class DedupSlotAdvanced(_Event):
+    """On the dedup slot's run (the first run of a key): a later trigger with the same
+    dedup key arrived after the window and started ``current`` (ADR 0100)."""
+
+    type: Literal["baton.dedup.advanced.v1"] = "baton.dedup.advanced.v1"
+    dedup_key: str
+    generation: int
+    current: str
+
+
 RunEvent = Annotated[
     RunStarted
     | RunDeduplicated
@@ -155,7 +193,10 @@ RunEvent = Annotated[
     | RunSucceeded
     | RunFailed
     | RunCancelled
-    | CommandRejected,
+    | CommandRejected
+    | TimerScheduled
+    | TimerFired
+    | DedupSlotAdvanced,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)

@@ -7,17 +7,20 @@ with. Validation errors name the step and the reason so an author can fix them.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from graphlib import CycleError, TopologicalSorter
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from baton_common.actions import ActionKind
+from baton_common.durations import Duration
 from baton_common.triggers import Trigger
 
 __all__ = [
     "ApprovalGate",
+    "Delay",
     "RetryPolicy",
     "Step",
     "Story",
@@ -38,7 +41,46 @@ class _Model(BaseModel):
 
 
 class RetryPolicy(_Model):
+    """How a failed attempt is retried: exponential backoff with deterministic jitter.
+
+    The wait before attempt ``n + 1`` is ``min(max_backoff, backoff * multiplier**(n-1))``
+    shortened by up to ``jitter`` of itself, the fraction derived from the attempt id
+    (so a replay computes the same wait). Only ``retryable`` errors retry, and when
+    ``retry_on`` is set only those error types (``FailStep.error_type``; a timeout is
+    ``step_timeout``).
+    """
+
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 1
+    backoff: Duration = Field(default=timedelta(seconds=1), description="the first wait")
+    multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    max_backoff: Duration = Field(default=timedelta(minutes=5), description="the cap")
+    jitter: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
+    retry_on: list[str] | None = Field(
+        default=None, description="error types that retry; None: every retryable error"
+    )
+
+    @model_validator(mode="after")
+    def _sane(self) -> RetryPolicy:
+        if self.backoff < timedelta(0) or self.max_backoff < self.backoff:
+            raise ValueError("retry: need 0 <= backoff <= max_backoff")
+        return self
+
+
+class Delay(_Model):
+    """A durable wait: ``for: 10m``, or ``until:`` a template giving an ISO-8601 time."""
+
+    for_: Duration | None = Field(default=None, alias="for")
+    until: str | None = Field(
+        default=None, description="template rendering to a timestamp with a UTC offset"
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> Delay:
+        if (self.for_ is None) == (self.until is None):
+            raise ValueError("a delay has exactly one of `for` or `until`")
+        if self.for_ is not None and self.for_ < timedelta(0):
+            raise ValueError("a delay's `for` is not negative")
+        return self
 
 
 class ApprovalGate(_Model):
@@ -46,6 +88,8 @@ class ApprovalGate(_Model):
         description="user names, or groups as `group:<name>`"
     )
     message: str | None = Field(default=None, description="template shown to approvers")
+    timeout: Duration | None = Field(default=None, description="the gate's deadline")
+    on_timeout: Literal["deny", "approve"] = "deny"
 
 
 class Step(_Model):
@@ -57,11 +101,20 @@ class Step(_Model):
     retry: RetryPolicy = RetryPolicy()
     destructive: bool = False
     queue: Annotated[str, Field(pattern=_NAME)] = "default"
+    timeout: Duration | None = Field(
+        default=None, description="an attempt not answered in time fails as `step_timeout`"
+    )
+    delay: Delay | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
-        if (self.action is None) == (self.approval is None):
-            raise ValueError("a step has exactly one of `action` or `approval`")
+        kinds = [k for k in (self.action, self.approval, self.delay) if k is not None]
+        if len(kinds) != 1:
+            raise ValueError("a step has exactly one of `action` or `approval` (or `delay`)")
+        if self.timeout is not None and self.action is None:
+            raise ValueError("`timeout` is for action steps (an approval has `approval.timeout`)")
+        if self.delay is not None and self.with_:
+            raise ValueError("a delay step takes no `with`")
         if self.approval is not None and self.with_:
             raise ValueError("an approval step takes no `with`")
         return self
@@ -74,6 +127,7 @@ class Story(_Model):
     description: str | None = None
     trigger: Trigger
     steps: Annotated[dict[str, Step], Field(min_length=1)]
+    timeout: Duration | None = Field(default=None, description="the run fails if not done by then")
 
     @model_validator(mode="after")
     def _valid_graph(self) -> Story:

@@ -22,10 +22,11 @@ from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outb
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
 from baton_scheduler import metrics
-from baton_scheduler.decide import decide
+from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
 from baton_scheduler.recovery import rebuild_partition
 from baton_scheduler.store import RunStore
+from baton_scheduler.timer_loop import TimerLoop
 
 __all__ = ["Engine"]
 
@@ -47,6 +48,8 @@ class Engine:
         topics: TopicSettings,
         group_id: str,
         story_wait_seconds: float = 5.0,
+        timer_producer: AIOKafkaProducer | None = None,
+        timer_resend_seconds: float = 30.0,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -56,6 +59,12 @@ class Engine:
         self._group_id = group_id
         self._story_wait = story_wait_seconds
         self.store = RunStore()
+        self.timers = TimerLoop(
+            self.store,
+            timer_producer or producer,
+            topics.commands,
+            resend_seconds=timer_resend_seconds,
+        )
         self.assigned: set[int] = set()
         self.recovering = False
 
@@ -70,6 +79,7 @@ class Engine:
                     await rebuild_partition(self._recovery, self._topics.runs, partition)
                 )
             self.assigned |= set(partitions)
+            self.timers.track(self.store.states())
         finally:
             self.recovering = False
 
@@ -98,6 +108,7 @@ class Engine:
                 await asyncio.sleep(1.0)
                 continue
             self.store.apply(staged)
+            self.timers.track(state for _, state in staged.values())
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _commit_batch(
@@ -147,22 +158,28 @@ class Engine:
                 )
             ]
         now = _log_time(record)
-        state = (
-            staged[command.run_id][1]
-            if command.run_id in staged
-            else self.store.get(command.run_id)
-        )
-        if state is not None:
-            story = self._catalog.get(state.story_id, state.story_version)
-        elif isinstance(command, StartRun):
+
+        def lookup(run_id: str) -> RunState | None:
+            return staged[run_id][1] if run_id in staged else self.store.get(run_id)
+
+        state = lookup(command.run_id)
+        current = None
+        if isinstance(command, StartRun):
+            # a new run, or a new dedup generation: the version the command asks for
             story = await self._catalog.wait_for(
                 command.story_id, command.story_version, self._story_wait
             )
+            if state is not None and state.dedup_current is not None:
+                current = lookup(state.dedup_current)
+        elif state is not None:
+            story = self._catalog.get(state.story_id, state.story_version)
         else:
             story = None
+        known = {s.run_id: s for s in (state, current) if s is not None}
         try:
-            decision = decide(state, command, story, now, envelope.id)
-            entry = journal(state, decision.events, envelope, now, self._topics)
+            context = Context(now, envelope.id, self._topics.partitions, current)
+            decision = decide(state, command, story, context)
+            entry = journal(known, decision.events, envelope, now, self._topics)
         except Exception as exc:  # a decider bug must not wedge the partition: keep the record
             log.exception("decider failed; command sent to the DLQ", run_id=command.run_id)
             metrics.COMMANDS.labels(type=command.type, outcome="dlq").inc()
@@ -175,8 +192,8 @@ class Engine:
                     time=now,
                 )
             ]
-        if entry.state is not None:
-            staged[command.run_id] = (record.partition, entry.state)
+        for run_id, changed in entry.states.items():
+            staged[run_id] = (record.partition, changed)
         rejected = any(e.type == "baton.command.rejected.v1" for e in entry.events)
         metrics.COMMANDS.labels(
             type=command.type, outcome="rejected" if rejected else "accepted"
@@ -188,7 +205,7 @@ class Engine:
             events=[e.type for e in entry.events],
         )
         runs = [
-            outbound(self._topics.runs, command.run_id, e, partition=record.partition)
+            outbound(self._topics.runs, e.subject or command.run_id, e, partition=record.partition)
             for e in entry.events
         ]
         return runs + [outbound(t.topic, t.key, t.envelope) for t in entry.tasks]

@@ -16,3 +16,4 @@ class SchedulerSettings(BatonSettings):
     group_id: str = "baton-scheduler"
     transactional_id: str = "baton-scheduler-0"
     story_wait_seconds: float = 5.0
+    timer_resend_seconds: float = 30.0

@@ -1,0 +1,306 @@
+"""Moving a run forward through its story: dispatch, skip, wait, retry, finish.
+
+Pure like the rest of the decider: ``now`` is the deciding command's log time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timedelta
+
+from pydantic import JsonValue
+
+from baton_common import ids
+from baton_common.commands import ErrorKind, TimerKind
+from baton_common.events import (
+    ApprovalRequested,
+    RunEvent,
+    RunFailed,
+    RunStarted,
+    RunSucceeded,
+    StepDispatched,
+    StepFailed,
+    StepSkipped,
+    StepSucceeded,
+    TimerScheduled,
+)
+from baton_common.expressions import ExpressionError, evaluate_condition, render_value
+from baton_common.state import RunState, StepState, StepStatus, evolve
+from baton_common.story import RetryPolicy, Step, Story
+
+__all__ = [
+    "Builder",
+    "advance",
+    "backoff",
+    "delay_done",
+    "dispatch",
+    "fail_attempt",
+    "render_context",
+    "schedule",
+]
+
+
+class Builder:
+    """Accumulates one run's events while keeping the state they produce current."""
+
+    def __init__(self, state: RunState | None, now: datetime) -> None:
+        self.state = state
+        self.events: list[RunEvent] = []
+        self.now = now
+
+    def emit(self, event: RunEvent) -> None:
+        self.events.append(event)
+        if self.state is not None or isinstance(event, RunStarted):
+            self.state = evolve(self.state, event, seq=0, hash="", time=self.now)
+
+    @property
+    def run(self) -> RunState:
+        assert self.state is not None  # emit(RunStarted) happens before any step event
+        return self.state
+
+
+def render_context(state: RunState) -> dict[str, JsonValue]:
+    """What templates and conditions see: ``event``, ``steps`` and ``run``."""
+    steps: dict[str, JsonValue] = {
+        name: {"status": step.status.value, "output": step.output, "error": step.error}
+        for name, step in state.steps.items()
+    }
+    run: dict[str, JsonValue] = {
+        "id": state.run_id,
+        "story_id": state.story_id,
+        "story_version": state.story_version,
+    }
+    return {"event": state.trigger, "steps": steps, "run": run}
+
+
+def backoff(policy: RetryPolicy, attempt: int, attempt_id: str) -> timedelta:
+    """The wait after failed ``attempt``: exponential, capped, with jitter from the attempt id.
+
+    The jitter fraction is a hash of ``attempt_id``, not a random draw, so a replay of
+    the log schedules the same retry at the same time (DESIGN.md rule 2).
+    """
+    base = policy.backoff.total_seconds() * policy.multiplier ** max(attempt - 1, 0)
+    capped = min(base, policy.max_backoff.total_seconds())
+    digest = hashlib.sha256(attempt_id.encode()).digest()
+    fraction = int.from_bytes(digest[:8], "big") / 2**64
+    return timedelta(seconds=capped * (1 - policy.jitter * fraction))
+
+
+def schedule(
+    run: Builder,
+    kind: TimerKind,
+    after: timedelta,
+    *,
+    step: str | None = None,
+    attempt: int | None = None,
+) -> None:
+    """Record that the run needs a ``FireTimer`` of ``kind`` after ``after``."""
+    state = run.run
+    run.emit(
+        TimerScheduled(
+            run_id=state.run_id,
+            timer_id=ids.timer_id(state.run_id, kind, step, attempt),
+            kind=kind,
+            step=step,
+            attempt=attempt,
+            fire_at=run.now + after,
+        )
+    )
+
+
+def advance(run: Builder, story: Story) -> None:
+    """Start every step whose needs are met, then finish the run if nothing is left."""
+    progressed = True
+    while progressed and not run.run.finished:
+        progressed = False
+        for name, step in story.steps.items():
+            current = run.run.steps.get(name, StepState())
+            if (
+                current.status is StepStatus.PENDING
+                and current.attempt == 0
+                and _needs_done(run.run, step)
+            ):
+                _start_step(run, name, step)
+                progressed = True
+    _finish_if_done(run, story)
+
+
+def fail_attempt(
+    run: Builder,
+    story: Story,
+    name: str,
+    *,
+    error_kind: ErrorKind,
+    error_type: str,
+    message: str,
+) -> None:
+    """Record the current attempt of ``name`` as failed and schedule its retry if allowed."""
+    step = run.run.steps[name]
+    policy = story.steps[name].retry
+    will_retry = (
+        error_kind == "retryable"
+        and step.attempt < policy.max_attempts
+        and (policy.retry_on is None or error_type in policy.retry_on)
+    )
+    attempt_id = step.attempt_id or ids.attempt_id(run.run.run_id, name, step.attempt)
+    run.emit(
+        StepFailed(
+            run_id=run.run.run_id,
+            step=name,
+            attempt=step.attempt,
+            attempt_id=attempt_id,
+            error_kind=error_kind,
+            error_type=error_type,
+            message=message,
+            will_retry=will_retry,
+        )
+    )
+    if not will_retry:
+        return
+    wait = backoff(policy, step.attempt, attempt_id)
+    if wait <= timedelta(0):
+        dispatch(run, name, story.steps[name], step.attempt + 1)
+    else:
+        schedule(run, "retry", wait, step=name, attempt=step.attempt + 1)
+
+
+def _needs_done(state: RunState, step: Step) -> bool:
+    return all(state.steps.get(n, StepState()).status.done for n in step.needs)
+
+
+def _start_step(run: Builder, name: str, step: Step) -> None:
+    state = run.run
+    unmet = [n for n in step.needs if state.steps[n].status is not StepStatus.SUCCEEDED]
+    if unmet:
+        run.emit(
+            StepSkipped(run_id=state.run_id, step=name, reason=f"needs not met: {', '.join(unmet)}")
+        )
+        return
+    if step.if_ is not None:
+        try:
+            wanted = evaluate_condition(step.if_, render_context(state))
+        except ExpressionError as exc:
+            _fail_step(run, name, "ExpressionError", str(exc))
+            return
+        if not wanted:
+            run.emit(StepSkipped(run_id=state.run_id, step=name, reason=f"if: {step.if_}"))
+            return
+    if step.delay is not None:
+        _start_delay(run, name, step)
+        return
+    dispatch(run, name, step, 1)
+
+
+def _start_delay(run: Builder, name: str, step: Step) -> None:
+    assert step.delay is not None
+    if step.delay.for_ is not None:
+        wait = step.delay.for_
+    else:
+        assert step.delay.until is not None
+        try:
+            until = _timestamp(render_value(step.delay.until, render_context(run.run)))
+        except (ExpressionError, ValueError) as exc:
+            _fail_step(run, name, "ExpressionError", f"delay until: {exc}")
+            return
+        wait = until - run.now
+    if wait <= timedelta(0):
+        delay_done(run, name, run.now)
+        return
+    schedule(run, "delay", wait, step=name)
+
+
+def delay_done(run: Builder, name: str, at: datetime) -> None:
+    """A delay step's wait is over: it succeeds with the time it waited until."""
+    run.emit(
+        StepSucceeded(
+            run_id=run.run.run_id,
+            step=name,
+            attempt=1,
+            attempt_id=ids.attempt_id(run.run.run_id, name, 1),
+            output={"waited_until": at.isoformat()},
+        )
+    )
+
+
+def _timestamp(value: JsonValue) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO-8601 timestamp, got {value!r}")
+    at = datetime.fromisoformat(value.strip())
+    if at.tzinfo is None:
+        raise ValueError(f"timestamp {value!r} has no UTC offset")
+    return at
+
+
+def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
+    """Send attempt ``attempt`` of an action step, or open an approval step's gate."""
+    state = run.run
+    context = render_context(state)
+    if step.approval is not None:
+        try:
+            message = (
+                render_value(step.approval.message, context) if step.approval.message else None
+            )
+        except ExpressionError as exc:
+            _fail_step(run, name, "ExpressionError", str(exc))
+            return
+        run.emit(
+            ApprovalRequested(
+                run_id=state.run_id,
+                step=name,
+                gate_id=ids.gate_id(state.run_id, name),
+                approvers=list(step.approval.approvers),
+                message=str(message) if message is not None else None,
+            )
+        )
+        if step.approval.timeout is not None:
+            schedule(run, "approval_timeout", step.approval.timeout, step=name)
+        return
+    assert step.action is not None
+    try:
+        rendered = render_value(dict(step.with_), context)
+    except ExpressionError as exc:
+        _fail_step(run, name, "ExpressionError", str(exc))
+        return
+    assert isinstance(rendered, dict)
+    run.emit(
+        StepDispatched(
+            run_id=state.run_id,
+            step=name,
+            attempt=attempt,
+            attempt_id=ids.attempt_id(state.run_id, name, attempt),
+            action=step.action,
+            queue=step.queue,
+            input=rendered,
+        )
+    )
+    if step.timeout is not None:
+        schedule(run, "step_timeout", step.timeout, step=name, attempt=attempt)
+
+
+def _fail_step(run: Builder, name: str, error_type: str, message: str) -> None:
+    attempt = run.run.steps.get(name, StepState()).attempt
+    run.emit(
+        StepFailed(
+            run_id=run.run.run_id,
+            step=name,
+            attempt=attempt,
+            attempt_id=ids.attempt_id(run.run.run_id, name, attempt),
+            error_kind="permanent",
+            error_type=error_type,
+            message=message,
+            will_retry=False,
+        )
+    )
+
+
+def _finish_if_done(run: Builder, story: Story) -> None:
+    state = run.run
+    if state.finished:
+        return
+    failed = [n for n in story.steps if state.steps.get(n, StepState()).status is StepStatus.FAILED]
+    if failed:
+        step = state.steps[failed[0]]
+        run.emit(RunFailed(run_id=state.run_id, reason=step.error or "step failed", step=failed[0]))
+        return
+    if all(state.steps.get(n, StepState()).status.done for n in story.steps):
+        run.emit(RunSucceeded(run_id=state.run_id))
