@@ -273,3 +273,17 @@ def test_pending_timers_are_rebuilt_from_the_log() -> None:
 def test_timed_steps_are_validated(step: str, message: str) -> None:
     with pytest.raises(StoryError, match=message.replace("(", r"\(")):
         parse_story(f"id: s\nversion: 1\ntrigger: {{webhook: {{path: p}}}}\nsteps:\n  a: {step}\n")
+
+
+def test_timed_stories_survive_the_json_round_trip_of_baton_stories() -> None:
+    text = (
+        "id: s\nversion: 1\ntimeout: 1d\n"
+        "trigger: {webhook: {path: p}, dedup: {key: k, window: 90s}}\nsteps:\n"
+        "  w: {delay: {for: 1500ms}}\n"
+        "  a: {action: http, timeout: 10m, retry: {backoff: 2s, max_backoff: 1h}}\n"
+        "  g: {approval: {approvers: [x], timeout: 24h}}\n"
+    )
+    story = parse_story(text)
+    dumped = story.model_dump_json(by_alias=True)
+    assert '"window":"90s"' in dumped
+    assert type(story).model_validate_json(dumped) == story
