@@ -94,6 +94,10 @@ class ApprovalGate(_Model):
 
 class Step(_Model):
     needs: list[str] = Field(default_factory=list)
+    join: Literal["all", "any"] = Field(
+        default="all",
+        description="all: start when every need succeeded; any: when one did (docs/story-engine.md)",
+    )
     if_: str | None = Field(default=None, alias="if")
     action: ActionKind | None = Field(default=None, description="an action kind the executor knows")
     with_: dict[str, JsonValue] = Field(default_factory=dict, alias="with")

@@ -165,13 +165,23 @@ def fail_attempt(
 
 
 def _needs_done(state: RunState, step: Step) -> bool:
-    return all(state.steps.get(n, StepState()).status.done for n in step.needs)
+    """Whether the step can be decided: every need done, or (``join: any``) one succeeded."""
+    statuses = [state.steps.get(n, StepState()).status for n in step.needs]
+    if step.join == "any" and StepStatus.SUCCEEDED in statuses:
+        return True
+    return all(s.done for s in statuses)
 
 
 def _start_step(run: Builder, name: str, step: Step) -> None:
     state = run.run
-    unmet = [n for n in step.needs if state.steps[n].status is not StepStatus.SUCCEEDED]
-    if unmet:
+    unmet = [
+        n for n in step.needs if state.steps.get(n, StepState()).status is not StepStatus.SUCCEEDED
+    ]
+    if step.join == "any" and step.needs and len(unmet) == len(step.needs):
+        reason = f"no need succeeded: {', '.join(unmet)}"
+        run.emit(StepSkipped(run_id=state.run_id, step=name, reason=reason))
+        return
+    if step.join == "all" and unmet:
         run.emit(
             StepSkipped(run_id=state.run_id, step=name, reason=f"needs not met: {', '.join(unmet)}")
         )
