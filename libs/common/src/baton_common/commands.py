@@ -84,6 +84,9 @@ class CancelRun(_Command):
     type: Literal["baton.run.cancel.v1"] = "baton.run.cancel.v1"
     reason: str
     requested_by: str
+    compensate: bool = Field(
+        default=False, description="undo completed steps (their `compensate`) before stopping"
+    )
 
 
 class FireTimer(_Command):

@@ -19,6 +19,7 @@ __all__ = [
     "ApprovalGranted",
     "ApprovalRequested",
     "CommandRejected",
+    "CompensationStarted",
     "DedupSlotAdvanced",
     "RunCancelled",
     "RunDeduplicated",
@@ -180,6 +181,18 @@ class DedupSlotAdvanced(_Event):
     current: str
 
 
+class CompensationStarted(_Event):
+    """The run is closing: its ``handlers`` (compensations of completed steps, newest
+    first, then ``on_failure``) run one at a time before the run fails or is cancelled."""
+
+    type: Literal["baton.compensation.started.v1"] = "baton.compensation.started.v1"
+    outcome: Literal["failed", "cancelled"]
+    reason: str
+    handlers: list[str]
+    step: str | None = Field(default=None, description="the step whose failure closes the run")
+    requested_by: str | None = Field(default=None, description="who cancelled the run")
+
+
 RunEvent = Annotated[
     RunStarted
     | RunDeduplicated
@@ -196,7 +209,8 @@ RunEvent = Annotated[
     | CommandRejected
     | TimerScheduled
     | TimerFired
-    | DedupSlotAdvanced,
+    | DedupSlotAdvanced
+    | CompensationStarted,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)

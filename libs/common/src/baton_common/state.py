@@ -20,6 +20,7 @@ from baton_common.events import (
     ApprovalGranted,
     ApprovalRequested,
     CommandRejected,
+    CompensationStarted,
     DedupSlotAdvanced,
     RunCancelled,
     RunDeduplicated,
@@ -106,6 +107,12 @@ class RunState(BaseModel):
     dedup_slot: str | None = None
     dedup_generation: int = 0
     dedup_current: str | None = None
+    succeeded: list[str] = []
+    closing: str | None = None
+    closing_reason: str | None = None
+    closing_step: str | None = None
+    closing_by: str | None = None
+    handlers: list[str] = []
 
     @property
     def finished(self) -> bool:
@@ -154,6 +161,7 @@ def evolve(
             )
         case StepSucceeded(step=step, output=output):
             update["steps"] = _step(state, step, status=StepStatus.SUCCEEDED, output=output)
+            update["succeeded"] = [*state.succeeded, step]
             update["timers"] = _drop_step_timers(state, step)
         case StepFailed(step=step, will_retry=will_retry, message=message):
             status = StepStatus.PENDING if will_retry else StepStatus.FAILED
@@ -168,6 +176,12 @@ def evolve(
                 update["steps"] = _step(state, step, status=StepStatus.DELAYED)
         case TimerFired(timer_id=tid):
             update["timers"] = {k: t for k, t in state.timers.items() if k != tid}
+        case CompensationStarted():
+            update["closing"] = event.outcome
+            update["closing_reason"] = event.reason
+            update["closing_step"] = event.step
+            update["closing_by"] = event.requested_by
+            update["handlers"] = list(event.handlers)
         case DedupSlotAdvanced(generation=generation, current=current):
             update["dedup_generation"] = generation
             update["dedup_current"] = current

@@ -21,6 +21,7 @@ from baton_common.triggers import Trigger
 __all__ = [
     "ApprovalGate",
     "Delay",
+    "HandlerAction",
     "RetryPolicy",
     "Step",
     "Story",
@@ -92,11 +93,23 @@ class ApprovalGate(_Model):
     on_timeout: Literal["deny", "approve"] = "deny"
 
 
+class HandlerAction(_Model):
+    """An action run when a run closes: a step's ``compensate`` or the story's ``on_failure``.
+
+    Templates see the run as it is then: ``steps.<name>.output`` of the step being undone.
+    """
+
+    action: ActionKind
+    with_: dict[str, JsonValue] = Field(default_factory=dict, alias="with")
+    queue: Annotated[str, Field(pattern=_NAME)] = "default"
+    retry: RetryPolicy = RetryPolicy(max_attempts=3)
+
+
 class Step(_Model):
     needs: list[str] = Field(default_factory=list)
     join: Literal["all", "any"] = Field(
         default="all",
-        description="all: start when every need succeeded; any: when one did (docs/story-engine.md)",
+        description="all: start when every need succeeded; any: when one did",
     )
     if_: str | None = Field(default=None, alias="if")
     action: ActionKind | None = Field(default=None, description="an action kind the executor knows")
@@ -109,6 +122,9 @@ class Step(_Model):
         default=None, description="an attempt not answered in time fails as `step_timeout`"
     )
     delay: Delay | None = None
+    compensate: HandlerAction | None = Field(
+        default=None, description="undoes this step when the run fails or is cancelled"
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
@@ -119,6 +135,8 @@ class Step(_Model):
             raise ValueError("`timeout` is for action steps (an approval has `approval.timeout`)")
         if self.delay is not None and self.with_:
             raise ValueError("a delay step takes no `with`")
+        if self.compensate is not None and self.action is None:
+            raise ValueError("`compensate` is for action steps")
         if self.approval is not None and self.with_:
             raise ValueError("an approval step takes no `with`")
         return self
@@ -132,6 +150,9 @@ class Story(_Model):
     trigger: Trigger
     steps: Annotated[dict[str, Step], Field(min_length=1)]
     timeout: Duration | None = Field(default=None, description="the run fails if not done by then")
+    on_failure: HandlerAction | None = Field(
+        default=None, description="runs once when the run fails, after the compensations"
+    )
 
     @model_validator(mode="after")
     def _valid_graph(self) -> Story:

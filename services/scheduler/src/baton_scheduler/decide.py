@@ -33,7 +33,8 @@ from baton_common.events import (
 )
 from baton_common.state import RunState, StepStatus
 from baton_common.story import Story
-from baton_scheduler.progress import Builder, advance, fail_attempt, render_context, schedule
+from baton_scheduler.advance import advance, begin_closing
+from baton_scheduler.progress import Builder, fail_attempt, render_context, schedule
 from baton_scheduler.timers import fire
 
 __all__ = ["Context", "Decision", "decide", "render_context"]
@@ -210,6 +211,8 @@ def _decide_approval(run: Builder, cmd: Command, story: Story | None, ctx: Conte
     if (reason := check_running(run.state, story)) is not None:
         return reason
     assert story is not None
+    if run.run.closing is not None:
+        return f"run is closing ({run.run.closing}): its gates take no decisions"
     waiting = [n for n, s in run.run.steps.items() if s.gate_id == cmd.gate_id]
     if not waiting:
         return f"unknown approval gate {cmd.gate_id}"
@@ -240,6 +243,13 @@ def _cancel(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> st
     assert isinstance(cmd, CancelRun)
     if (reason := check_running(run.state, story)) is not None:
         return reason
+    assert story is not None
+    if cmd.compensate and run.run.closing is None:
+        begin_closing(run, story, "cancelled", cmd.reason, requested_by=cmd.requested_by)
+        return None
+    if cmd.compensate:
+        return f"run is already closing ({run.run.closing}) and compensating"
+    # a plain cancel stops the run at once, even while it is compensating
     run.emit(RunCancelled(run_id=cmd.run_id, reason=cmd.reason, requested_by=cmd.requested_by))
     return None
 

@@ -15,9 +15,7 @@ from baton_common.commands import ErrorKind, TimerKind
 from baton_common.events import (
     ApprovalRequested,
     RunEvent,
-    RunFailed,
     RunStarted,
-    RunSucceeded,
     StepDispatched,
     StepFailed,
     StepSkipped,
@@ -26,17 +24,19 @@ from baton_common.events import (
 )
 from baton_common.expressions import ExpressionError, evaluate_condition, render_value
 from baton_common.state import RunState, StepState, StepStatus, evolve
-from baton_common.story import RetryPolicy, Step, Story
+from baton_common.story import HandlerAction, RetryPolicy, Step, Story
 
 __all__ = [
     "Builder",
-    "advance",
     "backoff",
     "delay_done",
     "dispatch",
+    "dispatch_any",
     "fail_attempt",
+    "needs_done",
     "render_context",
     "schedule",
+    "start_step",
 ]
 
 
@@ -108,23 +108,6 @@ def schedule(
     )
 
 
-def advance(run: Builder, story: Story) -> None:
-    """Start every step whose needs are met, then finish the run if nothing is left."""
-    progressed = True
-    while progressed and not run.run.finished:
-        progressed = False
-        for name, step in story.steps.items():
-            current = run.run.steps.get(name, StepState())
-            if (
-                current.status is StepStatus.PENDING
-                and current.attempt == 0
-                and _needs_done(run.run, step)
-            ):
-                _start_step(run, name, step)
-                progressed = True
-    _finish_if_done(run, story)
-
-
 def fail_attempt(
     run: Builder,
     story: Story,
@@ -136,7 +119,7 @@ def fail_attempt(
 ) -> None:
     """Record the current attempt of ``name`` as failed and schedule its retry if allowed."""
     step = run.run.steps[name]
-    policy = story.steps[name].retry
+    policy = story.steps[name].retry if name in story.steps else _handler(story, name).retry
     will_retry = (
         error_kind == "retryable"
         and step.attempt < policy.max_attempts
@@ -159,12 +142,12 @@ def fail_attempt(
         return
     wait = backoff(policy, step.attempt, attempt_id)
     if wait <= timedelta(0):
-        dispatch(run, name, story.steps[name], step.attempt + 1)
+        dispatch_any(run, story, name, step.attempt + 1)
     else:
         schedule(run, "retry", wait, step=name, attempt=step.attempt + 1)
 
 
-def _needs_done(state: RunState, step: Step) -> bool:
+def needs_done(state: RunState, step: Step) -> bool:
     """Whether the step can be decided: every need done, or (``join: any``) one succeeded."""
     statuses = [state.steps.get(n, StepState()).status for n in step.needs]
     if step.join == "any" and StepStatus.SUCCEEDED in statuses:
@@ -172,7 +155,7 @@ def _needs_done(state: RunState, step: Step) -> bool:
     return all(s.done for s in statuses)
 
 
-def _start_step(run: Builder, name: str, step: Step) -> None:
+def start_step(run: Builder, name: str, step: Step) -> None:
     state = run.run
     unmet = [
         n for n in step.needs if state.steps.get(n, StepState()).status is not StepStatus.SUCCEEDED
@@ -241,6 +224,41 @@ def _timestamp(value: JsonValue) -> datetime:
     return at
 
 
+def _handler(story: Story, name: str) -> HandlerAction:
+    """The closing handler a ``compensate:<step>`` or ``on_failure`` step name refers to."""
+    if name == "on_failure":
+        handler = story.on_failure
+    else:
+        handler = story.steps[name.removeprefix("compensate:")].compensate
+    assert handler is not None  # handler names come from CompensationStarted
+    return handler
+
+
+def dispatch_any(run: Builder, story: Story, name: str, attempt: int) -> None:
+    """Dispatch attempt ``attempt`` of a story step or of a closing handler."""
+    if name in story.steps:
+        dispatch(run, name, story.steps[name], attempt)
+        return
+    handler = _handler(story, name)
+    try:
+        rendered = render_value(dict(handler.with_), render_context(run.run))
+    except ExpressionError as exc:
+        _fail_step(run, name, "ExpressionError", str(exc))
+        return
+    assert isinstance(rendered, dict)
+    run.emit(
+        StepDispatched(
+            run_id=run.run.run_id,
+            step=name,
+            attempt=attempt,
+            attempt_id=ids.attempt_id(run.run.run_id, name, attempt),
+            action=handler.action,
+            queue=handler.queue,
+            input=rendered,
+        )
+    )
+
+
 def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
     """Send attempt ``attempt`` of an action step, or open an approval step's gate."""
     state = run.run
@@ -301,16 +319,3 @@ def _fail_step(run: Builder, name: str, error_type: str, message: str) -> None:
             will_retry=False,
         )
     )
-
-
-def _finish_if_done(run: Builder, story: Story) -> None:
-    state = run.run
-    if state.finished:
-        return
-    failed = [n for n in story.steps if state.steps.get(n, StepState()).status is StepStatus.FAILED]
-    if failed:
-        step = state.steps[failed[0]]
-        run.emit(RunFailed(run_id=state.run_id, reason=step.error or "step failed", step=failed[0]))
-        return
-    if all(state.steps.get(n, StepState()).status.done for n in story.steps):
-        run.emit(RunSucceeded(run_id=state.run_id))

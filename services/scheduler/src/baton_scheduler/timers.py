@@ -6,7 +6,8 @@ from baton_common.commands import FireTimer
 from baton_common.events import ApprovalDenied, ApprovalGranted, RunFailed, TimerFired
 from baton_common.state import StepStatus
 from baton_common.story import Story
-from baton_scheduler.progress import Builder, advance, delay_done, dispatch, fail_attempt
+from baton_scheduler.advance import advance
+from baton_scheduler.progress import Builder, delay_done, dispatch_any, fail_attempt
 
 __all__ = ["TIMER_ACTOR", "fire"]
 
@@ -34,7 +35,9 @@ def fire(run: Builder, cmd: FireTimer, story: Story) -> str | None:
         case "retry":
             assert step is not None
             assert timer.attempt is not None
-            dispatch(run, step, story.steps[step], timer.attempt)
+            # a closing run retries its handlers only, not the steps it is undoing
+            if run.run.closing is None or step in run.run.handlers:
+                dispatch_any(run, story, step, timer.attempt)
         case "step_timeout":
             assert step is not None
             if run.run.steps[step].status is StepStatus.DISPATCHED:
@@ -44,7 +47,7 @@ def fire(run: Builder, cmd: FireTimer, story: Story) -> str | None:
                     step,
                     error_kind="retryable",
                     error_type="step_timeout",
-                    message=f"no result within {story.steps[step].timeout}",
+                    message="no result within the step's timeout",
                 )
         case "approval_timeout":
             assert step is not None
