@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from pydantic import JsonValue
 from scheduler_log import RUN, T0, Log, fire_due
 
 from baton_common.commands import CancelRun, CompleteStep, DecideApproval, FailStep, StartRun
@@ -42,7 +43,7 @@ def begin() -> Log:
     return log
 
 
-def done(log: Log, step: str, output: dict[str, str] | None = None) -> list[str]:
+def done(log: Log, step: str, output: JsonValue = None) -> list[str]:
     command = CompleteStep(run_id=RUN, step=step, attempt_id=log.attempt(step), output=output)
     return log.send(command)
 
@@ -90,7 +91,7 @@ def test_a_failed_run_undoes_completed_steps_newest_first_then_on_failure() -> N
         "http://api/delete/r-7",
         f"http://pager/{RUN}",
     ]
-    assert log.run.status is RunStatus.FAILED
+    assert log.runs[RUN].status is RunStatus.FAILED
     assert "bad request" in str(log.envelopes[-1].data["reason"])
     assert verify_chain(log.envelopes) is None
     assert replay(log.envelopes) == log.state
