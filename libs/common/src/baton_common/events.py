@@ -28,6 +28,7 @@ __all__ = [
     "RunStarted",
     "RunSucceeded",
     "StepDispatched",
+    "StepExploded",
     "StepFailed",
     "StepSkipped",
     "StepSucceeded",
@@ -73,6 +74,14 @@ class StepDispatched(_Event):
     action: str
     queue: str
     input: dict[str, JsonValue]
+
+
+class StepExploded(_Event):
+    """A ``for_each`` step's list: one child step ``<step>[<index>]`` per item follows."""
+
+    type: Literal["baton.step.exploded.v1"] = "baton.step.exploded.v1"
+    step: str
+    items: list[JsonValue]
 
 
 class StepSucceeded(_Event):
@@ -197,6 +206,7 @@ RunEvent = Annotated[
     RunStarted
     | RunDeduplicated
     | StepDispatched
+    | StepExploded
     | StepSucceeded
     | StepFailed
     | StepSkipped

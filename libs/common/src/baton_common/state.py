@@ -29,6 +29,7 @@ from baton_common.events import (
     RunStarted,
     RunSucceeded,
     StepDispatched,
+    StepExploded,
     StepFailed,
     StepSkipped,
     StepSucceeded,
@@ -71,6 +72,7 @@ class StepState(BaseModel):
     output: JsonValue = None
     error: str | None = None
     decided_by: str | None = None
+    items: list[JsonValue] | None = None
 
 
 class Timer(BaseModel):
@@ -159,6 +161,8 @@ def evolve(
             update["steps"] = _step(
                 state, step, status=StepStatus.DISPATCHED, attempt=attempt, attempt_id=aid
             )
+        case StepExploded(step=step, items=items):
+            update["steps"] = _step(state, step, status=StepStatus.DISPATCHED, items=list(items))
         case StepSucceeded(step=step, output=output):
             update["steps"] = _step(state, step, status=StepStatus.SUCCEEDED, output=output)
             update["succeeded"] = [*state.succeeded, step]

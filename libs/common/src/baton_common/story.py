@@ -125,6 +125,14 @@ class Step(_Model):
     compensate: HandlerAction | None = Field(
         default=None, description="undoes this step when the run fails or is cancelled"
     )
+    for_each: str | None = Field(
+        default=None,
+        description="expression giving a list: one child per item (`item`, `index`), "
+        "then the step's output is the children's outputs in order",
+    )
+    max_items: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=100, description="a longer for_each list fails the step"
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
@@ -137,6 +145,8 @@ class Step(_Model):
             raise ValueError("a delay step takes no `with`")
         if self.compensate is not None and self.action is None:
             raise ValueError("`compensate` is for action steps")
+        if self.for_each is not None and self.action is None:
+            raise ValueError("`for_each` is for action steps")
         if self.approval is not None and self.with_:
             raise ValueError("an approval step takes no `with`")
         return self

@@ -14,7 +14,7 @@ from typing import Literal
 from baton_common.events import CompensationStarted, RunCancelled, RunFailed, RunSucceeded
 from baton_common.state import RunState, StepState, StepStatus
 from baton_common.story import Story
-from baton_scheduler.progress import Builder, dispatch_any, needs_done, start_step
+from baton_scheduler.progress import Builder, dispatch_any, implode, needs_done, start_step
 
 __all__ = ["advance", "begin_closing", "handlers_for"]
 
@@ -29,6 +29,9 @@ def advance(run: Builder, story: Story) -> None:
     progressed = True
     while progressed and not run.run.finished:
         progressed = False
+        before = len(run.events)
+        implode(run, story)
+        progressed = len(run.events) > before
         for name, step in story.steps.items():
             current = run.run.steps.get(name, StepState())
             if (

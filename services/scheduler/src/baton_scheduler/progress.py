@@ -17,6 +17,7 @@ from baton_common.events import (
     RunEvent,
     RunStarted,
     StepDispatched,
+    StepExploded,
     StepFailed,
     StepSkipped,
     StepSucceeded,
@@ -29,10 +30,12 @@ from baton_common.story import HandlerAction, RetryPolicy, Step, Story
 __all__ = [
     "Builder",
     "backoff",
+    "child_of",
     "delay_done",
     "dispatch",
     "dispatch_any",
     "fail_attempt",
+    "implode",
     "needs_done",
     "render_context",
     "schedule",
@@ -119,7 +122,13 @@ def fail_attempt(
 ) -> None:
     """Record the current attempt of ``name`` as failed and schedule its retry if allowed."""
     step = run.run.steps[name]
-    policy = story.steps[name].retry if name in story.steps else _handler(story, name).retry
+    child = child_of(name)
+    if child is not None:
+        policy = story.steps[child[0]].retry
+    elif name in story.steps:
+        policy = story.steps[name].retry
+    else:
+        policy = _handler(story, name).retry
     will_retry = (
         error_kind == "retryable"
         and step.attempt < policy.max_attempts
@@ -181,7 +190,67 @@ def start_step(run: Builder, name: str, step: Step) -> None:
     if step.delay is not None:
         _start_delay(run, name, step)
         return
+    if step.for_each is not None:
+        _explode(run, name, step)
+        return
     dispatch(run, name, step, 1)
+
+
+def child_of(name: str) -> tuple[str, int] | None:
+    """``(parent, index)`` for a for_each child's step name ``parent[index]``."""
+    if not name.endswith("]") or "[" not in name:
+        return None
+    parent, _, index = name[:-1].partition("[")
+    return parent, int(index)
+
+
+def _explode(run: Builder, name: str, step: Step) -> None:
+    assert step.for_each is not None
+    source = step.for_each if "{{" in step.for_each else f"{{{{ {step.for_each} }}}}"
+    try:
+        items = render_value(source, render_context(run.run))
+    except ExpressionError as exc:
+        _fail_step(run, name, "ExpressionError", f"for_each: {exc}")
+        return
+    if not isinstance(items, list):
+        _fail_step(run, name, "ForEachError", f"for_each gave {type(items).__name__}, not a list")
+        return
+    if len(items) > step.max_items:
+        message = f"for_each gave {len(items)} items, more than max_items {step.max_items}"
+        _fail_step(run, name, "ForEachError", message)
+        return
+    run.emit(StepExploded(run_id=run.run.run_id, step=name, items=items))
+    for index in range(len(items)):
+        dispatch(run, f"{name}[{index}]", step, 1)
+
+
+def implode(run: Builder, story: Story) -> None:
+    """Finish every exploded step whose children are all done: outputs in item order."""
+    for name, step_state in list(run.run.steps.items()):
+        if step_state.items is None or step_state.status is not StepStatus.DISPATCHED:
+            continue
+        children = [
+            run.run.steps.get(f"{name}[{i}]", StepState()) for i in range(len(step_state.items))
+        ]
+        if not all(c.status.done for c in children):
+            continue
+        failed = [
+            f"{name}[{i}]" for i, c in enumerate(children) if c.status is not StepStatus.SUCCEEDED
+        ]
+        if failed:
+            _fail_step(
+                run, name, "ForEachError", f"{len(failed)} item(s) failed: {', '.join(failed)}"
+            )
+            continue
+        run.emit(
+            StepSucceeded(
+                run_id=run.run.run_id,
+                step=name,
+                attempt=1,
+                attempt_id=ids.attempt_id(run.run.run_id, name, 1),
+                output=[c.output for c in children],
+            )
+        )
 
 
 def _start_delay(run: Builder, name: str, step: Step) -> None:
@@ -239,6 +308,9 @@ def dispatch_any(run: Builder, story: Story, name: str, attempt: int) -> None:
     if name in story.steps:
         dispatch(run, name, story.steps[name], attempt)
         return
+    if (child := child_of(name)) is not None:
+        dispatch(run, name, story.steps[child[0]], attempt)
+        return
     handler = _handler(story, name)
     try:
         rendered = render_value(dict(handler.with_), render_context(run.run))
@@ -263,6 +335,9 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
     """Send attempt ``attempt`` of an action step, or open an approval step's gate."""
     state = run.run
     context = render_context(state)
+    if (child := child_of(name)) is not None:
+        items = state.steps[child[0]].items or []
+        context = {**context, "item": items[child[1]], "index": child[1]}
     if step.approval is not None:
         try:
             message = (
