@@ -1,0 +1,360 @@
+"""Scheduler benchmark through the real Kafka, with transactions (issue 3).
+
+Phases (each bounded; figures are printed, never asserted):
+
+1. throughput: ``--runs`` runs of an 8-step story with a 4-way fan-out are started at
+   once; in-process fake executors answer every task immediately. Prints commands/s and
+   log records/s (events on ``baton.runs`` plus task records) from the first StartRun to
+   the last RunSucceeded, and a cProfile summary of where the process spent its time.
+2. latency: runs started at half the measured run rate for ``--latency-seconds``; prints
+   p50/p99 from a CompleteStep acknowledged by Kafka to the StepDispatched it causes
+   being readable (``read_committed``) on ``baton.runs``.
+3. recovery: one partition of a fresh ``baton.runs`` holding ``--finished`` finished runs
+   and ``--waiting`` runs waiting on a step, built with the real decider and journal;
+   prints the time ``rebuild_partition`` takes.
+
+Usage: ``BATON_KAFKA_BOOTSTRAP=127.0.0.1:9092 uv run python bench/scheduler.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from baton_common import ids
+from baton_common.catalog import StoryCatalog
+from baton_common.commands import CompleteStep, StartRun
+from baton_common.envelope import Envelope, decode_record
+from baton_common.kafka import make_consumer, make_producer, outbound, to_envelope
+from baton_common.records import StepTask, StoryPublished
+from baton_common.service import configure_logging
+from baton_common.settings import TopicSettings
+from baton_common.state import RunState
+from baton_common.story import parse_story
+from baton_common.topics import provision_topics
+from baton_scheduler.decide import Context, decide
+from baton_scheduler.engine import Engine
+from baton_scheduler.journal import journal
+from baton_scheduler.recovery import rebuild_partition
+
+STORY_TEXT = """
+id: bench-fanout
+version: 1
+trigger: {webhook: {path: bench}}
+steps:
+  fetch: {action: http, with: {url: "http://x/{{ event.n }}"}}
+  a: {needs: [fetch], action: http, with: {url: "http://a"}}
+  b: {needs: [fetch], action: http, with: {url: "http://b"}}
+  c: {needs: [fetch], action: http, with: {url: "http://c"}}
+  d: {needs: [fetch], action: http, with: {url: "http://d"}}
+  join: {needs: [a, b, c, d], action: http, with: {url: "http://j"}}
+  act: {needs: [join], action: http, with: {url: "http://act"}}
+  close: {needs: [act], action: http, with: {url: "http://close"}}
+"""
+STORY = parse_story(STORY_TEXT)
+COMMANDS_PER_RUN = 1 + len(STORY.steps)  # StartRun + one CompleteStep per step
+EVENTS_PER_RUN = 2 + 2 * len(STORY.steps)  # started, dispatched+succeeded each, succeeded
+RECORDS_PER_RUN = EVENTS_PER_RUN + len(STORY.steps)  # plus one task record per step
+
+
+def topics_for(namespace: str, partitions: int) -> TopicSettings:
+    return TopicSettings(
+        stories=f"{namespace}.baton.stories",
+        ingest=f"{namespace}.baton.ingest",
+        commands=f"{namespace}.baton.commands",
+        runs=f"{namespace}.baton.runs",
+        tasks_prefix=f"{namespace}.baton.tasks.",
+        approvals=f"{namespace}.baton.tasks.approvals",
+        dlq=f"{namespace}.baton.dlq",
+        partitions=partitions,
+        ingest_partitions=1,
+    )
+
+
+def command_envelope(command: StartRun | CompleteStep) -> Envelope:
+    return to_envelope(
+        command,
+        id=str(uuid.uuid4()),
+        source="bench",
+        time=datetime.now(UTC),
+        subject=command.run_id,
+    )
+
+
+class Harness:
+    """Scheduler engine, fake executors and an observer of baton.runs, in one process."""
+
+    def __init__(self, bootstrap: str, topics: TopicSettings, namespace: str) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.namespace = namespace
+        self.succeeded: set[str] = set()
+        self.acked: dict[str, float] = {}  # CompleteStep id -> when Kafka acknowledged it
+        self.latencies: list[float] = []
+        self.measure = False
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        b = self.bootstrap
+        catalog = StoryCatalog()
+        catalog.add(StoryPublished(story=STORY, source=STORY_TEXT))
+        self.consumer = make_consumer(b, group_id=f"{self.namespace}-s", client_id="bench-s")
+        self.producer = make_producer(
+            b, client_id="bench-s", transactional_id=f"{self.namespace}-s-0"
+        )
+        self.recovery = make_consumer(b, group_id=None, client_id="bench-r")
+        self.driver = make_producer(b, client_id="bench-driver")
+        self.executor_in = make_consumer(
+            b, self.topics.task_topic("default"), group_id=None, client_id="bench-x"
+        )
+        self.observer = make_consumer(b, self.topics.runs, group_id=None, client_id="bench-o")
+        for client in (self.producer, self.recovery, self.driver, self.executor_in, self.observer):
+            await client.start()
+        self.engine = Engine(
+            consumer=self.consumer,
+            producer=self.producer,
+            recovery_consumer=self.recovery,
+            catalog=catalog,
+            topics=self.topics,
+            group_id=f"{self.namespace}-s",
+            timer_producer=self.driver,
+        )
+        self.engine.subscribe()
+        await self.consumer.start()
+        self.tasks = [
+            asyncio.create_task(self.engine.run()),
+            asyncio.create_task(self._execute()),
+            asyncio.create_task(self._observe()),
+        ]
+        while not self.engine.assigned:  # noqa: ASYNC110 - the engine exposes no event
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for client in (
+            self.consumer,
+            self.producer,
+            self.recovery,
+            self.driver,
+            self.executor_in,
+            self.observer,
+        ):
+            await client.stop()
+
+    async def start_runs(self, count: int, *, per_second: float | None = None) -> list[str]:
+        run_ids = []
+        began = time.perf_counter()
+        pending = []
+        for n in range(count):
+            run_id = str(uuid.uuid4())
+            run_ids.append(run_id)
+            command = StartRun(run_id=run_id, story_id=STORY.id, trigger={"n": n})
+            record = outbound(self.topics.commands, run_id, command_envelope(command))
+            pending.append(
+                await self.driver.send(
+                    record.topic, record.value, key=record.key, headers=record.headers
+                )
+            )
+            if per_second is not None:
+                delay = began + (n + 1) / per_second - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        await asyncio.gather(*pending)
+        return run_ids
+
+    async def wait_done(self, run_ids: list[str], within: float) -> None:
+        deadline = time.perf_counter() + within
+        while not self.succeeded.issuperset(run_ids):
+            if time.perf_counter() > deadline:
+                missing = len(set(run_ids) - self.succeeded)
+                raise TimeoutError(f"{missing} runs not finished within {within}s")
+            await asyncio.sleep(0.01)
+
+    async def _execute(self) -> None:
+        """Fake executors: every task is answered at once with CompleteStep."""
+        producer = self.driver
+        while True:
+            batches = await self.executor_in.getmany(timeout_ms=100, max_records=500)
+            sent: list[tuple[str, asyncio.Future[object]]] = []
+            for records in batches.values():
+                for record in records:
+                    task = StepTask.model_validate(decode_record(record.value, record.headers).data)
+                    command = CompleteStep(
+                        run_id=task.run_id,
+                        step=task.step,
+                        attempt_id=task.attempt_id,
+                        output={"ok": True},
+                    )
+                    envelope = command_envelope(command)
+                    out = outbound(self.topics.commands, task.run_id, envelope)
+                    future = await producer.send(
+                        out.topic, out.value, key=out.key, headers=out.headers
+                    )
+                    future.add_done_callback(
+                        lambda _f, cid=envelope.id: self.acked.__setitem__(cid, time.perf_counter())
+                    )
+                    sent.append((envelope.id, future))
+            if sent:
+                await asyncio.gather(*(f for _, f in sent))
+
+    async def _observe(self) -> None:
+        while True:
+            batches = await self.observer.getmany(timeout_ms=100, max_records=1000)
+            seen = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    headers = dict(record.headers)
+                    kind = headers.get("ce_type", b"").decode()
+                    if kind == "baton.run.succeeded.v1":
+                        self.succeeded.add(headers["ce_subject"].decode())
+                    elif kind == "baton.step.dispatched.v1" and self.measure:
+                        cause = headers.get("ce_causationid", b"").decode()
+                        if cause in self.acked:
+                            self.latencies.append(seen - self.acked[cause])
+
+
+async def throughput(harness: Harness, runs: int) -> float:
+    profile = cProfile.Profile()
+    began = time.perf_counter()
+    profile.enable()
+    run_ids = await harness.start_runs(runs)
+    await harness.wait_done(run_ids, within=300)
+    profile.disable()
+    elapsed = time.perf_counter() - began
+    print(f"throughput: {runs} runs of {len(STORY.steps)} steps (4-way fan-out) in {elapsed:.2f}s")
+    print(f"  commands/s:    {runs * COMMANDS_PER_RUN / elapsed:8.0f}")
+    print(f"  run events/s:  {runs * EVENTS_PER_RUN / elapsed:8.0f}")
+    print(f"  log records/s: {runs * RECORDS_PER_RUN / elapsed:8.0f}  (events + task records)")
+    print(f"  runs/s:        {runs / elapsed:8.1f}")
+    text = io.StringIO()
+    stats = pstats.Stats(profile, stream=text).sort_stats("tottime")
+    stats.print_stats(18)
+    print("  profile (whole process: scheduler + fake executors + driver), by own time:")
+    lines = text.getvalue().splitlines()
+    start = next(i for i, line in enumerate(lines) if "ncalls" in line)
+    for line in lines[start : start + 19]:
+        print("   ", line[:150])
+    return runs / elapsed
+
+
+async def latency(harness: Harness, run_rate: float, seconds: float) -> None:
+    harness.latencies.clear()
+    harness.measure = True
+    count = max(int(run_rate * seconds), 10)
+    run_ids = await harness.start_runs(count, per_second=run_rate)
+    await harness.wait_done(run_ids, within=300)
+    harness.measure = False
+    lat = sorted(harness.latencies)
+    if not lat:
+        print("latency: no samples")
+        return
+    p50 = statistics.median(lat) * 1000
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+    print(
+        f"latency at {run_rate:.1f} runs/s ({run_rate * RECORDS_PER_RUN:.0f} records/s), "
+        f"{len(lat)} samples: CompleteStep acked -> next StepDispatched readable: "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1] * 1000:.1f} ms"
+    )
+
+
+async def recovery(bootstrap: str, namespace: str, finished: int, waiting: int) -> None:
+    topics = topics_for(f"{namespace}-rec", 1)
+    await provision_topics(bootstrap, topics)
+    story = parse_story(
+        "id: rec\nversion: 1\ntrigger: {webhook: {path: r}}\n"
+        "steps:\n  one: {action: http, with: {url: 'http://x/{{ event.n }}'}}\n"
+    )
+    producer: AIOKafkaProducer = make_producer(bootstrap, client_id="bench-rec")
+    await producer.start()
+    began = time.perf_counter()
+    futures = []
+    now = datetime.now(UTC)
+    for n in range(finished + waiting):
+        run_id = str(uuid.uuid4())
+        state: RunState | None = None
+        commands: list[StartRun | CompleteStep] = [
+            StartRun(run_id=run_id, story_id="rec", trigger={"n": n})
+        ]
+        if n < finished:
+            attempt = ids.attempt_id(run_id, "one", 1)
+            commands.append(CompleteStep(run_id=run_id, step="one", attempt_id=attempt))
+        for command in commands:
+            envelope = command_envelope(command)
+            decision = decide(state, command, story, Context(now, envelope.id, 1))
+            entry = journal(
+                {state.run_id: state} if state else {}, decision.events, envelope, now, topics
+            )
+            state = entry.states[run_id]
+            for event in entry.events:
+                out = outbound(topics.runs, run_id, event, partition=0)
+                futures.append(
+                    await producer.send(
+                        out.topic, out.value, key=out.key, headers=out.headers, partition=0
+                    )
+                )
+        if len(futures) > 5000:
+            await asyncio.gather(*futures)
+            futures.clear()
+    await asyncio.gather(*futures)
+    await producer.stop()
+    print(
+        f"recovery: wrote {finished} finished + {waiting} waiting runs to one partition "
+        f"in {time.perf_counter() - began:.1f}s"
+    )
+    consumer: AIOKafkaConsumer = make_consumer(bootstrap, group_id=None, client_id="bench-rec-c")
+    await consumer.start()
+    try:
+        began = time.perf_counter()
+        runs = await rebuild_partition(consumer, topics.runs, 0)
+        elapsed = time.perf_counter() - began
+    finally:
+        await consumer.stop()
+    events = finished * 4 + waiting * 2
+    print(
+        f"recovery: rebuild_partition replayed {events} events into {len(runs)} runs in "
+        f"{elapsed:.2f}s ({events / elapsed:.0f} events/s)"
+    )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--latency-seconds", type=float, default=15.0)
+    parser.add_argument("--finished", type=int, default=20_000)
+    parser.add_argument("--waiting", type=int, default=1_000)
+    parser.add_argument("--skip", choices=["engine", "recovery"], action="append", default=[])
+    args = parser.parse_args()
+    configure_logging("bench", "WARNING")
+    bootstrap = os.environ.get("BATON_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    if "engine" not in args.skip:
+        topics = topics_for(namespace, args.partitions)
+        await provision_topics(bootstrap, topics)
+        harness = Harness(bootstrap, topics, namespace)
+        await harness.start()
+        try:
+            await harness.start_runs(5)  # warm up connections and caches
+            await asyncio.sleep(2)
+            rate = await throughput(harness, args.runs)
+            await latency(harness, rate / 2, args.latency_seconds)
+        finally:
+            await harness.stop()
+    if "recovery" not in args.skip:
+        await recovery(bootstrap, namespace, args.finished, args.waiting)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
