@@ -40,12 +40,13 @@ from baton_common.records import StepTask, StoryPublished
 from baton_common.service import configure_logging
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
-from baton_common.story import parse_story
+from baton_common.story import Story, parse_story
 from baton_common.topics import provision_topics
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.engine import Engine
 from baton_scheduler.journal import journal
 from baton_scheduler.recovery import rebuild_partition
+from baton_scheduler.snapshot import load_snapshot, snapshot_records
 
 STORY_TEXT = """
 id: bench-fanout
@@ -76,6 +77,7 @@ def topics_for(namespace: str, partitions: int) -> TopicSettings:
         tasks_prefix=f"{namespace}.baton.tasks.",
         approvals=f"{namespace}.baton.tasks.approvals",
         dlq=f"{namespace}.baton.dlq",
+        snapshots=f"{namespace}.baton.snapshots",
         partitions=partitions,
         ingest_partitions=1,
     )
@@ -269,16 +271,12 @@ async def latency(harness: Harness, run_rate: float, seconds: float) -> None:
     )
 
 
-async def recovery(bootstrap: str, namespace: str, finished: int, waiting: int) -> None:
-    topics = topics_for(f"{namespace}-rec", 1)
-    await provision_topics(bootstrap, topics)
-    story = parse_story(
-        "id: rec\nversion: 1\ntrigger: {webhook: {path: r}}\n"
-        "steps:\n  one: {action: http, with: {url: 'http://x/{{ event.n }}'}}\n"
-    )
+async def write_runs(
+    bootstrap: str, topics: TopicSettings, story: Story, finished: int, waiting: int
+) -> None:
+    """Append runs' events to partition 0 of ``topics.runs``, made by the real decider."""
     producer: AIOKafkaProducer = make_producer(bootstrap, client_id="bench-rec")
     await producer.start()
-    began = time.perf_counter()
     futures = []
     now = datetime.now(UTC)
     for n in range(finished + waiting):
@@ -309,6 +307,17 @@ async def recovery(bootstrap: str, namespace: str, finished: int, waiting: int) 
             futures.clear()
     await asyncio.gather(*futures)
     await producer.stop()
+
+
+async def recovery(bootstrap: str, namespace: str, finished: int, waiting: int) -> None:
+    topics = topics_for(f"{namespace}-rec", 1)
+    await provision_topics(bootstrap, topics)
+    story = parse_story(
+        "id: rec\nversion: 1\ntrigger: {webhook: {path: r}}\n"
+        "steps:\n  one: {action: http, with: {url: 'http://x/{{ event.n }}'}}\n"
+    )
+    began = time.perf_counter()
+    await write_runs(bootstrap, topics, story, finished, waiting)
     print(
         f"recovery: wrote {finished} finished + {waiting} waiting runs to one partition "
         f"in {time.perf_counter() - began:.1f}s"
@@ -317,15 +326,53 @@ async def recovery(bootstrap: str, namespace: str, finished: int, waiting: int) 
     await consumer.start()
     try:
         began = time.perf_counter()
-        runs = await rebuild_partition(consumer, topics.runs, 0)
+        full = await rebuild_partition(consumer, topics.runs, 0)
         elapsed = time.perf_counter() - began
+        print(
+            f"recovery without snapshot: replayed {full.replayed} events into "
+            f"{len(full.states)} runs in {elapsed:.2f}s ({full.replayed / elapsed:.0f} events/s)"
+        )
+        # a snapshot covering the log so far, written as the engine writes it (one
+        # transaction), then a tail of 500 more runs' events after it
+        snapshotter = make_producer(
+            bootstrap, client_id="bench-snap", transactional_id=f"{namespace}-snap"
+        )
+        await snapshotter.start()
+        began = time.perf_counter()
+        async with snapshotter.transaction():
+            records = snapshot_records(
+                snapshot_topic=topics.snapshots,
+                runs_topic=topics.runs,
+                partition=0,
+                runs_offset=full.end_offset,
+                states=[s for _, s in full.states.values()],
+                snapshot_id=f"bench:{full.end_offset}",
+                time=datetime.now(UTC),
+            )
+            pending = [
+                await snapshotter.send(
+                    r.topic, r.value, key=r.key, headers=r.headers, partition=r.partition
+                )
+                for r in records
+            ]
+            await asyncio.gather(*pending)
+        await snapshotter.stop()
+        print(
+            f"snapshot: {len(full.states)} runs in {len(records) - 1} chunks written in "
+            f"{time.perf_counter() - began:.2f}s"
+        )
+        await write_runs(bootstrap, topics, story, 500, 0)
+        began = time.perf_counter()
+        snapshot = await load_snapshot(consumer, topics.snapshots, topics.runs, 0)
+        loaded = time.perf_counter() - began
+        tail = await rebuild_partition(consumer, topics.runs, 0, snapshot)
+        elapsed = time.perf_counter() - began
+        print(
+            f"recovery with snapshot: snapshot loaded in {loaded:.2f}s, then {tail.replayed} "
+            f"tail events; {len(tail.states)} runs in {elapsed:.2f}s total"
+        )
     finally:
         await consumer.stop()
-    events = finished * 4 + waiting * 2
-    print(
-        f"recovery: rebuild_partition replayed {events} events into {len(runs)} runs in "
-        f"{elapsed:.2f}s ({events / elapsed:.0f} events/s)"
-    )
 
 
 async def main() -> None:

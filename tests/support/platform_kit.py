@@ -44,6 +44,7 @@ def topic_env(namespace: str) -> dict[str, str]:
         "RUNS": "baton.runs",
         "APPROVALS": "baton.tasks.approvals",
         "DLQ": "baton.dlq",
+        "SNAPSHOTS": "baton.snapshots",
         "TASKS_PREFIX": "baton.tasks.",
     }
     env = {f"BATON_TOPICS__{k}": f"{namespace}.{v}" for k, v in names.items()}

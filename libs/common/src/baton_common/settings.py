@@ -20,6 +20,9 @@ class TopicSettings(BaseModel):
     tasks_prefix: str = "baton.tasks."
     approvals: str = "baton.tasks.approvals"
     dlq: str = "baton.dlq"
+    snapshots: str = Field(
+        "baton.snapshots", description="compacted; the scheduler's run-state snapshots"
+    )
     task_queues: list[str] = Field(default_factory=lambda: ["default"])
     partitions: int = Field(6, ge=1, description="baton.commands, baton.runs and task topics")
     ingest_partitions: int = Field(6, ge=1)

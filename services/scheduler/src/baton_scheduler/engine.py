@@ -25,6 +25,7 @@ from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
 from baton_scheduler.recovery import rebuild_partition
+from baton_scheduler.snapshot import load_snapshot, snapshot_records
 from baton_scheduler.store import RunStore
 from baton_scheduler.timer_loop import TimerLoop
 
@@ -50,6 +51,7 @@ class Engine:
         story_wait_seconds: float = 5.0,
         timer_producer: AIOKafkaProducer | None = None,
         timer_resend_seconds: float = 30.0,
+        snapshot_every: int = 0,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -67,6 +69,9 @@ class Engine:
         )
         self.assigned: set[int] = set()
         self.recovering = False
+        self._snapshot_every = snapshot_every
+        self._runs_end: dict[int, int] = {}  # next baton.runs offset per partition
+        self._since_snapshot: dict[int, int] = {}
 
     def subscribe(self) -> None:
         self._consumer.subscribe([self._topics.commands], listener=_Rebalance(self))
@@ -75,9 +80,17 @@ class Engine:
         self.recovering = True
         try:
             for partition in partitions:
-                self.store.apply(
-                    await rebuild_partition(self._recovery, self._topics.runs, partition)
+                snapshot = None
+                if self._snapshot_every > 0:
+                    snapshot = await load_snapshot(
+                        self._recovery, self._topics.snapshots, self._topics.runs, partition
+                    )
+                rebuilt = await rebuild_partition(
+                    self._recovery, self._topics.runs, partition, snapshot
                 )
+                self.store.apply(rebuilt.states)
+                self._runs_end[partition] = rebuilt.end_offset
+                self._since_snapshot[partition] = 0
             self.assigned |= set(partitions)
             self.timers.track(self.store.states())
         finally:
@@ -97,7 +110,7 @@ class Engine:
             started = time.perf_counter()
             staged: Staged = {}
             try:
-                await self._commit_batch(batches, staged)
+                ends, snapped = await self._commit_batch(batches, staged)
             except ProducerFenced:
                 log.error("another scheduler took over this transactional id; stopping")
                 raise
@@ -109,11 +122,17 @@ class Engine:
                 continue
             self.store.apply(staged)
             self.timers.track(state for _, state in staged.values())
+            self._runs_end.update(ends)
+            for tp, records in batches.items():
+                since = self._since_snapshot.get(tp.partition, 0) + len(records)
+                self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _commit_batch(
         self, batches: dict[TopicPartition, list[ConsumedRecord]], staged: Staged
-    ) -> None:
+    ) -> tuple[dict[int, int], set[int]]:
+        """Decide and produce a batch in one transaction; return the new ``baton.runs``
+        end offsets per partition and the partitions snapshotted in it."""
         async with self._producer.transaction():
             sends = []
             for records in batches.values():
@@ -128,9 +147,59 @@ class Engine:
                                 partition=out.partition,
                             )
                         )
-            await asyncio.gather(*sends)
+            ends: dict[int, int] = {}
+            for meta in await asyncio.gather(*sends):
+                if meta.topic == self._topics.runs:
+                    ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+            snapped = await self._snapshot(batches, staged, ends)
             offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
             await self._producer.send_offsets_to_transaction(offsets, self._group_id)
+        return ends, snapped
+
+    async def _snapshot(
+        self,
+        batches: dict[TopicPartition, list[ConsumedRecord]],
+        staged: Staged,
+        ends: dict[int, int],
+    ) -> set[int]:
+        """Add snapshots of the partitions that are due to the open transaction (ADR 0102)."""
+        if self._snapshot_every <= 0:
+            return set()
+        snapped: set[int] = set()
+        for tp, records in batches.items():
+            p = tp.partition
+            covered = ends.get(p, self._runs_end.get(p))
+            due = self._since_snapshot.get(p, 0) + len(records) >= self._snapshot_every
+            if covered is None or not due:
+                continue
+            states = self.store.of_partition(p)
+            states.update({r: s for r, (part, s) in staged.items() if part == p})
+            started = time.perf_counter()
+            records_out = snapshot_records(
+                snapshot_topic=self._topics.snapshots,
+                runs_topic=self._topics.runs,
+                partition=p,
+                runs_offset=covered,
+                states=states.values(),
+                snapshot_id=f"{self._topics.runs}:{p}:{covered}",
+                time=datetime.now(UTC),
+            )
+            pending = [
+                await self._producer.send(
+                    out.topic, out.value, key=out.key, headers=out.headers, partition=out.partition
+                )
+                for out in records_out
+            ]
+            await asyncio.gather(*pending)
+            snapped.add(p)
+            log.info(
+                "snapshot written",
+                partition=p,
+                runs=len(states),
+                runs_offset=covered,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+        return snapped
 
     async def _rewind(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

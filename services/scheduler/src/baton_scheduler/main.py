@@ -55,6 +55,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             story_wait_seconds=settings.story_wait_seconds,
             timer_producer=timer_producer,
             timer_resend_seconds=settings.timer_resend_seconds,
+            snapshot_every=settings.snapshot_every,
         )
         engine_box.append(engine)
         tasks.append(asyncio.create_task(follow_stories(stories, catalog, catalog_ready)))

@@ -17,3 +17,4 @@ class SchedulerSettings(BatonSettings):
     transactional_id: str = "baton-scheduler-0"
     story_wait_seconds: float = 5.0
     timer_resend_seconds: float = 30.0
+    snapshot_every: int = 5000  # commands per partition between snapshots; 0: never

@@ -26,6 +26,10 @@ class RunStore:
     def partition_of(self, run_id: str) -> int | None:
         return self._partition_of.get(run_id)
 
+    def of_partition(self, partition: int) -> dict[str, RunState]:
+        """The runs of one partition (a copy)."""
+        return {r: self._runs[r] for r, p in self._partition_of.items() if p == partition}
+
     def states(self) -> list[RunState]:
         return list(self._runs.values())
 
