@@ -105,7 +105,14 @@ class Engine:
         """Process commands until cancelled."""
         while True:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=500)
+            # records of a partition whose run states are not rebuilt yet (the rebalance
+            # callback is still recovering it) are put back, to be decided after recovery
+            unready = [tp for tp in batches if tp.partition not in self.assigned]
+            for tp in unready:
+                self._consumer.seek(tp, batches.pop(tp)[0].offset)
             if not batches:
+                if unready:
+                    await asyncio.sleep(0.05)
                 continue
             started = time.perf_counter()
             staged: Staged = {}
