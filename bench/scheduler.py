@@ -96,7 +96,10 @@ def command_envelope(command: StartRun | CompleteStep) -> Envelope:
 class Harness:
     """Scheduler engine, fake executors and an observer of baton.runs, in one process."""
 
-    def __init__(self, bootstrap: str, topics: TopicSettings, namespace: str) -> None:
+    def __init__(
+        self, bootstrap: str, topics: TopicSettings, namespace: str, fetch_max_wait_ms: int
+    ) -> None:
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.bootstrap = bootstrap
         self.topics = topics
         self.namespace = namespace
@@ -110,16 +113,25 @@ class Harness:
         b = self.bootstrap
         catalog = StoryCatalog()
         catalog.add(StoryPublished(story=STORY, source=STORY_TEXT))
-        self.consumer = make_consumer(b, group_id=f"{self.namespace}-s", client_id="bench-s")
+        wait = self.fetch_max_wait_ms
+        self.consumer = make_consumer(
+            b, group_id=f"{self.namespace}-s", client_id="bench-s", fetch_max_wait_ms=wait
+        )
         self.producer = make_producer(
             b, client_id="bench-s", transactional_id=f"{self.namespace}-s-0"
         )
         self.recovery = make_consumer(b, group_id=None, client_id="bench-r")
         self.driver = make_producer(b, client_id="bench-driver")
         self.executor_in = make_consumer(
-            b, self.topics.task_topic("default"), group_id=None, client_id="bench-x"
+            b,
+            self.topics.task_topic("default"),
+            group_id=None,
+            client_id="bench-x",
+            fetch_max_wait_ms=wait,
         )
-        self.observer = make_consumer(b, self.topics.runs, group_id=None, client_id="bench-o")
+        self.observer = make_consumer(
+            b, self.topics.runs, group_id=None, client_id="bench-o", fetch_max_wait_ms=wait
+        )
         for client in (self.producer, self.recovery, self.driver, self.executor_in, self.observer):
             await client.start()
         self.engine = Engine(
@@ -228,27 +240,32 @@ class Harness:
 
 
 async def throughput(harness: Harness, runs: int) -> float:
-    profile = cProfile.Profile()
     began = time.perf_counter()
-    profile.enable()
     run_ids = await harness.start_runs(runs)
     await harness.wait_done(run_ids, within=300)
-    profile.disable()
     elapsed = time.perf_counter() - began
     print(f"throughput: {runs} runs of {len(STORY.steps)} steps (4-way fan-out) in {elapsed:.2f}s")
     print(f"  commands/s:    {runs * COMMANDS_PER_RUN / elapsed:8.0f}")
     print(f"  run events/s:  {runs * EVENTS_PER_RUN / elapsed:8.0f}")
     print(f"  log records/s: {runs * RECORDS_PER_RUN / elapsed:8.0f}  (events + task records)")
     print(f"  runs/s:        {runs / elapsed:8.1f}")
+    return runs / elapsed
+
+
+async def profiled(harness: Harness, runs: int) -> None:
+    profile = cProfile.Profile()
+    profile.enable()
+    run_ids = await harness.start_runs(runs)
+    await harness.wait_done(run_ids, within=300)
+    profile.disable()
     text = io.StringIO()
     stats = pstats.Stats(profile, stream=text).sort_stats("tottime")
     stats.print_stats(18)
-    print("  profile (whole process: scheduler + fake executors + driver), by own time:")
+    print(f"profile of {runs} more runs (scheduler + fake executors + driver), by own time:")
     lines = text.getvalue().splitlines()
     start = next(i for i, line in enumerate(lines) if "ncalls" in line)
     for line in lines[start : start + 19]:
         print("   ", line[:150])
-    return runs / elapsed
 
 
 async def latency(harness: Harness, run_rate: float, seconds: float) -> None:
@@ -379,6 +396,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument(
+        "--fetch-max-wait-ms", type=int, default=20, help="as the scheduler's setting"
+    )
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--finished", type=int, default=20_000)
     parser.add_argument("--waiting", type=int, default=1_000)
@@ -390,13 +410,14 @@ async def main() -> None:
     if "engine" not in args.skip:
         topics = topics_for(namespace, args.partitions)
         await provision_topics(bootstrap, topics)
-        harness = Harness(bootstrap, topics, namespace)
+        harness = Harness(bootstrap, topics, namespace, args.fetch_max_wait_ms)
         await harness.start()
         try:
             await harness.start_runs(5)  # warm up connections and caches
             await asyncio.sleep(2)
             rate = await throughput(harness, args.runs)
             await latency(harness, rate / 2, args.latency_seconds)
+            await profiled(harness, max(args.runs // 3, 10))
         finally:
             await harness.stop()
     if "recovery" not in args.skip:

@@ -12,9 +12,16 @@ from __future__ import annotations
 from typing import Literal
 
 from baton_common.events import CompensationStarted, RunCancelled, RunFailed, RunSucceeded
-from baton_common.state import RunState, StepState, StepStatus
+from baton_common.state import RunState, StepStatus
 from baton_common.story import Story
-from baton_scheduler.progress import Builder, dispatch_any, implode, needs_done, start_step
+from baton_scheduler.progress import (
+    NOT_STARTED,
+    Builder,
+    dispatch_any,
+    implode,
+    needs_done,
+    start_step,
+)
 
 __all__ = ["advance", "begin_closing", "handlers_for"]
 
@@ -33,7 +40,7 @@ def advance(run: Builder, story: Story) -> None:
         implode(run, story)
         progressed = len(run.events) > before
         for name, step in story.steps.items():
-            current = run.run.steps.get(name, StepState())
+            current = run.run.steps.get(name, NOT_STARTED)
             if (
                 current.status is StepStatus.PENDING
                 and current.attempt == 0
@@ -94,14 +101,14 @@ def begin_closing(
 def _continue_closing(run: Builder, story: Story) -> None:
     while True:
         state = run.run
-        waiting = [h for h in state.handlers if not state.steps.get(h, StepState()).status.done]
+        waiting = [h for h in state.handlers if not state.steps.get(h, NOT_STARTED).status.done]
         if not waiting:
             break
-        current = state.steps.get(waiting[0], StepState())
+        current = state.steps.get(waiting[0], NOT_STARTED)
         if current.status is not StepStatus.PENDING or current.attempt > 0:
             return  # dispatched, or waiting for its retry timer
         dispatch_any(run, story, waiting[0], 1)
-        if run.run.steps.get(waiting[0], StepState()).status is StepStatus.DISPATCHED:
+        if run.run.steps.get(waiting[0], NOT_STARTED).status is StepStatus.DISPATCHED:
             return
     failed = [h for h in state.handlers if state.steps[h].status is StepStatus.FAILED]
     reason = (state.closing_reason or "") + (f"; {', '.join(failed)} failed" if failed else "")
@@ -117,10 +124,10 @@ def _finish_if_done(run: Builder, story: Story) -> None:
     state = run.run
     if state.finished or state.closing is not None:
         return
-    failed = [n for n in story.steps if state.steps.get(n, StepState()).status is StepStatus.FAILED]
+    failed = [n for n in story.steps if state.steps.get(n, NOT_STARTED).status is StepStatus.FAILED]
     if failed:
         step = state.steps[failed[0]]
         begin_closing(run, story, "failed", step.error or "step failed", step=failed[0])
         return
-    if all(state.steps.get(n, StepState()).status.done for n in story.steps):
+    if all(state.steps.get(n, NOT_STARTED).status.done for n in story.steps):
         run.emit(RunSucceeded(run_id=state.run_id))

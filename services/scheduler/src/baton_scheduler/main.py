@@ -36,7 +36,12 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             bootstrap, settings.topics.stories, group_id=None, client_id="baton-scheduler-stories"
         )
         recovery = make_consumer(bootstrap, group_id=None, client_id="baton-scheduler-recovery")
-        consumer = make_consumer(bootstrap, group_id=settings.group_id, client_id="baton-scheduler")
+        consumer = make_consumer(
+            bootstrap,
+            group_id=settings.group_id,
+            client_id="baton-scheduler",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        )
         producer = make_producer(
             bootstrap, client_id="baton-scheduler", transactional_id=settings.transactional_id
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from typing import Final
 
 from pydantic import JsonValue
 
@@ -28,6 +29,7 @@ from baton_common.state import RunState, StepState, StepStatus, evolve
 from baton_common.story import HandlerAction, RetryPolicy, Step, Story
 
 __all__ = [
+    "NOT_STARTED",
     "Builder",
     "backoff",
     "child_of",
@@ -41,6 +43,9 @@ __all__ = [
     "schedule",
     "start_step",
 ]
+
+
+NOT_STARTED: Final = StepState()  # shared: building a default StepState costs a validation
 
 
 class Builder:
@@ -158,7 +163,7 @@ def fail_attempt(
 
 def needs_done(state: RunState, step: Step) -> bool:
     """Whether the step can be decided: every need done, or (``join: any``) one succeeded."""
-    statuses = [state.steps.get(n, StepState()).status for n in step.needs]
+    statuses = [state.steps.get(n, NOT_STARTED).status for n in step.needs]
     if step.join == "any" and StepStatus.SUCCEEDED in statuses:
         return True
     return all(s.done for s in statuses)
@@ -167,7 +172,7 @@ def needs_done(state: RunState, step: Step) -> bool:
 def start_step(run: Builder, name: str, step: Step) -> None:
     state = run.run
     unmet = [
-        n for n in step.needs if state.steps.get(n, StepState()).status is not StepStatus.SUCCEEDED
+        n for n in step.needs if state.steps.get(n, NOT_STARTED).status is not StepStatus.SUCCEEDED
     ]
     if step.join == "any" and step.needs and len(unmet) == len(step.needs):
         reason = f"no need succeeded: {', '.join(unmet)}"
@@ -230,7 +235,7 @@ def implode(run: Builder, story: Story) -> None:
         if step_state.items is None or step_state.status is not StepStatus.DISPATCHED:
             continue
         children = [
-            run.run.steps.get(f"{name}[{i}]", StepState()) for i in range(len(step_state.items))
+            run.run.steps.get(f"{name}[{i}]", NOT_STARTED) for i in range(len(step_state.items))
         ]
         if not all(c.status.done for c in children):
             continue
@@ -381,7 +386,7 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
 
 
 def _fail_step(run: Builder, name: str, error_type: str, message: str) -> None:
-    attempt = run.run.steps.get(name, StepState()).attempt
+    attempt = run.run.steps.get(name, NOT_STARTED).attempt
     run.emit(
         StepFailed(
             run_id=run.run.run_id,
