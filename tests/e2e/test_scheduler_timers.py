@@ -1,4 +1,5 @@
-"""The scheduler end to end: a durable delay survives a SIGKILL; dedup after the window."""
+"""The scheduler end to end: a durable delay survives a SIGKILL; dedup after the window;
+a sub-story's start and result cross runs (and partitions) as commands."""
 
 from __future__ import annotations
 
@@ -42,11 +43,32 @@ steps:
 """
 
 
+CALLER = """
+id: e2e-caller
+version: 1
+trigger: {webhook: {path: e2e-caller}}
+steps:
+  check:
+    story: {id: e2e-callee}
+    with: {url: "{{ event.url }}"}
+  after: {needs: [check], action: http, with: {method: GET, url: "{{ event.url }}-after"}}
+"""
+
+CALLEE = """
+id: e2e-callee
+version: 1
+trigger: {webhook: {path: e2e-callee}}
+inputs: {url: {required: true}}
+steps:
+  ping: {action: http, with: {method: GET, url: "{{ event.url }}-child"}}
+"""
+
+
 @pytest.fixture(scope="module")
 def stories(platform: Platform, topics: TopicSettings) -> None:
     from baton_cli.kafka_ops import publish_stories
 
-    texts = [DELAYED, DEDUPED]
+    texts = [DELAYED, DEDUPED, CALLEE, CALLER]
     asyncio.run(publish_stories(platform.bootstrap, topics, [(parse_story(t), t) for t in texts]))
 
 
@@ -132,3 +154,28 @@ def test_a_dedup_key_starts_a_new_run_after_its_window(
         second
     ]
     assert len(fake_http.calls_to("/dedup")) == 2
+
+
+def test_a_sub_story_runs_as_its_own_run_and_its_result_continues_the_caller(
+    platform: Platform, stories: None, fake_http: FakeHttp
+) -> None:
+    post(platform, "e2e-caller", {"url": f"{fake_http.url}/sub"})
+
+    async def caller_run() -> str | None:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(
+                f"{platform.url('audit')}/runs", params={"story": "e2e-caller"}, timeout=10
+            )
+        response.raise_for_status()
+        found = [r["run_id"] for r in response.json()["items"] if r["story_id"] == "e2e-caller"]
+        return found[0] if found else None
+
+    parent = asyncio.run(eventually(caller_run, within=30, what="the caller run in audit"))
+    events = wait_for(platform, parent, "baton.run.succeeded.v1")
+    dispatched = next(e for e in events if e["type"] == "baton.step.dispatched.v1")
+    child = str(dispatched["data"]["child_run_id"])
+    child_events = wait_for(platform, child, "baton.run.succeeded.v1")
+    assert child_events[0]["data"]["parent_run_id"] == parent
+    check = next(e for e in events if e["type"] == "baton.step.succeeded.v1")
+    assert check["data"]["output"]["run_id"] == child
+    assert [c.path for c in fake_http.calls] == ["/sub-child", "/sub-after"]

@@ -44,7 +44,13 @@ class Log:
 
     def send(self, command: Command, *, at: datetime = T0) -> list[str]:
         self.count += 1
-        cmd_env = Envelope(id=f"cmd-{self.count}", type=command.type, source="test", time=at)
+        cmd_env = Envelope(
+            id=f"cmd-{self.count}",
+            type=command.type,
+            source="test",
+            time=at,
+            data=command.model_dump(mode="json"),
+        )
         state = self.runs.get(command.run_id)
         current = self.runs.get(state.dedup_current) if state and state.dedup_current else None
         context = Context(at, cmd_env.id, PARTITIONS, current)

@@ -44,6 +44,9 @@ class StartRun(_Command):
     dedup_key: str | None = None
     dedup_window_seconds: int | None = None
     ingest_id: str | None = Field(default=None, description="id of the baton.ingest record")
+    parent_run_id: str | None = Field(default=None, description="set when a story step calls")
+    parent_step: str | None = None
+    parent_attempt_id: str | None = None
 
 
 class CompleteStep(_Command):

@@ -55,6 +55,9 @@ class RunStarted(_Event):
         default=None,
         description="for a run started after an earlier run's dedup window: that slot's run id",
     )
+    parent_run_id: str | None = Field(default=None, description="the run whose step called")
+    parent_step: str | None = None
+    parent_attempt_id: str | None = None
 
 
 class RunDeduplicated(_Event):
@@ -74,6 +77,11 @@ class StepDispatched(_Event):
     action: str
     queue: str
     input: dict[str, JsonValue]
+    child_run_id: str | None = Field(
+        default=None, description="for a `story` step: the sub-story run this attempt starts"
+    )
+    child_story_id: str | None = None
+    child_story_version: int | None = None
 
 
 class StepExploded(_Event):

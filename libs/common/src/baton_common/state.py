@@ -107,6 +107,9 @@ class RunState(BaseModel):
     last_hash: str = GENESIS
     timers: dict[str, Timer] = {}
     dedup_slot: str | None = None
+    parent_run_id: str | None = None
+    parent_step: str | None = None
+    parent_attempt_id: str | None = None
     dedup_generation: int = 0
     dedup_current: str | None = None
     succeeded: list[str] = []
@@ -150,6 +153,9 @@ def evolve(
             dedup_until=event.dedup_until,
             ingest_id=event.ingest_id,
             dedup_slot=event.dedup_slot,
+            parent_run_id=event.parent_run_id,
+            parent_step=event.parent_step,
+            parent_attempt_id=event.parent_attempt_id,
             steps={},
             started_at=time,
             seq=seq,

@@ -22,10 +22,12 @@ __all__ = [
     "ApprovalGate",
     "Delay",
     "HandlerAction",
+    "Input",
     "RetryPolicy",
     "Step",
     "Story",
     "StoryError",
+    "SubStory",
     "parse_story",
 ]
 
@@ -93,6 +95,22 @@ class ApprovalGate(_Model):
     on_timeout: Literal["deny", "approve"] = "deny"
 
 
+class SubStory(_Model):
+    """A step that runs another story and waits for its outcome; ``with`` are its inputs."""
+
+    id: Annotated[str, Field(pattern=_STORY_ID, max_length=100)]
+    version: Annotated[int | None, Field(ge=1)] = Field(
+        default=None, description="None: the newest version when the step starts"
+    )
+
+
+class Input(_Model):
+    """An input a story declares for callers (``story`` steps); callers' inputs are checked."""
+
+    required: bool = True
+    description: str | None = None
+
+
 class HandlerAction(_Model):
     """An action run when a run closes: a step's ``compensate`` or the story's ``on_failure``.
 
@@ -125,6 +143,7 @@ class Step(_Model):
     compensate: HandlerAction | None = Field(
         default=None, description="undoes this step when the run fails or is cancelled"
     )
+    story: SubStory | None = Field(default=None, description="call another story")
     for_each: str | None = Field(
         default=None,
         description="expression giving a list: one child per item (`item`, `index`), "
@@ -136,10 +155,12 @@ class Step(_Model):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
-        kinds = [k for k in (self.action, self.approval, self.delay) if k is not None]
+        kinds = [k for k in (self.action, self.approval, self.delay, self.story) if k is not None]
         if len(kinds) != 1:
-            raise ValueError("a step has exactly one of `action` or `approval` (or `delay`)")
-        if self.timeout is not None and self.action is None:
+            raise ValueError(
+                "a step has exactly one of `action` or `approval` (or `delay`, `story`)"
+            )
+        if self.timeout is not None and self.action is None and self.story is None:
             raise ValueError("`timeout` is for action steps (an approval has `approval.timeout`)")
         if self.delay is not None and self.with_:
             raise ValueError("a delay step takes no `with`")
@@ -160,6 +181,9 @@ class Story(_Model):
     trigger: Trigger
     steps: Annotated[dict[str, Step], Field(min_length=1)]
     timeout: Duration | None = Field(default=None, description="the run fails if not done by then")
+    inputs: dict[str, Input] | None = Field(
+        default=None, description="what callers must pass; None: a story no step calls"
+    )
     on_failure: HandlerAction | None = Field(
         default=None, description="runs once when the run fails, after the compensations"
     )

@@ -148,6 +148,13 @@ def _begin(
     if story is None:
         version = cmd.story_version if cmd.story_version is not None else "newest"
         return f"unknown story {cmd.story_id} (version {version})"
+    if cmd.parent_run_id is not None and story.inputs is not None:
+        missing = [k for k, i in story.inputs.items() if i.required and k not in cmd.trigger]
+        unknown = sorted(set(cmd.trigger) - set(story.inputs))
+        if missing or unknown:
+            problems = [f"missing input {k}" for k in missing]
+            problems += [f"unknown input {k}" for k in unknown]
+            return f"story {story.id} v{story.version}: {', '.join(problems)}"
     until = None
     if cmd.dedup_key is not None:
         window = timedelta(seconds=cmd.dedup_window_seconds or 0)
@@ -162,6 +169,9 @@ def _begin(
             dedup_until=until,
             ingest_id=cmd.ingest_id,
             dedup_slot=slot,
+            parent_run_id=cmd.parent_run_id,
+            parent_step=cmd.parent_step,
+            parent_attempt_id=cmd.parent_attempt_id,
         )
     )
     if story.timeout is not None:

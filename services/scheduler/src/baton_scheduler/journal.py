@@ -27,6 +27,7 @@ from baton_common.kafka import to_envelope
 from baton_common.records import GateClosed, GateOpened, StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState, StepStatus, evolve
+from baton_scheduler.calls import call_commands, rejected_call
 
 __all__ = ["SOURCE", "Entry", "Task", "journal"]
 
@@ -98,6 +99,10 @@ def journal(
             changed[event.run_id] = state
         if state is not None:
             tasks.extend(_tasks(event, envelope, before, state, topics, now))
+            calls = call_commands(event, envelope, state, topics, now)
+        else:
+            calls = rejected_call(event, command, topics, now)
+        tasks.extend(Task(topic, key, env) for topic, key, env in calls)
     return Entry(envelopes, tasks, changed)
 
 
@@ -129,7 +134,7 @@ def _tasks(
         )
 
     match event:
-        case StepDispatched():
+        case StepDispatched() if event.child_run_id is None:
             return [
                 task(
                     topics.task_topic(event.queue),

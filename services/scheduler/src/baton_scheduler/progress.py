@@ -363,24 +363,41 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
         if step.approval.timeout is not None:
             schedule(run, "approval_timeout", step.approval.timeout, step=name)
         return
-    assert step.action is not None
     try:
         rendered = render_value(dict(step.with_), context)
     except ExpressionError as exc:
         _fail_step(run, name, "ExpressionError", str(exc))
         return
     assert isinstance(rendered, dict)
-    run.emit(
-        StepDispatched(
-            run_id=state.run_id,
-            step=name,
-            attempt=attempt,
-            attempt_id=ids.attempt_id(state.run_id, name, attempt),
-            action=step.action,
-            queue=step.queue,
-            input=rendered,
+    attempt_id = ids.attempt_id(state.run_id, name, attempt)
+    if step.story is not None:  # a sub-story: the journal turns this into its StartRun
+        run.emit(
+            StepDispatched(
+                run_id=state.run_id,
+                step=name,
+                attempt=attempt,
+                attempt_id=attempt_id,
+                action="story",
+                queue="",
+                input=rendered,
+                child_run_id=ids.run_id_for(step.story.id, f"parent:{attempt_id}"),
+                child_story_id=step.story.id,
+                child_story_version=step.story.version,
+            )
         )
-    )
+    else:
+        assert step.action is not None
+        run.emit(
+            StepDispatched(
+                run_id=state.run_id,
+                step=name,
+                attempt=attempt,
+                attempt_id=attempt_id,
+                action=step.action,
+                queue=step.queue,
+                input=rendered,
+            )
+        )
     if step.timeout is not None:
         schedule(run, "step_timeout", step.timeout, step=name, attempt=attempt)
 
