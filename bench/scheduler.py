@@ -24,8 +24,13 @@ import cProfile
 import io
 import os
 import pstats
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 
@@ -93,12 +98,76 @@ def command_envelope(command: StartRun | CompleteStep) -> Envelope:
     )
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+PROFILE = "/tmp/baton-bench-scheduler.prof"
+
+
+async def start_scheduler_process(
+    bootstrap: str, topics: TopicSettings, namespace: str, fetch_max_wait_ms: int, profile: bool
+) -> subprocess.Popen[bytes]:
+    """The real scheduler service as its own process, on this bench's topics."""
+    from baton_cli.kafka_ops import publish_stories
+
+    await publish_stories(bootstrap, topics, [(STORY, STORY_TEXT)])
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
+        "BATON_KAFKA_BOOTSTRAP": bootstrap,
+        "BATON_LOG_LEVEL": "WARNING",
+        "BATON_SCHEDULER_HTTP_PORT": str(port),
+        "BATON_SCHEDULER_GROUP_ID": f"{namespace}-s",
+        "BATON_SCHEDULER_TRANSACTIONAL_ID": f"{namespace}-s-0",
+        "BATON_SCHEDULER_FETCH_MAX_WAIT_MS": str(fetch_max_wait_ms),
+        **{
+            f"BATON_TOPICS__{name.upper()}": str(value)
+            for name, value in topics.model_dump().items()
+            if isinstance(value, str | int) and not isinstance(value, bool)
+        },
+    }
+    profiler = ["-m", "cProfile", "-o", PROFILE] if profile else []
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+        [sys.executable, *profiler, "-m", "baton_scheduler"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            url = f"http://127.0.0.1:{port}/readyz"
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: ASYNC210
+                if answer.status == 200:
+                    return process
+        except OSError:
+            pass
+        await asyncio.sleep(0.25)
+    process.kill()
+    raise RuntimeError("the scheduler process did not become ready")
+
+
 class Harness:
-    """Scheduler engine, fake executors and an observer of baton.runs, in one process."""
+    """Scheduler engine (in this process, or the service as its own process), fake
+    executors and an observer of baton.runs."""
 
     def __init__(
-        self, bootstrap: str, topics: TopicSettings, namespace: str, fetch_max_wait_ms: int
+        self,
+        bootstrap: str,
+        topics: TopicSettings,
+        namespace: str,
+        fetch_max_wait_ms: int,
+        *,
+        separate: bool,
+        profile: bool,
     ) -> None:
+        self.separate = separate
+        self.profile = profile
+        self.process: subprocess.Popen[bytes] | None = None
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.bootstrap = bootstrap
         self.topics = topics
@@ -118,7 +187,7 @@ class Harness:
             b, group_id=f"{self.namespace}-s", client_id="bench-s", fetch_max_wait_ms=wait
         )
         self.producer = make_producer(
-            b, client_id="bench-s", transactional_id=f"{self.namespace}-s-0"
+            b, client_id="bench-s", transactional_id=f"{self.namespace}-inline-0"
         )
         self.recovery = make_consumer(b, group_id=None, client_id="bench-r")
         self.driver = make_producer(b, client_id="bench-driver")
@@ -143,17 +212,25 @@ class Harness:
             group_id=f"{self.namespace}-s",
             timer_producer=self.driver,
         )
-        self.engine.subscribe()
-        await self.consumer.start()
         self.tasks = [
-            asyncio.create_task(self.engine.run()),
             asyncio.create_task(self._execute()),
             asyncio.create_task(self._observe()),
         ]
+        if self.separate:
+            self.process = await start_scheduler_process(
+                b, self.topics, self.namespace, self.fetch_max_wait_ms, self.profile
+            )
+            return
+        self.engine.subscribe()
+        await self.consumer.start()
+        self.tasks.append(asyncio.create_task(self.engine.run()))
         while not self.engine.assigned:  # noqa: ASYNC110 - the engine exposes no event
             await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(30)
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -258,10 +335,14 @@ async def profiled(harness: Harness, runs: int) -> None:
     run_ids = await harness.start_runs(runs)
     await harness.wait_done(run_ids, within=300)
     profile.disable()
+    print(f"profile of {runs} more runs (this process), by own time:")
+    print_profile(pstats.Stats(profile))
+
+
+def print_profile(stats: pstats.Stats) -> None:
     text = io.StringIO()
-    stats = pstats.Stats(profile, stream=text).sort_stats("tottime")
-    stats.print_stats(18)
-    print(f"profile of {runs} more runs (scheduler + fake executors + driver), by own time:")
+    stats.stream = text  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(18)
     lines = text.getvalue().splitlines()
     start = next(i for i, line in enumerate(lines) if "ncalls" in line)
     for line in lines[start : start + 19]:
@@ -397,6 +478,17 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument(
+        "--profile-scheduler",
+        action="store_true",
+        help="run the scheduler process under cProfile (slower) and print where time goes",
+    )
+    parser.add_argument(
+        "--scheduler",
+        choices=["process", "inline"],
+        default="process",
+        help="the scheduler service as its own process (default), or in the bench's loop",
+    )
+    parser.add_argument(
         "--fetch-max-wait-ms", type=int, default=20, help="as the scheduler's setting"
     )
     parser.add_argument("--latency-seconds", type=float, default=15.0)
@@ -410,16 +502,27 @@ async def main() -> None:
     if "engine" not in args.skip:
         topics = topics_for(namespace, args.partitions)
         await provision_topics(bootstrap, topics)
-        harness = Harness(bootstrap, topics, namespace, args.fetch_max_wait_ms)
+        harness = Harness(
+            bootstrap,
+            topics,
+            namespace,
+            args.fetch_max_wait_ms,
+            separate=args.scheduler == "process",
+            profile=args.profile_scheduler,
+        )
         await harness.start()
         try:
             await harness.start_runs(5)  # warm up connections and caches
             await asyncio.sleep(2)
             rate = await throughput(harness, args.runs)
             await latency(harness, rate / 2, args.latency_seconds)
-            await profiled(harness, max(args.runs // 3, 10))
+            if not harness.separate:
+                await profiled(harness, max(args.runs // 3, 10))
         finally:
             await harness.stop()
+        if harness.separate and args.profile_scheduler:
+            print("profile of the scheduler process over all phases, by own time:")
+            print_profile(pstats.Stats(PROFILE))
     if "recovery" not in args.skip:
         await recovery(bootstrap, namespace, args.finished, args.waiting)
 
