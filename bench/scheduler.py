@@ -189,7 +189,9 @@ class Harness:
         self.producer = make_producer(
             b, client_id="bench-s", transactional_id=f"{self.namespace}-inline-0"
         )
-        self.recovery = make_consumer(b, group_id=None, client_id="bench-r")
+        self.recovery = make_consumer(
+            b, group_id=None, client_id="bench-r", fetch_max_wait_ms=self.fetch_max_wait_ms
+        )
         self.driver = make_producer(b, client_id="bench-driver")
         self.executor_in = make_consumer(
             b,
@@ -420,7 +422,9 @@ async def recovery(bootstrap: str, namespace: str, finished: int, waiting: int) 
         f"recovery: wrote {finished} finished + {waiting} waiting runs to one partition "
         f"in {time.perf_counter() - began:.1f}s"
     )
-    consumer: AIOKafkaConsumer = make_consumer(bootstrap, group_id=None, client_id="bench-rec-c")
+    consumer: AIOKafkaConsumer = make_consumer(
+        bootstrap, group_id=None, client_id="bench-rec-c", fetch_max_wait_ms=20
+    )
     await consumer.start()
     try:
         began = time.perf_counter()

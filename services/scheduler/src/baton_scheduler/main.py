@@ -35,7 +35,13 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
         stories = make_consumer(
             bootstrap, settings.topics.stories, group_id=None, client_id="baton-scheduler-stories"
         )
-        recovery = make_consumer(bootstrap, group_id=None, client_id="baton-scheduler-recovery")
+        # a short fetch wait also makes recovery's seeks and offset lookups answer quickly
+        recovery = make_consumer(
+            bootstrap,
+            group_id=None,
+            client_id="baton-scheduler-recovery",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        )
         consumer = make_consumer(
             bootstrap,
             group_id=settings.group_id,
