@@ -14,14 +14,8 @@ from typing import Literal
 from baton_common.events import CompensationStarted, RunCancelled, RunFailed, RunSucceeded
 from baton_common.state import RunState, StepStatus
 from baton_common.story import Story
-from baton_scheduler.progress import (
-    NOT_STARTED,
-    Builder,
-    dispatch_any,
-    implode,
-    needs_done,
-    start_step,
-)
+from baton_scheduler.progress import NOT_STARTED, Builder, dispatch_any
+from baton_scheduler.starting import implode, needs_done, start_step
 
 __all__ = ["advance", "begin_closing", "handlers_for"]
 

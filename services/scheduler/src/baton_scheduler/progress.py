@@ -18,14 +18,11 @@ from baton_common.events import (
     RunEvent,
     RunStarted,
     StepDispatched,
-    StepExploded,
     StepFailed,
-    StepSkipped,
-    StepSucceeded,
     TimerScheduled,
 )
-from baton_common.expressions import ExpressionError, evaluate_condition, render_value
-from baton_common.state import RunState, StepState, StepStatus, evolve
+from baton_common.expressions import ExpressionError, render_value
+from baton_common.state import RunState, StepState, evolve
 from baton_common.story import HandlerAction, RetryPolicy, Step, Story
 
 __all__ = [
@@ -33,15 +30,12 @@ __all__ = [
     "Builder",
     "backoff",
     "child_of",
-    "delay_done",
     "dispatch",
     "dispatch_any",
     "fail_attempt",
-    "implode",
-    "needs_done",
+    "fail_step",
     "render_context",
     "schedule",
-    "start_step",
 ]
 
 
@@ -161,141 +155,12 @@ def fail_attempt(
         schedule(run, "retry", wait, step=name, attempt=step.attempt + 1)
 
 
-def needs_done(state: RunState, step: Step) -> bool:
-    """Whether the step can be decided: every need done, or (``join: any``) one succeeded."""
-    statuses = [state.steps.get(n, NOT_STARTED).status for n in step.needs]
-    if step.join == "any" and StepStatus.SUCCEEDED in statuses:
-        return True
-    return all(s.done for s in statuses)
-
-
-def start_step(run: Builder, name: str, step: Step) -> None:
-    state = run.run
-    unmet = [
-        n for n in step.needs if state.steps.get(n, NOT_STARTED).status is not StepStatus.SUCCEEDED
-    ]
-    if step.join == "any" and step.needs and len(unmet) == len(step.needs):
-        reason = f"no need succeeded: {', '.join(unmet)}"
-        run.emit(StepSkipped(run_id=state.run_id, step=name, reason=reason))
-        return
-    if step.join == "all" and unmet:
-        run.emit(
-            StepSkipped(run_id=state.run_id, step=name, reason=f"needs not met: {', '.join(unmet)}")
-        )
-        return
-    if step.if_ is not None:
-        try:
-            wanted = evaluate_condition(step.if_, render_context(state))
-        except ExpressionError as exc:
-            _fail_step(run, name, "ExpressionError", str(exc))
-            return
-        if not wanted:
-            run.emit(StepSkipped(run_id=state.run_id, step=name, reason=f"if: {step.if_}"))
-            return
-    if step.delay is not None:
-        _start_delay(run, name, step)
-        return
-    if step.for_each is not None:
-        _explode(run, name, step)
-        return
-    dispatch(run, name, step, 1)
-
-
 def child_of(name: str) -> tuple[str, int] | None:
     """``(parent, index)`` for a for_each child's step name ``parent[index]``."""
     if not name.endswith("]") or "[" not in name:
         return None
     parent, _, index = name[:-1].partition("[")
     return parent, int(index)
-
-
-def _explode(run: Builder, name: str, step: Step) -> None:
-    assert step.for_each is not None
-    source = step.for_each if "{{" in step.for_each else f"{{{{ {step.for_each} }}}}"
-    try:
-        items = render_value(source, render_context(run.run))
-    except ExpressionError as exc:
-        _fail_step(run, name, "ExpressionError", f"for_each: {exc}")
-        return
-    if not isinstance(items, list):
-        _fail_step(run, name, "ForEachError", f"for_each gave {type(items).__name__}, not a list")
-        return
-    if len(items) > step.max_items:
-        message = f"for_each gave {len(items)} items, more than max_items {step.max_items}"
-        _fail_step(run, name, "ForEachError", message)
-        return
-    run.emit(StepExploded(run_id=run.run.run_id, step=name, items=items))
-    for index in range(len(items)):
-        dispatch(run, f"{name}[{index}]", step, 1)
-
-
-def implode(run: Builder, story: Story) -> None:
-    """Finish every exploded step whose children are all done: outputs in item order."""
-    for name, step_state in list(run.run.steps.items()):
-        if step_state.items is None or step_state.status is not StepStatus.DISPATCHED:
-            continue
-        children = [
-            run.run.steps.get(f"{name}[{i}]", NOT_STARTED) for i in range(len(step_state.items))
-        ]
-        if not all(c.status.done for c in children):
-            continue
-        failed = [
-            f"{name}[{i}]" for i, c in enumerate(children) if c.status is not StepStatus.SUCCEEDED
-        ]
-        if failed:
-            _fail_step(
-                run, name, "ForEachError", f"{len(failed)} item(s) failed: {', '.join(failed)}"
-            )
-            continue
-        run.emit(
-            StepSucceeded(
-                run_id=run.run.run_id,
-                step=name,
-                attempt=1,
-                attempt_id=ids.attempt_id(run.run.run_id, name, 1),
-                output=[c.output for c in children],
-            )
-        )
-
-
-def _start_delay(run: Builder, name: str, step: Step) -> None:
-    assert step.delay is not None
-    if step.delay.for_ is not None:
-        wait = step.delay.for_
-    else:
-        assert step.delay.until is not None
-        try:
-            until = _timestamp(render_value(step.delay.until, render_context(run.run)))
-        except (ExpressionError, ValueError) as exc:
-            _fail_step(run, name, "ExpressionError", f"delay until: {exc}")
-            return
-        wait = until - run.now
-    if wait <= timedelta(0):
-        delay_done(run, name, run.now)
-        return
-    schedule(run, "delay", wait, step=name)
-
-
-def delay_done(run: Builder, name: str, at: datetime) -> None:
-    """A delay step's wait is over: it succeeds with the time it waited until."""
-    run.emit(
-        StepSucceeded(
-            run_id=run.run.run_id,
-            step=name,
-            attempt=1,
-            attempt_id=ids.attempt_id(run.run.run_id, name, 1),
-            output={"waited_until": at.isoformat()},
-        )
-    )
-
-
-def _timestamp(value: JsonValue) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError(f"expected an ISO-8601 timestamp, got {value!r}")
-    at = datetime.fromisoformat(value.strip())
-    if at.tzinfo is None:
-        raise ValueError(f"timestamp {value!r} has no UTC offset")
-    return at
 
 
 def _handler(story: Story, name: str) -> HandlerAction:
@@ -320,7 +185,7 @@ def dispatch_any(run: Builder, story: Story, name: str, attempt: int) -> None:
     try:
         rendered = render_value(dict(handler.with_), render_context(run.run))
     except ExpressionError as exc:
-        _fail_step(run, name, "ExpressionError", str(exc))
+        fail_step(run, name, "ExpressionError", str(exc))
         return
     assert isinstance(rendered, dict)
     run.emit(
@@ -349,7 +214,7 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
                 render_value(step.approval.message, context) if step.approval.message else None
             )
         except ExpressionError as exc:
-            _fail_step(run, name, "ExpressionError", str(exc))
+            fail_step(run, name, "ExpressionError", str(exc))
             return
         run.emit(
             ApprovalRequested(
@@ -366,7 +231,7 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
     try:
         rendered = render_value(dict(step.with_), context)
     except ExpressionError as exc:
-        _fail_step(run, name, "ExpressionError", str(exc))
+        fail_step(run, name, "ExpressionError", str(exc))
         return
     assert isinstance(rendered, dict)
     attempt_id = ids.attempt_id(state.run_id, name, attempt)
@@ -402,7 +267,7 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
         schedule(run, "step_timeout", step.timeout, step=name, attempt=attempt)
 
 
-def _fail_step(run: Builder, name: str, error_type: str, message: str) -> None:
+def fail_step(run: Builder, name: str, error_type: str, message: str) -> None:
     attempt = run.run.steps.get(name, NOT_STARTED).attempt
     run.emit(
         StepFailed(

@@ -7,7 +7,8 @@ from baton_common.events import ApprovalDenied, ApprovalGranted, RunFailed, Time
 from baton_common.state import StepStatus
 from baton_common.story import Story
 from baton_scheduler.advance import advance
-from baton_scheduler.progress import Builder, delay_done, dispatch_any, fail_attempt
+from baton_scheduler.progress import Builder, dispatch_any, fail_attempt
+from baton_scheduler.starting import delay_done
 
 __all__ = ["TIMER_ACTOR", "fire"]
 
