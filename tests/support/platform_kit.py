@@ -45,6 +45,7 @@ def topic_env(namespace: str) -> dict[str, str]:
         "APPROVALS": "baton.tasks.approvals",
         "DLQ": "baton.dlq",
         "SCHEDULES": "baton.schedules",
+        "SNAPSHOTS": "baton.snapshots",
         "TASKS_PREFIX": "baton.tasks.",
     }
     env = {f"BATON_TOPICS__{k}": f"{namespace}.{v}" for k, v in names.items()}

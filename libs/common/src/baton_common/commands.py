@@ -6,6 +6,7 @@ records the outcome as events on ``baton.runs`` (DESIGN.md rule 1).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
@@ -18,10 +19,13 @@ __all__ = [
     "DecideApproval",
     "ErrorKind",
     "FailStep",
+    "FireTimer",
     "StartRun",
+    "TimerKind",
 ]
 
 ErrorKind = Literal["retryable", "permanent"]
+TimerKind = Literal["retry", "step_timeout", "approval_timeout", "delay", "run_timeout"]
 
 
 class _Command(BaseModel):
@@ -40,6 +44,9 @@ class StartRun(_Command):
     dedup_key: str | None = None
     dedup_window_seconds: int | None = None
     ingest_id: str | None = Field(default=None, description="id of the baton.ingest record")
+    parent_run_id: str | None = Field(default=None, description="set when a story step calls")
+    parent_step: str | None = None
+    parent_attempt_id: str | None = None
 
 
 class CompleteStep(_Command):
@@ -89,10 +96,26 @@ class CancelRun(_Command):
     type: Literal["baton.run.cancel.v1"] = "baton.run.cancel.v1"
     reason: str
     requested_by: str
+    compensate: bool = Field(
+        default=False, description="undo completed steps (their `compensate`) before stopping"
+    )
+
+
+class FireTimer(_Command):
+    """The scheduler's timer loop says a run's timer is due (DESIGN.md rule 2: time enters
+    only as commands). The envelope id is derived from ``timer_id``; the decider ignores a
+    timer the run no longer holds, so a timer fires at most once."""
+
+    type: Literal["baton.timer.fire.v1"] = "baton.timer.fire.v1"
+    timer_id: str
+    kind: TimerKind
+    step: str | None = None
+    attempt: int | None = None
+    fire_at: datetime
 
 
 Command = Annotated[
-    StartRun | CompleteStep | FailStep | DecideApproval | CancelRun,
+    StartRun | CompleteStep | FailStep | DecideApproval | CancelRun | FireTimer,
     Field(discriminator="type"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)

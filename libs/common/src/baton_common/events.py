@@ -6,11 +6,12 @@ because old records live in the log forever.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
-from baton_common.commands import ErrorKind
+from baton_common.commands import ErrorKind, TimerKind
 
 __all__ = [
     "EVENT_ADAPTER",
@@ -18,6 +19,8 @@ __all__ = [
     "ApprovalGranted",
     "ApprovalRequested",
     "CommandRejected",
+    "CompensationStarted",
+    "DedupSlotAdvanced",
     "RunCancelled",
     "RunDeduplicated",
     "RunEvent",
@@ -25,9 +28,12 @@ __all__ = [
     "RunStarted",
     "RunSucceeded",
     "StepDispatched",
+    "StepExploded",
     "StepFailed",
     "StepSkipped",
     "StepSucceeded",
+    "TimerFired",
+    "TimerScheduled",
 ]
 
 
@@ -45,6 +51,13 @@ class RunStarted(_Event):
     dedup_key: str | None = None
     dedup_until: str | None = Field(default=None, description="ISO time the dedup window ends")
     ingest_id: str | None = None
+    dedup_slot: str | None = Field(
+        default=None,
+        description="for a run started after an earlier run's dedup window: that slot's run id",
+    )
+    parent_run_id: str | None = Field(default=None, description="the run whose step called")
+    parent_step: str | None = None
+    parent_attempt_id: str | None = None
 
 
 class RunDeduplicated(_Event):
@@ -64,6 +77,19 @@ class StepDispatched(_Event):
     action: str
     queue: str
     input: dict[str, JsonValue]
+    child_run_id: str | None = Field(
+        default=None, description="for a `story` step: the sub-story run this attempt starts"
+    )
+    child_story_id: str | None = None
+    child_story_version: int | None = None
+
+
+class StepExploded(_Event):
+    """A ``for_each`` step's list: one child step ``<step>[<index>]`` per item follows."""
+
+    type: Literal["baton.step.exploded.v1"] = "baton.step.exploded.v1"
+    step: str
+    items: list[JsonValue]
 
 
 class StepSucceeded(_Event):
@@ -142,10 +168,53 @@ class CommandRejected(_Event):
     reason: str
 
 
+class TimerScheduled(_Event):
+    """The run will need a ``FireTimer`` at ``fire_at`` (a retry, timeout or delay)."""
+
+    type: Literal["baton.timer.scheduled.v1"] = "baton.timer.scheduled.v1"
+    timer_id: str
+    kind: TimerKind
+    step: str | None = None
+    attempt: int | None = None
+    fire_at: datetime
+
+
+class TimerFired(_Event):
+    """A timer came due; the events after it in the same command are its consequences."""
+
+    type: Literal["baton.timer.fired.v1"] = "baton.timer.fired.v1"
+    timer_id: str
+    kind: TimerKind
+    step: str | None = None
+
+
+class DedupSlotAdvanced(_Event):
+    """On the dedup slot's run (the first run of a key): a later trigger with the same
+    dedup key arrived after the window and started ``current`` (ADR 0100)."""
+
+    type: Literal["baton.dedup.advanced.v1"] = "baton.dedup.advanced.v1"
+    dedup_key: str
+    generation: int
+    current: str
+
+
+class CompensationStarted(_Event):
+    """The run is closing: its ``handlers`` (compensations of completed steps, newest
+    first, then ``on_failure``) run one at a time before the run fails or is cancelled."""
+
+    type: Literal["baton.compensation.started.v1"] = "baton.compensation.started.v1"
+    outcome: Literal["failed", "cancelled"]
+    reason: str
+    handlers: list[str]
+    step: str | None = Field(default=None, description="the step whose failure closes the run")
+    requested_by: str | None = Field(default=None, description="who cancelled the run")
+
+
 RunEvent = Annotated[
     RunStarted
     | RunDeduplicated
     | StepDispatched
+    | StepExploded
     | StepSucceeded
     | StepFailed
     | StepSkipped
@@ -155,7 +224,11 @@ RunEvent = Annotated[
     | RunSucceeded
     | RunFailed
     | RunCancelled
-    | CommandRejected,
+    | CommandRejected
+    | TimerScheduled
+    | TimerFired
+    | DedupSlotAdvanced
+    | CompensationStarted,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)

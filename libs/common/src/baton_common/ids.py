@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from itertools import count
 from typing import Final
 
-__all__ = ["attempt_id", "child_id", "gate_id", "run_id_for"]
+from aiokafka.partitioner import murmur2
+
+__all__ = [
+    "attempt_id",
+    "child_id",
+    "fire_command_id",
+    "gate_id",
+    "generation_run_id",
+    "partition_for",
+    "run_id_for",
+    "timer_id",
+]
 
 _NAMESPACE: Final = uuid.UUID("6f1e4c1e-2b7a-4d2e-9a59-1c3c0b7a7a10")
 
@@ -28,3 +40,36 @@ def gate_id(run_id: str, step: str) -> str:
 def child_id(parent_id: str, index: int) -> str:
     """The id of the ``index``-th record caused by ``parent_id`` (events of a command)."""
     return str(uuid.uuid5(_NAMESPACE, f"child:{parent_id}:{index}"))
+
+
+def timer_id(run_id: str, kind: str, step: str | None, attempt: int | None) -> str:
+    """The id of a run's timer: one per run, kind, step and attempt, so it fires once."""
+    return str(uuid.uuid5(_NAMESPACE, f"timer:{run_id}:{kind}:{step or ''}:{attempt or 0}"))
+
+
+def fire_command_id(timer: str) -> str:
+    """The envelope id of the ``FireTimer`` command for ``timer`` (the same on every resend)."""
+    return str(uuid.uuid5(_NAMESPACE, f"fire:{timer}"))
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner picks for ``key`` (murmur2, as in Java)."""
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def generation_run_id(slot: str, generation: int, partitions: int) -> str:
+    """The run id of the ``generation``-th run of a dedup slot (ADR 0100).
+
+    The first candidate id that Kafka's default partitioner puts on the slot's own
+    partition, so the new run's commands, events and tasks stay where the slot's
+    state lives. About ``partitions`` candidates are tried; the result is deterministic.
+    """
+    if generation == 0:
+        return slot
+    target = partition_for(slot, partitions)
+    for n in count():
+        candidate = str(uuid.uuid5(_NAMESPACE, f"generation:{slot}:{generation}:{n}"))
+        if partition_for(candidate, partitions) == target:
+            return candidate
+    raise AssertionError("unreachable")  # pragma: no cover

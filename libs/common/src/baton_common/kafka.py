@@ -92,9 +92,18 @@ def make_producer(
 
 
 def make_consumer(
-    bootstrap: str, *topics: str, group_id: str | None, client_id: str
+    bootstrap: str,
+    *topics: str,
+    group_id: str | None,
+    client_id: str,
+    fetch_max_wait_ms: int = 500,
 ) -> AIOKafkaConsumer:
-    """A ``read_committed`` consumer with manual commits, starting at the earliest offset."""
+    """A ``read_committed`` consumer with manual commits, starting at the earliest offset.
+
+    ``fetch_max_wait_ms`` bounds how long the broker holds a fetch with nothing new; a
+    ``read_committed`` fetch is not answered early when a transaction commits, so
+    latency-sensitive consumers (the scheduler's commands) set it low.
+    """
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
@@ -104,6 +113,7 @@ def make_consumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=500,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
 
 

@@ -23,6 +23,9 @@ class TopicSettings(BaseModel):
     schedules: str = Field(
         "baton.schedules", description="compacted: the last tick fired per scheduled story"
     )
+    snapshots: str = Field(
+        "baton.snapshots", description="compacted; the scheduler's run-state snapshots"
+    )
     task_queues: list[str] = Field(default_factory=lambda: ["default"])
     partitions: int = Field(6, ge=1, description="baton.commands, baton.runs and task topics")
     ingest_partitions: int = Field(6, ge=1)

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from baton_common.commands import TimerKind
 from baton_common.envelope import Envelope
 from baton_common.events import (
     EVENT_ADAPTER,
@@ -19,6 +20,8 @@ from baton_common.events import (
     ApprovalGranted,
     ApprovalRequested,
     CommandRejected,
+    CompensationStarted,
+    DedupSlotAdvanced,
     RunCancelled,
     RunDeduplicated,
     RunEvent,
@@ -26,13 +29,16 @@ from baton_common.events import (
     RunStarted,
     RunSucceeded,
     StepDispatched,
+    StepExploded,
     StepFailed,
     StepSkipped,
     StepSucceeded,
+    TimerFired,
+    TimerScheduled,
 )
 from baton_common.hashing import GENESIS
 
-__all__ = ["RunState", "RunStatus", "StepState", "StepStatus", "evolve", "replay"]
+__all__ = ["RunState", "RunStatus", "StepState", "StepStatus", "Timer", "evolve", "replay"]
 
 
 class RunStatus(StrEnum):
@@ -46,6 +52,7 @@ class StepStatus(StrEnum):
     PENDING = "pending"
     DISPATCHED = "dispatched"
     WAITING = "waiting_approval"
+    DELAYED = "delayed"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -65,6 +72,22 @@ class StepState(BaseModel):
     output: JsonValue = None
     error: str | None = None
     decided_by: str | None = None
+    items: list[JsonValue] | None = None
+
+
+class Timer(BaseModel):
+    """A pending timer: the run expects a ``FireTimer`` for it at ``fire_at``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: TimerKind
+    step: str | None = None
+    attempt: int | None = None
+    fire_at: datetime
+
+
+# timers a step's outcome makes moot; a retry timer is only consumed by firing
+_STEP_BOUND: frozenset[str] = frozenset({"step_timeout", "approval_timeout", "delay"})
 
 
 class RunState(BaseModel):
@@ -82,6 +105,19 @@ class RunState(BaseModel):
     started_at: datetime
     seq: int = 0
     last_hash: str = GENESIS
+    timers: dict[str, Timer] = {}
+    dedup_slot: str | None = None
+    parent_run_id: str | None = None
+    parent_step: str | None = None
+    parent_attempt_id: str | None = None
+    dedup_generation: int = 0
+    dedup_current: str | None = None
+    succeeded: list[str] = []
+    closing: str | None = None
+    closing_reason: str | None = None
+    closing_step: str | None = None
+    closing_by: str | None = None
+    handlers: list[str] = []
 
     @property
     def finished(self) -> bool:
@@ -91,6 +127,10 @@ class RunState(BaseModel):
 def _step(state: RunState, name: str, **changes: object) -> dict[str, StepState]:
     current = state.steps.get(name, StepState())
     return {**state.steps, name: current.model_copy(update=changes)}
+
+
+def _drop_step_timers(state: RunState, step: str) -> dict[str, Timer]:
+    return {k: t for k, t in state.timers.items() if not (t.step == step and t.kind in _STEP_BOUND)}
 
 
 def evolve(
@@ -112,6 +152,10 @@ def evolve(
             dedup_key=event.dedup_key,
             dedup_until=event.dedup_until,
             ingest_id=event.ingest_id,
+            dedup_slot=event.dedup_slot,
+            parent_run_id=event.parent_run_id,
+            parent_step=event.parent_step,
+            parent_attempt_id=event.parent_attempt_id,
             steps={},
             started_at=time,
             seq=seq,
@@ -123,13 +167,34 @@ def evolve(
             update["steps"] = _step(
                 state, step, status=StepStatus.DISPATCHED, attempt=attempt, attempt_id=aid
             )
+        case StepExploded(step=step, items=items):
+            update["steps"] = _step(state, step, status=StepStatus.DISPATCHED, items=list(items))
         case StepSucceeded(step=step, output=output):
             update["steps"] = _step(state, step, status=StepStatus.SUCCEEDED, output=output)
+            update["succeeded"] = [*state.succeeded, step]
+            update["timers"] = _drop_step_timers(state, step)
         case StepFailed(step=step, will_retry=will_retry, message=message):
             status = StepStatus.PENDING if will_retry else StepStatus.FAILED
             update["steps"] = _step(state, step, status=status, error=message)
+            update["timers"] = _drop_step_timers(state, step)
         case StepSkipped(step=step, reason=reason):
             update["steps"] = _step(state, step, status=StepStatus.SKIPPED, error=reason)
+        case TimerScheduled(timer_id=tid, kind=kind, step=step, attempt=attempt, fire_at=at):
+            timer = Timer(kind=kind, step=step, attempt=attempt, fire_at=at)
+            update["timers"] = {**state.timers, tid: timer}
+            if kind == "delay" and step is not None:
+                update["steps"] = _step(state, step, status=StepStatus.DELAYED)
+        case TimerFired(timer_id=tid):
+            update["timers"] = {k: t for k, t in state.timers.items() if k != tid}
+        case CompensationStarted():
+            update["closing"] = event.outcome
+            update["closing_reason"] = event.reason
+            update["closing_step"] = event.step
+            update["closing_by"] = event.requested_by
+            update["handlers"] = list(event.handlers)
+        case DedupSlotAdvanced(generation=generation, current=current):
+            update["dedup_generation"] = generation
+            update["dedup_current"] = current
         case ApprovalRequested(step=step, gate_id=gid):
             update["steps"] = _step(state, step, status=StepStatus.WAITING, gate_id=gid)
         case ApprovalGranted(step=step, approver=approver, comment=comment):
@@ -140,6 +205,7 @@ def evolve(
                 decided_by=approver,
                 output={"decision": "approved", "approver": approver, "comment": comment},
             )
+            update["timers"] = _drop_step_timers(state, step)
         case ApprovalDenied(step=step, approver=approver, comment=comment):
             update["steps"] = _step(
                 state,
@@ -149,12 +215,16 @@ def evolve(
                 error=f"denied by {approver}" + (f": {comment}" if comment else ""),
                 output={"decision": "denied", "approver": approver, "comment": comment},
             )
+            update["timers"] = _drop_step_timers(state, step)
         case RunSucceeded():
             update["status"] = RunStatus.SUCCEEDED
+            update["timers"] = {}
         case RunFailed():
             update["status"] = RunStatus.FAILED
+            update["timers"] = {}
         case RunCancelled():
             update["status"] = RunStatus.CANCELLED
+            update["timers"] = {}
         case RunStarted() | RunDeduplicated() | CommandRejected():
             pass
     return state.model_copy(update=update)

@@ -7,10 +7,8 @@ derived from the run, step and attempt, so replaying the log gives the same even
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-from pydantic import JsonValue
 
 from baton_common import ids
 from baton_common.commands import (
@@ -19,74 +17,56 @@ from baton_common.commands import (
     CompleteStep,
     DecideApproval,
     FailStep,
+    FireTimer,
     StartRun,
 )
 from baton_common.events import (
     ApprovalDenied,
     ApprovalGranted,
-    ApprovalRequested,
     CommandRejected,
+    DedupSlotAdvanced,
     RunCancelled,
     RunDeduplicated,
     RunEvent,
-    RunFailed,
     RunStarted,
-    RunSucceeded,
-    StepDispatched,
-    StepFailed,
-    StepSkipped,
     StepSucceeded,
 )
-from baton_common.expressions import ExpressionError, evaluate_condition, render_value
-from baton_common.state import RunState, StepState, StepStatus, evolve
-from baton_common.story import Step, Story
+from baton_common.state import RunState, StepStatus
+from baton_common.story import Story
+from baton_scheduler.advance import advance, begin_closing
+from baton_scheduler.progress import Builder, fail_attempt, render_context, schedule
+from baton_scheduler.timers import fire
 
-__all__ = ["Decision", "decide", "render_context"]
+__all__ = ["Context", "Decision", "decide", "render_context"]
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The events a command caused, and the run state after them (None: no run)."""
+    """The events a command caused (possibly for two runs) and the states after them."""
 
     events: list[RunEvent]
-    state: RunState | None
+    states: dict[str, RunState] = field(default_factory=dict)
 
 
-class _Run:
-    """Accumulates events while keeping the state they produce current."""
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a decision may read besides the run's own state, passed in to keep it pure.
 
-    def __init__(self, state: RunState | None, now: datetime) -> None:
-        self.state = state
-        self.events: list[RunEvent] = []
-        self._now = now
+    Attributes:
+        now: the command's log timestamp; the only clock the decider reads.
+        command_id: the command envelope's id, quoted by rejections and dedup events.
+        partitions: the partition count of ``baton.commands`` (for new dedup generations).
+        current: for a StartRun on a dedup slot, the state of the slot's newest run.
+    """
 
-    def emit(self, event: RunEvent) -> None:
-        self.events.append(event)
-        if self.state is not None or isinstance(event, RunStarted):
-            self.state = evolve(self.state, event, seq=0, hash="", time=self._now)
-
-    @property
-    def run(self) -> RunState:
-        assert self.state is not None  # emit(RunStarted) happens before any step event
-        return self.state
-
-
-def render_context(state: RunState) -> dict[str, JsonValue]:
-    """What templates and conditions see: ``event``, ``steps`` and ``run``."""
-    steps: dict[str, JsonValue] = {
-        name: {"status": step.status.value, "output": step.output, "error": step.error}
-        for name, step in state.steps.items()
-    }
-    run: dict[str, JsonValue] = {
-        "id": state.run_id,
-        "story_id": state.story_id,
-        "story_version": state.story_version,
-    }
-    return {"event": state.trigger, "steps": steps, "run": run}
+    now: datetime
+    command_id: str
+    partitions: int
+    current: RunState | None = None
 
 
 def decide(
-    state: RunState | None, command: Command, story: Story | None, now: datetime, command_id: str
+    state: RunState | None, command: Command, story: Story | None, context: Context
 ) -> Decision:
     """Decide what ``command`` means for the run in ``state``.
 
@@ -94,69 +74,113 @@ def decide(
         state: the run's current state, or None if the run does not exist.
         command: the validated command payload.
         story: the story version the run uses (for StartRun: the version asked for).
-        now: the command's log timestamp; the only clock the decider reads.
-        command_id: the command envelope's id, quoted by rejections and dedup events.
+        context: the command's time and id, and what else the decision may read.
     """
-    run = _Run(state, now)
+    if isinstance(command, StartRun):
+        return _start(state, command, story, context)
+    run = Builder(state, context.now)
     handler = _HANDLERS[type(command)]
-    reason = handler(run, command, story, now, command_id)
+    reason = handler(run, command, story, context)
     if reason is not None:
-        return Decision(
-            [
-                CommandRejected(
-                    run_id=command.run_id,
-                    command_type=command.type,
-                    command_id=command_id,
-                    reason=reason,
-                )
-            ],
-            state,
-        )
-    return Decision(run.events, run.state)
+        return _rejected(state, command, context, reason)
+    return Decision(run.events, {state.run_id: run.run} if state is not None else {})
 
 
-def _start(run: _Run, cmd: Command, story: Story | None, now: datetime, cid: str) -> str | None:
-    assert isinstance(cmd, StartRun)
-    if run.state is not None:
-        existing = run.state
-        in_window = existing.dedup_until is not None and now < datetime.fromisoformat(
-            existing.dedup_until
-        )
-        same_intake = cmd.ingest_id is not None and cmd.ingest_id == existing.ingest_id
-        if in_window or same_intake:
-            run.emit(
-                RunDeduplicated(
-                    run_id=cmd.run_id,
-                    dedup_key=cmd.dedup_key or existing.dedup_key or "",
-                    duplicate_command_id=cid,
-                    ingest_id=cmd.ingest_id,
-                )
+def _rejected(state: RunState | None, cmd: Command, ctx: Context, reason: str) -> Decision:
+    event = CommandRejected(
+        run_id=cmd.run_id, command_type=cmd.type, command_id=ctx.command_id, reason=reason
+    )
+    return Decision([event], {state.run_id: state} if state is not None else {})
+
+
+def _start(state: RunState | None, cmd: StartRun, story: Story | None, ctx: Context) -> Decision:
+    if state is None:
+        run = Builder(None, ctx.now)
+        if (reason := _begin(run, cmd, story, ctx, cmd.run_id, None)) is not None:
+            return _rejected(None, cmd, ctx, reason)
+        return Decision(run.events, {run.run.run_id: run.run})
+    slot = state
+    latest = ctx.current if slot.dedup_current is not None and ctx.current else slot
+    in_window = latest.dedup_until is not None and ctx.now < datetime.fromisoformat(
+        latest.dedup_until
+    )
+    same_intake = cmd.ingest_id is not None and cmd.ingest_id in {
+        latest.ingest_id,
+        slot.ingest_id,
+    }
+    if in_window or same_intake:
+        target = latest if in_window or cmd.ingest_id == latest.ingest_id else slot
+        run = Builder(target, ctx.now)
+        run.emit(
+            RunDeduplicated(
+                run_id=target.run_id,
+                dedup_key=cmd.dedup_key or target.dedup_key or "",
+                duplicate_command_id=ctx.command_id,
+                ingest_id=cmd.ingest_id,
             )
-            return None
-        return f"run {cmd.run_id} already exists and its dedup window has ended"
+        )
+        return Decision(run.events, {target.run_id: run.run})
+    if cmd.dedup_key is None:
+        return _rejected(state, cmd, ctx, f"run {cmd.run_id} already exists")
+    # After the window: a new run in a fresh generation of the slot (ADR 0100).
+    generation = slot.dedup_generation + 1
+    new_id = ids.generation_run_id(slot.run_id, generation, ctx.partitions)
+    fresh = Builder(None, ctx.now)
+    if (reason := _begin(fresh, cmd, story, ctx, new_id, slot.run_id)) is not None:
+        return _rejected(state, cmd, ctx, reason)
+    marker = Builder(slot, ctx.now)
+    marker.emit(
+        DedupSlotAdvanced(
+            run_id=slot.run_id, dedup_key=cmd.dedup_key, generation=generation, current=new_id
+        )
+    )
+    return Decision(marker.events + fresh.events, {slot.run_id: marker.run, new_id: fresh.run})
+
+
+def _begin(
+    run: Builder,
+    cmd: StartRun,
+    story: Story | None,
+    ctx: Context,
+    run_id: str,
+    slot: str | None,
+) -> str | None:
     if story is None:
         version = cmd.story_version if cmd.story_version is not None else "newest"
         return f"unknown story {cmd.story_id} (version {version})"
+    if cmd.parent_run_id is not None and story.inputs is not None:
+        missing = [k for k, i in story.inputs.items() if i.required and k not in cmd.trigger]
+        unknown = sorted(set(cmd.trigger) - set(story.inputs))
+        if missing or unknown:
+            problems = [f"missing input {k}" for k in missing]
+            problems += [f"unknown input {k}" for k in unknown]
+            return f"story {story.id} v{story.version}: {', '.join(problems)}"
     until = None
     if cmd.dedup_key is not None:
         window = timedelta(seconds=cmd.dedup_window_seconds or 0)
-        until = (now + window).isoformat()
+        until = (ctx.now + window).isoformat()
     run.emit(
         RunStarted(
-            run_id=cmd.run_id,
+            run_id=run_id,
             story_id=story.id,
             story_version=story.version,
             trigger=cmd.trigger,
             dedup_key=cmd.dedup_key,
             dedup_until=until,
             ingest_id=cmd.ingest_id,
+            dedup_slot=slot,
+            parent_run_id=cmd.parent_run_id,
+            parent_step=cmd.parent_step,
+            parent_attempt_id=cmd.parent_attempt_id,
         )
     )
-    _advance(run, story)
+    if story.timeout is not None:
+        schedule(run, "run_timeout", story.timeout)
+    advance(run, story)
     return None
 
 
-def _complete(run: _Run, cmd: Command, story: Story | None, now: datetime, cid: str) -> str | None:
+def _complete(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> str | None:
     assert isinstance(cmd, CompleteStep)
     if (reason := _check_attempt(run.state, story, cmd.step, cmd.attempt_id)) is not None:
         return reason
@@ -171,42 +195,34 @@ def _complete(run: _Run, cmd: Command, story: Story | None, now: datetime, cid: 
             output=cmd.output,
         )
     )
-    _advance(run, story)
+    advance(run, story)
     return None
 
 
-def _fail(run: _Run, cmd: Command, story: Story | None, now: datetime, cid: str) -> str | None:
+def _fail(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> str | None:
     assert isinstance(cmd, FailStep)
     if (reason := _check_attempt(run.state, story, cmd.step, cmd.attempt_id)) is not None:
         return reason
     assert story is not None
-    step = run.run.steps[cmd.step]
-    will_retry = (
-        cmd.error_kind == "retryable" and step.attempt < story.steps[cmd.step].retry.max_attempts
+    fail_attempt(
+        run,
+        story,
+        cmd.step,
+        error_kind=cmd.error_kind,
+        error_type=cmd.error_type,
+        message=cmd.message,
     )
-    run.emit(
-        StepFailed(
-            run_id=cmd.run_id,
-            step=cmd.step,
-            attempt=step.attempt,
-            attempt_id=cmd.attempt_id,
-            error_kind=cmd.error_kind,
-            error_type=cmd.error_type,
-            message=cmd.message,
-            will_retry=will_retry,
-        )
-    )
-    _advance(run, story)
+    advance(run, story)
     return None
 
 
-def _decide_approval(
-    run: _Run, cmd: Command, story: Story | None, now: datetime, cid: str
-) -> str | None:
+def _decide_approval(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> str | None:
     assert isinstance(cmd, DecideApproval)
-    if (reason := _check_running(run.state, story)) is not None:
+    if (reason := check_running(run.state, story)) is not None:
         return reason
     assert story is not None
+    if run.run.closing is not None:
+        return f"run is closing ({run.run.closing}): its gates take no decisions"
     waiting = [n for n, s in run.run.steps.items() if s.gate_id == cmd.gate_id]
     if not waiting:
         return f"unknown approval gate {cmd.gate_id}"
@@ -229,19 +245,35 @@ def _decide_approval(
             channel=cmd.channel,
         )
     )
-    _advance(run, story)
+    advance(run, story)
     return None
 
 
-def _cancel(run: _Run, cmd: Command, story: Story | None, now: datetime, cid: str) -> str | None:
+def _cancel(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> str | None:
     assert isinstance(cmd, CancelRun)
-    if (reason := _check_running(run.state, story)) is not None:
+    if (reason := check_running(run.state, story)) is not None:
         return reason
+    assert story is not None
+    if cmd.compensate and run.run.closing is None:
+        begin_closing(run, story, "cancelled", cmd.reason, requested_by=cmd.requested_by)
+        return None
+    if cmd.compensate:
+        return f"run is already closing ({run.run.closing}) and compensating"
+    # a plain cancel stops the run at once, even while it is compensating
     run.emit(RunCancelled(run_id=cmd.run_id, reason=cmd.reason, requested_by=cmd.requested_by))
     return None
 
 
-def _check_running(state: RunState | None, story: Story | None) -> str | None:
+def _fire(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> str | None:
+    assert isinstance(cmd, FireTimer)
+    if (reason := check_running(run.state, story)) is not None:
+        return reason
+    assert story is not None
+    return fire(run, cmd, story)
+
+
+def check_running(state: RunState | None, story: Story | None) -> str | None:
+    """Why a command cannot apply to the run (unknown, finished, story missing), or None."""
     if state is None:
         return "unknown run"
     if state.finished:
@@ -254,7 +286,7 @@ def _check_running(state: RunState | None, story: Story | None) -> str | None:
 def _check_attempt(
     state: RunState | None, story: Story | None, step_name: str, attempt_id: str
 ) -> str | None:
-    if (reason := _check_running(state, story)) is not None:
+    if (reason := check_running(state, story)) is not None:
         return reason
     assert state is not None
     step = state.steps.get(step_name)
@@ -267,121 +299,11 @@ def _check_attempt(
     return None
 
 
-def _advance(run: _Run, story: Story) -> None:
-    """Dispatch every step whose needs are met, then finish the run if nothing is left."""
-    progressed = True
-    while progressed and not run.run.finished:
-        progressed = False
-        for name, step in story.steps.items():
-            current = run.run.steps.get(name, StepState())
-            if current.status is StepStatus.PENDING and current.attempt > 0:
-                _dispatch(run, name, step, current.attempt + 1)  # a retry
-                progressed = True
-            elif current.status is StepStatus.PENDING and _needs_done(run.run, step):
-                _start_step(run, name, step)
-                progressed = True
-    _finish_if_done(run, story)
-
-
-def _needs_done(state: RunState, step: Step) -> bool:
-    return all(state.steps.get(n, StepState()).status.done for n in step.needs)
-
-
-def _start_step(run: _Run, name: str, step: Step) -> None:
-    state = run.run
-    unmet = [n for n in step.needs if state.steps[n].status is not StepStatus.SUCCEEDED]
-    if unmet:
-        run.emit(
-            StepSkipped(run_id=state.run_id, step=name, reason=f"needs not met: {', '.join(unmet)}")
-        )
-        return
-    if step.if_ is not None:
-        try:
-            wanted = evaluate_condition(step.if_, render_context(state))
-        except ExpressionError as exc:
-            _fail_step(run, name, "ExpressionError", str(exc))
-            return
-        if not wanted:
-            run.emit(StepSkipped(run_id=state.run_id, step=name, reason=f"if: {step.if_}"))
-            return
-    _dispatch(run, name, step, 1)
-
-
-def _dispatch(run: _Run, name: str, step: Step, attempt: int) -> None:
-    state = run.run
-    context = render_context(state)
-    if step.approval is not None:
-        try:
-            message = (
-                render_value(step.approval.message, context) if step.approval.message else None
-            )
-        except ExpressionError as exc:
-            _fail_step(run, name, "ExpressionError", str(exc))
-            return
-        run.emit(
-            ApprovalRequested(
-                run_id=state.run_id,
-                step=name,
-                gate_id=ids.gate_id(state.run_id, name),
-                approvers=list(step.approval.approvers),
-                message=str(message) if message is not None else None,
-            )
-        )
-        return
-    assert step.action is not None
-    try:
-        rendered = render_value(dict(step.with_), context)
-    except ExpressionError as exc:
-        _fail_step(run, name, "ExpressionError", str(exc))
-        return
-    assert isinstance(rendered, dict)
-    run.emit(
-        StepDispatched(
-            run_id=state.run_id,
-            step=name,
-            attempt=attempt,
-            attempt_id=ids.attempt_id(state.run_id, name, attempt),
-            action=step.action,
-            queue=step.queue,
-            input=rendered,
-        )
-    )
-
-
-def _fail_step(run: _Run, name: str, error_type: str, message: str) -> None:
-    attempt = run.run.steps.get(name, StepState()).attempt
-    run.emit(
-        StepFailed(
-            run_id=run.run.run_id,
-            step=name,
-            attempt=attempt,
-            attempt_id=ids.attempt_id(run.run.run_id, name, attempt),
-            error_kind="permanent",
-            error_type=error_type,
-            message=message,
-            will_retry=False,
-        )
-    )
-
-
-def _finish_if_done(run: _Run, story: Story) -> None:
-    state = run.run
-    if state.finished:
-        return
-    failed = [n for n in story.steps if state.steps.get(n, StepState()).status is StepStatus.FAILED]
-    if failed:
-        step = state.steps[failed[0]]
-        run.emit(RunFailed(run_id=state.run_id, reason=step.error or "step failed", step=failed[0]))
-        return
-    if all(state.steps.get(n, StepState()).status.done for n in story.steps):
-        run.emit(RunSucceeded(run_id=state.run_id))
-
-
-_Handler = Callable[[_Run, Command, Story | None, datetime, str], str | None]
+_Handler = Callable[[Builder, Command, Story | None, Context], str | None]
 _HANDLERS: dict[type, _Handler] = {
-    StartRun: _start,
     CompleteStep: _complete,
     FailStep: _fail,
     DecideApproval: _decide_approval,
     CancelRun: _cancel,
+    FireTimer: _fire,
 }

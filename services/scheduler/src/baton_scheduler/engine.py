@@ -22,10 +22,12 @@ from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outb
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
 from baton_scheduler import metrics
-from baton_scheduler.decide import decide
+from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
 from baton_scheduler.recovery import rebuild_partition
+from baton_scheduler.snapshot import load_snapshot, snapshot_records
 from baton_scheduler.store import RunStore
+from baton_scheduler.timer_loop import TimerLoop
 
 __all__ = ["Engine"]
 
@@ -47,6 +49,9 @@ class Engine:
         topics: TopicSettings,
         group_id: str,
         story_wait_seconds: float = 5.0,
+        timer_producer: AIOKafkaProducer | None = None,
+        timer_resend_seconds: float = 30.0,
+        snapshot_every: int = 0,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -56,8 +61,17 @@ class Engine:
         self._group_id = group_id
         self._story_wait = story_wait_seconds
         self.store = RunStore()
+        self.timers = TimerLoop(
+            self.store,
+            timer_producer or producer,
+            topics.commands,
+            resend_seconds=timer_resend_seconds,
+        )
         self.assigned: set[int] = set()
         self.recovering = False
+        self._snapshot_every = snapshot_every
+        self._runs_end: dict[int, int] = {}  # next baton.runs offset per partition
+        self._since_snapshot: dict[int, int] = {}
 
     def subscribe(self) -> None:
         self._consumer.subscribe([self._topics.commands], listener=_Rebalance(self))
@@ -66,10 +80,19 @@ class Engine:
         self.recovering = True
         try:
             for partition in partitions:
-                self.store.apply(
-                    await rebuild_partition(self._recovery, self._topics.runs, partition)
+                snapshot = None
+                if self._snapshot_every > 0:
+                    snapshot = await load_snapshot(
+                        self._recovery, self._topics.snapshots, self._topics.runs, partition
+                    )
+                rebuilt = await rebuild_partition(
+                    self._recovery, self._topics.runs, partition, snapshot
                 )
+                self.store.apply(rebuilt.states)
+                self._runs_end[partition] = rebuilt.end_offset
+                self._since_snapshot[partition] = 0
             self.assigned |= set(partitions)
+            self.timers.track(self.store.states())
         finally:
             self.recovering = False
 
@@ -82,12 +105,19 @@ class Engine:
         """Process commands until cancelled."""
         while True:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=500)
+            # records of a partition whose run states are not rebuilt yet (the rebalance
+            # callback is still recovering it) are put back, to be decided after recovery
+            unready = [tp for tp in batches if tp.partition not in self.assigned]
+            for tp in unready:
+                self._consumer.seek(tp, batches.pop(tp)[0].offset)
             if not batches:
+                if unready:
+                    await asyncio.sleep(0.05)
                 continue
             started = time.perf_counter()
             staged: Staged = {}
             try:
-                await self._commit_batch(batches, staged)
+                ends, snapped = await self._commit_batch(batches, staged)
             except ProducerFenced:
                 log.error("another scheduler took over this transactional id; stopping")
                 raise
@@ -98,11 +128,18 @@ class Engine:
                 await asyncio.sleep(1.0)
                 continue
             self.store.apply(staged)
+            self.timers.track(state for _, state in staged.values())
+            self._runs_end.update(ends)
+            for tp, records in batches.items():
+                since = self._since_snapshot.get(tp.partition, 0) + len(records)
+                self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _commit_batch(
         self, batches: dict[TopicPartition, list[ConsumedRecord]], staged: Staged
-    ) -> None:
+    ) -> tuple[dict[int, int], set[int]]:
+        """Decide and produce a batch in one transaction; return the new ``baton.runs``
+        end offsets per partition and the partitions snapshotted in it."""
         async with self._producer.transaction():
             sends = []
             for records in batches.values():
@@ -117,9 +154,59 @@ class Engine:
                                 partition=out.partition,
                             )
                         )
-            await asyncio.gather(*sends)
+            ends: dict[int, int] = {}
+            for meta in await asyncio.gather(*sends):
+                if meta.topic == self._topics.runs:
+                    ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+            snapped = await self._snapshot(batches, staged, ends)
             offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
             await self._producer.send_offsets_to_transaction(offsets, self._group_id)
+        return ends, snapped
+
+    async def _snapshot(
+        self,
+        batches: dict[TopicPartition, list[ConsumedRecord]],
+        staged: Staged,
+        ends: dict[int, int],
+    ) -> set[int]:
+        """Add snapshots of the partitions that are due to the open transaction (ADR 0102)."""
+        if self._snapshot_every <= 0:
+            return set()
+        snapped: set[int] = set()
+        for tp, records in batches.items():
+            p = tp.partition
+            covered = ends.get(p, self._runs_end.get(p))
+            due = self._since_snapshot.get(p, 0) + len(records) >= self._snapshot_every
+            if covered is None or not due:
+                continue
+            states = self.store.of_partition(p)
+            states.update({r: s for r, (part, s) in staged.items() if part == p})
+            started = time.perf_counter()
+            records_out = snapshot_records(
+                snapshot_topic=self._topics.snapshots,
+                runs_topic=self._topics.runs,
+                partition=p,
+                runs_offset=covered,
+                states=states.values(),
+                snapshot_id=f"{self._topics.runs}:{p}:{covered}",
+                time=datetime.now(UTC),
+            )
+            pending = [
+                await self._producer.send(
+                    out.topic, out.value, key=out.key, headers=out.headers, partition=out.partition
+                )
+                for out in records_out
+            ]
+            await asyncio.gather(*pending)
+            snapped.add(p)
+            log.info(
+                "snapshot written",
+                partition=p,
+                runs=len(states),
+                runs_offset=covered,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+        return snapped
 
     async def _rewind(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -147,22 +234,28 @@ class Engine:
                 )
             ]
         now = _log_time(record)
-        state = (
-            staged[command.run_id][1]
-            if command.run_id in staged
-            else self.store.get(command.run_id)
-        )
-        if state is not None:
-            story = self._catalog.get(state.story_id, state.story_version)
-        elif isinstance(command, StartRun):
+
+        def lookup(run_id: str) -> RunState | None:
+            return staged[run_id][1] if run_id in staged else self.store.get(run_id)
+
+        state = lookup(command.run_id)
+        current = None
+        if isinstance(command, StartRun):
+            # a new run, or a new dedup generation: the version the command asks for
             story = await self._catalog.wait_for(
                 command.story_id, command.story_version, self._story_wait
             )
+            if state is not None and state.dedup_current is not None:
+                current = lookup(state.dedup_current)
+        elif state is not None:
+            story = self._catalog.get(state.story_id, state.story_version)
         else:
             story = None
+        known = {s.run_id: s for s in (state, current) if s is not None}
         try:
-            decision = decide(state, command, story, now, envelope.id)
-            entry = journal(state, decision.events, envelope, now, self._topics)
+            context = Context(now, envelope.id, self._topics.partitions, current)
+            decision = decide(state, command, story, context)
+            entry = journal(known, decision.events, envelope, now, self._topics)
         except Exception as exc:  # a decider bug must not wedge the partition: keep the record
             log.exception("decider failed; command sent to the DLQ", run_id=command.run_id)
             metrics.COMMANDS.labels(type=command.type, outcome="dlq").inc()
@@ -175,8 +268,8 @@ class Engine:
                     time=now,
                 )
             ]
-        if entry.state is not None:
-            staged[command.run_id] = (record.partition, entry.state)
+        for run_id, changed in entry.states.items():
+            staged[run_id] = (record.partition, changed)
         rejected = any(e.type == "baton.command.rejected.v1" for e in entry.events)
         metrics.COMMANDS.labels(
             type=command.type, outcome="rejected" if rejected else "accepted"
@@ -188,7 +281,7 @@ class Engine:
             events=[e.type for e in entry.events],
         )
         runs = [
-            outbound(self._topics.runs, command.run_id, e, partition=record.partition)
+            outbound(self._topics.runs, e.subject or command.run_id, e, partition=record.partition)
             for e in entry.events
         ]
         return runs + [outbound(t.topic, t.key, t.envelope) for t in entry.tasks]

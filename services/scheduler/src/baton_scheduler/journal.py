@@ -6,6 +6,7 @@ which is what lets a replay verify the log.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +27,7 @@ from baton_common.kafka import to_envelope
 from baton_common.records import GateClosed, GateOpened, StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState, StepStatus, evolve
+from baton_scheduler.calls import call_commands, rejected_call
 
 __all__ = ["SOURCE", "Entry", "Task", "journal"]
 
@@ -41,28 +43,33 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """What one command adds to the log: events, tasks and the run's new state."""
+    """What one command adds to the log: events, tasks and the new states of the runs
+    it changed (usually one; two when a dedup slot starts a new generation)."""
 
     events: list[Envelope]
     tasks: list[Task]
-    state: RunState | None
+    states: dict[str, RunState]
 
 
 def journal(
-    state: RunState | None,
+    states: Mapping[str, RunState],
     events: list[RunEvent],
     command: Envelope,
     now: datetime,
     topics: TopicSettings,
 ) -> Entry:
-    """Chain ``events`` after ``state`` and derive their task records.
+    """Chain each of ``events`` after its run's state and derive their task records.
 
-    Events of a run that does not exist (a rejected command for an unknown run) are
-    recorded outside any chain: no ``seq``, and ``prevhash`` None.
+    ``states`` holds the states, before the command, of the runs the events belong to;
+    a run missing from it starts with its ``RunStarted``. Events of a run that does not
+    exist (a rejected command for an unknown run) are recorded outside any chain: no
+    ``seq``, and ``prevhash`` None.
     """
     envelopes: list[Envelope] = []
     tasks: list[Task] = []
+    changed: dict[str, RunState] = {}
     for index, event in enumerate(events):
+        state = changed.get(event.run_id) or states.get(event.run_id)
         before = state
         seq = (state.seq if state is not None else 0) + 1
         chained = state is not None or event.type == "baton.run.started.v1"
@@ -89,9 +96,14 @@ def journal(
         envelopes.append(envelope)
         if chained:
             state = evolve(state, event, seq=seq, hash=envelope.hash or "", time=now)
+            changed[event.run_id] = state
         if state is not None:
             tasks.extend(_tasks(event, envelope, before, state, topics, now))
-    return Entry(envelopes, tasks, state)
+            calls = call_commands(event, envelope, state, topics, now)
+        else:
+            calls = rejected_call(event, command, topics, now)
+        tasks.extend(Task(topic, key, env) for topic, key, env in calls)
+    return Entry(envelopes, tasks, changed)
 
 
 def _tasks(
@@ -122,7 +134,7 @@ def _tasks(
         )
 
     match event:
-        case StepDispatched():
+        case StepDispatched() if event.child_run_id is None:
             return [
                 task(
                     topics.task_topic(event.queue),

@@ -35,12 +35,26 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
         stories = make_consumer(
             bootstrap, settings.topics.stories, group_id=None, client_id="baton-scheduler-stories"
         )
-        recovery = make_consumer(bootstrap, group_id=None, client_id="baton-scheduler-recovery")
-        consumer = make_consumer(bootstrap, group_id=settings.group_id, client_id="baton-scheduler")
+        # a short fetch wait also makes recovery's seeks and offset lookups answer quickly
+        recovery = make_consumer(
+            bootstrap,
+            group_id=None,
+            client_id="baton-scheduler-recovery",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        )
+        consumer = make_consumer(
+            bootstrap,
+            group_id=settings.group_id,
+            client_id="baton-scheduler",
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        )
         producer = make_producer(
             bootstrap, client_id="baton-scheduler", transactional_id=settings.transactional_id
         )
-        for client in (stories, recovery, producer):
+        # FireTimer commands go out on their own plain producer: the transactional one
+        # only sends inside a command batch's transaction
+        timer_producer = make_producer(bootstrap, client_id="baton-scheduler-timers")
+        for client in (stories, recovery, producer, timer_producer):
             await client.start()
         engine = Engine(
             consumer=consumer,
@@ -50,6 +64,9 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             topics=settings.topics,
             group_id=settings.group_id,
             story_wait_seconds=settings.story_wait_seconds,
+            timer_producer=timer_producer,
+            timer_resend_seconds=settings.timer_resend_seconds,
+            snapshot_every=settings.snapshot_every,
         )
         engine_box.append(engine)
         tasks.append(asyncio.create_task(follow_stories(stories, catalog, catalog_ready)))
@@ -57,6 +74,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
         engine.subscribe()
         await consumer.start()
         tasks.append(asyncio.create_task(_supervise(engine)))
+        tasks.append(asyncio.create_task(engine.timers.run()))
         log.info("scheduler started", port=settings.http_port)
         try:
             yield
@@ -64,7 +82,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for client in (consumer, producer, recovery, stories):
+            for client in (consumer, producer, timer_producer, recovery, stories):
                 await client.stop()
 
     async def ready() -> str | None:

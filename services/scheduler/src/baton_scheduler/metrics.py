@@ -14,3 +14,7 @@ BATCH_SECONDS = Histogram(
     "baton_scheduler_batch_seconds", "Time to decide and commit one batch of commands."
 )
 RUNS_IN_MEMORY = Gauge("baton_scheduler_runs", "Runs held in memory by this instance.")
+TIMERS_FIRED = Counter(
+    "baton_scheduler_timers_fired_total", "FireTimer commands appended, by timer kind.", ["kind"]
+)
+TIMERS_PENDING = Gauge("baton_scheduler_timers_pending", "Timers the timer loop is watching.")

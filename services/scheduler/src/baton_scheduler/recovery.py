@@ -1,10 +1,12 @@
 """Rebuild run states from ``baton.runs`` when partitions are assigned (DESIGN.md rule 5).
 
-The skeleton replays the partition from its beginning; snapshots that bound recovery
-time as the log grows are the engine issue's work.
+Recovery starts from the partition's newest snapshot (``snapshot.py``), when there is
+one, and replays only the events after the offset it covers.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -13,24 +15,37 @@ from pydantic import ValidationError
 from baton_common.envelope import EnvelopeError, decode_record
 from baton_common.events import EVENT_ADAPTER
 from baton_common.state import RunState, evolve
+from baton_scheduler.snapshot import Snapshot
 
-__all__ = ["rebuild_partition"]
+__all__ = ["Rebuilt", "rebuild_partition"]
 
 log = structlog.get_logger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """A partition's run states, the log end they reflect and how many events were read."""
+
+    states: dict[str, tuple[int, RunState]]
+    end_offset: int
+    replayed: int
+
+
 async def rebuild_partition(
-    consumer: AIOKafkaConsumer, topic: str, partition: int
-) -> dict[str, tuple[int, RunState]]:
-    """Replay one partition of the event log; return each run's state.
+    consumer: AIOKafkaConsumer, topic: str, partition: int, snapshot: Snapshot | None = None
+) -> Rebuilt:
+    """Replay one partition of the event log, after ``snapshot`` if given.
 
     ``consumer`` is a started, group-less, ``read_committed`` consumer used only here.
     """
     tp = TopicPartition(topic, partition)
     consumer.assign([tp])
-    await consumer.seek_to_beginning(tp)
+    if snapshot is None:
+        await consumer.seek_to_beginning(tp)
+    else:
+        consumer.seek(tp, snapshot.runs_offset)
     end = (await consumer.end_offsets([tp]))[tp]
-    runs: dict[str, RunState] = {}
+    runs: dict[str, RunState] = dict(snapshot.states) if snapshot is not None else {}
     replayed = 0
     while await consumer.position(tp) < end:
         batch = await consumer.getmany(tp, timeout_ms=1000)
@@ -51,5 +66,14 @@ async def rebuild_partition(
                 hash=envelope.hash or "",
                 time=envelope.time,
             )
-    log.info("partition rebuilt", topic=topic, partition=partition, events=replayed, runs=len(runs))
-    return {run_id: (partition, state) for run_id, state in runs.items()}
+    log.info(
+        "partition rebuilt",
+        topic=topic,
+        partition=partition,
+        from_snapshot=snapshot is not None,
+        snapshot_runs=len(snapshot.states) if snapshot is not None else 0,
+        events=replayed,
+        runs=len(runs),
+    )
+    states = {run_id: (partition, state) for run_id, state in runs.items()}
+    return Rebuilt(states, end, replayed)

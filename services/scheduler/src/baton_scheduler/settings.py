@@ -16,3 +16,6 @@ class SchedulerSettings(BatonSettings):
     group_id: str = "baton-scheduler"
     transactional_id: str = "baton-scheduler-0"
     story_wait_seconds: float = 5.0
+    timer_resend_seconds: float = 30.0
+    snapshot_every: int = 5000  # commands per partition between snapshots; 0: never
+    fetch_max_wait_ms: int = 20  # read_committed fetches are not woken by commits

@@ -23,6 +23,16 @@ class RunStore:
     def get(self, run_id: str) -> RunState | None:
         return self._runs.get(run_id)
 
+    def partition_of(self, run_id: str) -> int | None:
+        return self._partition_of.get(run_id)
+
+    def of_partition(self, partition: int) -> dict[str, RunState]:
+        """The runs of one partition (a copy)."""
+        return {r: self._runs[r] for r, p in self._partition_of.items() if p == partition}
+
+    def states(self) -> list[RunState]:
+        return list(self._runs.values())
+
     def apply(self, changes: Mapping[str, tuple[int, RunState]]) -> None:
         for run_id, (partition, state) in changes.items():
             self._runs[run_id] = state

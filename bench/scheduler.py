@@ -1,0 +1,535 @@
+"""Scheduler benchmark through the real Kafka, with transactions (issue 3).
+
+Phases (each bounded; figures are printed, never asserted):
+
+1. throughput: ``--runs`` runs of an 8-step story with a 4-way fan-out are started at
+   once; in-process fake executors answer every task immediately. Prints commands/s and
+   log records/s (events on ``baton.runs`` plus task records) from the first StartRun to
+   the last RunSucceeded, and a cProfile summary of where the process spent its time.
+2. latency: runs started at half the measured run rate for ``--latency-seconds``; prints
+   p50/p99 from a CompleteStep acknowledged by Kafka to the StepDispatched it causes
+   being readable (``read_committed``) on ``baton.runs``.
+3. recovery: one partition of a fresh ``baton.runs`` holding ``--finished`` finished runs
+   and ``--waiting`` runs waiting on a step, built with the real decider and journal;
+   prints the time ``rebuild_partition`` takes.
+
+Usage: ``BATON_KAFKA_BOOTSTRAP=127.0.0.1:9092 uv run python bench/scheduler.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import os
+import pstats
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from baton_common import ids
+from baton_common.catalog import StoryCatalog
+from baton_common.commands import CompleteStep, StartRun
+from baton_common.envelope import Envelope, decode_record
+from baton_common.kafka import make_consumer, make_producer, outbound, to_envelope
+from baton_common.records import StepTask, StoryPublished
+from baton_common.service import configure_logging
+from baton_common.settings import TopicSettings
+from baton_common.state import RunState
+from baton_common.story import Story, parse_story
+from baton_common.topics import provision_topics
+from baton_scheduler.decide import Context, decide
+from baton_scheduler.engine import Engine
+from baton_scheduler.journal import journal
+from baton_scheduler.recovery import rebuild_partition
+from baton_scheduler.snapshot import load_snapshot, snapshot_records
+
+STORY_TEXT = """
+id: bench-fanout
+version: 1
+trigger: {webhook: {path: bench}}
+steps:
+  fetch: {action: http, with: {url: "http://x/{{ event.n }}"}}
+  a: {needs: [fetch], action: http, with: {url: "http://a"}}
+  b: {needs: [fetch], action: http, with: {url: "http://b"}}
+  c: {needs: [fetch], action: http, with: {url: "http://c"}}
+  d: {needs: [fetch], action: http, with: {url: "http://d"}}
+  join: {needs: [a, b, c, d], action: http, with: {url: "http://j"}}
+  act: {needs: [join], action: http, with: {url: "http://act"}}
+  close: {needs: [act], action: http, with: {url: "http://close"}}
+"""
+STORY = parse_story(STORY_TEXT)
+COMMANDS_PER_RUN = 1 + len(STORY.steps)  # StartRun + one CompleteStep per step
+EVENTS_PER_RUN = 2 + 2 * len(STORY.steps)  # started, dispatched+succeeded each, succeeded
+RECORDS_PER_RUN = EVENTS_PER_RUN + len(STORY.steps)  # plus one task record per step
+
+
+def topics_for(namespace: str, partitions: int) -> TopicSettings:
+    return TopicSettings(
+        stories=f"{namespace}.baton.stories",
+        ingest=f"{namespace}.baton.ingest",
+        commands=f"{namespace}.baton.commands",
+        runs=f"{namespace}.baton.runs",
+        tasks_prefix=f"{namespace}.baton.tasks.",
+        approvals=f"{namespace}.baton.tasks.approvals",
+        dlq=f"{namespace}.baton.dlq",
+        snapshots=f"{namespace}.baton.snapshots",
+        partitions=partitions,
+        ingest_partitions=1,
+    )
+
+
+def command_envelope(command: StartRun | CompleteStep) -> Envelope:
+    return to_envelope(
+        command,
+        id=str(uuid.uuid4()),
+        source="bench",
+        time=datetime.now(UTC),
+        subject=command.run_id,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+PROFILE = "/tmp/baton-bench-scheduler.prof"
+
+
+async def start_scheduler_process(
+    bootstrap: str, topics: TopicSettings, namespace: str, fetch_max_wait_ms: int, profile: bool
+) -> subprocess.Popen[bytes]:
+    """The real scheduler service as its own process, on this bench's topics."""
+    from baton_cli.kafka_ops import publish_stories
+
+    await publish_stories(bootstrap, topics, [(STORY, STORY_TEXT)])
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
+        "BATON_KAFKA_BOOTSTRAP": bootstrap,
+        "BATON_LOG_LEVEL": "WARNING",
+        "BATON_SCHEDULER_HTTP_PORT": str(port),
+        "BATON_SCHEDULER_GROUP_ID": f"{namespace}-s",
+        "BATON_SCHEDULER_TRANSACTIONAL_ID": f"{namespace}-s-0",
+        "BATON_SCHEDULER_FETCH_MAX_WAIT_MS": str(fetch_max_wait_ms),
+        **{
+            f"BATON_TOPICS__{name.upper()}": str(value)
+            for name, value in topics.model_dump().items()
+            if isinstance(value, str | int) and not isinstance(value, bool)
+        },
+    }
+    profiler = ["-m", "cProfile", "-o", PROFILE] if profile else []
+    process = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+        [sys.executable, *profiler, "-m", "baton_scheduler"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            url = f"http://127.0.0.1:{port}/readyz"
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: ASYNC210
+                if answer.status == 200:
+                    return process
+        except OSError:
+            pass
+        await asyncio.sleep(0.25)
+    process.kill()
+    raise RuntimeError("the scheduler process did not become ready")
+
+
+class Harness:
+    """Scheduler engine (in this process, or the service as its own process), fake
+    executors and an observer of baton.runs."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: TopicSettings,
+        namespace: str,
+        fetch_max_wait_ms: int,
+        *,
+        separate: bool,
+        profile: bool,
+    ) -> None:
+        self.separate = separate
+        self.profile = profile
+        self.process: subprocess.Popen[bytes] | None = None
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.namespace = namespace
+        self.succeeded: set[str] = set()
+        self.acked: dict[str, float] = {}  # CompleteStep id -> when Kafka acknowledged it
+        self.latencies: list[float] = []
+        self.measure = False
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        b = self.bootstrap
+        catalog = StoryCatalog()
+        catalog.add(StoryPublished(story=STORY, source=STORY_TEXT))
+        wait = self.fetch_max_wait_ms
+        self.consumer = make_consumer(
+            b, group_id=f"{self.namespace}-s", client_id="bench-s", fetch_max_wait_ms=wait
+        )
+        self.producer = make_producer(
+            b, client_id="bench-s", transactional_id=f"{self.namespace}-inline-0"
+        )
+        self.recovery = make_consumer(
+            b, group_id=None, client_id="bench-r", fetch_max_wait_ms=self.fetch_max_wait_ms
+        )
+        self.driver = make_producer(b, client_id="bench-driver")
+        self.executor_in = make_consumer(
+            b,
+            self.topics.task_topic("default"),
+            group_id=None,
+            client_id="bench-x",
+            fetch_max_wait_ms=wait,
+        )
+        self.observer = make_consumer(
+            b, self.topics.runs, group_id=None, client_id="bench-o", fetch_max_wait_ms=wait
+        )
+        for client in (self.producer, self.recovery, self.driver, self.executor_in, self.observer):
+            await client.start()
+        self.engine = Engine(
+            consumer=self.consumer,
+            producer=self.producer,
+            recovery_consumer=self.recovery,
+            catalog=catalog,
+            topics=self.topics,
+            group_id=f"{self.namespace}-s",
+            timer_producer=self.driver,
+        )
+        self.tasks = [
+            asyncio.create_task(self._execute()),
+            asyncio.create_task(self._observe()),
+        ]
+        if self.separate:
+            self.process = await start_scheduler_process(
+                b, self.topics, self.namespace, self.fetch_max_wait_ms, self.profile
+            )
+            return
+        self.engine.subscribe()
+        await self.consumer.start()
+        self.tasks.append(asyncio.create_task(self.engine.run()))
+        while not self.engine.assigned:  # noqa: ASYNC110 - the engine exposes no event
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGINT)  # lets cProfile write its file
+            self.process.wait(30)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for client in (
+            self.consumer,
+            self.producer,
+            self.recovery,
+            self.driver,
+            self.executor_in,
+            self.observer,
+        ):
+            await client.stop()
+
+    async def start_runs(self, count: int, *, per_second: float | None = None) -> list[str]:
+        run_ids = []
+        began = time.perf_counter()
+        pending = []
+        for n in range(count):
+            run_id = str(uuid.uuid4())
+            run_ids.append(run_id)
+            command = StartRun(run_id=run_id, story_id=STORY.id, trigger={"n": n})
+            record = outbound(self.topics.commands, run_id, command_envelope(command))
+            pending.append(
+                await self.driver.send(
+                    record.topic, record.value, key=record.key, headers=record.headers
+                )
+            )
+            if per_second is not None:
+                delay = began + (n + 1) / per_second - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+        await asyncio.gather(*pending)
+        return run_ids
+
+    async def wait_done(self, run_ids: list[str], within: float) -> None:
+        deadline = time.perf_counter() + within
+        while not self.succeeded.issuperset(run_ids):
+            if time.perf_counter() > deadline:
+                missing = len(set(run_ids) - self.succeeded)
+                raise TimeoutError(f"{missing} runs not finished within {within}s")
+            await asyncio.sleep(0.01)
+
+    async def _execute(self) -> None:
+        """Fake executors: every task is answered at once with CompleteStep."""
+        producer = self.driver
+        while True:
+            batches = await self.executor_in.getmany(timeout_ms=100, max_records=500)
+            sent: list[tuple[str, asyncio.Future[object]]] = []
+            for records in batches.values():
+                for record in records:
+                    task = StepTask.model_validate(decode_record(record.value, record.headers).data)
+                    command = CompleteStep(
+                        run_id=task.run_id,
+                        step=task.step,
+                        attempt_id=task.attempt_id,
+                        output={"ok": True},
+                    )
+                    envelope = command_envelope(command)
+                    out = outbound(self.topics.commands, task.run_id, envelope)
+                    future = await producer.send(
+                        out.topic, out.value, key=out.key, headers=out.headers
+                    )
+                    future.add_done_callback(
+                        lambda _f, cid=envelope.id: self.acked.__setitem__(cid, time.perf_counter())
+                    )
+                    sent.append((envelope.id, future))
+            if sent:
+                await asyncio.gather(*(f for _, f in sent))
+
+    async def _observe(self) -> None:
+        while True:
+            batches = await self.observer.getmany(timeout_ms=100, max_records=1000)
+            seen = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    headers = dict(record.headers)
+                    kind = headers.get("ce_type", b"").decode()
+                    if kind == "baton.run.succeeded.v1":
+                        self.succeeded.add(headers["ce_subject"].decode())
+                    elif kind == "baton.step.dispatched.v1" and self.measure:
+                        cause = headers.get("ce_causationid", b"").decode()
+                        if cause in self.acked:
+                            self.latencies.append(seen - self.acked[cause])
+
+
+async def throughput(harness: Harness, runs: int) -> float:
+    began = time.perf_counter()
+    run_ids = await harness.start_runs(runs)
+    await harness.wait_done(run_ids, within=300)
+    elapsed = time.perf_counter() - began
+    print(f"throughput: {runs} runs of {len(STORY.steps)} steps (4-way fan-out) in {elapsed:.2f}s")
+    print(f"  commands/s:    {runs * COMMANDS_PER_RUN / elapsed:8.0f}")
+    print(f"  run events/s:  {runs * EVENTS_PER_RUN / elapsed:8.0f}")
+    print(f"  log records/s: {runs * RECORDS_PER_RUN / elapsed:8.0f}  (events + task records)")
+    print(f"  runs/s:        {runs / elapsed:8.1f}")
+    return runs / elapsed
+
+
+async def profiled(harness: Harness, runs: int) -> None:
+    profile = cProfile.Profile()
+    profile.enable()
+    run_ids = await harness.start_runs(runs)
+    await harness.wait_done(run_ids, within=300)
+    profile.disable()
+    print(f"profile of {runs} more runs (this process), by own time:")
+    print_profile(pstats.Stats(profile))
+
+
+def print_profile(stats: pstats.Stats) -> None:
+    text = io.StringIO()
+    stats.stream = text  # type: ignore[attr-defined]
+    stats.sort_stats("tottime").print_stats(18)
+    lines = text.getvalue().splitlines()
+    start = next(i for i, line in enumerate(lines) if "ncalls" in line)
+    for line in lines[start : start + 19]:
+        print("   ", line[:150])
+
+
+async def latency(harness: Harness, run_rate: float, seconds: float) -> None:
+    harness.latencies.clear()
+    harness.measure = True
+    count = max(int(run_rate * seconds), 10)
+    run_ids = await harness.start_runs(count, per_second=run_rate)
+    await harness.wait_done(run_ids, within=300)
+    harness.measure = False
+    lat = sorted(harness.latencies)
+    if not lat:
+        print("latency: no samples")
+        return
+    p50 = statistics.median(lat) * 1000
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
+    print(
+        f"latency at {run_rate:.1f} runs/s ({run_rate * RECORDS_PER_RUN:.0f} records/s), "
+        f"{len(lat)} samples: CompleteStep acked -> next StepDispatched readable: "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1] * 1000:.1f} ms"
+    )
+
+
+async def write_runs(
+    bootstrap: str, topics: TopicSettings, story: Story, finished: int, waiting: int
+) -> None:
+    """Append runs' events to partition 0 of ``topics.runs``, made by the real decider."""
+    producer: AIOKafkaProducer = make_producer(bootstrap, client_id="bench-rec")
+    await producer.start()
+    futures = []
+    now = datetime.now(UTC)
+    for n in range(finished + waiting):
+        run_id = str(uuid.uuid4())
+        state: RunState | None = None
+        commands: list[StartRun | CompleteStep] = [
+            StartRun(run_id=run_id, story_id="rec", trigger={"n": n})
+        ]
+        if n < finished:
+            attempt = ids.attempt_id(run_id, "one", 1)
+            commands.append(CompleteStep(run_id=run_id, step="one", attempt_id=attempt))
+        for command in commands:
+            envelope = command_envelope(command)
+            decision = decide(state, command, story, Context(now, envelope.id, 1))
+            entry = journal(
+                {state.run_id: state} if state else {}, decision.events, envelope, now, topics
+            )
+            state = entry.states[run_id]
+            for event in entry.events:
+                out = outbound(topics.runs, run_id, event, partition=0)
+                futures.append(
+                    await producer.send(
+                        out.topic, out.value, key=out.key, headers=out.headers, partition=0
+                    )
+                )
+        if len(futures) > 5000:
+            await asyncio.gather(*futures)
+            futures.clear()
+    await asyncio.gather(*futures)
+    await producer.stop()
+
+
+async def recovery(bootstrap: str, namespace: str, finished: int, waiting: int) -> None:
+    topics = topics_for(f"{namespace}-rec", 1)
+    await provision_topics(bootstrap, topics)
+    story = parse_story(
+        "id: rec\nversion: 1\ntrigger: {webhook: {path: r}}\n"
+        "steps:\n  one: {action: http, with: {url: 'http://x/{{ event.n }}'}}\n"
+    )
+    began = time.perf_counter()
+    await write_runs(bootstrap, topics, story, finished, waiting)
+    print(
+        f"recovery: wrote {finished} finished + {waiting} waiting runs to one partition "
+        f"in {time.perf_counter() - began:.1f}s"
+    )
+    consumer: AIOKafkaConsumer = make_consumer(
+        bootstrap, group_id=None, client_id="bench-rec-c", fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    try:
+        began = time.perf_counter()
+        full = await rebuild_partition(consumer, topics.runs, 0)
+        elapsed = time.perf_counter() - began
+        print(
+            f"recovery without snapshot: replayed {full.replayed} events into "
+            f"{len(full.states)} runs in {elapsed:.2f}s ({full.replayed / elapsed:.0f} events/s)"
+        )
+        # a snapshot covering the log so far, written as the engine writes it (one
+        # transaction), then a tail of 500 more runs' events after it
+        snapshotter = make_producer(
+            bootstrap, client_id="bench-snap", transactional_id=f"{namespace}-snap"
+        )
+        await snapshotter.start()
+        began = time.perf_counter()
+        async with snapshotter.transaction():
+            records = snapshot_records(
+                snapshot_topic=topics.snapshots,
+                runs_topic=topics.runs,
+                partition=0,
+                runs_offset=full.end_offset,
+                states=[s for _, s in full.states.values()],
+                snapshot_id=f"bench:{full.end_offset}",
+                time=datetime.now(UTC),
+            )
+            pending = [
+                await snapshotter.send(
+                    r.topic, r.value, key=r.key, headers=r.headers, partition=r.partition
+                )
+                for r in records
+            ]
+            await asyncio.gather(*pending)
+        await snapshotter.stop()
+        print(
+            f"snapshot: {len(full.states)} runs in {len(records) - 1} chunks written in "
+            f"{time.perf_counter() - began:.2f}s"
+        )
+        await write_runs(bootstrap, topics, story, 500, 0)
+        began = time.perf_counter()
+        snapshot = await load_snapshot(consumer, topics.snapshots, topics.runs, 0)
+        loaded = time.perf_counter() - began
+        tail = await rebuild_partition(consumer, topics.runs, 0, snapshot)
+        elapsed = time.perf_counter() - began
+        print(
+            f"recovery with snapshot: snapshot loaded in {loaded:.2f}s, then {tail.replayed} "
+            f"tail events; {len(tail.states)} runs in {elapsed:.2f}s total"
+        )
+    finally:
+        await consumer.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument(
+        "--profile-scheduler",
+        action="store_true",
+        help="run the scheduler process under cProfile (slower) and print where time goes",
+    )
+    parser.add_argument(
+        "--scheduler",
+        choices=["process", "inline"],
+        default="process",
+        help="the scheduler service as its own process (default), or in the bench's loop",
+    )
+    parser.add_argument(
+        "--fetch-max-wait-ms", type=int, default=20, help="as the scheduler's setting"
+    )
+    parser.add_argument("--latency-seconds", type=float, default=15.0)
+    parser.add_argument("--finished", type=int, default=20_000)
+    parser.add_argument("--waiting", type=int, default=1_000)
+    parser.add_argument("--skip", choices=["engine", "recovery"], action="append", default=[])
+    args = parser.parse_args()
+    configure_logging("bench", "WARNING")
+    bootstrap = os.environ.get("BATON_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    namespace = f"bench{uuid.uuid4().hex[:8]}"
+    if "engine" not in args.skip:
+        topics = topics_for(namespace, args.partitions)
+        await provision_topics(bootstrap, topics)
+        harness = Harness(
+            bootstrap,
+            topics,
+            namespace,
+            args.fetch_max_wait_ms,
+            separate=args.scheduler == "process",
+            profile=args.profile_scheduler,
+        )
+        await harness.start()
+        try:
+            await harness.start_runs(5)  # warm up connections and caches
+            await asyncio.sleep(2)
+            rate = await throughput(harness, args.runs)
+            await latency(harness, rate / 2, args.latency_seconds)
+            if not harness.separate:
+                await profiled(harness, max(args.runs // 3, 10))
+        finally:
+            await harness.stop()
+        if harness.separate and args.profile_scheduler:
+            print("profile of the scheduler process over all phases, by own time:")
+            print_profile(pstats.Stats(PROFILE))
+    if "recovery" not in args.skip:
+        await recovery(bootstrap, namespace, args.finished, args.waiting)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

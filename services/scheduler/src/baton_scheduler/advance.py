@@ -1,0 +1,127 @@
+"""Moving a run forward: start what its needs allow, then close it.
+
+A run closes by succeeding, or, when a step fails or an operator cancels with
+``compensate: true``, through its *handlers*: the ``compensate`` actions of the steps
+that succeeded, newest first, then the story's ``on_failure``. Handlers run one at a
+time, each recorded like a step (``compensate:<step>``, ``on_failure``); a handler that
+fails (after its retries) is recorded and the next one still runs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from baton_common.events import CompensationStarted, RunCancelled, RunFailed, RunSucceeded
+from baton_common.state import RunState, StepStatus
+from baton_common.story import Story
+from baton_scheduler.progress import NOT_STARTED, Builder, dispatch_any
+from baton_scheduler.starting import implode, needs_done, start_step
+
+__all__ = ["advance", "begin_closing", "handlers_for"]
+
+
+def advance(run: Builder, story: Story) -> None:
+    """Start every step whose needs are met, then finish or close the run if it is time."""
+    if run.run.finished:
+        return
+    if run.run.closing is not None:
+        _continue_closing(run, story)
+        return
+    progressed = True
+    while progressed and not run.run.finished:
+        progressed = False
+        before = len(run.events)
+        implode(run, story)
+        progressed = len(run.events) > before
+        for name, step in story.steps.items():
+            current = run.run.steps.get(name, NOT_STARTED)
+            if (
+                current.status is StepStatus.PENDING
+                and current.attempt == 0
+                and needs_done(run.run, step)
+            ):
+                start_step(run, name, step)
+                progressed = True
+    _finish_if_done(run, story)
+
+
+def handlers_for(
+    state: RunState, story: Story, outcome: Literal["failed", "cancelled"]
+) -> list[str]:
+    """The handlers a closing run runs, in order: compensations newest first, then on_failure."""
+    handlers = [
+        f"compensate:{name}"
+        for name in reversed(state.succeeded)
+        if name in story.steps and story.steps[name].compensate is not None
+    ]
+    if outcome == "failed" and story.on_failure is not None:
+        handlers.append("on_failure")
+    return handlers
+
+
+def begin_closing(
+    run: Builder,
+    story: Story,
+    outcome: Literal["failed", "cancelled"],
+    reason: str,
+    *,
+    step: str | None = None,
+    requested_by: str | None = None,
+) -> None:
+    """Fail or cancel the run, through its handlers when it has any."""
+    state = run.run
+    handlers = handlers_for(state, story, outcome)
+    if not handlers:
+        if outcome == "failed":
+            run.emit(RunFailed(run_id=state.run_id, reason=reason, step=step))
+        else:
+            run.emit(
+                RunCancelled(run_id=state.run_id, reason=reason, requested_by=requested_by or "")
+            )
+        return
+    run.emit(
+        CompensationStarted(
+            run_id=state.run_id,
+            outcome=outcome,
+            reason=reason,
+            handlers=handlers,
+            step=step,
+            requested_by=requested_by,
+        )
+    )
+    _continue_closing(run, story)
+
+
+def _continue_closing(run: Builder, story: Story) -> None:
+    while True:
+        state = run.run
+        waiting = [h for h in state.handlers if not state.steps.get(h, NOT_STARTED).status.done]
+        if not waiting:
+            break
+        current = state.steps.get(waiting[0], NOT_STARTED)
+        if current.status is not StepStatus.PENDING or current.attempt > 0:
+            return  # dispatched, or waiting for its retry timer
+        dispatch_any(run, story, waiting[0], 1)
+        if run.run.steps.get(waiting[0], NOT_STARTED).status is StepStatus.DISPATCHED:
+            return
+    failed = [h for h in state.handlers if state.steps[h].status is StepStatus.FAILED]
+    reason = (state.closing_reason or "") + (f"; {', '.join(failed)} failed" if failed else "")
+    if state.closing == "cancelled":
+        run.emit(
+            RunCancelled(run_id=state.run_id, reason=reason, requested_by=state.closing_by or "")
+        )
+    else:
+        run.emit(RunFailed(run_id=state.run_id, reason=reason, step=state.closing_step))
+
+
+def _finish_if_done(run: Builder, story: Story) -> None:
+    state = run.run
+    if state.finished or state.closing is not None:
+        return
+    failed = [n for n in story.steps if state.steps.get(n, NOT_STARTED).status is StepStatus.FAILED]
+    if failed:
+        step = state.steps[failed[0]]
+        begin_closing(run, story, "failed", step.error or "step failed", step=failed[0])
+        return
+    if all(state.steps.get(n, NOT_STARTED).status.done for n in story.steps):
+        run.emit(RunSucceeded(run_id=state.run_id))

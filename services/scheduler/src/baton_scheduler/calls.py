@@ -1,0 +1,114 @@
+"""Sub-stories: the commands that carry a call to a child run and its result back.
+
+Anything that crosses runs travels as a command (DESIGN.md rule 1). A ``story`` step's
+dispatch becomes a ``StartRun`` for the child (its id derives from the step attempt, so
+a retry starts a fresh child); the child's end, or the rejection of its start, becomes a
+``CompleteStep`` / ``FailStep`` for the parent's step attempt. They are written in the
+transaction of the event that causes them, keyed by the run they address.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import JsonValue
+
+from baton_common import ids
+from baton_common.commands import CompleteStep, FailStep, StartRun
+from baton_common.envelope import Envelope
+from baton_common.events import CommandRejected, RunCancelled, RunEvent, RunFailed, StepDispatched
+from baton_common.kafka import to_envelope
+from baton_common.settings import TopicSettings
+from baton_common.state import RunState, StepStatus
+
+__all__ = ["CallCommand", "call_commands", "rejected_call"]
+
+SOURCE = "baton/scheduler"
+
+CallCommand = tuple[str, str, Envelope]  # (topic, key, envelope)
+
+
+def _command(
+    payload: StartRun | CompleteStep | FailStep, cause: Envelope, now: datetime, n: int
+) -> CallCommand:
+    envelope = to_envelope(
+        payload,
+        id=ids.child_id(cause.id, 100 + n),  # apart from the task records' indices
+        source=SOURCE,
+        time=now,
+        subject=payload.run_id,
+        causationid=cause.id,
+        correlationid=cause.correlationid,
+        actor="baton/scheduler",
+        traceparent=cause.traceparent,
+    )
+    return ("", payload.run_id, envelope)
+
+
+def call_commands(
+    event: RunEvent, cause: Envelope, after: RunState, topics: TopicSettings, now: datetime
+) -> list[CallCommand]:
+    """The cross-run commands ``event`` (already applied in ``after``) implies."""
+    out: list[CallCommand] = []
+    if isinstance(event, StepDispatched) and event.child_run_id and event.child_story_id:
+        start = StartRun(
+            run_id=event.child_run_id,
+            story_id=event.child_story_id,
+            story_version=event.child_story_version,
+            trigger=event.input,
+            parent_run_id=after.run_id,
+            parent_step=event.step,
+            parent_attempt_id=event.attempt_id,
+        )
+        out.append(_command(start, cause, now, 0))
+    elif after.finished and after.parent_run_id and after.parent_step and after.parent_attempt_id:
+        parent, step, attempt = after.parent_run_id, after.parent_step, after.parent_attempt_id
+        if isinstance(event, RunFailed | RunCancelled):
+            failure = FailStep(
+                run_id=parent,
+                step=step,
+                attempt_id=attempt,
+                error_kind="permanent",
+                error_type=f"child_run_{after.status.value}",
+                message=f"sub-story run {after.run_id} {after.status.value}: {event.reason}",
+            )
+            out.append(_command(failure, cause, now, 0))
+        else:
+            outputs: dict[str, JsonValue] = {
+                name: s.output
+                for name, s in after.steps.items()
+                if s.status is StepStatus.SUCCEEDED
+            }
+            result: JsonValue = {"run_id": after.run_id, "steps": outputs}
+            done = CompleteStep(run_id=parent, step=step, attempt_id=attempt, output=result)
+            out.append(_command(done, cause, now, 0))
+    return [(topics.commands, key, env) for _, key, env in out]
+
+
+def rejected_call(
+    event: RunEvent, command: Envelope, topics: TopicSettings, now: datetime
+) -> list[CallCommand]:
+    """A child's StartRun was rejected (unknown story, bad inputs): fail the parent's step."""
+    if (
+        not isinstance(event, CommandRejected)
+        or event.command_type != StartRun.model_fields["type"].default
+    ):
+        return []
+    data = command.data
+    parent, step, attempt = (
+        data.get("parent_run_id"),
+        data.get("parent_step"),
+        data.get("parent_attempt_id"),
+    )
+    if not (isinstance(parent, str) and isinstance(step, str) and isinstance(attempt, str)):
+        return []
+    failure = FailStep(
+        run_id=parent,
+        step=step,
+        attempt_id=attempt,
+        error_kind="permanent",
+        error_type="child_run_rejected",
+        message=f"sub-story run {event.run_id} was not started: {event.reason}",
+    )
+    _, key, envelope = _command(failure, command, now, 0)
+    return [(topics.commands, key, envelope)]

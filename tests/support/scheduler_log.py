@@ -1,0 +1,105 @@
+"""A run log built through the pure decider and journal, as the scheduler builds it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import JsonValue
+
+from baton_common import ids
+from baton_common.commands import Command, FireTimer, StartRun
+from baton_common.envelope import Envelope
+from baton_common.settings import TopicSettings
+from baton_common.state import RunState
+from baton_common.story import Story, parse_story
+from baton_scheduler.decide import Context, decide
+from baton_scheduler.journal import journal
+
+PARTITIONS = 6
+ROOT = Path(__file__).resolve().parents[2]
+HELLO = parse_story((ROOT / "examples/stories/hello-approval.yaml").read_text())
+T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+RUN = ids.run_id_for("hello-approval", "ingest:evt-1")
+TRIGGER: dict[str, JsonValue] = {
+    "message": "hi",
+    "lookup_url": "http://l/x",
+    "notify_url": "http://n/y",
+}
+
+
+class Log:
+    """A run's log built through decide + journal, as the scheduler does."""
+
+    def __init__(self, story: Story = HELLO) -> None:
+        self.story = story
+        self.runs: dict[str, RunState] = {}
+        self.envelopes: list[Envelope] = []
+        self.count = 0
+        self.run_id = RUN
+
+    @property
+    def state(self) -> RunState | None:
+        return self.runs.get(self.run_id)
+
+    def send(self, command: Command, *, at: datetime = T0) -> list[str]:
+        self.count += 1
+        cmd_env = Envelope(
+            id=f"cmd-{self.count}",
+            type=command.type,
+            source="test",
+            time=at,
+            data=command.model_dump(mode="json"),
+        )
+        state = self.runs.get(command.run_id)
+        current = self.runs.get(state.dedup_current) if state and state.dedup_current else None
+        context = Context(at, cmd_env.id, PARTITIONS, current)
+        decision = decide(state, command, self.story, context)
+        known = {s.run_id: s for s in (state, current) if s is not None}
+        entry = journal(known, decision.events, cmd_env, at, TopicSettings())
+        assert _unchained(entry.states) == _unchained(decision.states)  # they agree
+        self.envelopes.extend(entry.events)
+        self.runs.update(entry.states)
+        self.last_tasks = entry.tasks
+        return [e.type.removeprefix("baton.").removesuffix(".v1") for e in entry.events]
+
+    @property
+    def run(self) -> RunState:
+        assert self.state is not None
+        return self.state
+
+    def of(self, run_id: str) -> list[Envelope]:
+        return [e for e in self.envelopes if e.subject == run_id]
+
+    def attempt(self, step: str) -> str:
+        attempt_id = self.run.steps[step].attempt_id
+        assert attempt_id is not None
+        return attempt_id
+
+
+def _unchained(states: dict[str, RunState]) -> dict[str, RunState]:
+    return {k: s.model_copy(update={"seq": 0, "last_hash": ""}) for k, s in states.items()}
+
+
+def start(log: Log, **extra: object) -> list[str]:
+    return log.send(StartRun(run_id=RUN, story_id="hello-approval", trigger=TRIGGER, **extra))  # type: ignore[arg-type]
+
+
+def fire_due(log: Log, at: datetime, run_id: str | None = None) -> list[str]:
+    """Send a FireTimer for every timer of the run due at ``at``, as the timer loop does."""
+    run = log.runs[run_id or log.run_id]
+    out: list[str] = []
+    for timer_id, timer in sorted(run.timers.items(), key=lambda kv: kv[1].fire_at):
+        if timer.fire_at <= at:
+            out += log.send(
+                FireTimer(
+                    run_id=run.run_id,
+                    timer_id=timer_id,
+                    kind=timer.kind,
+                    step=timer.step,
+                    attempt=timer.attempt,
+                    fire_at=timer.fire_at,
+                ),
+                at=at,
+            )
+    return out
