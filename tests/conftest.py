@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from private_kafka import Broker
 
 
 def _endpoint(name: str) -> str:
@@ -28,3 +31,15 @@ def kafka_bootstrap() -> str:
 def database_url() -> str:
     """URL of the real PostgreSQL (``BATON_DATABASE_URL``)."""
     return _endpoint("BATON_DATABASE_URL")
+
+
+@pytest.fixture
+def broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Broker]:
+    """A private Kafka broker that a test may stop and start (see private_kafka.py)."""
+    del kafka_bootstrap  # only to skip outside the integration stack, like the other tests
+    broker = Broker(tmp_path / "stack")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

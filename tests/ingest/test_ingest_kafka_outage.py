@@ -8,14 +8,11 @@ directory on free ports), so stopping it disturbs no other test.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from platform_kit import free_port
+from private_kafka import Broker
 
 from baton_common.testing import eventually
 
@@ -23,7 +20,6 @@ from .kit import new_namespace, prepare, read_envelopes, service
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 OPEN = """
 id: open
 version: 1
@@ -32,50 +28,6 @@ trigger:
 steps:
   call: {action: http, with: {url: "https://x.example/"}}
 """
-
-
-class Broker:
-    """A private Kafka broker run through deploy/local/kafka.sh."""
-
-    def __init__(self, stack_dir: Path) -> None:
-        self.port = free_port()
-        self.env = {
-            **os.environ,
-            "BATON_STACK_DIR": str(stack_dir),
-            "BATON_KAFKA_PORT": str(self.port),
-            "BATON_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "BATON_KAFKA_HEAP": "256m",
-        }
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _run(self, command: str) -> None:
-        subprocess.run(
-            [str(ROOT / "deploy/local/kafka.sh"), command],
-            env=self.env,
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
-    def start(self) -> None:
-        self._run("start")
-
-    def stop(self) -> None:
-        self._run("stop")
-
-
-@pytest.fixture
-def broker(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Broker]:
-    del kafka_bootstrap  # only to skip outside the integration stack, like the other tests
-    broker = Broker(tmp_path / "stack")
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.mark.timeout(300)
