@@ -214,6 +214,14 @@ async def test_a_gate_that_requires_a_deny_comment_refuses_one_without(
         listed = await client.get(
             "/approvals", params={"state": "pending"}, headers={"Authorization": "Bearer t-alice"}
         )
+        await client.post(
+            "/inbox/login",
+            content="token=t-alice",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        page = (await client.get("/inbox")).text
+    assert "<dt>verdict</dt><dd>malicious</dd>" in page
+    assert "2 approvals needed · cannot approve: ivan · due 2025-03-01 13:00:00 UTC" in page
     [gate] = listed.json()["items"]
     assert gate["required"] == 2
     assert gate["context"] == {"verdict": "malicious", "confidence": 0.62}
