@@ -273,6 +273,11 @@ async def test_a_short_deadline_reminds_escalates_once_then_expires(
     assert events[-2]["data"]["approver"] == "baton/timeout"
     expired = await gate_of(stack, run_id, "expired")
     assert expired["decided_by"] == "baton/timeout"
+    async with httpx.AsyncClient(base_url=stack.url("audit")) as client:
+        run = (await client.get(f"/runs/{run_id}", timeout=10)).json()
+    [audited] = run["approvals"]
+    assert audited["approvers"] == ["group:secops-leads", "group:secops-oncall"]
+    assert (audited["decision"], audited["approver"]) == ("denied", "baton/timeout")
     late = await decide(stack, gate_id, "tok-lee")
     assert (late.status_code, late.json()["detail"]) == (409, f"gate {gate_id} is expired")
 
