@@ -153,6 +153,10 @@ def test_the_initiator_is_the_start_commands_actor_and_a_sub_story_inherits_it()
     begin(log, by="erin")
     assert log.run.initiator == "erin"
     assert log.envelopes[0].data["initiator"] == "erin"
+    caller = story("  call: {story: {id: child}}\n")
+    begin(caller, by="erin")
+    [start] = [t.envelope for t in caller.last_tasks if t.envelope.type == "baton.run.start.v1"]
+    assert start.data["initiator"] == "erin"
 
 
 def test_a_deny_needs_a_comment_when_the_gate_says_so() -> None:
