@@ -36,7 +36,7 @@ async def test_migrations_are_applied_once(pool: Pool, schema: str) -> None:
     assert await migrate(pool, schema=schema) == []
     async with pool.acquire() as conn:
         versions = await conn.fetch("select version from approvals_schema_migrations")
-    assert [r["version"] for r in versions] == [1, 2]
+    assert [r["version"] for r in versions] == [1, 2, 3]
 
 
 async def test_gate_opened_then_closed(pool: Pool, publisher: FakePublisher) -> None:

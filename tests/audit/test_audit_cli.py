@@ -205,6 +205,9 @@ def test_time_travel_replays_the_run_to_a_seq_or_a_time(stack: Stack) -> None:
             "error": "HTTP 503",
             "decided_by": None,
             "items": None,
+            "approvers": None,
+            "votes": [],
+            "escalated": False,
         }
     }
     at_time = state_at(log[4].time.isoformat())

@@ -8,6 +8,7 @@ import pytest
 
 from baton_audit.projection import (
     ApprovalDecision,
+    ApprovalEscalation,
     ApprovalRequest,
     AuditStatus,
     RunRow,
@@ -20,6 +21,7 @@ from baton_audit.projection import (
 from baton_common.envelope import Envelope
 from baton_common.events import (
     ApprovalDenied,
+    ApprovalEscalated,
     ApprovalGranted,
     ApprovalRequested,
     CommandRejected,
@@ -213,3 +215,18 @@ def test_a_step_dispatch_is_not_an_approval() -> None:
     [envelope] = chain("r", [dispatched])
 
     assert approval_change(envelope, dispatched) is None
+
+
+def test_an_escalation_widens_the_gates_approvers() -> None:
+    escalated = ApprovalEscalated(
+        run_id="r",
+        step="review",
+        gate_id="g",
+        approvers=["group:leads", "group:oncall"],
+        escalated_to=["group:leads"],
+    )
+    [envelope] = chain("r", [escalated])
+
+    assert approval_change(envelope, escalated) == ApprovalEscalation(
+        gate_id="g", approvers=["group:leads", "group:oncall"]
+    )

@@ -53,7 +53,16 @@ steps:
     retry: {max_attempts: 2, backoff: 0s}
   wait: {needs: [fetch], delay: {for: 5m}}
   join: {needs: [a, b, wait], join: any, action: http}
-  gate: {needs: [join], approval: {approvers: [alice], timeout: 1h, on_timeout: deny}}
+  gate:
+    needs: [join]
+    approval:
+      approvers: [alice, mallory, bob]
+      required: 2
+      timeout: 1h
+      on_timeout: escalate
+      escalate_to: [carol]
+      remind_before: 10m
+      require_comment_on_deny: true
   last: {needs: [gate], action: http}
 """
 )
@@ -110,7 +119,8 @@ def next_command(data: st.DataObject, log: Log) -> Command:
             run_id=RUN,
             gate_id=ids.gate_id(RUN, "gate"),
             decision=data.draw(st.sampled_from(["approve", "deny"])),
-            approver=data.draw(st.sampled_from(["alice", "mallory"])),
+            approver=data.draw(st.sampled_from(["alice", "mallory", "bob", "carol", "zed"])),
+            comment=data.draw(st.sampled_from([None, "why"])),
         )
     if kind == "cancel":
         return CancelRun(

@@ -219,7 +219,7 @@ def test_an_approval_deadline_denies_and_closes_the_gate() -> None:
     out = fire_due(log, T0 + timedelta(hours=24))
     assert out == ["timer.fired", "approval.denied", "step.skipped", "run.failed"]
     assert log.envelopes[-3].data["approver"] == "baton/timeout"
-    assert log.last_tasks[0].envelope.data["outcome"] == "denied"
+    assert log.last_tasks[0].envelope.data["outcome"] == "expired"  # ADR 0410
     # a decision after the deadline finds the gate closed
     gate = ids.gate_id(RUN, "ok")
     late = DecideApproval(run_id=RUN, gate_id=gate, decision="approve", approver="alice")

@@ -25,7 +25,9 @@ __all__ = [
 ]
 
 ErrorKind = Literal["retryable", "permanent"]
-TimerKind = Literal["retry", "step_timeout", "approval_timeout", "delay", "run_timeout"]
+TimerKind = Literal[
+    "retry", "step_timeout", "approval_timeout", "delay", "run_timeout", "approval_reminder"
+]
 
 
 class _Command(BaseModel):
@@ -47,6 +49,11 @@ class StartRun(_Command):
     parent_run_id: str | None = Field(default=None, description="set when a story step calls")
     parent_step: str | None = None
     parent_attempt_id: str | None = None
+    initiator: str | None = Field(
+        default=None,
+        description="who started the run, when not the envelope's actor (a sub-story inherits "
+        "its caller's); four-eyes gates refuse their approval",
+    )
 
 
 class CompleteStep(_Command):

@@ -16,8 +16,12 @@ from baton_common.commands import ErrorKind, TimerKind
 __all__ = [
     "EVENT_ADAPTER",
     "ApprovalDenied",
+    "ApprovalEscalated",
     "ApprovalGranted",
+    "ApprovalNotNeeded",
+    "ApprovalReminded",
     "ApprovalRequested",
+    "ApprovalVoteRecorded",
     "CommandRejected",
     "CompensationStarted",
     "DedupSlotAdvanced",
@@ -58,6 +62,9 @@ class RunStarted(_Event):
     parent_run_id: str | None = Field(default=None, description="the run whose step called")
     parent_step: str | None = None
     parent_attempt_id: str | None = None
+    initiator: str | None = Field(
+        default=None, description="who started the run (the StartRun's actor), for four-eyes"
+    )
 
 
 class RunDeduplicated(_Event):
@@ -123,6 +130,15 @@ class ApprovalRequested(_Event):
     gate_id: str
     approvers: list[str]
     message: str | None = None
+    required: int = Field(default=1, description="distinct approvals that close the gate")
+    excluded: list[str] = Field(
+        default_factory=list, description="people four-eyes refuses as approvers"
+    )
+    context: dict[str, JsonValue] | None = Field(
+        default=None, description="the gate's rendered `context`"
+    )
+    deadline: datetime | None = None
+    require_comment_on_deny: bool = False
 
 
 class ApprovalGranted(_Event):
@@ -132,6 +148,53 @@ class ApprovalGranted(_Event):
     approver: str
     comment: str | None = None
     channel: str = "api"
+    approvals: list[str] | None = Field(
+        default=None, description="for a quorum: everyone whose approval counted, in order"
+    )
+
+
+class ApprovalVoteRecorded(_Event):
+    """An approval towards a gate's quorum; the gate stays open until ``required`` is met."""
+
+    type: Literal["baton.approval.vote-recorded.v1"] = "baton.approval.vote-recorded.v1"
+    step: str
+    gate_id: str
+    approver: str
+    comment: str | None = None
+    channel: str = "api"
+    approvals: int = Field(description="approvals so far, this one included")
+    required: int
+
+
+class ApprovalNotNeeded(_Event):
+    """A confidence gate's ``when`` did not hold: the step passes without asking anyone."""
+
+    type: Literal["baton.approval.not-needed.v1"] = "baton.approval.not-needed.v1"
+    step: str
+    gate_id: str
+    reason: str
+
+
+class ApprovalEscalated(_Event):
+    """A gate's deadline passed with ``on_timeout: escalate``: it re-opens to ``escalate_to``
+    (the first approvers stay eligible; approvals already recorded still count)."""
+
+    type: Literal["baton.approval.escalated.v1"] = "baton.approval.escalated.v1"
+    step: str
+    gate_id: str
+    approvers: list[str] = Field(description="who may decide now")
+    escalated_to: list[str]
+    deadline: datetime | None = None
+
+
+class ApprovalReminded(_Event):
+    """``remind_before`` the deadline of a still open gate: its approvers are reminded."""
+
+    type: Literal["baton.approval.reminded.v1"] = "baton.approval.reminded.v1"
+    step: str
+    gate_id: str
+    approvers: list[str]
+    deadline: datetime
 
 
 class ApprovalDenied(_Event):
@@ -221,6 +284,10 @@ RunEvent = Annotated[
     | ApprovalRequested
     | ApprovalGranted
     | ApprovalDenied
+    | ApprovalVoteRecorded
+    | ApprovalNotNeeded
+    | ApprovalEscalated
+    | ApprovalReminded
     | RunSucceeded
     | RunFailed
     | RunCancelled

@@ -15,6 +15,7 @@ __all__ = [
     "EventReceived",
     "GateClosed",
     "GateOpened",
+    "GateReminder",
     "ScheduleCursor",
     "StepTask",
     "StoryPublished",
@@ -67,6 +68,27 @@ class GateOpened(_Record):
     gate_id: str
     approvers: list[str]
     message: str | None = None
+    required: int = Field(default=1, description="distinct approvals that close the gate")
+    excluded: list[str] = Field(
+        default_factory=list, description="people four-eyes refuses as approvers"
+    )
+    context: dict[str, JsonValue] | None = None
+    deadline: datetime | None = None
+    require_comment_on_deny: bool = False
+    round: int = Field(
+        default=1, description="2 when the gate re-opens after an escalation (same gate_id)"
+    )
+    escalated_to: list[str] | None = None
+
+
+class GateReminder(_Record):
+    """Remind a gate's approvers that its deadline is near (``baton.tasks.approvals``)."""
+
+    type: Literal["baton.task.gate-reminder.v1"] = "baton.task.gate-reminder.v1"
+    run_id: str
+    gate_id: str
+    approvers: list[str]
+    deadline: datetime
 
 
 class GateClosed(_Record):
@@ -75,12 +97,15 @@ class GateClosed(_Record):
     type: Literal["baton.task.gate-closed.v1"] = "baton.task.gate-closed.v1"
     run_id: str
     gate_id: str
-    outcome: Literal["approved", "denied", "cancelled"]
+    outcome: Literal["approved", "denied", "cancelled", "expired", "escalated"] = Field(
+        description="expired: denied by its deadline; escalated: re-opened to others "
+        "(a GateOpened with round 2 follows)"
+    )
     approver: str | None = None
     comment: str | None = None
 
 
-Task = Annotated[StepTask | GateOpened | GateClosed, Field(discriminator="type")]
+Task = Annotated[StepTask | GateOpened | GateClosed | GateReminder, Field(discriminator="type")]
 TASK_ADAPTER: TypeAdapter[Task] = TypeAdapter(Task)
 
 

@@ -17,8 +17,12 @@ from baton_common.envelope import Envelope
 from baton_common.events import (
     EVENT_ADAPTER,
     ApprovalDenied,
+    ApprovalEscalated,
     ApprovalGranted,
+    ApprovalNotNeeded,
+    ApprovalReminded,
     ApprovalRequested,
+    ApprovalVoteRecorded,
     CommandRejected,
     CompensationStarted,
     DedupSlotAdvanced,
@@ -73,6 +77,9 @@ class StepState(BaseModel):
     error: str | None = None
     decided_by: str | None = None
     items: list[JsonValue] | None = None
+    approvers: list[str] | None = None  # a gate's eligible approvers (grows on escalation)
+    votes: list[str] = []  # approvals recorded towards a gate's quorum, in order
+    escalated: bool = False
 
 
 class Timer(BaseModel):
@@ -87,7 +94,9 @@ class Timer(BaseModel):
 
 
 # timers a step's outcome makes moot; a retry timer is only consumed by firing
-_STEP_BOUND: frozenset[str] = frozenset({"step_timeout", "approval_timeout", "delay"})
+_STEP_BOUND: frozenset[str] = frozenset(
+    {"step_timeout", "approval_timeout", "approval_reminder", "delay"}
+)
 
 
 class RunState(BaseModel):
@@ -118,6 +127,7 @@ class RunState(BaseModel):
     closing_step: str | None = None
     closing_by: str | None = None
     handlers: list[str] = []
+    initiator: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -156,6 +166,7 @@ def evolve(
             parent_run_id=event.parent_run_id,
             parent_step=event.parent_step,
             parent_attempt_id=event.parent_attempt_id,
+            initiator=event.initiator,
             steps={},
             started_at=time,
             seq=seq,
@@ -195,15 +206,35 @@ def evolve(
         case DedupSlotAdvanced(generation=generation, current=current):
             update["dedup_generation"] = generation
             update["dedup_current"] = current
-        case ApprovalRequested(step=step, gate_id=gid):
-            update["steps"] = _step(state, step, status=StepStatus.WAITING, gate_id=gid)
-        case ApprovalGranted(step=step, approver=approver, comment=comment):
+        case ApprovalRequested(step=step, gate_id=gid, approvers=approvers):
+            update["steps"] = _step(
+                state, step, status=StepStatus.WAITING, gate_id=gid, approvers=list(approvers)
+            )
+        case ApprovalVoteRecorded(step=step, approver=approver):
+            votes = [*state.steps[step].votes, approver]
+            update["steps"] = _step(state, step, votes=votes)
+        case ApprovalEscalated(step=step, approvers=approvers):
+            update["steps"] = _step(state, step, approvers=list(approvers), escalated=True)
+        case ApprovalNotNeeded(step=step, gate_id=gid, reason=reason):
             update["steps"] = _step(
                 state,
                 step,
                 status=StepStatus.SUCCEEDED,
-                decided_by=approver,
-                output={"decision": "approved", "approver": approver, "comment": comment},
+                gate_id=gid,
+                output={"decision": "not_needed", "reason": reason},
+            )
+            update["succeeded"] = [*state.succeeded, step]
+            update["timers"] = _drop_step_timers(state, step)
+        case ApprovalGranted(step=step, approver=approver, comment=comment):
+            granted: dict[str, JsonValue] = {
+                "decision": "approved",
+                "approver": approver,
+                "comment": comment,
+            }
+            if event.approvals is not None:
+                granted["approvals"] = list(event.approvals)
+            update["steps"] = _step(
+                state, step, status=StepStatus.SUCCEEDED, decided_by=approver, output=granted
             )
             update["timers"] = _drop_step_timers(state, step)
         case ApprovalDenied(step=step, approver=approver, comment=comment):
@@ -225,7 +256,7 @@ def evolve(
         case RunCancelled():
             update["status"] = RunStatus.CANCELLED
             update["timers"] = {}
-        case RunStarted() | RunDeduplicated() | CommandRejected():
+        case RunStarted() | RunDeduplicated() | CommandRejected() | ApprovalReminded():
             pass
     return state.model_copy(update=update)
 

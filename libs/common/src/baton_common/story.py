@@ -21,6 +21,7 @@ from baton_common.triggers import Trigger
 __all__ = [
     "ApprovalGate",
     "Delay",
+    "GateCondition",
     "HandlerAction",
     "Input",
     "RetryPolicy",
@@ -87,12 +88,57 @@ class Delay(_Model):
 
 
 class ApprovalGate(_Model):
+    """A durable human gate (ADR 0410): who may decide, how many, and what happens in time."""
+
     approvers: Annotated[list[str], Field(min_length=1)] = Field(
         description="user names, or groups as `group:<name>`"
     )
     message: str | None = Field(default=None, description="template shown to approvers")
     timeout: Duration | None = Field(default=None, description="the gate's deadline")
-    on_timeout: Literal["deny", "approve"] = "deny"
+    on_timeout: Literal["deny", "approve", "escalate"] = "deny"
+    required: Annotated[int, Field(ge=1, le=20)] = Field(
+        default=1, description="distinct people who must approve (a quorum)"
+    )
+    four_eyes: bool = Field(
+        default=True,
+        description="the run's initiator (and, for a gate guarding a destructive step, the "
+        "story's owner) cannot approve",
+    )
+    escalate_to: list[str] | None = Field(
+        default=None, description="with `on_timeout: escalate`: who the gate re-opens to"
+    )
+    escalation_timeout: Duration | None = Field(
+        default=None, description="the escalated gate's deadline (default: `timeout`)"
+    )
+    remind_before: Duration | None = Field(
+        default=None, description="remind the approvers this long before the deadline"
+    )
+    require_comment_on_deny: bool = Field(default=False, description="a deny needs a comment")
+    context: dict[str, JsonValue] | None = Field(
+        default=None,
+        description="templates over `event`/`steps`/`run` shown with the gate "
+        "(e.g. the AI verdict, confidence and reasoning)",
+    )
+
+    @model_validator(mode="after")
+    def _sane(self) -> ApprovalGate:
+        if self.on_timeout == "escalate" and not self.escalate_to:
+            raise ValueError("`on_timeout: escalate` needs `escalate_to`")
+        if self.on_timeout == "escalate" and self.timeout is None:
+            raise ValueError("`on_timeout: escalate` needs a `timeout`")
+        if self.escalate_to and self.on_timeout != "escalate":
+            raise ValueError("`escalate_to` is for `on_timeout: escalate`")
+        if self.remind_before is not None and self.timeout is None:
+            raise ValueError("`remind_before` needs a `timeout`")
+        if self.remind_before is not None and self.remind_before <= timedelta(0):
+            raise ValueError("`remind_before` is positive")
+        return self
+
+
+class GateCondition(_Model):
+    """A confidence gate: the approval opens only when ``when`` holds, else the step passes."""
+
+    when: str = Field(description="condition over `event`, `steps`, `run`")
 
 
 class SubStory(_Model):
@@ -133,6 +179,9 @@ class Step(_Model):
     action: ActionKind | None = Field(default=None, description="an action kind the executor knows")
     with_: dict[str, JsonValue] = Field(default_factory=dict, alias="with")
     approval: ApprovalGate | None = None
+    gate: GateCondition | None = Field(
+        default=None, description="on an approval step: open the gate only when `when` holds"
+    )
     retry: RetryPolicy = RetryPolicy()
     destructive: bool = False
     queue: Annotated[str, Field(pattern=_NAME)] = "default"
@@ -170,6 +219,8 @@ class Step(_Model):
             raise ValueError("`for_each` is for action steps")
         if self.approval is not None and self.with_:
             raise ValueError("an approval step takes no `with`")
+        if self.gate is not None and self.approval is None:
+            raise ValueError("`gate` is for approval steps")
         return self
 
 

@@ -115,7 +115,8 @@ class Decider:
         if gate.state is not GateState.PENDING:
             raise DecisionRefused("conflict", f"gate {gate_id} is {gate.state.value}")
         comment = comment.strip() if comment and comment.strip() else None
-        if decision == "deny" and self.deny_requires_comment and comment is None:
+        needs_comment = self.deny_requires_comment or gate.require_comment_on_deny
+        if decision == "deny" and needs_comment and comment is None:
             raise DecisionRefused("invalid", "a comment is required to deny a gate")
         now = datetime.now(UTC)
         record = DecisionRecord(

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
 
 from baton_approvals.identity import Identity
 from baton_common.commands import DecideApproval
 from baton_common.envelope import Envelope
 from baton_common.kafka import to_envelope
-from baton_common.records import TASK_ADAPTER, GateClosed, GateOpened, StepTask
+from baton_common.records import TASK_ADAPTER, GateClosed, GateOpened, GateReminder, StepTask
 
 __all__ = [
     "SOURCE",
@@ -24,6 +25,7 @@ __all__ = [
     "GateDetail",
     "GateState",
     "OpenGate",
+    "RemindGate",
     "StateFilter",
     "UnusableRecord",
     "decision_envelope",
@@ -40,6 +42,8 @@ class GateState(StrEnum):
     APPROVED = "approved"
     DENIED = "denied"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # denied by its deadline
+    ESCALATED = "escalated"  # a round ended by escalation; the gate re-opens (round 2)
 
 
 class StateFilter(StrEnum):
@@ -49,6 +53,7 @@ class StateFilter(StrEnum):
     APPROVED = "approved"
     DENIED = "denied"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"
     DECIDED = "decided"
 
 
@@ -77,6 +82,19 @@ class Gate(BaseModel):
     decision_command_id: str | None
     slack_channel: str | None = None
     slack_ts: str | None = None
+    required: int = 1
+    excluded: list[str] = []
+    context: dict[str, JsonValue] | None = None
+    deadline: datetime | None = None
+    require_comment_on_deny: bool = False
+    round: int = 1
+    escalated_to: list[str] | None = None
+
+    @field_validator("context", mode="before")
+    @classmethod
+    def _json_text(cls, value: object) -> object:
+        # asyncpg hands jsonb over as text
+        return json.loads(value) if isinstance(value, str) else value
 
 
 class DecisionRecord(BaseModel):
@@ -112,6 +130,22 @@ class OpenGate:
     opened_at: datetime
     opened_event_id: str
     correlation_id: str | None
+    required: int = 1
+    excluded: tuple[str, ...] = ()
+    context: dict[str, JsonValue] | None = None
+    deadline: datetime | None = None
+    require_comment_on_deny: bool = False
+    round: int = 1
+    escalated_to: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemindGate:
+    """Remind a pending gate's approvers of its deadline (``GateReminder``)."""
+
+    gate_id: str
+    approvers: list[str]
+    deadline: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +165,7 @@ class UnusableRecord(Exception):
     """A record on the approvals topic that is not a gate record; the message says why."""
 
 
-def gate_change(envelope: Envelope) -> OpenGate | CloseGate:
+def gate_change(envelope: Envelope) -> OpenGate | CloseGate | RemindGate:
     """What a ``baton.tasks.approvals`` envelope changes in the inbox.
 
     Raises:
@@ -156,6 +190,17 @@ def gate_change(envelope: Envelope) -> OpenGate | CloseGate:
                 opened_at=envelope.time,
                 opened_event_id=envelope.id,
                 correlation_id=envelope.correlationid,
+                required=task.required,
+                excluded=tuple(task.excluded),
+                context=task.context,
+                deadline=task.deadline,
+                require_comment_on_deny=task.require_comment_on_deny,
+                round=task.round,
+                escalated_to=tuple(task.escalated_to) if task.escalated_to is not None else None,
+            )
+        case GateReminder():
+            return RemindGate(
+                gate_id=task.gate_id, approvers=list(task.approvers), deadline=task.deadline
             )
         case GateClosed():
             if task.outcome not in GateState.__members__.values():

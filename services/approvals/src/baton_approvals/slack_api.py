@@ -61,12 +61,18 @@ class SlackClient:
         return answer
 
     async def post_message(
-        self, channel: str, text: str, blocks: Sequence[JsonObject]
+        self,
+        channel: str,
+        text: str,
+        blocks: Sequence[JsonObject],
+        *,
+        thread_ts: str | None = None,
     ) -> tuple[str, str]:
-        """Post to ``channel``; return the message's channel id and ``ts``."""
-        answer = await self._call(
-            "chat.postMessage", {"channel": channel, "text": text, "blocks": list(blocks)}
-        )
+        """Post to ``channel`` (in ``thread_ts``'s thread); return its channel id and ``ts``."""
+        body: JsonObject = {"channel": channel, "text": text, "blocks": list(blocks)}
+        if thread_ts is not None:
+            body = {**body, "thread_ts": thread_ts}
+        answer = await self._call("chat.postMessage", body)
         got_channel, ts = answer.get("channel"), answer.get("ts")
         if not isinstance(got_channel, str) or not isinstance(ts, str):
             raise SlackApiError("chat.postMessage: the answer has no channel and ts")

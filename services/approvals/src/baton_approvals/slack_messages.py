@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Final
 
+from pydantic import JsonValue
+
 from baton_approvals.gates import Gate, GateState
 
 __all__ = [
@@ -24,6 +26,8 @@ _VERB: Final = {
     GateState.APPROVED: ":white_check_mark: Approved",
     GateState.DENIED: ":x: Denied",
     GateState.CANCELLED: ":no_entry_sign: Cancelled",
+    GateState.EXPIRED: ":hourglass: Expired (denied at its deadline)",
+    GateState.ESCALATED: ":arrow_double_up: Escalated",
 }
 
 Block = dict[str, object]
@@ -36,6 +40,28 @@ def _escape(text: str) -> str:
 
 def _summary(gate: Gate) -> str:
     return f"Approval needed: {gate.story_id} / {gate.step}"
+
+
+def _rules(gate: Gate) -> str:
+    rules = []
+    if gate.required > 1:
+        rules.append(f"{gate.required} approvals needed")
+    if gate.excluded:
+        rules.append("cannot approve: " + _escape(", ".join(gate.excluded)))
+    if gate.deadline is not None:
+        rules.append(f"due {gate.deadline.strftime('%Y-%m-%d %H:%M:%S UTC')}")
+    if gate.round > 1:
+        rules.append("escalated")
+    return "".join(f" · {r}" for r in rules)
+
+
+def _context_block(context: dict[str, JsonValue]) -> Block:
+    """The gate's rendered ``context`` (e.g. an AI verdict, confidence and reasoning)."""
+    lines = []
+    for key, value in context.items():
+        shown = value if isinstance(value, str) else json.dumps(value)
+        lines.append(f"*{_escape(key)}*: {_escape(shown)}")
+    return {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}}
 
 
 def gate_message(gate: Gate) -> tuple[str, list[Block]]:
@@ -55,11 +81,14 @@ def gate_message(gate: Gate) -> tuple[str, list[Block]]:
                 {
                     "type": "mrkdwn",
                     "text": f"run `{gate.run_id}` · gate `{gate.gate_id}` · approvers "
-                    + _escape(", ".join(gate.approvers)),
+                    + _escape(", ".join(gate.approvers))
+                    + _rules(gate),
                 }
             ],
         },
     ]
+    if gate.context:
+        header.insert(1, _context_block(gate.context))
     if gate.state is GateState.PENDING:
         buttons: Block = {
             "type": "actions",

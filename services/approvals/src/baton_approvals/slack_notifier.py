@@ -18,6 +18,7 @@ import structlog
 from baton_approvals.db import Connection, Pool
 from baton_approvals.gates import Gate, GateState
 from baton_approvals.slack_api import SlackApiError, SlackClient
+from baton_approvals.slack_followups import send_followups
 from baton_approvals.slack_messages import gate_message
 from baton_approvals.store import GATE_COLUMNS
 
@@ -78,7 +79,10 @@ class SlackNotifier:
                 await asyncio.sleep(self._poll)
 
     async def once(self) -> int:
-        """One pass over due gates; returns how many were handled."""
+        """One pass over due gates and follow-ups; returns how many were handled."""
+        return await self._gates() + await send_followups(self._pool, self._slack)
+
+    async def _gates(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 f"select {GATE_COLUMNS}, slack_attempts from gates"

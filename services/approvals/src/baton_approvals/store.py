@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
 import structlog
 
-from baton_approvals.db import Connection, Pool, Row
+from baton_approvals.db import Connection, Pool, Row, column
 from baton_approvals.gates import (
     CloseGate,
     DecisionRecord,
     Gate,
     GateDetail,
     OpenGate,
+    RemindGate,
     StateFilter,
     UnusableRecord,
     gate_change,
@@ -26,6 +28,7 @@ __all__ = [
     "apply_record",
     "close_gate",
     "open_gate",
+    "remind_gate",
     "reserve_decision",
 ]
 
@@ -34,17 +37,23 @@ log = structlog.get_logger(__name__)
 GATE_COLUMNS: Final = (
     "gate_id, run_id, story_id, story_version, step, approvers, message, state, opened_at,"
     " opened_event_id, correlation_id, decided_by, comment, closed_at, decision_requested,"
-    " decision_requested_by, decision_requested_at, decision_command_id, slack_channel, slack_ts"
+    " decision_requested_by, decision_requested_at, decision_command_id, slack_channel, slack_ts,"
+    " required, excluded, context, deadline, require_comment_on_deny, round, escalated_to"
 )
 _DECISION_COLUMNS: Final = "approver, decision, comment, channel, command_id, requested_at"
 
 
 async def open_gate(conn: Connection, change: OpenGate) -> bool:
-    """Insert a pending gate; False if the gate is already known."""
+    """Insert a pending gate, or re-open a known one for a later round (an escalation).
+
+    Returns False when nothing changed (a redelivered or older round).
+    """
     status = await conn.execute(
         "insert into gates (gate_id, run_id, story_id, story_version, step, approvers, message,"
-        " state, opened_at, opened_event_id, correlation_id)"
-        " values ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)"
+        " state, opened_at, opened_event_id, correlation_id, required, excluded, context,"
+        " deadline, require_comment_on_deny, round, escalated_to)"
+        " values ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13::jsonb,"
+        " $14, $15, $16, $17)"
         " on conflict (gate_id) do nothing",
         change.gate_id,
         change.run_id,
@@ -56,6 +65,64 @@ async def open_gate(conn: Connection, change: OpenGate) -> bool:
         change.opened_at,
         change.opened_event_id,
         change.correlation_id,
+        change.required,
+        list(change.excluded),
+        json.dumps(change.context) if change.context is not None else None,
+        change.deadline,
+        change.require_comment_on_deny,
+        change.round,
+        list(change.escalated_to) if change.escalated_to is not None else None,
+    )
+    if status.endswith(" 1"):
+        return True
+    return await _reopen(conn, change)
+
+
+async def _reopen(conn: Connection, change: OpenGate) -> bool:
+    """A later round of a known gate: new approvers and deadline, pending again, and a new
+    Slack message (the old one is marked superseded through a follow-up)."""
+    row = await conn.fetchrow(
+        "select round, slack_channel, slack_ts from gates where gate_id = $1 for update",
+        change.gate_id,
+    )
+    if row is None or column(row, "round", int) >= change.round:
+        return False
+    channel, ts = row["slack_channel"], row["slack_ts"]
+    if isinstance(channel, str) and isinstance(ts, str):
+        whom = ", ".join(change.escalated_to or change.approvers)
+        await conn.execute(
+            "insert into slack_followups (gate_id, kind, channel, ts, text)"
+            " values ($1, 'superseded', $2, $3, $4)",
+            change.gate_id,
+            channel,
+            ts,
+            f"Escalated to {whom} at {change.opened_at.strftime('%Y-%m-%d %H:%M:%S UTC')}",
+        )
+    await conn.execute(
+        "update gates set approvers = $2, deadline = $3, round = $4, escalated_to = $5,"
+        " state = 'pending', decided_by = null, comment = null, closed_at = null,"
+        " closed_event_id = null, slack_channel = null, slack_ts = null, slack_shows = null,"
+        " slack_attempts = 0, slack_next_attempt_at = null, slack_error = null"
+        " where gate_id = $1",
+        change.gate_id,
+        change.approvers,
+        change.deadline,
+        change.round,
+        list(change.escalated_to) if change.escalated_to is not None else None,
+    )
+    log.info("gate re-opened", gate_id=change.gate_id, round=change.round)
+    return True
+
+
+async def remind_gate(conn: Connection, change: RemindGate) -> bool:
+    """Queue a Slack reminder for a pending gate; False if the gate is not pending here."""
+    status = await conn.execute(
+        "insert into slack_followups (gate_id, kind, text)"
+        " select gate_id, 'reminder', $2 from gates where gate_id = $1 and state = 'pending'",
+        change.gate_id,
+        "Reminder: this approval is still waiting; its deadline is "
+        + change.deadline.strftime("%Y-%m-%d %H:%M:%S UTC")
+        + f" (approvers: {', '.join(change.approvers)})",
     )
     return status.endswith(" 1")
 
@@ -85,6 +152,9 @@ async def apply_record(conn: Connection, record: ConsumedRecord) -> str | None:
     if isinstance(change, OpenGate):
         if not await open_gate(conn, change):
             log.info("gate already open", gate_id=change.gate_id)
+    elif isinstance(change, RemindGate):
+        if not await remind_gate(conn, change):
+            log.info("reminder for a gate not pending here", gate_id=change.gate_id)
     elif not await close_gate(conn, change):
         # Unknown (opened before the topic's retention) or closed already: nothing to change.
         log.warning("gate closed but not pending here", gate_id=change.gate_id)

@@ -19,6 +19,7 @@ from baton_common.envelope import Envelope
 from baton_common.events import (
     EVENT_ADAPTER,
     ApprovalDenied,
+    ApprovalEscalated,
     ApprovalGranted,
     ApprovalRequested,
     RunEvent,
@@ -27,6 +28,7 @@ from baton_common.state import RunState, RunStatus, StepStatus, evolve
 
 __all__ = [
     "ApprovalDecision",
+    "ApprovalEscalation",
     "ApprovalRequest",
     "AuditStatus",
     "EventRow",
@@ -248,9 +250,17 @@ class ApprovalDecision:
     decided_event_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalEscalation:
+    """A gate re-opened to more approvers (ADR 0410); its request time stays the first."""
+
+    gate_id: str
+    approvers: list[str]
+
+
 def approval_change(
     envelope: Envelope, event: RunEvent | None
-) -> ApprovalRequest | ApprovalDecision | None:
+) -> ApprovalRequest | ApprovalDecision | ApprovalEscalation | None:
     """What an event changes in the ``approvals`` table, if anything."""
     match event:
         case ApprovalRequested():
@@ -275,5 +285,7 @@ def approval_change(
                 decided_at=envelope.time,
                 decided_event_id=envelope.id,
             )
+        case ApprovalEscalated():
+            return ApprovalEscalation(gate_id=event.gate_id, approvers=list(event.approvers))
         case _:
             return None

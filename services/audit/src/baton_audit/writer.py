@@ -27,6 +27,7 @@ from baton_audit.db import Connection, column
 from baton_audit.metrics import EVENTS
 from baton_audit.projection import (
     ApprovalDecision,
+    ApprovalEscalation,
     ApprovalRequest,
     EventRow,
     RunRow,
@@ -94,6 +95,7 @@ _DECISION: Final = (
     " comment = excluded.comment, channel = excluded.channel,"
     " decided_event_id = excluded.decided_event_id"
 )
+_ESCALATION: Final = "update approvals set approvers = $2 where gate_id = $1"
 _DISPATCH: Final = (
     "insert into step_attempts (attempt_id, run_id, step, attempt, action, queue, input,"
     " dispatched_at, dispatched_event_id) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
@@ -132,7 +134,9 @@ class _Batch:
 
     events: list[EventRow] = field(default_factory=list)
     runs: dict[str, RunRow] = field(default_factory=dict)
-    approvals: list[ApprovalRequest | ApprovalDecision] = field(default_factory=list)
+    approvals: list[ApprovalRequest | ApprovalDecision | ApprovalEscalation] = field(
+        default_factory=list
+    )
     started: list[AttemptStarted] = field(default_factory=list)
     finished: list[AttemptFinished] = field(default_factory=list)
 
@@ -333,6 +337,11 @@ class AuditWriter:
         decisions = [_approval_args(c) for c in batch.approvals if isinstance(c, ApprovalDecision)]
         if requests:
             await conn.executemany(_REQUEST, requests)
+        escalations = [
+            (c.gate_id, c.approvers) for c in batch.approvals if isinstance(c, ApprovalEscalation)
+        ]
+        if escalations:  # after the requests they widen, before the decisions that end them
+            await conn.executemany(_ESCALATION, escalations)
         if decisions:
             await conn.executemany(_DECISION, decisions)
         if batch.started:

@@ -59,6 +59,7 @@ def call_commands(
             parent_run_id=after.run_id,
             parent_step=event.step,
             parent_attempt_id=event.attempt_id,
+            initiator=after.initiator,
         )
         out.append(_command(start, cause, now, 0))
     elif after.finished and after.parent_run_id and after.parent_step and after.parent_attempt_id:

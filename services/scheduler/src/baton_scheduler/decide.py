@@ -21,8 +21,6 @@ from baton_common.commands import (
     StartRun,
 )
 from baton_common.events import (
-    ApprovalDenied,
-    ApprovalGranted,
     CommandRejected,
     DedupSlotAdvanced,
     RunCancelled,
@@ -34,6 +32,7 @@ from baton_common.events import (
 from baton_common.state import RunState, StepStatus
 from baton_common.story import Story
 from baton_scheduler.advance import advance, begin_closing
+from baton_scheduler.decide_approval import decide_gate
 from baton_scheduler.progress import Builder, fail_attempt, render_context, schedule
 from baton_scheduler.timers import fire
 
@@ -63,6 +62,7 @@ class Context:
     command_id: str
     partitions: int
     current: RunState | None = None
+    actor: str | None = None  # the command envelope's actor: a StartRun's is the initiator
 
 
 def decide(
@@ -79,6 +79,7 @@ def decide(
     if isinstance(command, StartRun):
         return _start(state, command, story, context)
     run = Builder(state, context.now)
+    run.story = story
     handler = _HANDLERS[type(command)]
     reason = handler(run, command, story, context)
     if reason is not None:
@@ -96,6 +97,7 @@ def _rejected(state: RunState | None, cmd: Command, ctx: Context, reason: str) -
 def _start(state: RunState | None, cmd: StartRun, story: Story | None, ctx: Context) -> Decision:
     if state is None:
         run = Builder(None, ctx.now)
+        run.story = story
         if (reason := _begin(run, cmd, story, ctx, cmd.run_id, None)) is not None:
             return _rejected(None, cmd, ctx, reason)
         return Decision(run.events, {run.run.run_id: run.run})
@@ -126,6 +128,7 @@ def _start(state: RunState | None, cmd: StartRun, story: Story | None, ctx: Cont
     generation = slot.dedup_generation + 1
     new_id = ids.generation_run_id(slot.run_id, generation, ctx.partitions)
     fresh = Builder(None, ctx.now)
+    fresh.story = story
     if (reason := _begin(fresh, cmd, story, ctx, new_id, slot.run_id)) is not None:
         return _rejected(state, cmd, ctx, reason)
     marker = Builder(slot, ctx.now)
@@ -172,6 +175,7 @@ def _begin(
             parent_run_id=cmd.parent_run_id,
             parent_step=cmd.parent_step,
             parent_attempt_id=cmd.parent_attempt_id,
+            initiator=cmd.initiator or ctx.actor,
         )
     )
     if story.timeout is not None:
@@ -223,28 +227,8 @@ def _decide_approval(run: Builder, cmd: Command, story: Story | None, ctx: Conte
     assert story is not None
     if run.run.closing is not None:
         return f"run is closing ({run.run.closing}): its gates take no decisions"
-    waiting = [n for n, s in run.run.steps.items() if s.gate_id == cmd.gate_id]
-    if not waiting:
-        return f"unknown approval gate {cmd.gate_id}"
-    name = waiting[0]
-    if run.run.steps[name].status is not StepStatus.WAITING:
-        return f"approval gate {cmd.gate_id} is closed ({run.run.steps[name].status.value})"
-    gate = story.steps[name].approval
-    assert gate is not None
-    groups = {f"group:{g}" for g in cmd.approver_groups}
-    if cmd.approver not in gate.approvers and not groups & set(gate.approvers):
-        return f"{cmd.approver} is not an approver of gate {cmd.gate_id}"
-    decision = ApprovalGranted if cmd.decision == "approve" else ApprovalDenied
-    run.emit(
-        decision(
-            run_id=cmd.run_id,
-            step=name,
-            gate_id=cmd.gate_id,
-            approver=cmd.approver,
-            comment=cmd.comment,
-            channel=cmd.channel,
-        )
-    )
+    if (reason := decide_gate(run, cmd, story)) is not None:
+        return reason
     advance(run, story)
     return None
 

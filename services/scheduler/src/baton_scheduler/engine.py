@@ -253,7 +253,7 @@ class Engine:
             story = None
         known = {s.run_id: s for s in (state, current) if s is not None}
         try:
-            context = Context(now, envelope.id, self._topics.partitions, current)
+            context = Context(now, envelope.id, self._topics.partitions, current, envelope.actor)
             decision = decide(state, command, story, context)
             entry = journal(known, decision.events, envelope, now, self._topics)
         except Exception as exc:  # a decider bug must not wedge the partition: keep the record

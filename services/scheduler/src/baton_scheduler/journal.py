@@ -14,7 +14,9 @@ from baton_common import ids
 from baton_common.envelope import Envelope
 from baton_common.events import (
     ApprovalDenied,
+    ApprovalEscalated,
     ApprovalGranted,
+    ApprovalReminded,
     ApprovalRequested,
     RunCancelled,
     RunEvent,
@@ -24,10 +26,11 @@ from baton_common.events import (
 )
 from baton_common.hashing import GENESIS, chain_hash
 from baton_common.kafka import to_envelope
-from baton_common.records import GateClosed, GateOpened, StepTask
+from baton_common.records import GateClosed, StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState, StepStatus, evolve
 from baton_scheduler.calls import call_commands, rejected_call
+from baton_scheduler.gate_records import GateRecord, gate_records
 
 __all__ = ["SOURCE", "Entry", "Task", "journal"]
 
@@ -114,7 +117,7 @@ def _tasks(
     topics: TopicSettings,
     now: datetime,
 ) -> list[Task]:
-    def task(topic: str, payload: StepTask | GateOpened | GateClosed, n: int = 0) -> Task:
+    def task(topic: str, payload: StepTask | GateRecord, n: int = 0) -> Task:
         return Task(
             topic,
             after.run_id,
@@ -150,30 +153,17 @@ def _tasks(
                     ),
                 )
             ]
-        case ApprovalRequested():
+        case (
+            ApprovalRequested()
+            | ApprovalGranted()
+            | ApprovalDenied()
+            | ApprovalEscalated()
+            | ApprovalReminded()
+        ):
             return [
-                task(
-                    topics.approvals,
-                    GateOpened(
-                        run_id=event.run_id,
-                        story_id=after.story_id,
-                        story_version=after.story_version,
-                        step=event.step,
-                        gate_id=event.gate_id,
-                        approvers=event.approvers,
-                        message=event.message,
-                    ),
-                )
+                task(topics.approvals, payload, n)
+                for n, payload in enumerate(gate_records(event, after))
             ]
-        case ApprovalGranted() | ApprovalDenied():
-            closed = GateClosed(
-                run_id=event.run_id,
-                gate_id=event.gate_id,
-                outcome="approved" if isinstance(event, ApprovalGranted) else "denied",
-                approver=event.approver,
-                comment=event.comment,
-            )
-            return [task(topics.approvals, closed)]
         case RunSucceeded() | RunFailed() | RunCancelled() if before is not None:
             open_gates = [
                 s.gate_id

@@ -14,7 +14,6 @@ from pydantic import JsonValue
 from baton_common import ids
 from baton_common.commands import ErrorKind, TimerKind
 from baton_common.events import (
-    ApprovalRequested,
     RunEvent,
     RunStarted,
     StepDispatched,
@@ -49,6 +48,7 @@ class Builder:
         self.state = state
         self.events: list[RunEvent] = []
         self.now = now
+        self.story: Story | None = None  # the run's story, for gates' four-eyes rules
 
     def emit(self, event: RunEvent) -> None:
         self.events.append(event)
@@ -209,24 +209,9 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
         items = state.steps[child[0]].items or []
         context = {**context, "item": items[child[1]], "index": child[1]}
     if step.approval is not None:
-        try:
-            message = (
-                render_value(step.approval.message, context) if step.approval.message else None
-            )
-        except ExpressionError as exc:
-            fail_step(run, name, "ExpressionError", str(exc))
-            return
-        run.emit(
-            ApprovalRequested(
-                run_id=state.run_id,
-                step=name,
-                gate_id=ids.gate_id(state.run_id, name),
-                approvers=list(step.approval.approvers),
-                message=str(message) if message is not None else None,
-            )
-        )
-        if step.approval.timeout is not None:
-            schedule(run, "approval_timeout", step.approval.timeout, step=name)
+        from baton_scheduler.decide_approval import open_gate  # gates build on this module
+
+        open_gate(run, name, step, context)
         return
     try:
         rendered = render_value(dict(step.with_), context)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from baton_common.commands import FireTimer
-from baton_common.events import ApprovalDenied, ApprovalGranted, RunFailed, TimerFired
+from baton_common.events import RunFailed, TimerFired
 from baton_common.state import StepStatus
 from baton_common.story import Story
 from baton_scheduler.advance import advance
+from baton_scheduler.decide_approval import TIMER_ACTOR, approval_timer
 from baton_scheduler.progress import Builder, dispatch_any, fail_attempt
 from baton_scheduler.starting import delay_done
 
 __all__ = ["TIMER_ACTOR", "fire"]
-
-TIMER_ACTOR = "baton/timeout"
 
 
 def fire(run: Builder, cmd: FireTimer, story: Story) -> str | None:
@@ -50,22 +49,8 @@ def fire(run: Builder, cmd: FireTimer, story: Story) -> str | None:
                     error_type="step_timeout",
                     message="no result within the step's timeout",
                 )
-        case "approval_timeout":
-            assert step is not None
-            gate = story.steps[step].approval
-            state = run.run.steps[step]
-            if gate is not None and state.status is StepStatus.WAITING:
-                decided = ApprovalGranted if gate.on_timeout == "approve" else ApprovalDenied
-                run.emit(
-                    decided(
-                        run_id=cmd.run_id,
-                        step=step,
-                        gate_id=state.gate_id or "",
-                        approver=TIMER_ACTOR,
-                        comment=f"no decision within {gate.timeout}",
-                        channel="timer",
-                    )
-                )
+        case "approval_timeout" | "approval_reminder":
+            approval_timer(run, timer, story)
         case "delay":
             assert step is not None
             delay_done(run, step, timer.fire_at)
