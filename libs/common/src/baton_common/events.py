@@ -109,6 +109,12 @@ class StepFailed(_Event):
     error_type: str
     message: str
     will_retry: bool
+    http_status: int | None = Field(
+        default=None, description="the HTTP status the executor reported, if any"
+    )
+    retry_after_seconds: float | None = Field(
+        default=None, description="the other side's Retry-After, honoured by the retry timer"
+    )
 
 
 class StepSkipped(_Event):
