@@ -29,13 +29,13 @@ __all__ = [
     "NOT_STARTED",
     "Builder",
     "backoff",
-    "retry_wait",
     "child_of",
     "dispatch",
     "dispatch_any",
     "fail_attempt",
     "fail_step",
     "render_context",
+    "retry_wait",
     "schedule",
 ]
 
