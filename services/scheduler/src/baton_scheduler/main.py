@@ -49,7 +49,10 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         producer = make_producer(
-            bootstrap, client_id="baton-scheduler", transactional_id=settings.transactional_id
+            bootstrap,
+            client_id="baton-scheduler",
+            transactional_id=settings.transactional_id,
+            linger_ms=settings.linger_ms,
         )
         # FireTimer commands go out on their own plain producer: the transactional one
         # only sends inside a command batch's transaction
@@ -67,6 +70,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             timer_producer=timer_producer,
             timer_resend_seconds=settings.timer_resend_seconds,
             snapshot_every=settings.snapshot_every,
+            max_batch=settings.max_batch,
         )
         engine_box.append(engine)
         tasks.append(asyncio.create_task(follow_stories(stories, catalog, catalog_ready)))
