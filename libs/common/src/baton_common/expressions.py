@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Final
 
-from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import JsonValue
 
@@ -100,7 +100,7 @@ def _compiled_expression(source: str) -> Any:
 
 
 @lru_cache(maxsize=4096)
-def _compiled_template(source: str) -> Any:
+def _compiled_template(source: str) -> Template:
     """A text template, compiled once: stories repeat the same few templates for every
     run. A compile error is not cached (``lru_cache`` keeps only results)."""
     return _ENV.from_string(source)

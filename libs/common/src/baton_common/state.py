@@ -73,6 +73,7 @@ class StepState(BaseModel):
     error: str | None = None
     decided_by: str | None = None
     items: list[JsonValue] | None = None
+    child_run_id: str | None = None  # a `story` step's current sub-story run
 
 
 class Timer(BaseModel):
@@ -163,9 +164,14 @@ def evolve(
         )
     update: dict[str, object] = {"seq": seq, "last_hash": hash}
     match event:
-        case StepDispatched(step=step, attempt=attempt, attempt_id=aid):
+        case StepDispatched(step=step, attempt=attempt, attempt_id=aid, child_run_id=child):
             update["steps"] = _step(
-                state, step, status=StepStatus.DISPATCHED, attempt=attempt, attempt_id=aid
+                state,
+                step,
+                status=StepStatus.DISPATCHED,
+                attempt=attempt,
+                attempt_id=aid,
+                child_run_id=child,
             )
         case StepExploded(step=step, items=items):
             update["steps"] = _step(state, step, status=StepStatus.DISPATCHED, items=list(items))
