@@ -19,6 +19,7 @@ __all__ = [
     "ApprovalGranted",
     "ApprovalRequested",
     "CommandRejected",
+    "CompensationExtended",
     "CompensationStarted",
     "DedupSlotAdvanced",
     "RunCancelled",
@@ -216,6 +217,15 @@ class CompensationStarted(_Event):
     requested_by: str | None = Field(default=None, description="who cancelled the run")
 
 
+class CompensationExtended(_Event):
+    """A step that was in flight when the run began closing succeeded afterwards: its
+    compensation joins the handlers (``handlers`` is the whole new order)."""
+
+    type: Literal["baton.compensation.extended.v1"] = "baton.compensation.extended.v1"
+    step: str = Field(description="the step that succeeded while the run was closing")
+    handlers: list[str]
+
+
 RunEvent = Annotated[
     RunStarted
     | RunDeduplicated
@@ -234,7 +244,8 @@ RunEvent = Annotated[
     | TimerScheduled
     | TimerFired
     | DedupSlotAdvanced
-    | CompensationStarted,
+    | CompensationStarted
+    | CompensationExtended,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)

@@ -20,6 +20,7 @@ from baton_common.events import (
     ApprovalGranted,
     ApprovalRequested,
     CommandRejected,
+    CompensationExtended,
     CompensationStarted,
     DedupSlotAdvanced,
     RunCancelled,
@@ -198,6 +199,8 @@ def evolve(
             update["closing_step"] = event.step
             update["closing_by"] = event.requested_by
             update["handlers"] = list(event.handlers)
+        case CompensationExtended(handlers=handlers):
+            update["handlers"] = list(handlers)
         case DedupSlotAdvanced(generation=generation, current=current):
             update["dedup_generation"] = generation
             update["dedup_current"] = current
