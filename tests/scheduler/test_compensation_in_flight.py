@@ -111,7 +111,5 @@ def test_the_wait_is_bounded_by_the_step_timeout() -> None:
 def test_a_plain_cancel_still_stops_at_once() -> None:
     log = begin()
     log.send(CancelRun(run_id=RUN, reason="undo", requested_by="ops", compensate=True))
-    assert log.send(CancelRun(run_id=RUN, reason="now", requested_by="ops")) == [
-        "run.cancelled"
-    ]
+    assert log.send(CancelRun(run_id=RUN, reason="now", requested_by="ops")) == ["run.cancelled"]
     assert done(log, "book") == ["command.rejected"]
