@@ -52,6 +52,7 @@ from baton_scheduler.engine import Engine
 from baton_scheduler.journal import journal
 from baton_scheduler.recovery import rebuild_partition
 from baton_scheduler.snapshot import load_snapshot, snapshot_records
+from baton_scheduler.store import compact
 
 STORY_TEXT = """
 id: bench-fanout
@@ -461,7 +462,7 @@ async def recovery(bootstrap: str, namespace: str, finished: int, waiting: int) 
                 runs_topic=topics.runs,
                 partition=0,
                 runs_offset=full.end_offset,
-                states=[s for _, s in full.states.values()],
+                states=[compact(s) for _, s in full.states.values()],  # as the engine
                 snapshot_id=f"bench:{full.end_offset}",
                 time=datetime.now(UTC),
             )

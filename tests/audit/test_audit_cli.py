@@ -205,6 +205,7 @@ def test_time_travel_replays_the_run_to_a_seq_or_a_time(stack: Stack) -> None:
             "error": "HTTP 503",
             "decided_by": None,
             "items": None,
+            "child_run_id": None,
         }
     }
     at_time = state_at(log[4].time.isoformat())

@@ -126,3 +126,12 @@ def test_a_child_that_already_answered_is_left_alone() -> None:
         "run.cancelled"
     ]
     assert commands_from(parent) == []
+
+
+def test_a_finished_child_reports_to_its_parent_once() -> None:
+    _parent, child = calling()
+    child.send(CompleteStep(run_id=child.run_id, step="lookup", attempt_id=child.attempt("lookup")))
+    assert len(commands_from(child)) == 1
+    late = child.send(CancelRun(run_id=child.run_id, reason="late", requested_by="ann"))
+    assert late == ["command.rejected"]
+    assert commands_from(child) == []  # no second CompleteStep for the parent

@@ -26,6 +26,7 @@ from baton_common.events import (
     RunCancelled,
     RunEvent,
     RunFailed,
+    RunSucceeded,
     StepDispatched,
 )
 from baton_common.kafka import to_envelope
@@ -75,7 +76,12 @@ def call_commands(
             parent_attempt_id=event.attempt_id,
         )
         out.append(_command(start, cause, now, 0))
-    elif after.finished and after.parent_run_id and after.parent_step and after.parent_attempt_id:
+    elif (
+        isinstance(event, RunSucceeded | RunFailed | RunCancelled)
+        and after.parent_run_id
+        and after.parent_step
+        and after.parent_attempt_id
+    ):
         parent, step, attempt = after.parent_run_id, after.parent_step, after.parent_attempt_id
         if isinstance(event, RunFailed | RunCancelled):
             failure = FailStep(

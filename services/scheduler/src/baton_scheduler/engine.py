@@ -26,7 +26,7 @@ from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
 from baton_scheduler.recovery import rebuild_partition
 from baton_scheduler.snapshot import load_snapshot, snapshot_records
-from baton_scheduler.store import RunStore
+from baton_scheduler.store import RunStore, compact
 from baton_scheduler.timer_loop import TimerLoop
 
 __all__ = ["Engine"]
@@ -187,7 +187,7 @@ class Engine:
             if covered is None or not due:
                 continue
             states = self.store.of_partition(p)
-            states.update({r: s for r, (part, s) in staged.items() if part == p})
+            states.update({r: compact(s) for r, (part, s) in staged.items() if part == p})
             started = time.perf_counter()
             records_out = snapshot_records(
                 snapshot_topic=self._topics.snapshots,
