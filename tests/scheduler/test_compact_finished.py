@@ -85,7 +85,7 @@ def test_late_commands_get_the_same_records_from_a_compact_run() -> None:
         assert compact(from_full.states[RUN]) == from_small.states[RUN]
     rejected = answer(small, late[0]).events[0]
     assert rejected.type == "baton.command.rejected.v1"
-    assert rejected.data["reason"] == "run is succeeded"  # type: ignore[index]
+    assert rejected.data["reason"] == "run is succeeded"
     assert rejected.prevhash == full.last_hash
 
 
