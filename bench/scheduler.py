@@ -52,6 +52,7 @@ from baton_scheduler.engine import Engine
 from baton_scheduler.journal import journal
 from baton_scheduler.recovery import rebuild_partition
 from baton_scheduler.snapshot import load_snapshot, snapshot_records
+from baton_scheduler.store import compact
 
 STORY_TEXT = """
 id: bench-fanout
@@ -108,7 +109,12 @@ PROFILE = "/tmp/baton-bench-scheduler.prof"
 
 
 async def start_scheduler_process(
-    bootstrap: str, topics: TopicSettings, namespace: str, fetch_max_wait_ms: int, profile: bool
+    bootstrap: str,
+    topics: TopicSettings,
+    namespace: str,
+    fetch_max_wait_ms: int,
+    profile: bool,
+    max_batch: int,
 ) -> subprocess.Popen[bytes]:
     """The real scheduler service as its own process, on this bench's topics."""
     from baton_cli.kafka_ops import publish_stories
@@ -123,6 +129,7 @@ async def start_scheduler_process(
         "BATON_SCHEDULER_GROUP_ID": f"{namespace}-s",
         "BATON_SCHEDULER_TRANSACTIONAL_ID": f"{namespace}-s-0",
         "BATON_SCHEDULER_FETCH_MAX_WAIT_MS": str(fetch_max_wait_ms),
+        "BATON_SCHEDULER_MAX_BATCH": str(max_batch),
         **{
             f"BATON_TOPICS__{name.upper()}": str(value)
             for name, value in topics.model_dump().items()
@@ -164,7 +171,9 @@ class Harness:
         *,
         separate: bool,
         profile: bool,
+        max_batch: int = 200,
     ) -> None:
+        self.max_batch = max_batch
         self.separate = separate
         self.profile = profile
         self.process: subprocess.Popen[bytes] | None = None
@@ -187,7 +196,7 @@ class Harness:
             b, group_id=f"{self.namespace}-s", client_id="bench-s", fetch_max_wait_ms=wait
         )
         self.producer = make_producer(
-            b, client_id="bench-s", transactional_id=f"{self.namespace}-inline-0"
+            b, client_id="bench-s", transactional_id=f"{self.namespace}-inline-0", linger_ms=0
         )
         self.recovery = make_consumer(
             b, group_id=None, client_id="bench-r", fetch_max_wait_ms=self.fetch_max_wait_ms
@@ -213,6 +222,7 @@ class Harness:
             topics=self.topics,
             group_id=f"{self.namespace}-s",
             timer_producer=self.driver,
+            max_batch=self.max_batch,
         )
         self.tasks = [
             asyncio.create_task(self._execute()),
@@ -220,7 +230,12 @@ class Harness:
         ]
         if self.separate:
             self.process = await start_scheduler_process(
-                b, self.topics, self.namespace, self.fetch_max_wait_ms, self.profile
+                b,
+                self.topics,
+                self.namespace,
+                self.fetch_max_wait_ms,
+                self.profile,
+                self.max_batch,
             )
             return
         self.engine.subscribe()
@@ -447,7 +462,7 @@ async def recovery(bootstrap: str, namespace: str, finished: int, waiting: int) 
                 runs_topic=topics.runs,
                 partition=0,
                 runs_offset=full.end_offset,
-                states=[s for _, s in full.states.values()],
+                states=[compact(s) for _, s in full.states.values()],  # as the engine
                 snapshot_id=f"bench:{full.end_offset}",
                 time=datetime.now(UTC),
             )
@@ -495,6 +510,9 @@ async def main() -> None:
     parser.add_argument(
         "--fetch-max-wait-ms", type=int, default=20, help="as the scheduler's setting"
     )
+    parser.add_argument(
+        "--max-batch", type=int, default=200, help="as the scheduler's setting (per transaction)"
+    )
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--finished", type=int, default=20_000)
     parser.add_argument("--waiting", type=int, default=1_000)
@@ -513,6 +531,7 @@ async def main() -> None:
             args.fetch_max_wait_ms,
             separate=args.scheduler == "process",
             profile=args.profile_scheduler,
+            max_batch=args.max_batch,
         )
         await harness.start()
         try:

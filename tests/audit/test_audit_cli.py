@@ -208,6 +208,7 @@ def test_time_travel_replays_the_run_to_a_seq_or_a_time(stack: Stack) -> None:
             "approvers": None,
             "votes": [],
             "escalated": False,
+            "child_run_id": None,
         }
     }
     at_time = state_at(log[4].time.isoformat())

@@ -62,3 +62,18 @@ def test_hostile_expressions_do_not_mutate_data() -> None:
 def test_missing_data_is_an_error_with_the_reason() -> None:
     with pytest.raises(ExpressionError, match="nope"):
         render_value("{{ event.nope }}", CONTEXT)
+
+
+def test_a_cached_template_renders_each_context_afresh() -> None:
+    """Text templates are compiled once and reused: a second render sees its own data,
+    a secret reference stays a placeholder, and data spelling a placeholder stays defused."""
+    template = "https://r/{{ event.url }}?t={{ secrets.TOKEN }}"
+    first = render_value(template, CONTEXT)
+    second = render_value(template, {"event": {"url": "{{ secrets.TOKEN }}"}})
+    assert first == "https://r/evil.example?t={{ secrets.TOKEN }}"
+    assert second == "https://r/{ { secrets.TOKEN }}?t={{ secrets.TOKEN }}"
+    assert render_value(template, CONTEXT) == first
+    with pytest.raises(ExpressionError):  # a failed compile is not cached as a success
+        render_value("x {{ event.url ", CONTEXT)
+    with pytest.raises(ExpressionError):
+        render_value("x {{ event.url ", CONTEXT)

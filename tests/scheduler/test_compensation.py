@@ -132,8 +132,12 @@ def test_cancel_with_compensate_undoes_and_then_cancels_without_on_failure() -> 
 
 
 def test_cancel_with_compensate_and_nothing_to_undo_cancels_at_once() -> None:
-    log = Log(parse_story(STORY))
+    text = STORY.replace("steps:\n", "steps:\n  first: {action: http}\n").replace(
+        "  create:\n", "  create:\n    needs: [first]\n"
+    )
+    log = Log(parse_story(text))
     log.send(StartRun(run_id=RUN, story_id="undoable", trigger={}))
+    # only `first` is in flight, and it has no compensate: nothing to wait for or undo
     cancel = CancelRun(run_id=RUN, reason="x", requested_by="ops", compensate=True)
     assert log.send(cancel) == ["run.cancelled"]
 

@@ -77,12 +77,19 @@ async def publish_stories(
 
 
 async def cancel_run(
-    bootstrap: str, topics: TopicSettings, run_id: str, reason: str, actor: str
+    bootstrap: str,
+    topics: TopicSettings,
+    run_id: str,
+    reason: str,
+    actor: str,
+    *,
+    compensate: bool = False,
 ) -> str:
-    """Append a CancelRun command; return its id."""
+    """Append a CancelRun command (with ``compensate``: undo completed steps first);
+    return its id."""
     command_id = str(uuid.uuid4())
     envelope = to_envelope(
-        CancelRun(run_id=run_id, reason=reason, requested_by=actor),
+        CancelRun(run_id=run_id, reason=reason, requested_by=actor, compensate=compensate),
         id=command_id,
         source="baton/cli",
         time=datetime.now(UTC),

@@ -62,15 +62,25 @@ def runs_show(run_id: str, as_json: AsJson = False) -> None:
 
 @runs_app.command("cancel")
 def runs_cancel(
-    run_id: str, reason: Annotated[str, typer.Option(help="why the run is stopped")]
+    run_id: str,
+    reason: Annotated[str, typer.Option(help="why the run is stopped")],
+    compensate: Annotated[
+        bool,
+        typer.Option(
+            "--compensate", help="undo the completed steps (their `compensate`) before stopping"
+        ),
+    ] = False,
 ) -> None:
-    """Ask the scheduler to cancel a run."""
+    """Ask the scheduler to cancel a run (and its sub-story runs)."""
     config = load_settings()
     actor = os.environ.get("USER", "operator")
     command_id = asyncio.run(
-        cancel_run(config.kafka_bootstrap, config.topics, run_id, reason, actor)
+        cancel_run(
+            config.kafka_bootstrap, config.topics, run_id, reason, actor, compensate=compensate
+        )
     )
-    typer.echo(f"cancel requested for run {run_id} (command {command_id})")
+    undo = " with compensation" if compensate else ""
+    typer.echo(f"cancel{undo} requested for run {run_id} (command {command_id})")
 
 
 def state_at(envelopes: list[Envelope], at: str | None) -> tuple[RunState | None, int]:

@@ -23,6 +23,7 @@ __all__ = [
     "ApprovalRequested",
     "ApprovalVoteRecorded",
     "CommandRejected",
+    "CompensationExtended",
     "CompensationStarted",
     "DedupSlotAdvanced",
     "RunCancelled",
@@ -116,6 +117,12 @@ class StepFailed(_Event):
     error_type: str
     message: str
     will_retry: bool
+    http_status: int | None = Field(
+        default=None, description="the HTTP status the executor reported, if any"
+    )
+    retry_after_seconds: float | None = Field(
+        default=None, description="the other side's Retry-After, honoured by the retry timer"
+    )
 
 
 class StepSkipped(_Event):
@@ -273,6 +280,15 @@ class CompensationStarted(_Event):
     requested_by: str | None = Field(default=None, description="who cancelled the run")
 
 
+class CompensationExtended(_Event):
+    """A step that was in flight when the run began closing succeeded afterwards: its
+    compensation joins the handlers (``handlers`` is the whole new order)."""
+
+    type: Literal["baton.compensation.extended.v1"] = "baton.compensation.extended.v1"
+    step: str = Field(description="the step that succeeded while the run was closing")
+    handlers: list[str]
+
+
 RunEvent = Annotated[
     RunStarted
     | RunDeduplicated
@@ -295,7 +311,8 @@ RunEvent = Annotated[
     | TimerScheduled
     | TimerFired
     | DedupSlotAdvanced
-    | CompensationStarted,
+    | CompensationStarted
+    | CompensationExtended,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Final
 
-from jinja2 import StrictUndefined, TemplateError, Undefined
+from jinja2 import StrictUndefined, Template, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import JsonValue
 
@@ -99,6 +99,13 @@ def _compiled_expression(source: str) -> Any:
     return _ENV.compile_expression(source, undefined_to_none=False)
 
 
+@lru_cache(maxsize=4096)
+def _compiled_template(source: str) -> Template:
+    """A text template, compiled once: stories repeat the same few templates for every
+    run. A compile error is not cached (``lru_cache`` keeps only results)."""
+    return _ENV.from_string(source)
+
+
 def evaluate_condition(source: str, context: Mapping[str, JsonValue]) -> bool:
     """Evaluate a condition such as ``event.severity == "high"`` to a bool.
 
@@ -136,7 +143,7 @@ def render_value(value: JsonValue, context: Mapping[str, JsonValue]) -> JsonValu
         if match is not None and "{{" not in match.group("expr"):
             return _to_json(_evaluate(match.group("expr"), _with_secrets(context)), value)
         try:
-            return _ENV.from_string(value).render(_with_secrets(context))
+            return _compiled_template(value).render(_with_secrets(context))
         except TemplateError as exc:
             raise ExpressionError(f"template {value!r}: {exc}") from exc
     if isinstance(value, list):

@@ -77,16 +77,21 @@ async def read_to_end(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumedRecor
 
 
 def make_producer(
-    bootstrap: str, *, client_id: str, transactional_id: str | None = None
+    bootstrap: str, *, client_id: str, transactional_id: str | None = None, linger_ms: int = 5
 ) -> AIOKafkaProducer:
-    """An idempotent ``acks=all`` producer; transactional when ``transactional_id`` is set."""
+    """An idempotent ``acks=all`` producer; transactional when ``transactional_id`` is set.
+
+    ``linger_ms`` is how long a record may wait for company before it is sent; a
+    producer that sends a whole batch at once and then waits for it (the scheduler's
+    transactions) loses nothing with 0.
+    """
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         transactional_id=transactional_id,
-        linger_ms=5,
+        linger_ms=linger_ms,
         request_timeout_ms=30_000,
     )
 

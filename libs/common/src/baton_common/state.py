@@ -24,6 +24,7 @@ from baton_common.events import (
     ApprovalRequested,
     ApprovalVoteRecorded,
     CommandRejected,
+    CompensationExtended,
     CompensationStarted,
     DedupSlotAdvanced,
     RunCancelled,
@@ -80,6 +81,7 @@ class StepState(BaseModel):
     approvers: list[str] | None = None  # a gate's eligible approvers (grows on escalation)
     votes: list[str] = []  # approvals recorded towards a gate's quorum, in order
     escalated: bool = False
+    child_run_id: str | None = None  # a `story` step's current sub-story run
 
 
 class Timer(BaseModel):
@@ -174,9 +176,14 @@ def evolve(
         )
     update: dict[str, object] = {"seq": seq, "last_hash": hash}
     match event:
-        case StepDispatched(step=step, attempt=attempt, attempt_id=aid):
+        case StepDispatched(step=step, attempt=attempt, attempt_id=aid, child_run_id=child):
             update["steps"] = _step(
-                state, step, status=StepStatus.DISPATCHED, attempt=attempt, attempt_id=aid
+                state,
+                step,
+                status=StepStatus.DISPATCHED,
+                attempt=attempt,
+                attempt_id=aid,
+                child_run_id=child,
             )
         case StepExploded(step=step, items=items):
             update["steps"] = _step(state, step, status=StepStatus.DISPATCHED, items=list(items))
@@ -203,6 +210,8 @@ def evolve(
             update["closing_step"] = event.step
             update["closing_by"] = event.requested_by
             update["handlers"] = list(event.handlers)
+        case CompensationExtended(handlers=handlers):
+            update["handlers"] = list(handlers)
         case DedupSlotAdvanced(generation=generation, current=current):
             update["dedup_generation"] = generation
             update["dedup_current"] = current

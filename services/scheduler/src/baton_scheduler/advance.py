@@ -5,13 +5,24 @@ A run closes by succeeding, or, when a step fails or an operator cancels with
 that succeeded, newest first, then the story's ``on_failure``. Handlers run one at a
 time, each recorded like a step (``compensate:<step>``, ``on_failure``); a handler that
 fails (after its retries) is recorded and the next one still runs.
+
+A step with a ``compensate`` that is still in flight when closing begins is waited for
+(bounded by its ``timeout``): if it succeeds, its compensation joins the handlers ahead of
+those not yet started (``CompensationExtended``: it is the newest success); if it fails
+there is nothing to undo. A plain ``CancelRun`` still stops the run at once (ADR 0110).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from baton_common.events import CompensationStarted, RunCancelled, RunFailed, RunSucceeded
+from baton_common.events import (
+    CompensationExtended,
+    CompensationStarted,
+    RunCancelled,
+    RunFailed,
+    RunSucceeded,
+)
 from baton_common.state import RunState, StepStatus
 from baton_common.story import Story
 from baton_scheduler.progress import NOT_STARTED, Builder, dispatch_any
@@ -71,7 +82,7 @@ def begin_closing(
     """Fail or cancel the run, through its handlers when it has any."""
     state = run.run
     handlers = handlers_for(state, story, outcome)
-    if not handlers:
+    if not handlers and not in_flight_undoable(state, story):
         if outcome == "failed":
             run.emit(RunFailed(run_id=state.run_id, reason=reason, step=step))
         else:
@@ -92,7 +103,39 @@ def begin_closing(
     _continue_closing(run, story)
 
 
+def in_flight_undoable(state: RunState, story: Story) -> list[str]:
+    """Steps with a ``compensate`` whose attempt is in flight (a for_each step's children
+    are not waited for: see docs/story-engine.md)."""
+    return [
+        name
+        for name, step in story.steps.items()
+        if step.compensate is not None
+        and (current := state.steps.get(name)) is not None
+        and current.status is StepStatus.DISPATCHED
+        and current.items is None
+    ]
+
+
+def _add_late_compensations(run: Builder, story: Story) -> None:
+    """Queue the compensation of a step that succeeded after closing began."""
+    state = run.run
+    for name in reversed(state.succeeded):
+        handler = f"compensate:{name}"
+        if (
+            name not in story.steps
+            or story.steps[name].compensate is None
+            or handler in state.handlers
+        ):
+            continue
+        handlers = list(state.handlers)
+        started = [h for h in handlers if h in state.steps]
+        handlers.insert(len(started), handler)
+        run.emit(CompensationExtended(run_id=state.run_id, step=name, handlers=handlers))
+        state = run.run
+
+
 def _continue_closing(run: Builder, story: Story) -> None:
+    _add_late_compensations(run, story)
     while True:
         state = run.run
         waiting = [h for h in state.handlers if not state.steps.get(h, NOT_STARTED).status.done]
@@ -104,6 +147,8 @@ def _continue_closing(run: Builder, story: Story) -> None:
         dispatch_any(run, story, waiting[0], 1)
         if run.run.steps.get(waiting[0], NOT_STARTED).status is StepStatus.DISPATCHED:
             return
+    if in_flight_undoable(state, story):
+        return  # its result decides whether there is one more thing to undo
     failed = [h for h in state.handlers if state.steps[h].status is StepStatus.FAILED]
     reason = (state.closing_reason or "") + (f"; {', '.join(failed)} failed" if failed else "")
     if state.closing == "cancelled":

@@ -5,6 +5,10 @@ dispatch becomes a ``StartRun`` for the child (its id derives from the step atte
 a retry starts a fresh child); the child's end, or the rejection of its start, becomes a
 ``CompleteStep`` / ``FailStep`` for the parent's step attempt. They are written in the
 transaction of the event that causes them, keyed by the run they address.
+
+Cancellation cascades down: when a run is cancelled or fails, each sub-story run it
+still waits for gets a ``CancelRun``; when an operator's cancel makes it compensate,
+those children are cancelled with ``compensate: true`` too.
 """
 
 from __future__ import annotations
@@ -14,9 +18,17 @@ from datetime import datetime
 from pydantic import JsonValue
 
 from baton_common import ids
-from baton_common.commands import CompleteStep, FailStep, StartRun
+from baton_common.commands import CancelRun, CompleteStep, FailStep, StartRun
 from baton_common.envelope import Envelope
-from baton_common.events import CommandRejected, RunCancelled, RunEvent, RunFailed, StepDispatched
+from baton_common.events import (
+    CommandRejected,
+    CompensationStarted,
+    RunCancelled,
+    RunEvent,
+    RunFailed,
+    RunSucceeded,
+    StepDispatched,
+)
 from baton_common.kafka import to_envelope
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState, StepStatus
@@ -29,7 +41,10 @@ CallCommand = tuple[str, str, Envelope]  # (topic, key, envelope)
 
 
 def _command(
-    payload: StartRun | CompleteStep | FailStep, cause: Envelope, now: datetime, n: int
+    payload: StartRun | CompleteStep | FailStep | CancelRun,
+    cause: Envelope,
+    now: datetime,
+    n: int,
 ) -> CallCommand:
     envelope = to_envelope(
         payload,
@@ -62,7 +77,12 @@ def call_commands(
             initiator=after.initiator,
         )
         out.append(_command(start, cause, now, 0))
-    elif after.finished and after.parent_run_id and after.parent_step and after.parent_attempt_id:
+    elif (
+        isinstance(event, RunSucceeded | RunFailed | RunCancelled)
+        and after.parent_run_id
+        and after.parent_step
+        and after.parent_attempt_id
+    ):
         parent, step, attempt = after.parent_run_id, after.parent_step, after.parent_attempt_id
         if isinstance(event, RunFailed | RunCancelled):
             failure = FailStep(
@@ -83,7 +103,39 @@ def call_commands(
             result: JsonValue = {"run_id": after.run_id, "steps": outputs}
             done = CompleteStep(run_id=parent, step=step, attempt_id=attempt, output=result)
             out.append(_command(done, cause, now, 0))
+    out.extend(_cascade(event, cause, after, now, first=len(out)))
     return [(topics.commands, key, env) for _, key, env in out]
+
+
+def _cascade(
+    event: RunEvent, cause: Envelope, after: RunState, now: datetime, *, first: int
+) -> list[CallCommand]:
+    """``CancelRun`` for the sub-story runs ``after`` still waits for, when it ends or an
+    operator's cancel makes it compensate."""
+    match event:
+        case RunCancelled(requested_by=by):
+            compensate, why = False, f"parent run {after.run_id} cancelled: {event.reason}"
+        case RunFailed():
+            compensate, why, by = False, f"parent run {after.run_id} failed", SOURCE
+        case CompensationStarted(outcome="cancelled", requested_by=requested_by):
+            compensate, by = True, requested_by or SOURCE
+            why = f"parent run {after.run_id} cancelled: {event.reason}"
+        case _:
+            return []
+    children = sorted(
+        s.child_run_id
+        for s in after.steps.values()
+        if s.status is StepStatus.DISPATCHED and s.child_run_id is not None
+    )
+    return [
+        _command(
+            CancelRun(run_id=child, reason=why, requested_by=by, compensate=compensate),
+            cause,
+            now,
+            first + n,
+        )
+        for n, child in enumerate(children)
+    ]
 
 
 def rejected_call(

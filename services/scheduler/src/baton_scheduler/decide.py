@@ -215,6 +215,8 @@ def _fail(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> str 
         error_kind=cmd.error_kind,
         error_type=cmd.error_type,
         message=cmd.message,
+        http_status=cmd.http_status,
+        retry_after_seconds=cmd.retry_after_seconds,
     )
     advance(run, story)
     return None

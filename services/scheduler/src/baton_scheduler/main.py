@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 
 import structlog
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.service import configure_logging, operations_router
 from baton_scheduler import metrics
+from baton_scheduler.api import operator_router
 from baton_scheduler.engine import Engine
 from baton_scheduler.settings import SchedulerSettings
 
@@ -28,6 +30,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
     catalog_ready = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     engine_box: list[Engine] = []
+    producer_box: list[AIOKafkaProducer] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -49,13 +52,17 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         producer = make_producer(
-            bootstrap, client_id="baton-scheduler", transactional_id=settings.transactional_id
+            bootstrap,
+            client_id="baton-scheduler",
+            transactional_id=settings.transactional_id,
+            linger_ms=settings.linger_ms,
         )
         # FireTimer commands go out on their own plain producer: the transactional one
         # only sends inside a command batch's transaction
         timer_producer = make_producer(bootstrap, client_id="baton-scheduler-timers")
         for client in (stories, recovery, producer, timer_producer):
             await client.start()
+        producer_box.append(timer_producer)  # operator commands go out on it too
         engine = Engine(
             consumer=consumer,
             producer=producer,
@@ -67,6 +74,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             timer_producer=timer_producer,
             timer_resend_seconds=settings.timer_resend_seconds,
             snapshot_every=settings.snapshot_every,
+            max_batch=settings.max_batch,
         )
         engine_box.append(engine)
         tasks.append(asyncio.create_task(follow_stories(stories, catalog, catalog_ready)))
@@ -79,6 +87,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
         try:
             yield
         finally:
+            producer_box.clear()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -98,6 +107,9 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
 
     app = FastAPI(title="Baton scheduler", lifespan=lifespan)
     app.include_router(operations_router({"engine": ready}))
+    app.include_router(
+        operator_router(settings.topics, lambda: producer_box[0] if producer_box else None)
+    )
     return app
 
 

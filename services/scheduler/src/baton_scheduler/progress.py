@@ -34,6 +34,7 @@ __all__ = [
     "fail_attempt",
     "fail_step",
     "render_context",
+    "retry_wait",
     "schedule",
 ]
 
@@ -88,6 +89,19 @@ def backoff(policy: RetryPolicy, attempt: int, attempt_id: str) -> timedelta:
     return timedelta(seconds=capped * (1 - policy.jitter * fraction))
 
 
+def retry_wait(
+    policy: RetryPolicy, attempt: int, attempt_id: str, retry_after_seconds: float | None
+) -> timedelta:
+    """The backoff, but never shorter than the other side's ``Retry-After`` unless that
+    exceeds ``max_backoff``: the cap still holds, so a hostile or broken server cannot
+    park a run for a day."""
+    wait = backoff(policy, attempt, attempt_id)
+    if retry_after_seconds is None:
+        return wait
+    asked = min(timedelta(seconds=retry_after_seconds), policy.max_backoff)
+    return max(wait, asked)
+
+
 def schedule(
     run: Builder,
     kind: TimerKind,
@@ -118,8 +132,16 @@ def fail_attempt(
     error_kind: ErrorKind,
     error_type: str,
     message: str,
+    http_status: int | None = None,
+    retry_after_seconds: float | None = None,
 ) -> None:
-    """Record the current attempt of ``name`` as failed and schedule its retry if allowed."""
+    """Record the current attempt of ``name`` as failed and schedule its retry if allowed.
+
+    ``retry_on`` matches the error type, or ``http_<status>`` when the executor names the
+    HTTP status. A ``retry_after_seconds`` (the other side's ``Retry-After``) lengthens
+    the wait to at least that long, within the policy's ``max_backoff`` (see
+    :func:`retry_wait`).
+    """
     step = run.run.steps[name]
     child = child_of(name)
     if child is not None:
@@ -131,7 +153,11 @@ def fail_attempt(
     will_retry = (
         error_kind == "retryable"
         and step.attempt < policy.max_attempts
-        and (policy.retry_on is None or error_type in policy.retry_on)
+        and (
+            policy.retry_on is None
+            or error_type in policy.retry_on
+            or (http_status is not None and f"http_{http_status}" in policy.retry_on)
+        )
     )
     attempt_id = step.attempt_id or ids.attempt_id(run.run.run_id, name, step.attempt)
     run.emit(
@@ -144,11 +170,13 @@ def fail_attempt(
             error_type=error_type,
             message=message,
             will_retry=will_retry,
+            http_status=http_status,
+            retry_after_seconds=retry_after_seconds,
         )
     )
     if not will_retry:
         return
-    wait = backoff(policy, step.attempt, attempt_id)
+    wait = retry_wait(policy, step.attempt, attempt_id, retry_after_seconds)
     if wait <= timedelta(0):
         dispatch_any(run, story, name, step.attempt + 1)
     else:

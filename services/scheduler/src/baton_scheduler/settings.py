@@ -18,4 +18,6 @@ class SchedulerSettings(BatonSettings):
     story_wait_seconds: float = 5.0
     timer_resend_seconds: float = 30.0
     snapshot_every: int = 5000  # commands per partition between snapshots; 0: never
+    max_batch: int = 200  # commands per transaction at most: bounds a busy batch's latency
+    linger_ms: int = 0  # the transactional producer sends a whole batch, then waits for it
     fetch_max_wait_ms: int = 20  # read_committed fetches are not woken by commits

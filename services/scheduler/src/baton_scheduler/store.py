@@ -6,14 +6,31 @@ from collections.abc import Iterable, Mapping
 
 from baton_common.state import RunState
 
-__all__ = ["RunStore"]
+__all__ = ["RunStore", "compact"]
+
+
+def compact(state: RunState) -> RunState:
+    """A finished run as the scheduler still needs it: what answers a late command with
+    the right ``CommandRejected`` (status, chain head) and what dedup reads (key, window,
+    slot, generation, intake id), without its steps, outputs, trigger or timers.
+
+    Nothing the decider does with a finished run reads the dropped fields: every command
+    but ``StartRun`` is refused for a finished run before they are looked at, and
+    ``StartRun`` reads only the dedup fields. The log keeps the whole run.
+    """
+    if not state.finished or (not state.steps and not state.trigger):
+        return state
+    return state.model_copy(
+        update={"steps": {}, "trigger": {}, "timers": {}, "succeeded": [], "handlers": []}
+    )
 
 
 class RunStore:
     """Run states of the partitions this instance owns.
 
     Changes made while a Kafka transaction is open are staged by the caller and
-    applied with :meth:`apply` only after the transaction commits.
+    applied with :meth:`apply` only after the transaction commits. Finished runs are
+    kept :func:`compact`.
     """
 
     def __init__(self) -> None:
@@ -35,7 +52,7 @@ class RunStore:
 
     def apply(self, changes: Mapping[str, tuple[int, RunState]]) -> None:
         for run_id, (partition, state) in changes.items():
-            self._runs[run_id] = state
+            self._runs[run_id] = compact(state)
             self._partition_of[run_id] = partition
 
     def drop_partitions(self, partitions: Iterable[int]) -> int:
