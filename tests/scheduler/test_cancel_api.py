@@ -67,9 +67,9 @@ def test_baton_runs_cancel_compensate(
 
 async def test_cancel_appends_the_command_and_answers_202(kafka_bootstrap: str) -> None:
     ns = f"t{uuid.uuid4().hex[:8]}"
-    topics = TopicSettings.model_validate(
-        {"commands": f"{ns}.baton.commands", "partitions": 1, "ingest_partitions": 1}
-    )
+    # every topic in the test's own namespace: default names belong to `make up`'s stack
+    names = {k.removeprefix("BATON_TOPICS__").lower(): v for k, v in topic_env(ns).items()}
+    topics = TopicSettings.model_validate({**names, "partitions": 1, "ingest_partitions": 1})
     await provision_topics(kafka_bootstrap, topics)
     producer = make_producer(kafka_bootstrap, client_id="t-api")
     await producer.start()
