@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from baton_approvals.identity import Identity
 from baton_common.commands import DecideApproval
@@ -77,6 +77,7 @@ class Gate(BaseModel):
     decision_command_id: str | None
     slack_channel: str | None = None
     slack_ts: str | None = None
+    traceparent: str | None = Field(default=None, exclude=True)
 
 
 class DecisionRecord(BaseModel):
@@ -112,6 +113,7 @@ class OpenGate:
     opened_at: datetime
     opened_event_id: str
     correlation_id: str | None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,7 @@ def gate_change(envelope: Envelope) -> OpenGate | CloseGate:
                 opened_at=envelope.time,
                 opened_event_id=envelope.id,
                 correlation_id=envelope.correlationid,
+                traceparent=envelope.traceparent,
             )
         case GateClosed():
             if task.outcome not in GateState.__members__.values():
@@ -206,4 +209,5 @@ def decision_envelope(
         storyversion=gate.story_version,
         causationid=gate.opened_event_id,
         correlationid=gate.correlation_id,
+        traceparent=gate.traceparent,
     )

@@ -24,7 +24,9 @@ from baton_approvals.slack_notifier import SlackNotifier
 from baton_approvals.slack_routes import slack_router
 from baton_approvals.store import GateStore, apply_record
 from baton_common.kafka import make_consumer, make_producer
+from baton_common.lag import watch_lag
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
+from baton_common.telemetry import configure_tracing
 
 __all__ = ["create_app", "run"]
 
@@ -133,6 +135,7 @@ def create_app(
                 await consumer.start()
                 stack.push_async_callback(consumer.stop)
                 projector.start()
+                stack.callback(watch_lag(consumer, SERVICE).cancel)
                 stack.push_async_callback(projector.stop)
                 running.projector = projector
 
@@ -214,6 +217,7 @@ def run() -> None:
     """Console entry point ``baton-approvals``."""
     settings = ApprovalsSettings()
     configure_logging(CLIENT_ID, settings.log_level)
+    configure_tracing(SERVICE)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

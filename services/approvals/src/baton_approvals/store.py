@@ -34,7 +34,8 @@ log = structlog.get_logger(__name__)
 GATE_COLUMNS: Final = (
     "gate_id, run_id, story_id, story_version, step, approvers, message, state, opened_at,"
     " opened_event_id, correlation_id, decided_by, comment, closed_at, decision_requested,"
-    " decision_requested_by, decision_requested_at, decision_command_id, slack_channel, slack_ts"
+    " decision_requested_by, decision_requested_at, decision_command_id, slack_channel, slack_ts,"
+    " traceparent"
 )
 _DECISION_COLUMNS: Final = "approver, decision, comment, channel, command_id, requested_at"
 
@@ -43,8 +44,8 @@ async def open_gate(conn: Connection, change: OpenGate) -> bool:
     """Insert a pending gate; False if the gate is already known."""
     status = await conn.execute(
         "insert into gates (gate_id, run_id, story_id, story_version, step, approvers, message,"
-        " state, opened_at, opened_event_id, correlation_id)"
-        " values ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)"
+        " state, opened_at, opened_event_id, correlation_id, traceparent)"
+        " values ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11)"
         " on conflict (gate_id) do nothing",
         change.gate_id,
         change.run_id,
@@ -56,6 +57,7 @@ async def open_gate(conn: Connection, change: OpenGate) -> bool:
         change.opened_at,
         change.opened_event_id,
         change.correlation_id,
+        change.traceparent,
     )
     return status.endswith(" 1")
 

@@ -18,7 +18,9 @@ from baton_audit.settings import AuditSettings
 from baton_audit.store import AuditStore
 from baton_audit.writer import AuditWriter
 from baton_common.kafka import make_consumer, make_producer
+from baton_common.lag import watch_lag
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
+from baton_common.telemetry import configure_tracing
 
 __all__ = ["create_app", "run"]
 
@@ -123,6 +125,7 @@ def create_app(
                 await consumer.start()
                 stack.push_async_callback(consumer.stop)
                 projector.start()
+                stack.callback(watch_lag(consumer, SERVICE).cancel)
                 stack.push_async_callback(projector.stop)
                 running.projector = projector
 
@@ -149,6 +152,7 @@ def run() -> None:
     """Console entry point ``baton-audit``."""
     settings = AuditSettings()
     configure_logging(CLIENT_ID, settings.log_level)
+    configure_tracing(SERVICE)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

@@ -30,6 +30,7 @@ from baton_common.envelope import Envelope, EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
 from baton_common.records import StepTask
 from baton_common.settings import TopicSettings
+from baton_common.telemetry import SpanKind, span
 from baton_executor.actions import Action
 from baton_executor.execution import command_envelope, execute
 from baton_executor.metrics import ExecutorMetrics
@@ -237,6 +238,23 @@ class Executor:
             self._reported.popitem(last=False)
 
     async def _attempt(self, task: StepTask, envelope: Envelope) -> None:
+        with span(
+            "baton.executor.attempt",
+            parent=envelope.traceparent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "baton.run_id": task.run_id,
+                "baton.story_id": task.story_id,
+                "baton.step": task.step,
+                "baton.attempt": task.attempt,
+                "baton.action": task.action,
+            },
+        ) as current:
+            outcome = await self._run_attempt(task, envelope)
+            if current is not None:
+                current.set_attribute("baton.outcome", outcome)
+
+    async def _run_attempt(self, task: StepTask, envelope: Envelope) -> str:
         label = task.action if task.action in self._actions else "unknown"
         started = time.perf_counter()
         command = await execute(
@@ -264,6 +282,7 @@ class Executor:
         )
         await self._publish(outbound(self._topics.commands, task.run_id, envelope_out))
         self._remember(task.attempt_id)
+        return outcome
 
     async def _dead_letter(self, record: ConsumedRecord, reason: str, detail: str) -> None:
         log.warning(

@@ -17,7 +17,9 @@ from httpx_aiohttp import AiohttpTransport
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from baton_common.kafka import make_consumer, make_producer
+from baton_common.lag import watch_lag
 from baton_common.service import configure_logging, operations_router
+from baton_common.telemetry import configure_tracing
 from baton_executor.actions import Action
 from baton_executor.actions.ai.agent import AgentAction
 from baton_executor.actions.ai.registry import Providers
@@ -158,10 +160,12 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
             publisher.attach(producer)
             await consumer.start()
             loop = asyncio.create_task(executor.run(), name="baton-executor")
+            lag = watch_lag(consumer, "executor")
             runtime.consumer, runtime.loop = consumer, loop
 
             async def stop() -> None:
                 runtime.consumer, runtime.loop = None, None
+                lag.cancel()
                 loop.cancel()
                 with suppress(asyncio.CancelledError):
                     await loop
@@ -198,6 +202,7 @@ def run() -> None:
     """Entry point of ``baton-executor`` and ``python -m baton_executor``."""
     settings = ExecutorSettings()
     configure_logging("executor", settings.log_level)
+    configure_tracing("executor")
     uvicorn.run(
         create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
     )

@@ -15,7 +15,9 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import ConsumedRecord, make_consumer, make_producer, read_to_end
+from baton_common.lag import watch_lag
 from baton_common.service import configure_logging, operations_router
+from baton_common.telemetry import configure_tracing
 from baton_ingest.api import webhook_router
 from baton_ingest.consumer import IngestRouter
 from baton_ingest.metrics import IngestMetrics
@@ -110,6 +112,7 @@ def create_app(
                     _supervise("ingest router", router.run, settings.error_backoff_seconds),
                     name="baton-ingest-router",
                 )
+                tasks["lag"] = watch_lag(ingest, "ingest-router")
             tasks["schedules"] = asyncio.create_task(
                 _supervise("schedule loop", ticker.run, settings.error_backoff_seconds),
                 name="baton-ingest-schedules",
@@ -200,6 +203,7 @@ def run() -> None:
     """Entry point of ``baton-ingest`` and ``python -m baton_ingest``."""
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
+    configure_tracing("ingest")
     uvicorn.run(
         create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
     )

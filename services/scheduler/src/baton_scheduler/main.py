@@ -12,7 +12,9 @@ from fastapi import FastAPI
 
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import make_consumer, make_producer
+from baton_common.lag import watch_lag
 from baton_common.service import configure_logging, operations_router
+from baton_common.telemetry import configure_tracing
 from baton_scheduler import metrics
 from baton_scheduler.engine import Engine
 from baton_scheduler.settings import SchedulerSettings
@@ -75,6 +77,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
         await consumer.start()
         tasks.append(asyncio.create_task(_supervise(engine)))
         tasks.append(asyncio.create_task(engine.timers.run()))
+        tasks.append(watch_lag(consumer, "scheduler"))
         log.info("scheduler started", port=settings.http_port)
         try:
             yield
@@ -116,6 +119,7 @@ async def _supervise(engine: Engine) -> None:
 def run() -> None:
     settings = SchedulerSettings()
     configure_logging("scheduler", settings.log_level)
+    configure_tracing("scheduler")
     uvicorn.run(
         create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
     )
