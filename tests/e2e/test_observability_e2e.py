@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from observability_assets import family, referenced_families
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from platform_kit import FakeHttp, Platform, build_platform, topic_env
 from prometheus_client.parser import text_string_to_metric_families
@@ -220,8 +221,8 @@ def scrape(platform: Platform, service: str) -> dict[tuple[str, frozenset[tuple[
     """Every sample of a service's ``/metrics``: (name, labels) → value."""
     text = httpx.get(f"{platform.url(service)}/metrics", timeout=10).text
     samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
+    for metric in text_string_to_metric_families(text):
+        for sample in metric.samples:
             samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return samples
 
@@ -260,7 +261,8 @@ def test_every_service_reports_the_workload_in_its_metrics(
     assert total(scheduler, "baton_approvals_requested_total", story=STORY) == 2
     assert total(scheduler, "baton_approvals_decided_total", decision="granted") == 1
     assert total(scheduler, "baton_approvals_decided_total", decision="denied") == 1
-    assert total(scheduler, "baton_scheduler_command_latency_seconds_count") >= 2 + 5 + 2
+    # 2 StartRun, 3 CompleteStep, 2 DecideApproval
+    assert total(scheduler, "baton_scheduler_command_latency_seconds_count") == 7
     assert total(scheduler, "baton_scheduler_transaction_aborts_total") == 0
 
     executor = scrape(traced, "executor")
@@ -353,8 +355,11 @@ async def test_one_webhook_is_one_trace_across_the_five_services(
     assert sorted(s.attributes["baton.step"] for s in attempts) == ["lookup", "notify"]
     for attempt in attempts:
         assert by_id[attempt.parent_id].name == "baton.scheduler.decide"
-        (http,) = [s for s in trace if s.parent_id == attempt.span_id]
-        assert http.name.startswith("HTTP ")
+        children = [s for s in trace if s.parent_id == attempt.span_id]
+        (http,) = [s for s in children if s.name.startswith("HTTP ")]
+        assert http.kind == 3  # SPAN_KIND_CLIENT
+        # the result's command continues the trace: its decision is the attempt's child
+        assert any(s.name == "baton.scheduler.decide" for s in children)
         assert http.attributes["http.response.status_code"] == 200
     (waited,) = [s for s in trace if s.name == "baton.approvals.wait"]
     assert by_id[waited.parent_id].name == "baton.scheduler.decide"
@@ -374,3 +379,14 @@ async def test_one_webhook_is_one_trace_across_the_five_services(
     lines = traced.services["executor"].log_path.read_text().splitlines()
     logged = [json.loads(line) for line in lines if run_id in line and line.startswith("{")]
     assert any(entry.get("trace_id") == root.trace_id for entry in logged)
+
+
+def test_the_dashboard_and_rules_use_only_metrics_the_services_serve(
+    traced: Platform, workload: dict[str, str]
+) -> None:
+    served: set[str] = set()
+    for service in traced.services:
+        text = httpx.get(f"{traced.url(service)}/metrics", timeout=10).text
+        served.update(family(f.name) for f in text_string_to_metric_families(text))
+    missing = referenced_families() - served
+    assert not missing, f"not in any service's /metrics: {sorted(missing)}"

@@ -217,7 +217,11 @@ class Executor:
             await self._dead_letter(record, "not_step_task", f"invalid StepTask: {describe(exc)}")
             return
         with structlog.contextvars.bound_contextvars(
-            run_id=task.run_id, step=task.step, attempt_id=task.attempt_id, action=task.action
+            run_id=task.run_id,
+            story_id=task.story_id,
+            step=task.step,
+            attempt_id=task.attempt_id,
+            action=task.action,
         ):
             while (earlier := self._in_progress.get(task.attempt_id)) is not None:
                 await earlier.wait()  # the same attempt, delivered again while it runs here
