@@ -12,11 +12,14 @@ import asyncio
 import time
 from typing import Final
 
+import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 __all__ = ["CONSUMER_LAG", "LagObserver", "consumer_lag_gauge", "watch_lag"]
+
+log = structlog.get_logger(__name__)
 
 _NAME: Final = "baton_consumer_lag_records"
 _HELP: Final = "Records between the consumer's position and the partition's end"
@@ -90,7 +93,10 @@ class LagObserver:
     async def run(self) -> None:
         """Measure every interval until cancelled."""
         while True:
-            await self.observe(force=True)
+            try:
+                await self.observe(force=True)
+            except Exception:  # a metric must never stop a service (or its readiness)
+                log.warning("consumer lag not measured", consumer=self._name, exc_info=True)
             await asyncio.sleep(self._interval)
 
 

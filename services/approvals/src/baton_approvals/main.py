@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 import structlog
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from baton_approvals.api import approvals_router
@@ -25,6 +26,7 @@ from baton_approvals.slack_routes import slack_router
 from baton_approvals.store import GateStore, apply_record
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
+from baton_common.readiness import kafka_reachable
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
 from baton_common.telemetry import configure_tracing
 
@@ -43,6 +45,7 @@ class _Running:
         self.pool: Pool | None = None
         self.store: GateStore | None = None
         self.publisher: Publisher | None = None
+        self.producer: AIOKafkaProducer | None = None
         self.projector: Projector | None = None
         self.decider: Decider | None = None
         self.slack: SlackClient | None = None
@@ -66,7 +69,9 @@ class _Running:
         return "not started" if self.pool is None else await ping(self.pool)
 
     async def producer_ready(self) -> str | None:
-        return "not started" if self.publisher is None else None
+        if self.publisher is None:
+            return "not started"
+        return None if self.producer is None else await kafka_reachable(self.producer)
 
     async def consumer_ready(self) -> str | None:
         return "not started" if self.projector is None else self.projector.not_ready()
@@ -115,6 +120,7 @@ def create_app(
                 producer = make_producer(settings.kafka_bootstrap, client_id=CLIENT_ID)
                 await producer.start()
                 stack.push_async_callback(producer.stop)
+                running.producer = producer
                 sink = KafkaPublisher(producer, timeout=settings.publish_timeout_seconds)
 
             if consume:

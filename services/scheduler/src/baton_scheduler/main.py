@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 
 import structlog
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
+from baton_common.readiness import kafka_reachable
 from baton_common.service import configure_logging, operations_router
 from baton_common.telemetry import configure_tracing
 from baton_scheduler import metrics
@@ -30,6 +32,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
     catalog_ready = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     engine_box: list[Engine] = []
+    producers: list[AIOKafkaProducer] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +74,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             snapshot_every=settings.snapshot_every,
         )
         engine_box.append(engine)
+        producers.append(producer)
         tasks.append(asyncio.create_task(follow_stories(stories, catalog, catalog_ready)))
         await catalog_ready.wait()
         engine.subscribe()
@@ -88,6 +92,9 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             for client in (consumer, producer, timer_producer, recovery, stories):
                 await client.stop()
 
+    async def kafka() -> str | None:
+        return await kafka_reachable(producers[0] if producers else None)
+
     async def ready() -> str | None:
         if not catalog_ready.is_set():
             return "story catalog is loading"
@@ -100,7 +107,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
         return None
 
     app = FastAPI(title="Baton scheduler", lifespan=lifespan)
-    app.include_router(operations_router({"engine": ready}))
+    app.include_router(operations_router({"engine": ready, "kafka": kafka}))
     return app
 
 
