@@ -81,7 +81,12 @@ def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> boo
 
     name = env.get("OTEL_SERVICE_NAME") or f"baton-{service}"
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # the endpoint as the SDK derives it, from ``env``; headers, timeout and compression
+    # come from the process's OTEL_* variables
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    )
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     _State.provider = provider
     _State.tracer = provider.get_tracer("baton")
     return True
