@@ -6,18 +6,22 @@ consumers read committed records only and commit offsets explicitly.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 
 from baton_common.envelope import Envelope, Header, encode_record
 from baton_common.records import DeadLetter
 
 __all__ = [
+    "DLQ_RECORDS",
+    "PRODUCE_SECONDS",
     "ConsumedRecord",
     "OutboundRecord",
     "dead_letter",
@@ -27,6 +31,19 @@ __all__ = [
     "read_to_end",
     "to_envelope",
 ]
+
+
+PRODUCE_SECONDS: Final = Histogram(
+    "baton_kafka_produce_seconds",
+    "Time from sending a record to the broker's acknowledgement (acks=all), by topic",
+    ["topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+DLQ_RECORDS: Final = Counter(
+    "baton_dlq_records",
+    "Records sent to the dead-letter topic, by the consumer that gave up and its source topic",
+    ["consumer", "topic"],
+)
 
 
 class ConsumedRecord(Protocol):
@@ -52,9 +69,11 @@ class OutboundRecord:
 
     async def send(self, producer: AIOKafkaProducer) -> None:
         """Send and wait for the broker's acknowledgement."""
+        started = time.perf_counter()
         await producer.send_and_wait(
             self.topic, self.value, key=self.key, headers=self.headers, partition=self.partition
         )
+        PRODUCE_SECONDS.labels(self.topic).observe(time.perf_counter() - started)
 
 
 async def read_to_end(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumedRecord]:
@@ -159,7 +178,11 @@ def outbound(
 def dead_letter(
     record: ConsumedRecord, *, dlq_topic: str, consumer: str, reason: str, time: datetime
 ) -> OutboundRecord:
-    """The ``baton.dlq`` record for a record that ``consumer`` could not use."""
+    """The ``baton.dlq`` record for a record that ``consumer`` could not use.
+
+    Counts it in ``baton_dlq_records_total`` (a dead letter is built only to be sent).
+    """
+    DLQ_RECORDS.labels(consumer, record.topic).inc()
     letter = DeadLetter(
         topic=record.topic,
         partition=record.partition,

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
+from baton_common.telemetry import add_trace_ids
+
 __all__ = ["ReadinessCheck", "configure_logging", "operations_router"]
 
 ReadinessCheck = Callable[[], Awaitable[str | None]]
@@ -56,6 +58,7 @@ def configure_logging(service: str, level: str) -> None:
     """
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -17,10 +17,11 @@ import structlog
 
 from baton_approvals.gates import Decision, DecisionRecord, GateState, decision_envelope
 from baton_approvals.identity import Identity, may_decide
-from baton_approvals.metrics import DECISIONS
+from baton_approvals.metrics import DECISION_SECONDS, DECISIONS
 from baton_approvals.publish import Publisher, PublishError
 from baton_approvals.store import GateStore, reserve_decision
 from baton_common.kafka import outbound
+from baton_common.telemetry import record_span
 
 __all__ = ["Decider", "DecisionRefused", "RefusalKind"]
 
@@ -136,6 +137,14 @@ class Decider:
             time=now,
             channel=channel,
         )
+        waited = record_span(  # the decision's command continues the run's trace from here
+            "baton.approvals.wait",
+            parent=gate.traceparent,
+            start=gate.opened_at,
+            end=now,
+            attributes={"baton.run_id": gate.run_id, "baton.gate_id": gate_id},
+        )
+        envelope = envelope.model_copy(update={"traceparent": waited})
         # The reservation's transaction stays open until Kafka has the command: a failed
         # publish rolls it back (the person may retry), and a concurrent second decision
         # by the same person waits on the row, then is refused.
@@ -167,4 +176,5 @@ class Decider:
                 now,
                 record.command_id,
             )
+        DECISION_SECONDS.observe(max(0.0, (now - gate.opened_at).total_seconds()))
         return record

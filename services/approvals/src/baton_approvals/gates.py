@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
 from baton_approvals.identity import Identity
 from baton_common.commands import DecideApproval
@@ -89,6 +89,7 @@ class Gate(BaseModel):
     require_comment_on_deny: bool = False
     round: int = 1
     escalated_to: list[str] | None = None
+    traceparent: str | None = Field(default=None, exclude=True)
 
     @field_validator("context", mode="before")
     @classmethod
@@ -137,6 +138,7 @@ class OpenGate:
     require_comment_on_deny: bool = False
     round: int = 1
     escalated_to: tuple[str, ...] | None = None
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +199,7 @@ def gate_change(envelope: Envelope) -> OpenGate | CloseGate | RemindGate:
                 require_comment_on_deny=task.require_comment_on_deny,
                 round=task.round,
                 escalated_to=tuple(task.escalated_to) if task.escalated_to is not None else None,
+                traceparent=envelope.traceparent,
             )
         case GateReminder():
             return RemindGate(
@@ -251,4 +254,5 @@ def decision_envelope(
         storyversion=gate.story_version,
         causationid=gate.opened_event_id,
         correlationid=gate.correlation_id,
+        traceparent=gate.traceparent,
     )

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 import structlog
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from baton_approvals.api import approvals_router
@@ -24,7 +25,10 @@ from baton_approvals.slack_notifier import SlackNotifier
 from baton_approvals.slack_routes import slack_router
 from baton_approvals.store import GateStore, apply_record
 from baton_common.kafka import make_consumer, make_producer
+from baton_common.lag import watch_lag
+from baton_common.readiness import kafka_reachable
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
+from baton_common.telemetry import configure_tracing
 
 __all__ = ["create_app", "run"]
 
@@ -41,6 +45,7 @@ class _Running:
         self.pool: Pool | None = None
         self.store: GateStore | None = None
         self.publisher: Publisher | None = None
+        self.producer: AIOKafkaProducer | None = None
         self.projector: Projector | None = None
         self.decider: Decider | None = None
         self.slack: SlackClient | None = None
@@ -64,7 +69,9 @@ class _Running:
         return "not started" if self.pool is None else await ping(self.pool)
 
     async def producer_ready(self) -> str | None:
-        return "not started" if self.publisher is None else None
+        if self.publisher is None:
+            return "not started"
+        return None if self.producer is None else await kafka_reachable(self.producer)
 
     async def consumer_ready(self) -> str | None:
         return "not started" if self.projector is None else self.projector.not_ready()
@@ -113,6 +120,7 @@ def create_app(
                 producer = make_producer(settings.kafka_bootstrap, client_id=CLIENT_ID)
                 await producer.start()
                 stack.push_async_callback(producer.stop)
+                running.producer = producer
                 sink = KafkaPublisher(producer, timeout=settings.publish_timeout_seconds)
 
             if consume:
@@ -133,6 +141,7 @@ def create_app(
                 await consumer.start()
                 stack.push_async_callback(consumer.stop)
                 projector.start()
+                stack.callback(watch_lag(consumer, SERVICE).cancel)
                 stack.push_async_callback(projector.stop)
                 running.projector = projector
 
@@ -214,6 +223,7 @@ def run() -> None:
     """Console entry point ``baton-approvals``."""
     settings = ApprovalsSettings()
     configure_logging(CLIENT_ID, settings.log_level)
+    configure_tracing(SERVICE)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
     "BATCH_FAILURES",
     "DECISIONS",
+    "DECISION_SECONDS",
     "POSITION",
     "RECORDS",
     "SLACK_CALLBACKS",
@@ -43,4 +44,9 @@ SLACK_CALLS: Final = Counter(
     "baton_approvals_slack_calls",
     "Slack Web API calls, by method and outcome",
     ["method", "outcome"],  # ok | error
+)
+DECISION_SECONDS: Final = Histogram(
+    "baton_approvals_decision_latency_seconds",
+    "Time from a gate's opening to a person's decision being recorded",
+    buckets=(1, 5, 15, 30, 60, 300, 900, 1800, 3600, 14400, 43200, 86400, 259200),
 )

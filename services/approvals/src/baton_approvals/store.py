@@ -38,7 +38,8 @@ GATE_COLUMNS: Final = (
     "gate_id, run_id, story_id, story_version, step, approvers, message, state, opened_at,"
     " opened_event_id, correlation_id, decided_by, comment, closed_at, decision_requested,"
     " decision_requested_by, decision_requested_at, decision_command_id, slack_channel, slack_ts,"
-    " required, excluded, context, deadline, require_comment_on_deny, round, escalated_to"
+    " required, excluded, context, deadline, require_comment_on_deny, round, escalated_to,"
+    " traceparent"
 )
 _DECISION_COLUMNS: Final = "approver, decision, comment, channel, command_id, requested_at"
 
@@ -51,9 +52,9 @@ async def open_gate(conn: Connection, change: OpenGate) -> bool:
     status = await conn.execute(
         "insert into gates (gate_id, run_id, story_id, story_version, step, approvers, message,"
         " state, opened_at, opened_event_id, correlation_id, required, excluded, context,"
-        " deadline, require_comment_on_deny, round, escalated_to)"
+        " deadline, require_comment_on_deny, round, escalated_to, traceparent)"
         " values ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11, $12, $13::jsonb,"
-        " $14, $15, $16, $17)"
+        " $14, $15, $16, $17, $18)"
         " on conflict (gate_id) do nothing",
         change.gate_id,
         change.run_id,
@@ -72,6 +73,7 @@ async def open_gate(conn: Connection, change: OpenGate) -> bool:
         change.require_comment_on_deny,
         change.round,
         list(change.escalated_to) if change.escalated_to is not None else None,
+        change.traceparent,
     )
     if status.endswith(" 1"):
         return True

@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from baton_audit.admin import PROJECTED_TABLES, checksum, positions
@@ -18,7 +19,10 @@ from baton_audit.settings import AuditSettings
 from baton_audit.store import AuditStore
 from baton_audit.writer import AuditWriter
 from baton_common.kafka import make_consumer, make_producer
+from baton_common.lag import watch_lag
+from baton_common.readiness import kafka_reachable
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
+from baton_common.telemetry import configure_tracing
 
 __all__ = ["create_app", "run"]
 
@@ -35,6 +39,7 @@ class _Running:
         self.pool: Pool | None = None
         self.store: AuditStore | None = None
         self.publisher: Publisher | None = None
+        self.producer: AIOKafkaProducer | None = None
         self.projector: Projector | None = None
 
     def audit_store(self) -> AuditStore:
@@ -64,7 +69,9 @@ class _Running:
         return "not started" if self.pool is None else await ping(self.pool)
 
     async def producer_ready(self) -> str | None:
-        return "not started" if self.publisher is None else None
+        if self.publisher is None:
+            return "not started"
+        return None if self.producer is None else await kafka_reachable(self.producer)
 
     async def consumer_ready(self) -> str | None:
         return "not started" if self.projector is None else self.projector.not_ready()
@@ -100,6 +107,7 @@ def create_app(
                 producer = make_producer(settings.kafka_bootstrap, client_id=CLIENT_ID)
                 await producer.start()
                 stack.push_async_callback(producer.stop)
+                running.producer = producer
                 sink = KafkaPublisher(producer, timeout=settings.publish_timeout_seconds)
 
             if consume:
@@ -123,6 +131,7 @@ def create_app(
                 await consumer.start()
                 stack.push_async_callback(consumer.stop)
                 projector.start()
+                stack.callback(watch_lag(consumer, SERVICE).cancel)
                 stack.push_async_callback(projector.stop)
                 running.projector = projector
 
@@ -149,6 +158,7 @@ def run() -> None:
     """Console entry point ``baton-audit``."""
     settings = AuditSettings()
     configure_logging(CLIENT_ID, settings.log_level)
+    configure_tracing(SERVICE)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

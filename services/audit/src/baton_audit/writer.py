@@ -39,6 +39,7 @@ from baton_audit.projection import (
 from baton_common.envelope import EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord
 from baton_common.records import StoryPublished
+from baton_common.telemetry import record_span
 
 __all__ = ["AuditWriter", "Unusable"]
 
@@ -279,6 +280,11 @@ class AuditWriter:
         for record, envelope in decoded:
             run_id = envelope.subject or ""
             event, problem = parse_event(envelope)
+            record_span(
+                "baton.audit.store",
+                parent=envelope.traceparent,
+                attributes={"baton.run_id": run_id, "baton.event": envelope.type},
+            )
             if problem is not None:
                 EVENTS.labels("false").inc()
                 log.warning("event stored without effect", event_id=envelope.id, reason=problem)

@@ -30,6 +30,7 @@ from baton_common.envelope import Envelope, EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
 from baton_common.records import StepTask
 from baton_common.settings import TopicSettings
+from baton_common.telemetry import SpanKind, span
 from baton_executor.actions import Action
 from baton_executor.execution import command_envelope, execute
 from baton_executor.metrics import ExecutorMetrics
@@ -216,7 +217,11 @@ class Executor:
             await self._dead_letter(record, "not_step_task", f"invalid StepTask: {describe(exc)}")
             return
         with structlog.contextvars.bound_contextvars(
-            run_id=task.run_id, step=task.step, attempt_id=task.attempt_id, action=task.action
+            run_id=task.run_id,
+            story_id=task.story_id,
+            step=task.step,
+            attempt_id=task.attempt_id,
+            action=task.action,
         ):
             while (earlier := self._in_progress.get(task.attempt_id)) is not None:
                 await earlier.wait()  # the same attempt, delivered again while it runs here
@@ -237,6 +242,23 @@ class Executor:
             self._reported.popitem(last=False)
 
     async def _attempt(self, task: StepTask, envelope: Envelope) -> None:
+        with span(
+            "baton.executor.attempt",
+            parent=envelope.traceparent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "baton.run_id": task.run_id,
+                "baton.story_id": task.story_id,
+                "baton.step": task.step,
+                "baton.attempt": task.attempt,
+                "baton.action": task.action,
+            },
+        ) as current:
+            outcome = await self._run_attempt(task, envelope)
+            if current is not None:
+                current.set_attribute("baton.outcome", outcome)
+
+    async def _run_attempt(self, task: StepTask, envelope: Envelope) -> str:
         label = task.action if task.action in self._actions else "unknown"
         started = time.perf_counter()
         command = await execute(
@@ -264,6 +286,7 @@ class Executor:
         )
         await self._publish(outbound(self._topics.commands, task.run_id, envelope_out))
         self._remember(task.attempt_id)
+        return outcome
 
     async def _dead_letter(self, record: ConsumedRecord, reason: str, detail: str) -> None:
         log.warning(

@@ -20,6 +20,7 @@ from baton_common.commands import CompleteStep, FailStep
 from baton_common.envelope import Envelope
 from baton_common.kafka import to_envelope
 from baton_common.records import StepTask
+from baton_common.telemetry import current_traceparent
 from baton_executor.actions import Action
 from baton_executor.errors import ActionError, PermanentError, RetryableError
 from baton_executor.secrets import Redactor, SecretStore
@@ -122,5 +123,5 @@ def command_envelope(
         actor="baton/executor",
         correlationid=cause.correlationid,
         causationid=cause.id,
-        traceparent=cause.traceparent,
+        traceparent=current_traceparent(cause.traceparent),
     )

@@ -11,13 +11,16 @@ from dataclasses import dataclass
 import httpx
 import structlog
 import uvicorn
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 from httpx_aiohttp import AiohttpTransport
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from baton_common.kafka import make_consumer, make_producer
+from baton_common.lag import watch_lag
+from baton_common.readiness import kafka_reachable
 from baton_common.service import configure_logging, operations_router
+from baton_common.telemetry import configure_tracing
 from baton_executor.actions import Action
 from baton_executor.actions.ai.agent import AgentAction
 from baton_executor.actions.ai.registry import Providers
@@ -113,6 +116,7 @@ class _Runtime:
 
     consumer: AIOKafkaConsumer | None = None
     loop: asyncio.Task[None] | None = None
+    producer: AIOKafkaProducer | None = None
 
 
 def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGISTRY) -> FastAPI:
@@ -156,12 +160,15 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
             consumer.subscribe(topics, listener=RebalanceListener(executor))
             await producer.start()
             publisher.attach(producer)
+            runtime.producer = producer
             await consumer.start()
             loop = asyncio.create_task(executor.run(), name="baton-executor")
+            lag = watch_lag(consumer, "executor")
             runtime.consumer, runtime.loop = consumer, loop
 
             async def stop() -> None:
                 runtime.consumer, runtime.loop = None, None
+                lag.cancel()
                 loop.cancel()
                 with suppress(asyncio.CancelledError):
                     await loop
@@ -174,7 +181,9 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
         log.info("executor stopped")
 
     async def producer_started() -> str | None:
-        return None if publisher.started else "the Kafka producer is not started"
+        if not publisher.started:
+            return "the Kafka producer is not started"
+        return await kafka_reachable(runtime.producer)
 
     async def consuming() -> str | None:
         if runtime.loop is None or runtime.loop.done() or runtime.consumer is None:
@@ -198,6 +207,7 @@ def run() -> None:
     """Entry point of ``baton-executor`` and ``python -m baton_executor``."""
     settings = ExecutorSettings()
     configure_logging("executor", settings.log_level)
+    configure_tracing("executor")
     uvicorn.run(
         create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
     )

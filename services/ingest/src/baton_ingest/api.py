@@ -22,6 +22,7 @@ from pydantic import JsonValue
 from baton_common.catalog import StoryCatalog
 from baton_common.kafka import outbound, to_envelope
 from baton_common.records import EventReceived
+from baton_common.telemetry import SpanKind, current_traceparent, span
 from baton_ingest.auth import AuthFailure, WebhookAuth
 from baton_ingest.bodies import JSON_TYPES, NDJSON_TYPES, BodyError, parse_json, parse_ndjson
 from baton_ingest.metrics import IngestMetrics
@@ -65,12 +66,19 @@ def webhook_router(
         """Accept an event for the stories listening on ``path``."""
         path: str = request.path_params["path"]
         structlog.contextvars.bind_contextvars(webhook=path)
+        incoming = request.headers.get("traceparent")
         try:
-            return await _receive(path, request)
+            with span(
+                "baton.ingest.webhook",
+                parent=incoming,
+                kind=SpanKind.SERVER,
+                attributes={"baton.webhook": path, "http.request.method": "POST"},
+            ):
+                return await _receive(path, request, incoming)
         finally:
             structlog.contextvars.unbind_contextvars("webhook")
 
-    async def _receive(path: str, request: Request) -> JSONResponse:
+    async def _receive(path: str, request: Request, incoming: str | None) -> JSONResponse:
         if not catalog_ready.is_set():
             reject(503, "not_ready", "the story catalog is still loading", retry_after)
         stories = [
@@ -109,7 +117,7 @@ def webhook_router(
             reject(429, "overloaded", "too many webhooks awaiting Kafka; retry later", retry_after)
         budget.used += len(events)
         try:
-            ids = await _publish_all(path, events, now)
+            ids = await _publish_all(path, events, now, current_traceparent(incoming))
         finally:
             budget.used -= len(events)
         auth.remember(authenticated, now)
@@ -120,7 +128,7 @@ def webhook_router(
         return JSONResponse({"id": ids[0], "accepted": True}, status_code=202)
 
     async def _publish_all(
-        path: str, events: list[dict[str, JsonValue]], now: datetime
+        path: str, events: list[dict[str, JsonValue]], now: datetime, traceparent: str | None
     ) -> list[str]:
         """Publish every event and wait for all acks; 503 if any is not durable."""
         ids = [str(uuid4()) for _ in events]
@@ -134,6 +142,7 @@ def webhook_router(
                     source=f"baton/ingest/webhook/{path}",
                     time=now,
                     correlationid=event_id,
+                    traceparent=traceparent,
                 ),
             )
             for event_id, payload in zip(ids, events, strict=True)

@@ -17,10 +17,15 @@ from uuid import uuid4
 
 import structlog
 from aiokafka import TopicPartition
+from opentelemetry.trace import Span
+from pydantic import JsonValue
 
 from baton_common.catalog import StoryCatalog
+from baton_common.envelope import Envelope
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
+from baton_common.records import EventReceived
 from baton_common.settings import TopicSettings
+from baton_common.telemetry import span
 from baton_ingest.intake import IntakeError, read_inbound
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import Publisher
@@ -120,7 +125,19 @@ class IngestRouter:
             envelope, event, body = read_inbound(record, self._clock())
         except IntakeError as exc:
             return self._dead_letter(record, exc.reason, exc.detail)
+        with span("baton.ingest.route", parent=envelope.traceparent) as routed:
+            return self._route(envelope, event, body, routed)
+
+    def _route(
+        self,
+        envelope: Envelope,
+        event: EventReceived,
+        body: dict[str, JsonValue],
+        routed: Span | None,
+    ) -> _Handled:
         routing = route(event, body, envelope.id, self._catalog.active())
+        if routed is not None:
+            routed.set_attribute("baton.runs_started", len(routing.starts))
         for skip in routing.skipped:
             log.warning(
                 "trigger expression failed",

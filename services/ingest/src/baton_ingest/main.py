@@ -10,12 +10,16 @@ from datetime import datetime, timedelta
 
 import structlog
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import ConsumedRecord, make_consumer, make_producer, read_to_end
+from baton_common.lag import watch_lag
+from baton_common.readiness import kafka_reachable
 from baton_common.service import configure_logging, operations_router
+from baton_common.telemetry import configure_tracing
 from baton_ingest.api import webhook_router
 from baton_ingest.consumer import IngestRouter
 from baton_ingest.metrics import IngestMetrics
@@ -49,6 +53,7 @@ def create_app(
     publisher = KafkaPublisher()
     metrics = IngestMetrics(registry)
     tasks: dict[str, asyncio.Task[None]] = {}
+    producers: list[AIOKafkaProducer] = []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -76,6 +81,8 @@ def create_app(
             cursors = await _read_cursors(bootstrap, settings.topics.schedules)
             publisher.attach(producer)
             stack.callback(publisher.attach, None)
+            producers[:] = [producer]
+            stack.callback(producers.clear)
             ticker = Ticker(
                 catalog=catalog,
                 catalog_ready=catalog_ready,
@@ -110,6 +117,7 @@ def create_app(
                     _supervise("ingest router", router.run, settings.error_backoff_seconds),
                     name="baton-ingest-router",
                 )
+                tasks["lag"] = watch_lag(ingest, "ingest-router")
             tasks["schedules"] = asyncio.create_task(
                 _supervise("schedule loop", ticker.run, settings.error_backoff_seconds),
                 name="baton-ingest-schedules",
@@ -119,7 +127,9 @@ def create_app(
         log.info("ingest stopped")
 
     async def producer_started() -> str | None:
-        return None if publisher.started else "the Kafka producer is not started"
+        if not publisher.started:
+            return "the Kafka producer is not started"
+        return await kafka_reachable(producers[0] if producers else None)
 
     async def catalog_loaded() -> str | None:
         return None if catalog_ready.is_set() else "the story catalog is still loading"
@@ -200,6 +210,7 @@ def run() -> None:
     """Entry point of ``baton-ingest`` and ``python -m baton_ingest``."""
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
+    configure_tracing("ingest")
     uvicorn.run(
         create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
     )

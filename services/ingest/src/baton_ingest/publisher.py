@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from baton_common.kafka import OutboundRecord
+from baton_common.kafka import PRODUCE_SECONDS, OutboundRecord
 
 __all__ = ["KafkaPublisher", "Publisher", "PublisherUnavailable"]
 
@@ -49,11 +50,13 @@ class KafkaPublisher:
         # the batch instead of one per record, which is most of a router's Kafka cost.
         if self._producer is None:
             raise PublisherUnavailable("the Kafka producer is not started")
+        started = time.perf_counter()
         deliveries = [
             await self._producer.send(
                 r.topic, r.value, key=r.key, headers=r.headers, partition=r.partition
             )
             for r in records
         ]
-        for delivery in deliveries:
+        for record, delivery in zip(records, deliveries, strict=True):
             await delivery
+            PRODUCE_SECONDS.labels(record.topic).observe(time.perf_counter() - started)

@@ -22,6 +22,7 @@ from baton_common.expressions import ExpressionError, evaluate_condition, render
 from baton_common.kafka import to_envelope
 from baton_common.records import EventReceived
 from baton_common.story import Story
+from baton_common.telemetry import current_traceparent
 
 __all__ = ["Routing", "SkipReason", "Skipped", "dedup_key", "route", "start_run_envelope"]
 
@@ -141,5 +142,5 @@ def start_run_envelope(start: StartRun, ingest: Envelope, *, id: str, time: date
         actor=ingest.actor or ingest.source,
         correlationid=ingest.correlationid or ingest.id,
         causationid=ingest.id,
-        traceparent=ingest.traceparent,
+        traceparent=current_traceparent(ingest.traceparent),
     )

@@ -16,11 +16,12 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from pydantic import ValidationError
 
 from baton_common.catalog import StoryCatalog
-from baton_common.commands import COMMAND_ADAPTER, StartRun
-from baton_common.envelope import EnvelopeError, decode_record
+from baton_common.commands import COMMAND_ADAPTER, Command, StartRun
+from baton_common.envelope import Envelope, EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
+from baton_common.telemetry import current_traceparent, span, tracing_enabled
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
@@ -240,6 +241,21 @@ class Engine:
                     time=datetime.now(UTC),
                 )
             ]
+        metrics.COMMAND_LATENCY.observe(_age(record))
+        with span(
+            "baton.scheduler.decide",
+            parent=envelope.traceparent,
+            attributes={"baton.run_id": command.run_id, "baton.command": command.type},
+        ):
+            if tracing_enabled():  # the events and tasks name this span as their parent
+                envelope = envelope.model_copy(
+                    update={"traceparent": current_traceparent(envelope.traceparent)}
+                )
+            return await self._decide(record, envelope, command, staged)
+
+    async def _decide(
+        self, record: ConsumedRecord, envelope: Envelope, command: Command, staged: Staged
+    ) -> list[OutboundRecord]:
         now = _log_time(record)
 
         def lookup(run_id: str) -> RunState | None:
@@ -277,6 +293,7 @@ class Engine:
             ]
         for run_id, changed in entry.states.items():
             staged[run_id] = (record.partition, changed)
+        metrics.observe_events(entry.events, entry.states)
         rejected = any(e.type == "baton.command.rejected.v1" for e in entry.events)
         metrics.COMMANDS.labels(
             type=command.type, outcome="rejected" if rejected else "accepted"
@@ -299,6 +316,13 @@ def _log_time(record: ConsumedRecord) -> datetime:
     if isinstance(stamp, int) and stamp > 0:
         return datetime.fromtimestamp(stamp / 1000, UTC)
     return datetime.now(UTC)
+
+
+def _age(record: ConsumedRecord) -> float:
+    stamp = getattr(record, "timestamp", None)
+    if isinstance(stamp, int) and stamp > 0:
+        return max(0.0, time.time() - stamp / 1000)
+    return 0.0
 
 
 def _reason(exc: Exception) -> str:

@@ -13,7 +13,10 @@ from fastapi import FastAPI
 
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import make_consumer, make_producer
+from baton_common.lag import watch_lag
+from baton_common.readiness import kafka_reachable
 from baton_common.service import configure_logging, operations_router
+from baton_common.telemetry import configure_tracing
 from baton_scheduler import metrics
 from baton_scheduler.api import operator_router
 from baton_scheduler.engine import Engine
@@ -31,6 +34,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
     tasks: list[asyncio.Task[None]] = []
     engine_box: list[Engine] = []
     producer_box: list[AIOKafkaProducer] = []
+    producers: list[AIOKafkaProducer] = []
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -77,12 +81,14 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             max_batch=settings.max_batch,
         )
         engine_box.append(engine)
+        producers.append(producer)
         tasks.append(asyncio.create_task(follow_stories(stories, catalog, catalog_ready)))
         await catalog_ready.wait()
         engine.subscribe()
         await consumer.start()
         tasks.append(asyncio.create_task(_supervise(engine)))
         tasks.append(asyncio.create_task(engine.timers.run()))
+        tasks.append(watch_lag(consumer, "scheduler"))
         log.info("scheduler started", port=settings.http_port)
         try:
             yield
@@ -93,6 +99,9 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             for client in (consumer, producer, timer_producer, recovery, stories):
                 await client.stop()
+
+    async def kafka() -> str | None:
+        return await kafka_reachable(producers[0] if producers else None)
 
     async def ready() -> str | None:
         if not catalog_ready.is_set():
@@ -106,7 +115,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
         return None
 
     app = FastAPI(title="Baton scheduler", lifespan=lifespan)
-    app.include_router(operations_router({"engine": ready}))
+    app.include_router(operations_router({"engine": ready, "kafka": kafka}))
     app.include_router(
         operator_router(settings.topics, lambda: producer_box[0] if producer_box else None)
     )
@@ -128,6 +137,7 @@ async def _supervise(engine: Engine) -> None:
 def run() -> None:
     settings = SchedulerSettings()
     configure_logging("scheduler", settings.log_level)
+    configure_tracing("scheduler")
     uvicorn.run(
         create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
     )

@@ -18,6 +18,7 @@ from typing import Final, NoReturn
 import httpx
 from pydantic import JsonValue
 
+from baton_common.telemetry import SpanKind, span
 from baton_executor.errors import ActionError, PermanentError, RetryableError
 from baton_executor.guard import OutboundGuard
 
@@ -72,6 +73,31 @@ async def send(
         PermanentError: requests that cannot be sent, or the SSRF policy refused.
     """
     what = f"{request.method} {safe_url(request.url)}"
+    # only method, host and port: a path or query may hold a resolved secret
+    with span(
+        f"HTTP {request.method}",
+        kind=SpanKind.CLIENT,
+        attributes={
+            "http.request.method": request.method,
+            "server.address": request.url.host,
+            "server.port": request.url.port,
+        },
+    ) as current:
+        reply = await _send(client, guard, request, what, timeout_seconds, max_bytes, retryable)
+        if current is not None:
+            current.set_attribute("http.response.status_code", reply.status)
+        return reply
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    guard: OutboundGuard | None,
+    request: httpx.Request,
+    what: str,
+    timeout_seconds: float,
+    max_bytes: int,
+    retryable: Collection[int],
+) -> Reply:
     guarded = guard.request(request.url) if guard is not None else _unguarded()
     async with guarded:
         try:

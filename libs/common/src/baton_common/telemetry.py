@@ -1,0 +1,211 @@
+"""Tracing for every Baton service: OpenTelemetry spans joined by the W3C ``traceparent``.
+
+A record's envelope carries ``traceparent`` (the CloudEvents distributed-tracing
+extension, on Kafka as the ``ce_traceparent`` header). Each hop opens a span whose parent
+is the incoming ``traceparent`` and writes its own span's ``traceparent`` into the records
+it produces, so one webhook is one trace across ingest, scheduler, executor, approvals and
+audit (ADR 0800).
+
+Tracing is configured by the standard ``OTEL_*`` environment variables, read by the
+OpenTelemetry SDK itself. It is on only when an OTLP endpoint is named
+(``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) and
+``OTEL_SDK_DISABLED`` is not ``true``; otherwise :func:`span` yields ``None`` at the cost of
+one ``if`` and incoming ``traceparent`` values pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Final
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = [
+    "SpanKind",
+    "add_trace_ids",
+    "configure_tracing",
+    "current_traceparent",
+    "record_span",
+    "shutdown_tracing",
+    "span",
+    "tracing_enabled",
+]
+
+AttributeValue = str | int | float | bool
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
+_TRACEPARENT: Final = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_LOG_KEYS: Final = {"baton.run_id": "run_id", "baton.story_id": "story_id", "baton.step": "step"}
+
+
+class _State:
+    tracer: trace.Tracer | None = None
+    provider: Any = None
+
+
+def _endpoint_named(env: Mapping[str, str]) -> bool:
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return False
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+
+def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> bool:
+    """Install an OTLP/HTTP span exporter when the ``OTEL_*`` variables name an endpoint.
+
+    Args:
+        service: the default ``service.name`` (``OTEL_SERVICE_NAME`` wins when set).
+        env: the environment to read; the process environment by default.
+
+    Returns:
+        Whether tracing is on.
+    """
+    env = os.environ if env is None else env
+    if not _endpoint_named(env):
+        _State.tracer = None
+        return False
+    # imported here: a process without tracing never loads the SDK
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    name = env.get("OTEL_SERVICE_NAME") or f"baton-{service}"
+    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    # the endpoint as the SDK derives it, from ``env``; headers, timeout and compression
+    # come from the process's OTEL_* variables
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    )
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    _State.provider = provider
+    _State.tracer = provider.get_tracer("baton")
+    return True
+
+
+def shutdown_tracing() -> None:
+    """Flush and stop the exporter (spans still queued are sent)."""
+    if _State.provider is not None:
+        _State.provider.shutdown()
+    _State.provider = None
+    _State.tracer = None
+
+
+def tracing_enabled() -> bool:
+    """Whether :func:`configure_tracing` turned tracing on."""
+    return _State.tracer is not None
+
+
+@contextmanager
+def span(
+    name: str,
+    *,
+    parent: str | None = None,
+    attributes: Mapping[str, AttributeValue | None] | None = None,
+    kind: SpanKind = SpanKind.INTERNAL,
+) -> Iterator[Span | None]:
+    """A span, current for the block; ``None`` when tracing is off.
+
+    Args:
+        name: the span's name (``baton.<service>.<what>``).
+        parent: an incoming W3C ``traceparent``; when None the current span (if any) is
+            the parent, and with none the span starts a new trace.
+        attributes: span attributes; ``None`` values are left out. Never pass a secret:
+            attributes leave the process. ``baton.run_id``, ``baton.story_id`` and
+            ``baton.step`` are also bound to the block's log lines.
+        kind: the OpenTelemetry span kind.
+    """
+    tracer = _State.tracer
+    if tracer is None:
+        yield None
+        return
+    attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
+    context = _PROPAGATOR.extract({"traceparent": parent}) if parent else None
+    logged = {_LOG_KEYS[k]: v for k, v in attrs.items() if k in _LOG_KEYS}
+    with (
+        tracer.start_as_current_span(
+            name, context=context, kind=kind, attributes=attrs, record_exception=False
+        ) as current,
+        structlog.contextvars.bound_contextvars(**logged),
+    ):
+        try:
+            yield current
+        except BaseException as exc:
+            current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            current.set_attribute("error.type", type(exc).__name__)
+            raise
+
+
+def record_span(
+    name: str,
+    *,
+    parent: str | None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    attributes: Mapping[str, AttributeValue | None] | None = None,
+) -> str | None:
+    """Record a finished span (a wait that began earlier, or a step inside a batch).
+
+    Args:
+        name: the span's name.
+        parent: the W3C ``traceparent`` of its parent; nothing is recorded without one.
+        start: when it began (now when None).
+        end: when it ended (now when None).
+        attributes: span attributes, ``None`` values left out; never a secret.
+
+    Returns:
+        The recorded span's ``traceparent`` (a record caused by the span carries it), or
+        ``parent`` when nothing was recorded.
+    """
+    tracer = _State.tracer
+    if tracer is None or not parent:
+        return parent
+    attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
+    context = _PROPAGATOR.extract({"traceparent": parent})
+    began = _nanos(start) if start is not None else None
+    current = tracer.start_span(name, context=context, attributes=attrs, start_time=began)
+    current.end(end_time=_nanos(end) if end is not None else None)
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(current))
+    return carrier.get("traceparent", parent)
+
+
+def _nanos(when: datetime) -> int:
+    return int(when.timestamp() * 1_000_000_000)
+
+
+def current_traceparent(fallback: str | None = None) -> str | None:
+    """The current span's W3C ``traceparent``, or ``fallback`` when no span is recording.
+
+    Outbound records carry this, so the next hop's span is a child of this one; with
+    tracing off the incoming ``traceparent`` (the fallback) passes through unchanged.
+    """
+    if fallback is not None and not _TRACEPARENT.match(fallback):
+        fallback = None  # a malformed header from outside is not passed on
+    if _State.tracer is None:
+        return fallback
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get("traceparent", fallback)
+
+
+def add_trace_ids(
+    logger: object, method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: ``trace_id`` and ``span_id`` of the current span, if any."""
+    if _State.tracer is None:
+        return event
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event.setdefault("trace_id", format(context.trace_id, "032x"))
+        event.setdefault("span_id", format(context.span_id, "016x"))
+    return event
