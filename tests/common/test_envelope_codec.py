@@ -175,7 +175,7 @@ def test_encode_headers_match_the_model_dump() -> None:
 
 def test_to_envelope_validates_attributes_like_the_model() -> None:
     start = StartRun(run_id="r", story_id="s", story_version=1, trigger={"x": [1, None]})
-    built = to_envelope(start, id="c1", source="baton/ingest", time=T, subject="r", seq="4")  # type: ignore[arg-type]
+    built = to_envelope(start, id="c1", source="baton/ingest", time=T, subject="r", seq="4")
     reference = Envelope.model_validate(
         {"id": "c1", "type": start.type, "source": "baton/ingest", "subject": "r", "time": T,
          "seq": "4", "data": start.model_dump(mode="json")}
