@@ -9,16 +9,29 @@ attributes are Kafka headers prefixed ``ce_`` and the record value is the JSON
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
 __all__ = [
     "CONTENT_TYPE",
     "Envelope",
     "EnvelopeError",
     "Header",
+    "build_envelope",
     "decode_record",
     "encode_record",
 ]
@@ -63,17 +76,90 @@ class Envelope(BaseModel):
 
 _ATTRS: Final = tuple(name for name in Envelope.model_fields if name != "data")
 
+# The envelope's attributes alone, validated exactly as ``Envelope`` validates them (same
+# names, types and defaults, same model title in messages). ``data`` is left out: when it
+# comes from a JSON parser or a ``model_dump(mode="json")`` it holds only JSON types, and
+# validating it as ``JsonValue`` again is most of the cost of a large payload.
+_Attributes = create_model(  # type: ignore[call-overload]
+    "Envelope",
+    __config__=ConfigDict(frozen=True),
+    **{
+        name: (field.annotation, field)
+        for name, field in Envelope.model_fields.items()
+        if name != "data"
+    },
+)
+_TIME: Final = TypeAdapter(datetime)
+_LONG_NUMBER: Final = re.compile(rb"\d{19}")
+_SORTED: Final = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def build_envelope(attributes: Mapping[str, object], data: dict[str, JsonValue]) -> Envelope:
+    """An envelope from its attributes, validated, and ``data``, trusted to be plain JSON.
+
+    ``data`` must be what a JSON parser or ``model_dump(mode="json")`` returns (dicts with
+    string keys, lists, strings, numbers, booleans, None): it is used as is. The attributes
+    are validated and coerced as ``Envelope.model_validate`` would; unknown ones are ignored.
+
+    Raises:
+        ValidationError: as ``Envelope.model_validate`` would for the same attributes.
+    """
+    checked = _Attributes.model_validate(attributes)
+    values = dict(checked.__dict__)
+    values["data"] = data
+    fields_set = set(checked.model_fields_set)
+    fields_set.add("data")
+    # What ``model_construct`` does, without its per-field default handling (all are set).
+    envelope = Envelope.__new__(Envelope)
+    object.__setattr__(envelope, "__dict__", values)
+    object.__setattr__(envelope, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(envelope, "__pydantic_extra__", None)
+    object.__setattr__(envelope, "__pydantic_private__", None)
+    return envelope
+
 
 def encode_record(envelope: Envelope) -> tuple[bytes, list[Header]]:
     """Encode an envelope as a Kafka record value and headers (binary content mode)."""
     headers: list[Header] = [("content-type", CONTENT_TYPE.encode())]
-    attrs = envelope.model_dump(mode="json", exclude={"data", "datacontenttype"})
     for name in _ATTRS:
-        value = attrs.get(name)
-        if value is not None:
-            headers.append((_PREFIX + name, str(value).encode()))
-    value_bytes = json.dumps(envelope.data, separators=(",", ":"), sort_keys=True).encode()
-    return value_bytes, headers
+        value = getattr(envelope, name)
+        if value is None or name == "datacontenttype":
+            continue
+        if isinstance(value, datetime):
+            value = _TIME.dump_python(value, mode="json")
+        headers.append((_PREFIX + name, str(value).encode()))
+    return _dumps(envelope.data), headers
+
+
+def _dumps(data: dict[str, JsonValue]) -> bytes:
+    """Compact JSON with sorted keys (UTF-8, not ASCII-escaped).
+
+    orjson when it can say the same thing: it writes NaN and infinities as null and refuses
+    integers beyond 64 bits and lone surrogates, where the standard library keeps them.
+    """
+    try:
+        value = orjson.dumps(data, option=_SORTED)
+    except (orjson.JSONEncodeError, TypeError):
+        value = b""
+    if not value or (b"null" in value and _has_non_finite(data)):
+        value = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    return value
+
+
+def _has_non_finite(value: object) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def decode_record(value: bytes | None, headers: list[Header] | tuple[Header, ...]) -> Envelope:
@@ -86,7 +172,7 @@ def decode_record(value: bytes | None, headers: list[Header] | tuple[Header, ...
     for key, raw in headers:
         if key.startswith(_PREFIX):
             try:
-                attrs[key[len(_PREFIX) :]] = raw.decode()
+                attrs[key[3:]] = raw.decode()
             except UnicodeDecodeError as exc:
                 raise EnvelopeError(f"header {key} is not UTF-8") from exc
     if "type" not in attrs:
@@ -94,12 +180,26 @@ def decode_record(value: bytes | None, headers: list[Header] | tuple[Header, ...
     if value is None:
         raise EnvelopeError("record has no value")
     try:
-        data = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EnvelopeError(f"value is not JSON: {exc}") from exc
+        # orjson accepts strict RFC 8259 JSON in UTF-8 only, and its result holds JSON types
+        # only, so ``data`` need not be validated again (the fast path). It reads integers
+        # beyond 64 bits as floats, so a value with a long run of digits takes the slow path.
+        if _LONG_NUMBER.search(value) is not None:
+            raise orjson.JSONDecodeError("long number", "", 0)
+        data = orjson.loads(value)
+        parsed_strictly = True
+    except orjson.JSONDecodeError:
+        # What orjson refuses (NaN, other encodings, lone surrogates, huge numbers, or not
+        # JSON at all) gets the standard library's verdict and message, as before.
+        parsed_strictly = False
+        try:
+            data = json.loads(value)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EnvelopeError(f"value is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise EnvelopeError("value must be a JSON object")
     try:
+        if parsed_strictly:
+            return build_envelope(attrs, data)
         return Envelope.model_validate({**attrs, "data": data})
     except ValidationError as exc:
         raise EnvelopeError(f"invalid envelope: {_first_error(exc)}") from exc

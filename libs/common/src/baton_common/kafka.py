@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 
-from baton_common.envelope import Envelope, Header, encode_record
+from baton_common.envelope import Envelope, Header, build_envelope, encode_record
 from baton_common.records import DeadLetter
 
 __all__ = [
@@ -152,16 +152,17 @@ def to_envelope(
 ) -> Envelope:
     """Wrap a contract payload in an envelope whose ``type`` is the payload's ``type``."""
     data = payload.model_dump(mode="json")
-    return Envelope.model_validate(
+    # ``model_dump(mode="json")`` returns JSON types only: validate the attributes alone.
+    return build_envelope(
         {
             "id": id,
             "type": data["type"],
             "source": source,
             "subject": subject,
             "time": time,
-            "data": data,
             **extensions,
-        }
+        },
+        data,
     )
 
 

@@ -9,6 +9,7 @@ without a schema and tests can run against a private schema of their own.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -17,6 +18,7 @@ from importlib import resources
 from typing import Final, Protocol, TypeVar, cast
 
 import asyncpg
+import orjson
 import structlog
 
 __all__ = [
@@ -99,14 +101,47 @@ class _Codecs(Protocol):
 
 
 _JSONB_VERSION: Final = b"\x01"
+# Types the standard library refuses are refused here too (via the fallback below).
+_LONG_NUMBER: Final = re.compile(rb"\d{19}")
+_STRICT: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _encode_jsonb(value: object) -> bytes:
-    return _JSONB_VERSION + json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    # orjson for speed (most of the projection's encoding time); the standard library for
+    # what orjson refuses (integers beyond 64 bits, lone surrogates) or would turn into
+    # null (NaN, infinities), so PostgreSQL gives the same verdict on them as before.
+    try:
+        encoded = orjson.dumps(value, option=_STRICT)
+    except (orjson.JSONEncodeError, TypeError):
+        encoded = b""
+    if not encoded or (b"null" in encoded and _has_non_finite(value)):
+        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return _JSONB_VERSION + encoded
+
+
+def _has_non_finite(value: object) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return False
 
 
 def _decode_jsonb(raw: bytes) -> object:
-    return json.loads(raw[1:])
+    text = raw[1:]
+    # orjson reads integers beyond 64 bits (which jsonb can hold) as floats: not those.
+    if _LONG_NUMBER.search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 async def _init_connection(conn: _Codecs) -> None:

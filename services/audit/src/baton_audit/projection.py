@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
 
 from baton_common.envelope import Envelope
 from baton_common.events import (
@@ -222,8 +222,21 @@ def event_row(
         prevhash=envelope.prevhash,
         hash=envelope.hash,
         data=envelope.data,
-        envelope=envelope.model_dump(mode="json"),
+        envelope=_envelope_json(envelope),
     )
+
+
+_TIME: Final = TypeAdapter(datetime)
+
+
+def _envelope_json(envelope: Envelope) -> dict[str, JsonValue]:
+    """``envelope.model_dump(mode="json")``, at a fraction of its cost (the hot path).
+
+    Every attribute is a string, an int or None except ``time``; ``data`` is plain JSON.
+    """
+    document: dict[str, JsonValue] = dict(envelope.__dict__)
+    document["time"] = _TIME.dump_python(envelope.time, mode="json")
+    return document
 
 
 @dataclass(frozen=True, slots=True)

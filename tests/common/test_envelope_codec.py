@@ -1,0 +1,199 @@
+"""The envelope codec's fast paths (orjson, attributes-only validation) against the
+reference behaviour they replace: plain ``json`` and ``Envelope.model_validate``.
+
+Every record either decodes to the same envelope, or is refused with the same reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import JsonValue, ValidationError
+
+from baton_common.commands import StartRun
+from baton_common.envelope import (
+    Envelope,
+    EnvelopeError,
+    Header,
+    build_envelope,
+    decode_record,
+    encode_record,
+)
+from baton_common.kafka import to_envelope
+
+T = datetime(2026, 11, 25, 8, 30, 15, 250_000, tzinfo=UTC)
+
+GOOD: list[Header] = [
+    ("content-type", b"application/json"),
+    ("ce_id", b"e1"),
+    ("ce_type", b"baton.run.started.v1"),
+    ("ce_source", b"baton/scheduler"),
+    ("ce_subject", b"run-1"),
+    ("ce_time", b"2026-11-25T08:30:15.25Z"),
+    ("ce_specversion", b"1.0"),
+    ("ce_storyversion", b"3"),
+    ("ce_seq", b"7"),
+    ("ce_actor", "ren\u00e9".encode()),
+]
+
+
+def reference_decode(value: bytes | None, headers: list[Header]) -> Envelope:
+    """The decoder before the fast path, verbatim in behaviour."""
+    attrs: dict[str, object] = {}
+    for key, raw in headers:
+        if key.startswith("ce_"):
+            try:
+                attrs[key[3:]] = raw.decode()
+            except UnicodeDecodeError as exc:
+                raise EnvelopeError(f"header {key} is not UTF-8") from exc
+    if "type" not in attrs:
+        raise EnvelopeError("record has no ce_type header: not a CloudEvent in binary mode")
+    if value is None:
+        raise EnvelopeError("record has no value")
+    try:
+        data = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EnvelopeError(f"value is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EnvelopeError("value must be a JSON object")
+    try:
+        return Envelope.model_validate({**attrs, "data": data})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "record"
+        raise EnvelopeError(f"invalid envelope: {where}: {err['msg']}") from exc
+
+
+def with_header(name: str, value: bytes | None) -> list[Header]:
+    headers = [(k, v) for k, v in GOOD if k != name]
+    return headers if value is None else [*headers, (name, value)]
+
+
+VALUE = b'{"run_id":"run-1","n":[1,2.5,null,true,{"x":"\\u00e9"}]}'
+
+CASES: list[tuple[str, bytes | None, list[Header]]] = [
+    ("good", VALUE, GOOD),
+    ("non-ascii value", '{"a":"\u00e9\u4e2d\U0001f600"}'.encode(), GOOD),
+    ("NaN, which only the standard library reads", b'{"a":NaN,"b":Infinity}', GOOD),
+    ("lone surrogate escape", b'{"a":"\\ud800"}', GOOD),
+    ("integer beyond 64 bits", b'{"a":123456789012345678901234567890}', GOOD),
+    ("UTF-8 byte order mark", b'\xef\xbb\xbf{"a":1}', GOOD),
+    ("UTF-16 value", '{"a":1}'.encode("utf-16"), GOOD),
+    ("duplicate keys", b'{"a":1,"a":2}', GOOD),
+    ("not JSON", b"{nope", GOOD),
+    ("invalid UTF-8", b'{"a":"\xff"}', GOOD),
+    ("array", b"[1]", GOOD),
+    ("empty", b"", GOOD),
+    ("no value", None, GOOD),
+    ("no type", VALUE, with_header("ce_type", None)),
+    ("no id", VALUE, with_header("ce_id", None)),
+    ("no source", VALUE, with_header("ce_source", None)),
+    ("no time", VALUE, with_header("ce_time", None)),
+    ("bad time", VALUE, with_header("ce_time", b"yesterday")),
+    ("unix time", VALUE, with_header("ce_time", b"1700000000")),
+    ("offset time", VALUE, with_header("ce_time", b"2026-11-25T10:30:15+02:00")),
+    ("naive time", VALUE, with_header("ce_time", b"2026-11-25T10:30:15")),
+    ("bad seq", VALUE, with_header("ce_seq", b"seven")),
+    ("fractional version", VALUE, with_header("ce_storyversion", b"1.5")),
+    ("padded seq", VALUE, with_header("ce_seq", b" 12 ")),
+    ("header not UTF-8", VALUE, with_header("ce_actor", b"\xff")),
+    ("unknown attribute", VALUE, with_header("ce_colour", b"blue")),
+]
+
+
+@pytest.mark.parametrize(("value", "headers"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_decode_matches_the_reference(value: bytes | None, headers: list[Header]) -> None:
+    reason: str | None = None
+    try:
+        expected = reference_decode(value, headers)
+    except EnvelopeError as exc:
+        reason = str(exc)
+    if reason is not None:
+        with pytest.raises(EnvelopeError) as refused:
+            decode_record(value, headers)
+        assert str(refused.value) == reason
+        return
+    got = decode_record(value, headers)
+    assert got == expected
+    assert got.model_fields_set == expected.model_fields_set
+    assert json.dumps(got.model_dump(mode="json"), sort_keys=True) == json.dumps(
+        expected.model_dump(mode="json"), sort_keys=True
+    )
+    assert type(got.time.tzinfo) is type(expected.time.tzinfo)
+
+
+def test_the_reference_refuses_some_cases() -> None:
+    """The corpus exercises refusals, not only the happy path."""
+    refused = 0
+    for _, value, headers in CASES:
+        try:
+            reference_decode(value, headers)
+        except EnvelopeError:
+            refused += 1
+    assert refused >= 12
+
+
+DATA: list[dict[str, JsonValue]] = [
+    {"a": "\u00e9\u4e2d\U0001f600", "b": [1, 2.5, None, True], "c": {"z": 1, "a": 2}},
+    {"big": 123456789012345678901234567890, "neg": -(2**70)},
+    {"nan": math.nan, "inf": math.inf, "none": None},
+    {"surrogate": "\ud800"},
+    {"float": 1e16, "tiny": 5e-324, "exact": 0.1},
+]
+
+
+@pytest.mark.parametrize(
+    "data", DATA, ids=["unicode", "bigint", "nonfinite", "surrogate", "floats"]
+)
+def test_encode_round_trips_what_the_standard_library_did(data: dict[str, JsonValue]) -> None:
+    envelope = Envelope(id="e", type="t", source="s", time=T, seq=1, data=data)
+    value, headers = encode_record(envelope)
+    old = json.dumps(data, separators=(",", ":"), sort_keys=True)
+    # Same document (compared through the standard library, which reads NaN back).
+    assert json.dumps(json.loads(value), sort_keys=True) == json.dumps(
+        json.loads(old), sort_keys=True
+    )
+    assert dict(headers)["ce_time"] == b"2026-11-25T08:30:15.250000Z"
+    decoded = decode_record(value, headers)
+    assert json.dumps(decoded.data, sort_keys=True) == json.dumps(data, sort_keys=True)
+
+
+def test_encode_headers_match_the_model_dump() -> None:
+    envelope = Envelope(
+        id="e", type="t", source="s", subject="r", time=T, storyversion=2, seq=0, actor="x"
+    )
+    _, headers = encode_record(envelope)
+    dumped = envelope.model_dump(mode="json", exclude={"data", "datacontenttype"})
+    expected = [("content-type", b"application/json")] + [
+        (f"ce_{k}", str(v).encode()) for k, v in dumped.items() if v is not None
+    ]
+    assert headers == expected
+
+
+def test_to_envelope_validates_attributes_like_the_model() -> None:
+    start = StartRun(run_id="r", story_id="s", story_version=1, trigger={"x": [1, None]})
+    built = to_envelope(start, id="c1", source="baton/ingest", time=T, subject="r", seq="4")
+    reference = Envelope.model_validate(
+        {"id": "c1", "type": start.type, "source": "baton/ingest", "subject": "r", "time": T,
+         "seq": "4", "data": start.model_dump(mode="json")}
+    )  # fmt: skip
+    assert built == reference
+    assert built.seq == 4
+    with pytest.raises(ValidationError) as fast:
+        to_envelope(start, id="c1", source="s", time="yesterday")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError) as slow:
+        Envelope.model_validate({"id": "c1", "type": "t", "source": "s", "time": "yesterday"})
+    assert fast.value.errors()[0]["loc"] == slow.value.errors()[0]["loc"] == ("time",)
+    assert fast.value.errors()[0]["msg"] == slow.value.errors()[0]["msg"]
+    assert fast.value.title == slow.value.title == "Envelope"
+
+
+def test_build_envelope_is_a_frozen_envelope() -> None:
+    envelope = build_envelope({"id": "e", "type": "t", "source": "s", "time": T}, {"a": 1})
+    assert envelope == Envelope(id="e", type="t", source="s", time=T, data={"a": 1})
+    with pytest.raises(ValidationError):
+        envelope.id = "other"  # type: ignore[misc]
+    assert envelope.model_copy(update={"hash": "h"}).hash == "h"
