@@ -111,9 +111,10 @@ async def test_one_run_per_tick_with_two_replicas_and_catch_up_after_a_restart(
         for process in [*replicas, scheduler]:
             process.stop()
 
-    # Exactly one run per tick, although both replicas fired every tick before the restart.
+    # Exactly one run per tick, whichever replicas fired it. Whether both replicas raced on
+    # a tick (and the scheduler answered RunDeduplicated) depends on timing, so it is not
+    # asserted here; the decider's dedup of a repeated tick is covered in tests/scheduler.
     assert counts["started_total"] == counts["distinct_started"]
-    assert counts["baton.run.deduplicated.v1"] > 0
     every_all = await ticks_of("sched-all", 0) or []
     every_none = await ticks_of("sched-none", 0) or []
     # catch_up: all → no tick missing, including those during the downtime
