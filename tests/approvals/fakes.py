@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
 
-from baton_approvals.publish import PublishError
 from baton_common.envelope import Envelope, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, outbound, to_envelope
+from baton_common.publishing import PublishError
 from baton_common.records import GateClosed, GateOpened
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

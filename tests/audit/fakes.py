@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import TopicPartition
 from pydantic import JsonValue
 
-from baton_audit.publish import PublishError
 from baton_common.envelope import Envelope, decode_record
 from baton_common.events import (
     ApprovalGranted,
@@ -22,6 +21,7 @@ from baton_common.events import (
 )
 from baton_common.hashing import GENESIS, chain_hash
 from baton_common.kafka import ConsumedRecord, OutboundRecord, outbound, to_envelope
+from baton_common.publishing import PublishError
 from baton_common.records import StoryPublished
 from baton_common.story import parse_story
 

@@ -21,8 +21,8 @@ from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
 from baton_approvals.db import Connection, Pool, column
 from baton_approvals.metrics import BATCH_FAILURES, POSITION, RECORDS
-from baton_approvals.publish import Publisher
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
+from baton_common.publishing import Publisher
 
 __all__ = ["Backoff", "PositionListener", "Projector", "RecordConsumer", "RecordHandler"]
 

@@ -18,7 +18,6 @@ from baton_approvals.decisions import Decider
 from baton_approvals.identity import Authenticator, ChainAuthenticator, StaticTokenAuthenticator
 from baton_approvals.inbox import inbox_router
 from baton_approvals.jwt_auth import JwtAuthenticator
-from baton_approvals.publish import KafkaPublisher, Publisher
 from baton_approvals.settings import ApprovalsSettings
 from baton_approvals.slack_api import SlackClient
 from baton_approvals.slack_notifier import SlackNotifier
@@ -26,6 +25,7 @@ from baton_approvals.slack_routes import slack_router
 from baton_approvals.store import GateStore, apply_record
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
+from baton_common.publishing import KafkaPublisher, Publisher
 from baton_common.readiness import kafka_reachable
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
 from baton_common.telemetry import configure_tracing

@@ -22,8 +22,8 @@ from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
 from baton_audit.db import Connection, Pool, column
 from baton_audit.metrics import BATCH_FAILURES, FRESHNESS, POSITION, RECORDS
-from baton_audit.publish import Publisher
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
+from baton_common.publishing import Publisher
 
 __all__ = ["Backoff", "PositionListener", "Projector", "RecordConsumer", "RecordHandler"]
 

@@ -14,12 +14,12 @@ from baton_audit.admin import PROJECTED_TABLES, checksum, positions
 from baton_audit.api import Admin, audit_router
 from baton_audit.consumer import PositionListener, Projector
 from baton_audit.db import Pool, create_pool, migrate, ping
-from baton_audit.publish import KafkaPublisher, Publisher
 from baton_audit.settings import AuditSettings
 from baton_audit.store import AuditStore
 from baton_audit.writer import AuditWriter
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
+from baton_common.publishing import KafkaPublisher, Publisher
 from baton_common.readiness import kafka_reachable
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
 from baton_common.telemetry import configure_tracing

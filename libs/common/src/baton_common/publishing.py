@@ -1,4 +1,8 @@
-"""Sending records to Kafka behind a small protocol, so the API can be tested without Kafka."""
+"""Sending records to Kafka behind a small protocol, so an API can be tested without Kafka.
+
+Shared by the services whose HTTP handlers or projections publish and must know the
+record is durable (approvals, audit).
+"""
 
 from __future__ import annotations
 
