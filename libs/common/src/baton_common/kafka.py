@@ -6,6 +6,7 @@ consumers read committed records only and commit offsets explicitly.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from baton_common.envelope import Envelope, Header, build_envelope, encode_recor
 from baton_common.records import DeadLetter
 
 __all__ = [
+    "DLQ_COPY_LIMIT",
     "DLQ_RECORDS",
     "PRODUCE_SECONDS",
     "ConsumedRecord",
@@ -39,6 +41,11 @@ PRODUCE_SECONDS: Final = Histogram(
     ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+DLQ_COPY_LIMIT: Final = 128 * 1024
+"""Bytes of a value (and of each key or header) copied into a dead letter. Escaping can
+grow undecodable bytes fourfold, so a letter stays far below the broker's 1 MiB default:
+a letter that could not be sent would stall the partition it is meant to unblock."""
+
 DLQ_RECORDS: Final = Counter(
     "baton_dlq_records",
     "Records sent to the dead-letter topic, by the consumer that gave up and its source topic",
@@ -176,6 +183,11 @@ def outbound(
     )
 
 
+def _text(raw: bytes) -> str:
+    """At most ``DLQ_COPY_LIMIT`` bytes of ``raw``, as UTF-8 text with escapes."""
+    return raw[:DLQ_COPY_LIMIT].decode(errors="backslashreplace")
+
+
 def dead_letter(
     record: ConsumedRecord, *, dlq_topic: str, consumer: str, reason: str, time: datetime
 ) -> OutboundRecord:
@@ -190,9 +202,12 @@ def dead_letter(
         offset=record.offset,
         consumer=consumer,
         reason=reason,
-        key=record.key.decode(errors="backslashreplace") if record.key is not None else None,
-        value=record.value.decode(errors="backslashreplace") if record.value is not None else None,
-        headers={k: v.decode(errors="backslashreplace") for k, v in record.headers},
+        key=_text(record.key) if record.key is not None else None,
+        value=_text(record.value) if record.value is not None else None,
+        headers={k: _text(v) for k, v in record.headers},
+        value_truncated=record.value is not None and len(record.value) > DLQ_COPY_LIMIT,
+        value_bytes=len(record.value) if record.value is not None else None,
+        value_sha256=hashlib.sha256(record.value).hexdigest() if record.value is not None else None,
     )
     envelope = to_envelope(
         letter,

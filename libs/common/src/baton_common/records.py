@@ -121,6 +121,13 @@ class DeadLetter(_Record):
     key: str | None = None
     value: str | None = Field(default=None, description="the value, decoded as UTF-8 with escapes")
     headers: dict[str, str] = Field(default_factory=dict)
+    value_truncated: bool = Field(
+        default=False,
+        description="true when only the first part of a large value is copied here; the whole "
+        "record stays at topic/partition/offset for the source topic's retention",
+    )
+    value_bytes: int | None = Field(default=None, description="the original value's size")
+    value_sha256: str | None = Field(default=None, description="hex SHA-256 of the whole value")
 
 
 class ScheduleCursor(_Record):
