@@ -80,6 +80,7 @@ class IngestRouter:
         topics: TopicSettings,
         metrics: IngestMetrics,
         poll_timeout_ms: int = 1000,
+        max_records: int = 5000,
         error_backoff_seconds: float = 1.0,
         clock: Callable[[], datetime] = _utcnow,
         new_id: Callable[[], str] = lambda: str(uuid4()),
@@ -91,6 +92,7 @@ class IngestRouter:
         self._topics = topics
         self._metrics = metrics
         self._poll_timeout_ms = poll_timeout_ms
+        self._max_records = max_records
         self._backoff = error_backoff_seconds
         self._clock = clock
         self._new_id = new_id
@@ -101,7 +103,9 @@ class IngestRouter:
         log.info("ingest router started")
         while True:
             try:
-                batches = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms)
+                batches = await self._consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+                )
             except Exception as exc:
                 log.warning("ingest poll failed", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(self._backoff)

@@ -111,6 +111,7 @@ def create_app(
                     topics=settings.topics,
                     metrics=metrics,
                     poll_timeout_ms=settings.poll_timeout_ms,
+                    max_records=settings.router_batch_records,
                     error_backoff_seconds=settings.error_backoff_seconds,
                 )
                 tasks["router"] = asyncio.create_task(
