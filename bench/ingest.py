@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from platform_kit import Service  # noqa: E402
 
 from baton_common.kafka import make_producer  # noqa: E402
-from ingest.kit import new_namespace, prepare, service  # noqa: E402
+from ingest.kit import new_namespace, prepare, read_all, service  # noqa: E402
 
 STORY = """
 id: bench
@@ -77,7 +78,7 @@ async def _connection(
         writer.close()
 
 
-async def http_load(ports: list[int], seconds: float, connections: int) -> str:
+async def http_load(ports: list[int], seconds: float, connections: int) -> tuple[str, int]:
     body = json.dumps(ALERT).encode()
     latencies: list[float] = []
     statuses: dict[int, int] = {}
@@ -91,10 +92,11 @@ async def http_load(ports: list[int], seconds: float, connections: int) -> str:
     )
     elapsed = time.perf_counter() - started
     if not latencies:
-        return f"no request accepted: {statuses}"
+        return f"no request accepted: {statuses}", 0
     p50, p99 = (percentile(latencies, q) * 1000 for q in (0.5, 0.99))
     rate = len(latencies) / elapsed
-    return f"{rate:8.0f} accepted/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   statuses {statuses}"
+    line = f"{rate:8.0f} accepted/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   statuses {statuses}"
+    return line, len(latencies)
 
 
 def start_all(processes: list[Service]) -> None:
@@ -125,11 +127,15 @@ async def bench_http(bootstrap: str, seconds: float, connections: int, logs: Pat
         start_all(processes)
         try:
             await http_load([p.port for p in processes], 1.0, connections)  # warm-up
-            line = await http_load([p.port for p in processes], seconds, connections)
+            cpu_before = cpu_seconds(processes)
+            line, accepted = await http_load([p.port for p in processes], seconds, connections)
+            cpu = cpu_seconds(processes) - cpu_before
         finally:
             stop_all(processes)
         what = f"{replicas} ingest process(es)" + ("" if router == "true" else ", router off")
+        per_event = f"{cpu * 1e6 / accepted:.0f}" if accepted else "-"
         print(f"HTTP webhooks, {what}, {connections} connections: {line}")
+        print(f"  {per_event} CPU µs per accepted webhook in the ingest process(es)")
 
 
 def routed(process: Service) -> float:
@@ -141,54 +147,97 @@ def routed(process: Service) -> float:
     )
 
 
-async def bench_kafka_native(bootstrap: str, events: int, logs: Path) -> None:
-    namespace = new_namespace()
-    topics = await prepare(bootstrap, namespace, [STORY])
+def cpu_seconds(processes: list[Service]) -> float:
+    """User + system CPU time the processes have used so far (Linux ``/proc``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for process in processes:
+        assert process.process is not None
+        fields = Path(f"/proc/{process.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+async def wait_group_stable(bootstrap: str, group: str, members: int, within: float = 60) -> None:
+    """Until ``group`` is Stable with ``members`` members (each then holds its partitions)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.perf_counter() + within
+        while time.perf_counter() < deadline:
+            [response] = await admin.describe_consumer_groups([group])
+            _, _, state, _, _, joined = response.groups[0][:6]
+            if state == "Stable" and len(joined) == members:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"consumer group {group} not stable with {members} members")
+    finally:
+        await admin.close()
+
+
+async def produce_at_once(bootstrap: str, topic: str, events: int) -> None:
+    """``events`` raw-JSON events, 30% of them repeating a dedup key, made visible at once.
+
+    They are written in one Kafka transaction: the routers read ``read_committed``, so
+    they see nothing until the commit and then all of it, and the measurement is of
+    routing alone (not of this producer, nor of a router starting before the others).
+    """
     distinct = int(events * 0.7)
     keys = [f"a-{n}" for n in range(distinct)]
     keys += [f"a-{random.randrange(distinct)}" for _ in range(events - distinct)]
     random.Random(1).shuffle(keys)
-    producer = make_producer(bootstrap, client_id="bench")
+    producer = make_producer(bootstrap, client_id="bench", transactional_id=f"bench-{topic}")
     await producer.start()
     try:
-        batch = []
-        for n, key in enumerate(keys):
-            value = json.dumps({**ALERT, "alert_id": key}).encode()
-            batch.append(
-                await producer.send(
-                    topics.ingest, value, key=str(n).encode(), headers=[("source", b"bench")]
+        async with producer.transaction():
+            batch = []
+            for n, key in enumerate(keys):
+                value = json.dumps({**ALERT, "alert_id": key}).encode()
+                batch.append(
+                    await producer.send(
+                        topic, value, key=str(n).encode(), headers=[("source", b"bench")]
+                    )
                 )
-            )
-        await asyncio.gather(*batch)
+            await asyncio.gather(*batch)
     finally:
         await producer.stop()
+
+
+async def command_span(bootstrap: str, topic: str) -> tuple[int, float]:
+    """How many StartRun records ``topic`` holds, and the seconds from its first to its last."""
+    records = await read_all(bootstrap, topic)
+    stamps = [r.timestamp for r in records]  # type: ignore[attr-defined]
+    return len(records), (max(stamps) - min(stamps)) / 1000 if stamps else 0.0
+
+
+async def bench_kafka_native(bootstrap: str, events: int, logs: Path) -> None:
     for replicas in (1, 2):
-        group = {"BATON_INGEST_ROUTER_GROUP": f"{namespace}-router-{replicas}"}
+        namespace = new_namespace()  # fresh topics: each run routes the same events anew
+        topics = await prepare(bootstrap, namespace, [STORY])
+        group = f"{namespace}-router"
         processes = [
-            service(
-                "ingest", bootstrap, namespace, logs, {**QUIET, **group}, label=f"kn-{replicas}-{n}"
-            )
+            service("ingest", bootstrap, namespace, logs, QUIET, label=f"kn-{replicas}-{n}")
             for n in range(replicas)
         ]
         start_all(processes)
         try:
-            first: tuple[float, float] | None = None
+            await wait_group_stable(bootstrap, group, replicas)
+            await produce_at_once(bootstrap, topics.ingest, events)
+            cpu_before = cpu_seconds(processes)
             deadline = time.perf_counter() + 300
-            while time.perf_counter() < deadline:
+            done = 0.0
+            while done < events and time.perf_counter() < deadline:
+                await asyncio.sleep(0.5)
                 done = sum(routed(p) for p in processes)
-                now = time.perf_counter()
-                if first is None and done > 0:
-                    first = (now, done)
-                if done >= events:
-                    break
-                await asyncio.sleep(0.2)
-            assert first is not None
-            rate = (done - first[1]) / max(now - first[0], 1e-9)
+            cpu = cpu_seconds(processes) - cpu_before
         finally:
             stop_all(processes)
+        commands, span = await command_span(bootstrap, topics.commands)
+        rate = commands / span if span else 0.0
         print(
             f"Kafka-native, {replicas} router(s): {rate:8.0f} events/s routed to StartRun "
-            f"({int(done)} of {events} events, 30% duplicate dedup keys)"
+            f"({int(done)} of {events} events, 30% duplicate dedup keys; "
+            f"{cpu * 1e6 / max(done, 1):.0f} CPU µs/event in the router processes)"
         )
 
 

@@ -29,10 +29,12 @@ class StoryCatalog:
     def __init__(self) -> None:
         self._versions: dict[str, dict[int, StoryPublished]] = {}
         self._changed = asyncio.Event()
+        self._by_path: dict[str, tuple[Story, ...]] | None = None
 
     def add(self, published: StoryPublished) -> None:
         story = published.story
         self._versions.setdefault(story.id, {})[story.version] = published
+        self._by_path = None
         self._changed.set()
 
     def get(self, story_id: str, version: int | None = None) -> Story | None:
@@ -67,12 +69,18 @@ class StoryCatalog:
             yield versions[max(versions)].story
 
     def for_webhook(self, path: str) -> list[Story]:
-        """Active stories whose webhook trigger listens on ``path``."""
-        return [
-            s
-            for s in self.active()
-            if s.trigger.webhook is not None and s.trigger.webhook.path == path
-        ]
+        """Active stories whose webhook trigger listens on ``path``.
+
+        Looked up in an index built once per change of the catalog: intake and routing
+        ask for every event.
+        """
+        if self._by_path is None:
+            by_path: dict[str, list[Story]] = {}
+            for story in self.active():
+                if story.trigger.webhook is not None:
+                    by_path.setdefault(story.trigger.webhook.path, []).append(story)
+            self._by_path = {p: tuple(stories) for p, stories in by_path.items()}
+        return list(self._by_path.get(path, ()))
 
     def apply(self, record: ConsumedRecord) -> str | None:
         """Add a ``baton.stories`` record; return the reason if it is unusable."""

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from pydantic import (
@@ -34,6 +34,7 @@ __all__ = [
     "build_envelope",
     "decode_record",
     "encode_record",
+    "loads_json",
 ]
 
 CONTENT_TYPE: Final = "application/json"
@@ -162,6 +163,25 @@ def _has_non_finite(value: object) -> bool:
     return False
 
 
+def loads_json(value: bytes) -> tuple[Any, bool]:
+    """``value`` parsed as JSON, and whether orjson parsed it.
+
+    orjson accepts strict RFC 8259 JSON in UTF-8 only and returns JSON types only. It reads
+    integers beyond 64 bits as floats, so a value with a long run of digits is not given to
+    it. What orjson refuses (NaN, other encodings, lone surrogates, huge numbers, or not
+    JSON at all) gets the standard library's verdict and message (``json.loads``).
+
+    Raises:
+        whatever ``json.loads`` raises for ``value``.
+    """
+    if _LONG_NUMBER.search(value) is None:
+        try:
+            return orjson.loads(value), True
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(value), False
+
+
 def decode_record(value: bytes | None, headers: list[Header] | tuple[Header, ...]) -> Envelope:
     """Decode a Kafka record written by :func:`encode_record`.
 
@@ -180,21 +200,9 @@ def decode_record(value: bytes | None, headers: list[Header] | tuple[Header, ...
     if value is None:
         raise EnvelopeError("record has no value")
     try:
-        # orjson accepts strict RFC 8259 JSON in UTF-8 only, and its result holds JSON types
-        # only, so ``data`` need not be validated again (the fast path). It reads integers
-        # beyond 64 bits as floats, so a value with a long run of digits takes the slow path.
-        if _LONG_NUMBER.search(value) is not None:
-            raise orjson.JSONDecodeError("long number", "", 0)
-        data = orjson.loads(value)
-        parsed_strictly = True
-    except orjson.JSONDecodeError:
-        # What orjson refuses (NaN, other encodings, lone surrogates, huge numbers, or not
-        # JSON at all) gets the standard library's verdict and message, as before.
-        parsed_strictly = False
-        try:
-            data = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EnvelopeError(f"value is not JSON: {exc}") from exc
+        data, parsed_strictly = loads_json(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EnvelopeError(f"value is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise EnvelopeError("value must be a JSON object")
     try:

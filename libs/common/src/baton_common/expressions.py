@@ -22,6 +22,8 @@ from jinja2 import StrictUndefined, Template, TemplateError, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import JsonValue
 
+from baton_common.expression_plans import Plan, Unplanned, plan_expression
+
 __all__ = [
     "SECRET_PLACEHOLDER",
     "ExpressionError",
@@ -97,6 +99,13 @@ def _with_secrets(context: Mapping[str, JsonValue]) -> dict[str, object]:
 @lru_cache(maxsize=4096)
 def _compiled_expression(source: str) -> Any:
     return _ENV.compile_expression(source, undefined_to_none=False)
+
+
+@lru_cache(maxsize=4096)
+def _planned_expression(source: str) -> Plan | None:
+    """A plain-Python plan for the simplest expressions (``event.alert_id``), same
+    semantics as the sandbox (see ``expression_plans``); None for the others."""
+    return plan_expression(_ENV, source)
 
 
 @lru_cache(maxsize=4096)
@@ -185,6 +194,12 @@ def resolve_secrets(value: JsonValue, lookup: Callable[[str], str]) -> JsonValue
 
 
 def _evaluate(source: str, context: Mapping[str, object]) -> object:
+    plan = _planned_expression(source.strip())
+    if plan is not None:
+        try:
+            return plan(context)
+        except Unplanned:
+            pass  # Jinja2 decides, and words any error
     try:
         result = _compiled_expression(source.strip())(**context)
         if isinstance(result, Undefined):

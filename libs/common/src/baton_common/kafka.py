@@ -155,10 +155,18 @@ def to_envelope(
     source: str,
     time: datetime,
     subject: str | None = None,
+    as_is: frozenset[str] = frozenset(),
     **extensions: str | int | None,
 ) -> Envelope:
-    """Wrap a contract payload in an envelope whose ``type`` is the payload's ``type``."""
-    data = payload.model_dump(mode="json")
+    """Wrap a contract payload in an envelope whose ``type`` is the payload's ``type``.
+
+    ``as_is`` names payload fields that already hold JSON types only (values a JSON parser
+    returned): they are put in ``data`` as they are instead of being dumped again, which
+    would copy them unchanged.
+    """
+    data = payload.model_dump(mode="json", exclude=set(as_is) if as_is else None)
+    for name in as_is:
+        data[name] = getattr(payload, name)
     # ``model_dump(mode="json")`` returns JSON types only: validate the attributes alone.
     return build_envelope(
         {

@@ -11,18 +11,20 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Final, NoReturn
 from uuid import uuid4
 
+import orjson
 import structlog
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import JsonValue
 
 from baton_common.catalog import StoryCatalog
 from baton_common.kafka import outbound, to_envelope
 from baton_common.records import EventReceived
 from baton_common.telemetry import SpanKind, current_traceparent, span
+from baton_common.trusted import trusted
 from baton_ingest.auth import AuthFailure, WebhookAuth
 from baton_ingest.bodies import JSON_TYPES, NDJSON_TYPES, BodyError, parse_json, parse_ndjson
 from baton_ingest.metrics import IngestMetrics
@@ -62,7 +64,7 @@ def webhook_router(
         log.info("webhook rejected", status=status, reason=reason, detail=detail)
         raise HTTPException(status_code=status, detail=detail, headers=headers)
 
-    async def receive_webhook(request: Request) -> JSONResponse:
+    async def receive_webhook(request: Request) -> Response:
         """Accept an event for the stories listening on ``path``."""
         path: str = request.path_params["path"]
         structlog.contextvars.bind_contextvars(webhook=path)
@@ -78,7 +80,7 @@ def webhook_router(
         finally:
             structlog.contextvars.unbind_contextvars("webhook")
 
-    async def _receive(path: str, request: Request, incoming: str | None) -> JSONResponse:
+    async def _receive(path: str, request: Request, incoming: str | None) -> Response:
         if not catalog_ready.is_set():
             reject(503, "not_ready", "the story catalog is still loading", retry_after)
         stories = [
@@ -124,8 +126,8 @@ def webhook_router(
         metrics.accepted.inc(len(events))
         log.debug("webhook accepted", ids=ids, stories=[s.id for s in stories])
         if media_type in NDJSON_TYPES:
-            return JSONResponse({"ids": ids, "accepted": len(ids)}, status_code=202)
-        return JSONResponse({"id": ids[0], "accepted": True}, status_code=202)
+            return _accepted({"ids": ids, "accepted": len(ids)})
+        return _accepted({"id": ids[0], "accepted": True})
 
     async def _publish_all(
         path: str, events: list[dict[str, JsonValue]], now: datetime, traceparent: str | None
@@ -137,7 +139,9 @@ def webhook_router(
                 settings.topics.ingest,
                 path,
                 to_envelope(
-                    EventReceived(path=path, body=payload),
+                    # the body as parsed from JSON: validating and dumping it would copy it
+                    trusted(EventReceived, path=path, body=payload),
+                    as_is=_BODY,
                     id=event_id,
                     source=f"baton/ingest/webhook/{path}",
                     time=now,
@@ -148,13 +152,22 @@ def webhook_router(
             for event_id, payload in zip(ids, events, strict=True)
         ]
         started = time.perf_counter()
-        results = await asyncio.gather(
-            *(
-                asyncio.wait_for(publisher.publish(r), timeout=settings.publish_timeout_seconds)
-                for r in records
-            ),
-            return_exceptions=True,
-        )
+        results: list[BaseException | None]
+        if len(records) == 1:  # the common case, without a task per record
+            try:
+                async with asyncio.timeout(settings.publish_timeout_seconds):
+                    await publisher.publish(records[0])
+                results = [None]
+            except Exception as exc:
+                results = [exc]
+        else:
+            results = await asyncio.gather(
+                *(
+                    asyncio.wait_for(publisher.publish(r), timeout=settings.publish_timeout_seconds)
+                    for r in records
+                ),
+                return_exceptions=True,
+            )
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             durable = len(results) - len(failures)
@@ -184,6 +197,12 @@ def webhook_router(
 
 
 Reject = Callable[..., NoReturn]
+_BODY: Final = frozenset({"body"})
+
+
+def _accepted(content: dict[str, object]) -> Response:
+    """202 with ``content`` as compact JSON (what ``JSONResponse`` writes, by orjson)."""
+    return Response(orjson.dumps(content), status_code=202, media_type="application/json")
 
 
 class _Budget:

@@ -7,6 +7,8 @@ from typing import NoReturn
 
 from pydantic import JsonValue
 
+from baton_common.envelope import loads_json
+
 __all__ = ["JSON_TYPES", "NDJSON_TYPES", "BodyError", "LineError", "parse_json", "parse_ndjson"]
 
 JSON_TYPES = frozenset({"application/json"})
@@ -57,9 +59,20 @@ def _object(text: bytes | str) -> dict[str, JsonValue]:
 def parse_json(body: bytes) -> dict[str, JsonValue]:
     """The body as one JSON object.
 
+    orjson reads it when it can (strict RFC 8259 JSON in UTF-8, same values: ADR 0510);
+    anything else — including every refusal — goes through the standard library as before,
+    for the same verdict and message.
+
     Raises:
         BodyError: not JSON, or not an object.
     """
+    try:
+        document, strict = loads_json(body)
+    except Exception:  # the standard library's verdict, worded below
+        strict = False
+    if strict and type(document) is dict:
+        parsed: dict[str, JsonValue] = document
+        return parsed
     try:
         return _object(body)
     except ValueError as exc:

@@ -15,19 +15,26 @@ the time of a record without one is passed in.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Final
 
 from pydantic import JsonValue, ValidationError
 
-from baton_common.envelope import Envelope, EnvelopeError, decode_record
-from baton_common.kafka import ConsumedRecord, to_envelope
+from baton_common.envelope import (
+    Envelope,
+    EnvelopeError,
+    build_envelope,
+    decode_record,
+    loads_json,
+)
+from baton_common.kafka import ConsumedRecord
 from baton_common.records import EventReceived
+from baton_common.trusted import trusted
 
 __all__ = ["IntakeError", "describe", "read_inbound"]
 
 EVENT_RECEIVED: Final = EventReceived.model_fields["type"].default
+_EVENT_FIELDS: Final = EventReceived.model_fields.keys()
 STRUCTURED: Final = "application/cloudevents+json"
 
 
@@ -48,21 +55,35 @@ def describe(exc: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts[:limit]) + more
 
 
-def _header(record: ConsumedRecord, name: str) -> str | None:
-    for key, value in record.headers:
-        if key.lower() == name:
-            try:
-                return value.decode()
-            except UnicodeDecodeError as exc:
-                raise IntakeError("bad_header", f"header {key} is not UTF-8") from exc
-    return None
+class _Headers:
+    """A record's headers by lower-case name; the first of a repeated name wins."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, record: ConsumedRecord) -> None:
+        self._raw: dict[str, tuple[str, bytes]] = {}
+        for key, value in record.headers:
+            self._raw.setdefault(key.lower(), (key, value))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._raw
+
+    def get(self, name: str) -> str | None:
+        found = self._raw.get(name)
+        if found is None:
+            return None
+        key, value = found
+        try:
+            return value.decode()
+        except UnicodeDecodeError as exc:
+            raise IntakeError("bad_header", f"header {key} is not UTF-8") from exc
 
 
 def _json_object(value: bytes | None, what: str) -> dict[str, JsonValue]:
     if value is None:
         raise IntakeError("no_value", "record has no value")
     try:
-        document = json.loads(value)
+        document, _ = loads_json(value)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise IntakeError("not_json", f"{what} is not JSON: {exc}") from exc
     if not isinstance(document, dict):
@@ -73,18 +94,48 @@ def _json_object(value: bytes | None, what: str) -> dict[str, JsonValue]:
 
 def _received(
     *, id: str, source: str, body: dict[str, JsonValue], time: datetime, **ext: str | None
-) -> Envelope:
+) -> tuple[Envelope, EventReceived]:
+    """The ``baton.ingest.received.v1`` envelope of an event read from a foreign format.
+
+    ``body`` comes from a JSON parser, so it holds JSON types only: validating it as
+    ``JsonValue`` and dumping it again (what ``to_envelope(EventReceived(...))`` does) would
+    return it unchanged, and is skipped. The attributes are validated.
+    """
     try:
-        return to_envelope(
-            EventReceived(path=source, body=body),
-            id=id,
-            source=source,
-            time=time,
-            correlationid=ext.pop("correlationid", None) or id,
-            **ext,
+        envelope = build_envelope(
+            {
+                "id": id,
+                "type": EVENT_RECEIVED,
+                "source": source,
+                "time": time,
+                "correlationid": ext.pop("correlationid", None) or id,
+                **ext,
+            },
+            {"type": EVENT_RECEIVED, "path": source, "body": body},
         )
     except ValidationError as exc:
         raise IntakeError("invalid_cloudevent", f"invalid event: {describe(exc)}") from exc
+    return envelope, trusted(EventReceived, path=source, body=body)
+
+
+def _event_received(data: dict[str, JsonValue]) -> EventReceived:
+    """``data`` (a decoded record's, JSON types only) as an ``EventReceived``.
+
+    The common case — exactly the fields an ``EventReceived`` dumps to, well typed — is
+    built without validating ``body`` again; anything else is validated, for the same
+    verdict and message.
+    """
+    path = data.get("path")
+    if (
+        data.keys() == _EVENT_FIELDS
+        and data["type"] == EVENT_RECEIVED
+        and (path is None or type(path) is str)
+    ):
+        return trusted(EventReceived, type=EVENT_RECEIVED, path=path, body=data["body"])
+    try:
+        return EventReceived.model_validate(data)
+    except ValidationError as exc:
+        raise IntakeError("not_event_received", f"invalid EventReceived: {describe(exc)}") from exc
 
 
 def read_inbound(
@@ -95,20 +146,23 @@ def read_inbound(
     Raises:
         IntakeError: why the record cannot be used (it belongs on the dead-letter topic).
     """
-    if _header(record, "ce_type") is not None:
-        headers = list(record.headers)
-        if _header(record, "ce_time") is None:  # optional in CloudEvents; Baton's envelope has it
-            headers.append(("ce_time", now.isoformat().encode()))
+    headers = _Headers(record)
+    if headers.get("ce_type") is not None:
+        raw = list(record.headers)
+        if headers.get("ce_time") is None:  # optional in CloudEvents; Baton's envelope has it
+            raw.append(("ce_time", now.isoformat().encode()))
         try:
-            envelope = decode_record(record.value, headers)
+            envelope = decode_record(record.value, raw)
         except EnvelopeError as exc:
             raise IntakeError("invalid_cloudevent", str(exc)) from exc
-        if envelope.type.startswith("baton.") and envelope.type != EVENT_RECEIVED:
+        if envelope.type == EVENT_RECEIVED:
+            event_received = _event_received(envelope.data)
+        elif envelope.type.startswith("baton."):
             raise IntakeError(
                 "not_event_received", f"type {envelope.type!r} is not {EVENT_RECEIVED}"
             )
-        if envelope.type != EVENT_RECEIVED:
-            envelope = _received(
+        else:
+            envelope, event_received = _received(
                 id=envelope.id,
                 source=envelope.source,
                 body=envelope.data,
@@ -116,7 +170,7 @@ def read_inbound(
                 traceparent=envelope.traceparent,
                 actor=envelope.actor,
             )
-    elif (_header(record, "content-type") or "").split(";")[0].strip() == STRUCTURED:
+    elif (headers.get("content-type") or "").split(";")[0].strip() == STRUCTURED:
         event = _json_object(record.value, "structured CloudEvent")
         missing = [a for a in ("id", "source", "type") if not isinstance(event.get(a), str)]
         if missing:
@@ -132,7 +186,7 @@ def read_inbound(
         except ValueError as exc:
             raise IntakeError("invalid_cloudevent", f"time is not ISO 8601: {exc}") from exc
         traceparent = event.get("traceparent")
-        envelope = _received(
+        envelope, event_received = _received(
             id=str(event["id"]),
             source=str(event["source"]),
             body=data,
@@ -140,7 +194,7 @@ def read_inbound(
             traceparent=traceparent if isinstance(traceparent, str) else None,
         )
     else:
-        source = _header(record, "source")
+        source = headers.get("source")
         if not source:
             raise IntakeError(
                 "no_source",
@@ -148,17 +202,13 @@ def read_inbound(
                 "with a `source` header",
             )
         body = _json_object(record.value, "record value")
-        envelope = _received(
+        envelope, event_received = _received(
             id=f"kafka:{record.topic}:{record.partition}:{record.offset}",
             source=source,
             body=body,
             time=now,
-            traceparent=_header(record, "traceparent"),
+            traceparent=headers.get("traceparent"),
         )
-    try:
-        event_received = EventReceived.model_validate(envelope.data)
-    except ValidationError as exc:
-        raise IntakeError("not_event_received", f"invalid EventReceived: {describe(exc)}") from exc
     if not isinstance(event_received.body, dict):
         raise IntakeError("body_not_object", "an ingested event's body must be a JSON object")
     return envelope, event_received, event_received.body

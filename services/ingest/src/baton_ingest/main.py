@@ -111,6 +111,7 @@ def create_app(
                     topics=settings.topics,
                     metrics=metrics,
                     poll_timeout_ms=settings.poll_timeout_ms,
+                    max_records=settings.router_batch_records,
                     error_backoff_seconds=settings.error_backoff_seconds,
                 )
                 tasks["router"] = asyncio.create_task(
@@ -211,6 +212,12 @@ def run() -> None:
     settings = IngestSettings()
     configure_logging("ingest", settings.log_level)
     configure_tracing("ingest")
+    # No access log: a JSON line per webhook costs more than the webhook (ADR 0210);
+    # refusals are logged and everything is counted in the metrics.
     uvicorn.run(
-        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
     )

@@ -6,6 +6,7 @@ import time
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Histogram
 
 from baton_common.kafka import PRODUCE_SECONDS, OutboundRecord
 
@@ -57,6 +58,10 @@ class KafkaPublisher:
             )
             for r in records
         ]
+        observed: dict[str, Histogram] = {}
         for record, delivery in zip(records, deliveries, strict=True):
             await delivery
-            PRODUCE_SECONDS.labels(record.topic).observe(time.perf_counter() - started)
+            histogram = observed.get(record.topic)
+            if histogram is None:
+                histogram = observed[record.topic] = PRODUCE_SECONDS.labels(record.topic)
+            histogram.observe(time.perf_counter() - started)

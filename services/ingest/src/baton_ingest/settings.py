@@ -40,4 +40,10 @@ class IngestSettings(BatonSettings):
     )
     router_group: str = "baton-ingest-router"
     poll_timeout_ms: int = Field(1000, ge=1)
+    router_batch_records: int = Field(
+        5000,
+        ge=1,
+        description="records the router routes per batch: one wait for Kafka's acks and "
+        "one offset commit per batch (ADR 0210)",
+    )
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")

@@ -1,0 +1,64 @@
+"""Contract models built from values already known to be valid, without validating again.
+
+Hot paths (routing an ingested event) build models from values that validation would
+return unchanged: what a JSON parser returned for ``JsonValue`` fields, a story's own id
+and version, rendered text. Validating a ``JsonValue`` again walks it with a Python
+discriminator per value, and pydantic's ``model_construct`` handles defaults per field in
+Python; both cost more than the rest of the work. :func:`trusted` does what
+``model_construct`` does with the defaults resolved once per class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeVar
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+__all__ = ["trusted"]
+
+M = TypeVar("M", bound=BaseModel)
+
+_REQUIRED: Final = object()
+# Per class: every field with its default (or _REQUIRED), in field order; required names.
+_DEFAULTS: dict[type[BaseModel], tuple[dict[str, Any], frozenset[str]]] = {}
+
+
+def _defaults(cls: type[BaseModel]) -> tuple[dict[str, Any], frozenset[str]]:
+    found = _DEFAULTS.get(cls)
+    if found is None:
+        defaults: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            if field.default_factory is not None:
+                raise TypeError(f"{cls.__name__}.{name} has a default factory")
+            defaults[name] = _REQUIRED if field.default is PydanticUndefined else field.default
+        required = frozenset(name for name, value in defaults.items() if value is _REQUIRED)
+        found = _DEFAULTS[cls] = (defaults, required)
+    return found
+
+
+def trusted(cls: type[M], /, **values: Any) -> M:
+    """``cls(**values)`` for values that validation would keep as they are.
+
+    Fields left out take their (immutable) defaults; the model's fields-set is the names
+    given, as after validation. The caller vouches for the values: nothing is checked but
+    that every required field is given and every name is a field.
+
+    Raises:
+        TypeError: a required field is missing or a name is not a field.
+    """
+    defaults, required = _defaults(cls)
+    names = values.keys()
+    if not (required <= names <= defaults.keys()):
+        raise TypeError(
+            f"{cls.__name__}: missing {sorted(required - names)}, "
+            f"unknown {sorted(names - defaults.keys())}"
+        )
+    state = dict(defaults)
+    state.update(values)
+    model = cls.__new__(cls)
+    object.__setattr__(model, "__dict__", state)
+    object.__setattr__(model, "__pydantic_fields_set__", set(names))
+    object.__setattr__(model, "__pydantic_extra__", None)
+    object.__setattr__(model, "__pydantic_private__", None)
+    return model

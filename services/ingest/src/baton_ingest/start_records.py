@@ -1,0 +1,106 @@
+"""The ``baton.commands`` record of a routed ``StartRun``, built with little work per event.
+
+``outbound(topic, run_id, start_run_envelope(...))`` builds an ``Envelope`` (validating
+its attributes), then ``encode_record`` reads the attributes back into headers and
+serializes the payload. The router does that for every event, with attributes that are
+already valid (they come from a validated ingest envelope and a story), so
+:func:`start_run_record` writes the same headers and the same value directly: byte for
+byte what the general path writes (``tests/ingest/test_ingest_start_records.py`` compares
+them), and it takes the general path for anything unusual — a payload orjson would write
+differently (non-finite floats, integers beyond 64 bits, lone surrogates).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from functools import lru_cache
+from typing import Final
+
+import orjson
+from pydantic import JsonValue, TypeAdapter
+
+from baton_common.commands import StartRun
+from baton_common.envelope import CONTENT_TYPE, Envelope
+from baton_common.kafka import OutboundRecord, outbound
+from baton_common.telemetry import current_traceparent
+from baton_ingest.router import start_run_envelope
+
+__all__ = ["start_run_record"]
+
+_TYPE: Final = StartRun.model_fields["type"].default
+_SOURCE: Final = "baton/ingest"
+_CONTENT: Final = ("content-type", CONTENT_TYPE.encode())
+# Every envelope attribute in the order encode_record writes them, with its default.
+_ATTRIBUTES: Final = {
+    name: field.default
+    for name, field in Envelope.model_fields.items()
+    if name not in ("data", "datacontenttype")
+}
+_HEADER_NAMES: Final = {name: "ce_" + name for name in _ATTRIBUTES}
+_TRIGGER: Final = {"trigger"}
+_TIME: Final = TypeAdapter(datetime)
+
+
+@lru_cache(maxsize=16)
+def _time_text(time: datetime) -> str:
+    """An envelope time as encode_record writes it (one per batch: cached)."""
+    text: str = _TIME.dump_python(time, mode="json")
+    return text
+
+
+def _plain(value: JsonValue) -> bool:
+    """No float that orjson would write as null (NaN, infinities) anywhere in ``value``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float:
+            if not math.isfinite(item):  # type: ignore[arg-type]
+                return False
+        elif kind is dict:
+            stack.extend(item.values())  # type: ignore[union-attr]
+        elif kind is list:
+            stack.extend(item)  # type: ignore[arg-type]
+        else:
+            return False  # a subclass or another type: let the general path decide
+    return True
+
+
+def start_run_record(
+    topic: str, start: StartRun, ingest: Envelope, *, id: str, time: datetime
+) -> OutboundRecord:
+    """``outbound(topic, start.run_id, start_run_envelope(start, ingest, id=id, time=time))``."""
+    data = start.model_dump(mode="json", exclude=_TRIGGER)
+    data["trigger"] = start.trigger
+    value: bytes | None = None
+    if _plain(start.trigger):
+        try:
+            value = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except (orjson.JSONEncodeError, TypeError):
+            value = None
+    if value is None:
+        return outbound(topic, start.run_id, start_run_envelope(start, ingest, id=id, time=time))
+    attributes = dict(_ATTRIBUTES)
+    attributes.update(
+        id=id,
+        type=_TYPE,
+        source=_SOURCE,
+        subject=start.run_id,
+        time=_time_text(time),
+        storyid=start.story_id,
+        storyversion=start.story_version,
+        actor=ingest.actor or ingest.source,
+        correlationid=ingest.correlationid or ingest.id,
+        causationid=ingest.id,
+        traceparent=current_traceparent(ingest.traceparent),
+    )
+    headers = [_CONTENT]
+    headers.extend(
+        (_HEADER_NAMES[name], str(attribute).encode())
+        for name, attribute in attributes.items()
+        if attribute is not None
+    )
+    return OutboundRecord(topic, start.run_id.encode(), value, headers)
