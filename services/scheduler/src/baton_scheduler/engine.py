@@ -143,32 +143,44 @@ class Engine:
     ) -> tuple[dict[int, int], set[int]]:
         """Decide and produce a batch in one transaction; return the new ``baton.runs``
         end offsets per partition and the partitions snapshotted in it."""
+        stages = _StageClock()
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
         async with self._producer.transaction():
-            sends = []
-            for records in batches.values():
-                for record in records:
-                    for out in await self.handle(record, staged):
-                        sends.append(
-                            await self._producer.send(
-                                out.topic,
-                                out.value,
-                                key=out.key,
-                                headers=out.headers,
-                                partition=out.partition,
-                            )
-                        )
-            # the consumer offsets join the transaction while the records are in flight:
-            # one round trip fewer per batch than waiting for the acks first
-            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
-            acked, _ = await asyncio.gather(
-                asyncio.gather(*sends),
-                self._producer.send_offsets_to_transaction(offsets, self._group_id),
+            # The consumer offsets join the transaction first, while the batch is decided,
+            # and the records go out only once they are in: a produce racing a coordinator
+            # state change (AddOffsetsToTxn) is refused by the broker's transaction
+            # verification and retried 100 ms later (ADR 0120).
+            offsets_added = asyncio.ensure_future(
+                self._producer.send_offsets_to_transaction(offsets, self._group_id)
             )
+            try:
+                outs: list[OutboundRecord] = []
+                for records in batches.values():
+                    for record in records:
+                        await asyncio.sleep(0)  # the producer's sender task runs meanwhile
+                        outs.extend(await self.handle(record, staged))
+                stages.lap("decide")
+                await offsets_added
+            finally:
+                offsets_added.cancel()  # only when deciding failed: the transaction aborts
+            stages.lap("offsets")
+            sends = [
+                await self._producer.send(
+                    out.topic, out.value, key=out.key, headers=out.headers, partition=out.partition
+                )
+                for out in outs
+            ]
+            acked = await asyncio.gather(*sends)
+            stages.lap("produce")
             ends: dict[int, int] = {}
             for meta in acked:
                 if meta.topic == self._topics.runs:
                     ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
             snapped = await self._snapshot(batches, staged, ends)
+            if snapped:
+                stages.lap("snapshot")
+        stages.lap("commit")
+        stages.record(commands=sum(len(r) for r in batches.values()), records=len(sends))
         return ends, snapped
 
     async def _snapshot(
@@ -331,6 +343,29 @@ def _reason(exc: Exception) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "command"
         return f"not a valid command: {where}: {err['msg']}"
     return str(exc)
+
+
+class _StageClock:
+    """Times the stages of one batch's transaction (``baton_scheduler_batch_stage_seconds``;
+    a debug log line per batch)."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._laps: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self._laps[stage] = now - self._last
+        self._last = now
+
+    def record(self, **sizes: int) -> None:
+        for stage, seconds in self._laps.items():
+            metrics.BATCH_STAGE_SECONDS.labels(stage).observe(seconds)
+        log.debug(
+            "batch committed",
+            **sizes,
+            **{f"{stage}_ms": round(s * 1000, 1) for stage, s in self._laps.items()},
+        )
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

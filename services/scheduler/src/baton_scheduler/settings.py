@@ -21,3 +21,6 @@ class SchedulerSettings(BatonSettings):
     max_batch: int = 200  # commands per transaction at most: bounds a busy batch's latency
     linger_ms: int = 0  # the transactional producer sends a whole batch, then waits for it
     fetch_max_wait_ms: int = 20  # read_committed fetches are not woken by commits
+    # a transaction begun while the coordinator completes the previous one is refused
+    # and retried after this wait (aiokafka's default, 100 ms, was most of the p99)
+    retry_backoff_ms: int = 20
