@@ -7,6 +7,7 @@ Events, task records and the consumer offsets of a batch commit atomically
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from datetime import UTC, datetime
 
@@ -96,6 +97,7 @@ class Engine:
                 self._since_snapshot[partition] = 0
             self.assigned |= set(partitions)
             self.timers.track(self.store.states())
+            _freeze_heap()
         finally:
             self.recovering = False
 
@@ -321,6 +323,19 @@ class Engine:
             for e in entry.events
         ]
         return runs + [outbound(t.topic, t.key, t.envelope) for t in entry.tasks]
+
+
+def _freeze_heap() -> None:
+    """Collect once, then move every object alive (the recovered run states) out of the
+    collector's reach: a full collection no longer walks them (ADR 0120)."""
+    started = time.process_time()
+    gc.collect()
+    gc.freeze()
+    log.info(
+        "heap frozen after recovery",
+        frozen_objects=gc.get_freeze_count(),
+        cpu_seconds=round(time.process_time() - started, 3),
+    )
 
 
 def _log_time(record: ConsumedRecord) -> datetime:
