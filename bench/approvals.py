@@ -6,6 +6,11 @@ Starts the scheduler and approvals as processes in a fresh topic namespace, open
 until the scheduler's `act` task for that run appears on `baton.tasks.default` (the next
 step dispatched), and the time until the 202. Prints percentiles; asserts nothing.
 
+With ``--stages`` it also splits the path by reading both topics uncommitted: when the
+`DecideApproval` command was appended (its CreateTime) and seen, when the scheduler
+produced the `act` task (CreateTime, before its transaction commits), when that record was
+readable uncommitted, and when it became readable committed.
+
     BATON_KAFKA_BOOTSTRAP=127.0.0.1:9092 \
     BATON_DATABASE_URL=postgresql://baton:baton@127.0.0.1:55432/baton \
     .venv/bin/python bench/approvals.py [--gates 100]
@@ -21,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +34,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
+from aiokafka import AIOKafkaConsumer
 from platform_kit import build_platform, topic_env
+from stages import print_stages, scrape
 
 from baton_cli.kafka_ops import publish_stories
 from baton_common.commands import StartRun
@@ -67,7 +75,73 @@ def report(name: str, seconds: list[float]) -> None:
     )
 
 
-async def main(gates: int) -> None:
+@dataclass
+class Stamps:
+    """Wall-clock seconds per run id of each point on the decision path."""
+
+    post: dict[str, float] = field(default_factory=dict)
+    accepted: dict[str, float] = field(default_factory=dict)
+    command_created: dict[str, float] = field(default_factory=dict)
+    command_seen: dict[str, float] = field(default_factory=dict)
+    task_created: dict[str, float] = field(default_factory=dict)
+    task_seen_uncommitted: dict[str, float] = field(default_factory=dict)
+    task_seen: dict[str, float] = field(default_factory=dict)
+
+    def report(self) -> None:
+        pairs = [
+            ("POST → command appended", self.post, self.command_created),
+            ("command appended → 202", self.command_created, self.accepted),
+            ("command appended → seen", self.command_created, self.command_seen),
+            ("command appended → task sent", self.command_created, self.task_created),
+            ("task sent → readable uncommitted", self.task_created, self.task_seen_uncommitted),
+            ("task sent → readable committed", self.task_created, self.task_seen),
+            ("202 → task readable", self.accepted, self.task_seen),
+        ]
+        for name, start, end in pairs:
+            both = [end[r] - start[r] for r in start if r in end]
+            if both:
+                report(name, both)
+
+
+async def watch_uncommitted(
+    bootstrap: str, topics: TopicSettings, stamps: Stamps, ready: asyncio.Event
+) -> None:
+    """Follows commands and tasks read_uncommitted: when records were appended."""
+    consumer = AIOKafkaConsumer(
+        topics.commands,
+        topics.task_topic("default"),
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        isolation_level="read_uncommitted",
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=50)
+            if consumer.assignment():
+                ready.set()
+            seen = time.time()
+            for tp, records in batches.items():
+                for record in records:
+                    headers = dict(record.headers)
+                    kind = headers.get("ce_type", b"").decode()
+                    run_id = (record.key or b"").decode()
+                    if tp.topic == topics.commands and kind == "baton.approval.decide.v1":
+                        stamps.command_created[run_id] = record.timestamp / 1000
+                        stamps.command_seen[run_id] = seen
+                    elif tp.topic != topics.commands:
+                        data = decode_record(record.value, record.headers).data
+                        if data.get("step") == "act":
+                            run_id = str(data["run_id"])
+                            stamps.task_created[run_id] = record.timestamp / 1000
+                            stamps.task_seen_uncommitted[run_id] = seen
+    finally:
+        await consumer.stop()
+
+
+async def main(gates: int, stages: bool) -> None:
     bootstrap = os.environ["BATON_KAFKA_BOOTSTRAP"]
     database_url = os.environ["BATON_DATABASE_URL"]
     platform = build_platform(bootstrap, database_url, Path(tempfile.mkdtemp(prefix="bench-")))
@@ -84,13 +158,18 @@ async def main(gates: int) -> None:
     try:
         for service in services:
             await asyncio.to_thread(service.wait_ready)
-        await measure(platform.url("approvals"), bootstrap, topics, gates)
+        before = await scrape(platform.url("scheduler"))
+        await measure(platform.url("approvals"), bootstrap, topics, gates, stages)
+        after = await scrape(platform.url("scheduler"))
+        print_stages(f"while deciding {gates} gates", after.minus(before))
     finally:
         for service in services:
             service.stop()
 
 
-async def measure(approvals: str, bootstrap: str, topics: TopicSettings, gates: int) -> None:
+async def measure(
+    approvals: str, bootstrap: str, topics: TopicSettings, gates: int, stages: bool
+) -> None:
     runs = [str(uuid.uuid4()) for _ in range(gates)]
     producer = make_producer(bootstrap, client_id="bench")
     await producer.start()
@@ -140,31 +219,50 @@ async def measure(approvals: str, bootstrap: str, topics: TopicSettings, gates: 
                             arrived.set()
 
         watcher = asyncio.create_task(watch())
+        stamps = Stamps()
+        uncommitted_ready = asyncio.Event()
+        stage_watcher = asyncio.create_task(
+            watch_uncommitted(bootstrap, topics, stamps, uncommitted_ready)
+            if stages
+            else asyncio.sleep(0)
+        )
         try:
             await asyncio.wait_for(assigned.wait(), 30)
+            if stages:
+                await asyncio.wait_for(uncommitted_ready.wait(), 30)
+                await asyncio.sleep(1)  # the latest offsets are resolved
             to_next_step: list[float] = []
             to_202: list[float] = []
             for run_id in runs:
                 arrived.clear()
+                stamps.post[run_id] = time.time()
                 started = time.perf_counter()
                 response = await client.post(
                     f"/approvals/{gate_of[run_id]}/decision", json={"decision": "approve"}
                 )
                 to_202.append(time.perf_counter() - started)
+                stamps.accepted[run_id] = stamps.post[run_id] + to_202[-1]
                 response.raise_for_status()
                 while run_id not in dispatched:
                     await asyncio.wait_for(arrived.wait(), 30)
                     arrived.clear()
                 to_next_step.append(dispatched[run_id] - started)
+                stamps.task_seen[run_id] = stamps.post[run_id] + to_next_step[-1]
+            await asyncio.sleep(0.5)  # the uncommitted watcher catches up
         finally:
             watcher.cancel()
-            await asyncio.wait({watcher})
+            stage_watcher.cancel()
+            await asyncio.wait({watcher, stage_watcher})
             await consumer.stop()
     report("decision → 202 accepted", to_202)
     report("decision → next step task", to_next_step)
+    if stages:
+        stamps.report()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gates", type=int, default=100)
-    asyncio.run(main(parser.parse_args().gates))
+    parser.add_argument("--stages", action="store_true", help="split the path into stages")
+    args = parser.parse_args()
+    asyncio.run(main(args.gates, args.stages))

@@ -36,6 +36,10 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from stages import Scrape, print_stages, scrape
+
 from baton_common import ids
 from baton_common.catalog import StoryCatalog
 from baton_common.commands import CompleteStep, StartRun
@@ -115,8 +119,9 @@ async def start_scheduler_process(
     fetch_max_wait_ms: int,
     profile: bool,
     max_batch: int,
-) -> subprocess.Popen[bytes]:
-    """The real scheduler service as its own process, on this bench's topics."""
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The real scheduler service as its own process, on this bench's topics, and the
+    URL of its HTTP app."""
     from baton_cli.kafka_ops import publish_stories
 
     await publish_stories(bootstrap, topics, [(STORY, STORY_TEXT)])
@@ -150,7 +155,7 @@ async def start_scheduler_process(
             url = f"http://127.0.0.1:{port}/readyz"
             with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: ASYNC210
                 if answer.status == 200:
-                    return process
+                    return process, f"http://127.0.0.1:{port}"
         except OSError:
             pass
         await asyncio.sleep(0.25)
@@ -177,6 +182,7 @@ class Harness:
         self.separate = separate
         self.profile = profile
         self.process: subprocess.Popen[bytes] | None = None
+        self.scheduler_url: str | None = None
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.bootstrap = bootstrap
         self.topics = topics
@@ -229,7 +235,7 @@ class Harness:
             asyncio.create_task(self._observe()),
         ]
         if self.separate:
-            self.process = await start_scheduler_process(
+            self.process, self.scheduler_url = await start_scheduler_process(
                 b,
                 self.topics,
                 self.namespace,
@@ -243,6 +249,10 @@ class Harness:
         self.tasks.append(asyncio.create_task(self.engine.run()))
         while not self.engine.assigned:  # noqa: ASYNC110 - the engine exposes no event
             await asyncio.sleep(0.1)
+
+    async def scrape(self) -> Scrape | None:
+        """The scheduler process's metrics (None for the inline scheduler)."""
+        return await scrape(self.scheduler_url) if self.scheduler_url else None
 
     async def stop(self) -> None:
         if self.process is not None:
@@ -537,8 +547,14 @@ async def main() -> None:
         try:
             await harness.start_runs(5)  # warm up connections and caches
             await asyncio.sleep(2)
+            before = await harness.scrape()
             rate = await throughput(harness, args.runs)
+            between = await harness.scrape()
             await latency(harness, rate / 2, args.latency_seconds)
+            after = await harness.scrape()
+            if before and between and after:
+                print_stages("throughput phase", between.minus(before))
+                print_stages("latency phase", after.minus(between))
             if not harness.separate:
                 await profiled(harness, max(args.runs // 3, 10))
         finally:

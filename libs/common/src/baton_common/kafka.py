@@ -103,13 +103,20 @@ async def read_to_end(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumedRecor
 
 
 def make_producer(
-    bootstrap: str, *, client_id: str, transactional_id: str | None = None, linger_ms: int = 5
+    bootstrap: str,
+    *,
+    client_id: str,
+    transactional_id: str | None = None,
+    linger_ms: int = 5,
+    retry_backoff_ms: int = 100,
 ) -> AIOKafkaProducer:
     """An idempotent ``acks=all`` producer; transactional when ``transactional_id`` is set.
 
     ``linger_ms`` is how long a record may wait for company before it is sent; a
     producer that sends a whole batch at once and then waits for it (the scheduler's
-    transactions) loses nothing with 0.
+    transactions) loses nothing with 0. ``retry_backoff_ms`` is the wait before a
+    retriable error is retried; a transaction that begins while the coordinator still
+    writes the previous one's markers is refused (CONCURRENT_TRANSACTIONS) and waits it.
     """
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -118,6 +125,7 @@ def make_producer(
         enable_idempotence=True,
         transactional_id=transactional_id,
         linger_ms=linger_ms,
+        retry_backoff_ms=retry_backoff_ms,
         request_timeout_ms=30_000,
     )
 

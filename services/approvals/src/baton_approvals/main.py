@@ -117,7 +117,8 @@ def create_app(
 
             sink = publisher
             if sink is None:
-                producer = make_producer(settings.kafka_bootstrap, client_id=CLIENT_ID)
+                # one decision at a time, awaited by its HTTP request: lingering only delays it
+                producer = make_producer(settings.kafka_bootstrap, client_id=CLIENT_ID, linger_ms=0)
                 await producer.start()
                 stack.push_async_callback(producer.stop)
                 running.producer = producer

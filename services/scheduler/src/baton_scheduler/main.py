@@ -60,6 +60,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             client_id="baton-scheduler",
             transactional_id=settings.transactional_id,
             linger_ms=settings.linger_ms,
+            retry_backoff_ms=settings.retry_backoff_ms,
         )
         # FireTimer commands go out on their own plain producer: the transactional one
         # only sends inside a command batch's transaction

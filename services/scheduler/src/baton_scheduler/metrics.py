@@ -18,6 +18,15 @@ TRANSACTION_ABORTS = Counter(
 BATCH_SECONDS = Histogram(
     "baton_scheduler_batch_seconds", "Time to decide and commit one batch of commands."
 )
+BATCH_STAGE_SECONDS = Histogram(
+    "baton_scheduler_batch_stage_seconds",
+    "Time of each stage of a command batch's transaction: decide (decode, decide, journal,"
+    " build the records), offsets (the consumer offsets joined the transaction, after"
+    " decide), produce (records sent and acknowledged), snapshot,"
+    " commit (EndTxn).",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0),
+)
 RUNS_IN_MEMORY = Gauge("baton_scheduler_runs", "Runs held in memory by this instance.")
 TIMERS_FIRED = Counter(
     "baton_scheduler_timers_fired_total", "FireTimer commands appended, by timer kind.", ["kind"]
