@@ -10,6 +10,11 @@ figure is completed steps / (last command time - first command time), read from 
 
 The upstream runs in its own process (a minimal asyncio HTTP/1.1 server), so it does not
 share the executor's event loop. Goal (issue #5): 2,000 steps/s.
+
+It also prints the executor's CPU seconds per step (user + system time of the executor
+process from ready to the last command, from ``/proc``), the figure to compare while the
+machine is shared. ``--profile out.prof`` runs the executor under cProfile (stats written
+when it stops; read them with ``python -m pstats out.prof``).
 """
 
 from __future__ import annotations
@@ -145,6 +150,35 @@ async def _collect(bootstrap: str, topics: TopicSettings, count: int, within: fl
     return stamps
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _executor_command(profile: str | None) -> list[str]:
+    if profile is None:
+        return [sys.executable, "-m", "baton_executor"]
+    # uvicorn re-raises SIGTERM after its shutdown, through the handler it found: make
+    # that handler end the interpreter normally, so the stats get written. A path ending
+    # in .txt gets pyinstrument's sampled call tree (if installed), else cProfile stats.
+    if profile.endswith(".txt"):
+        start = (
+            "import pyinstrument\n"
+            "p = pyinstrument.Profiler(interval=0.0005, async_mode='disabled')\np.start()\n"
+        )
+        stop = f"p.stop()\n    open({profile!r}, 'w').write(p.output_text(show_all=False))"
+    else:
+        start = "import cProfile\np = cProfile.Profile()\np.enable()\n"
+        stop = f"p.disable()\n    p.dump_stats({profile!r})"
+    code = (
+        "import signal, sys, baton_executor.main as m\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+        f"{start}try:\n    m.run()\nfinally:\n    {stop}\n"
+    )
+    return [sys.executable, "-c", code]
+
+
 def _wait_ready(url: str, process: subprocess.Popen[bytes], within: float = 60) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -199,7 +233,7 @@ def _bench(args: argparse.Namespace) -> None:
         }
         with log.open("wb") as out:
             executor = subprocess.Popen(
-                [sys.executable, "-m", "baton_executor"],
+                _executor_command(args.profile),
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -207,13 +241,17 @@ def _bench(args: argparse.Namespace) -> None:
             )
         started = time.monotonic()
         _wait_ready(f"http://127.0.0.1:{executor_port}", executor)
+        cpu_ready = _cpu_seconds(executor.pid)
         stamps = asyncio.run(_collect(bootstrap, topics, args.count, within=args.timeout))
+        cpu = _cpu_seconds(executor.pid) - cpu_ready
         wall = time.monotonic() - started
     finally:
         for process in (executor, upstream):
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-                process.wait(30)
+        for process in (executor, upstream):
+            if process is not None:
+                process.wait(300 if args.profile else 30)  # writing a profile takes a while
     if len(stamps) < args.count:
         print(f"only {len(stamps)} of {args.count} steps completed within {args.timeout}s")
         sys.exit(1)
@@ -227,6 +265,10 @@ def _bench(args: argparse.Namespace) -> None:
         f"first to last command: {span:.2f}s  ->  {args.count / span:,.0f} steps/s (goal 2,000/s)"
     )
     print(f"wall time incl. executor start-up: {wall:.2f}s")
+    print(
+        f"executor CPU from ready to last command: {cpu:.2f}s  ->  "
+        f"{cpu / args.count * 1e6:,.0f} µs per step"
+    )
 
 
 def main() -> None:
@@ -236,6 +278,10 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--log", default="/tmp/baton-bench-executor.log")
+    parser.add_argument(
+        "--profile",
+        help="profile the executor: cProfile stats, or pyinstrument text for *.txt",
+    )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

@@ -112,6 +112,7 @@ class Executor:
         self._last_commit = 0.0
         self._reported: OrderedDict[str, None] = OrderedDict()
         self._in_progress: dict[str, asyncio.Event] = {}
+        self._slot_freed = asyncio.Event()
 
     @property
     def running(self) -> int:
@@ -139,7 +140,10 @@ class Executor:
                 for record in records:
                     self._start(partition, record)
         else:
-            await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+            # Woken by _finished; cheaper than asyncio.wait over every running task, which
+            # adds and removes a callback on each of them for every attempt that ends.
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
         # A commit is a broker round trip: at most one per interval, not one per attempt.
         # Crashes redeliver at most an interval's worth of reported attempts.
         if time.monotonic() - self._last_commit >= self._commit_interval:
@@ -182,6 +186,7 @@ class Executor:
 
     def _finished(self, task: asyncio.Task[None], pending: Pending) -> None:
         self._running.pop(task, None)
+        self._slot_freed.set()
         self._metrics.in_flight.set(len(self._running))
         if task.cancelled():
             return  # not reported: the record stays uncommitted and is redelivered

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Final
 
+import orjson
 import structlog
 from pydantic import JsonValue
 
@@ -96,7 +97,7 @@ async def execute(
         )
         return failed(task, error, redactor)
     output = redactor.json(output)
-    size = len(json.dumps(output, separators=(",", ":")).encode())
+    size = _encoded_size(output)
     if size > max_output_bytes:
         return failed(
             task,
@@ -106,6 +107,14 @@ async def execute(
             ),
         )
     return completed(task, output)
+
+
+def _encoded_size(output: JsonValue) -> int:
+    """Bytes of ``output`` as the command's record carries it (compact UTF-8 JSON)."""
+    try:
+        return len(orjson.dumps(output))
+    except (orjson.JSONEncodeError, TypeError):  # beyond orjson (huge integers): as written
+        return len(json.dumps(output, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def command_envelope(

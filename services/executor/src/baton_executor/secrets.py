@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
+import orjson
 from pydantic import JsonValue
 
 from baton_common.expressions import resolve_secrets, secret_names
@@ -21,6 +22,7 @@ from baton_executor.errors import PermanentError
 __all__ = ["REDACTED", "Redactor", "SecretNotFound", "SecretStore"]
 
 REDACTED: Final = "[redacted]"
+_PLACEHOLDER_START: Final = b"{{ secrets."
 ENV_PREFIX: Final = "BATON_SECRET_"
 # Shorter values would turn ordinary text into confetti; such secrets are refused instead.
 MIN_SECRET_CHARS: Final = 4
@@ -70,6 +72,8 @@ class SecretStore:
 
     def resolve(self, value: dict[str, JsonValue]) -> tuple[dict[str, JsonValue], Redactor]:
         """``value`` with its placeholders resolved, and a redactor for the values used."""
+        if not _may_hold_placeholders(value):
+            return value, Redactor(())
         names = secret_names(value)
         if not names:
             return value, Redactor(())
@@ -77,6 +81,18 @@ class SecretStore:
         resolved = resolve_secrets(value, values.__getitem__)
         assert isinstance(resolved, dict)
         return resolved, Redactor(values.values())
+
+
+def _may_hold_placeholders(value: dict[str, JsonValue]) -> bool:
+    """False only if no string in ``value`` can contain a placeholder.
+
+    One pass of orjson over the input (it writes ``{{ secrets.`` unescaped) is far cheaper
+    than walking it in Python, and most steps reference no secret at all.
+    """
+    try:
+        return _PLACEHOLDER_START in orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return True  # e.g. an integer beyond 64 bits: let the walk decide
 
 
 class Redactor:

@@ -72,7 +72,6 @@ async def send(
         RetryableError: timeouts, connection errors, retryable statuses, open circuits.
         PermanentError: requests that cannot be sent, or the SSRF policy refused.
     """
-    what = f"{request.method} {safe_url(request.url)}"
     # only method, host and port: a path or query may hold a resolved secret
     with span(
         f"HTTP {request.method}",
@@ -83,7 +82,7 @@ async def send(
             "server.port": request.url.port,
         },
     ) as current:
-        reply = await _send(client, guard, request, what, timeout_seconds, max_bytes, retryable)
+        reply = await _send(client, guard, request, timeout_seconds, max_bytes, retryable)
         if current is not None:
             current.set_attribute("http.response.status_code", reply.status)
         return reply
@@ -93,7 +92,6 @@ async def _send(
     client: httpx.AsyncClient,
     guard: OutboundGuard | None,
     request: httpx.Request,
-    what: str,
     timeout_seconds: float,
     max_bytes: int,
     retryable: Collection[int],
@@ -109,14 +107,21 @@ async def _send(
                     await response.aclose()
         except TimeoutError:
             raise RetryableError(
-                f"{what}: no complete response within {timeout_seconds}s", error_type="Timeout"
+                f"{_what(request)}: no complete response within {timeout_seconds}s",
+                error_type="Timeout",
             ) from None
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            _raise_transport_error(exc, what)
+            _raise_transport_error(exc, _what(request))
         reply = Reply(response, raw, truncated)
         if reply.status in retryable:
-            raise status_error(reply, what, retryable=True)
+            raise status_error(reply, _what(request), retryable=True)
     return reply
+
+
+def _what(request: httpx.Request) -> str:
+    """The request for error messages. Built only when one is needed: ``safe_url``
+    parses the URL again, which is a fair share of a fast request's cost."""
+    return f"{request.method} {safe_url(request.url)}"
 
 
 class _Unguarded:
