@@ -333,16 +333,29 @@ class Harness:
                             self.latencies.append(seen - self.acked[cause])
 
 
+def cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
+    """CPU seconds (user + system) the process has used so far; this process's when None."""
+    if process is None:
+        return time.process_time()
+    with open(f"/proc/{process.pid}/stat") as stat:  # noqa: ASYNC230 - a tiny procfs read
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def throughput(harness: Harness, runs: int) -> float:
     began = time.perf_counter()
+    cpu_began = cpu_seconds(harness.process)
     run_ids = await harness.start_runs(runs)
     await harness.wait_done(run_ids, within=300)
     elapsed = time.perf_counter() - began
+    cpu = cpu_seconds(harness.process) - cpu_began
     print(f"throughput: {runs} runs of {len(STORY.steps)} steps (4-way fan-out) in {elapsed:.2f}s")
     print(f"  commands/s:    {runs * COMMANDS_PER_RUN / elapsed:8.0f}")
     print(f"  run events/s:  {runs * EVENTS_PER_RUN / elapsed:8.0f}")
     print(f"  log records/s: {runs * RECORDS_PER_RUN / elapsed:8.0f}  (events + task records)")
     print(f"  runs/s:        {runs / elapsed:8.1f}")
+    where = "scheduler process" if harness.process is not None else "bench process"
+    print(f"  CPU ms/command: {1000 * cpu / (runs * COMMANDS_PER_RUN):7.3f}  ({where})")
     return runs / elapsed
 
 

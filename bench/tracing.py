@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 
 SCHEDULER_BENCH = Path(__file__).with_name("scheduler.py")
 RATE = re.compile(r"commands/s:\s*([0-9.]+)")
+CPU = re.compile(r"CPU ms/command:\s*([0-9.]+)")
 
 
 class _Sink(BaseHTTPRequestHandler):
@@ -37,32 +39,66 @@ class _Sink(BaseHTTPRequestHandler):
         return
 
 
-def bench(runs: int, env: dict[str, str]) -> tuple[float | None, str]:
+class Figures:
+    """Commands/s and scheduler CPU ms per command of the runs of one arm (off or on)."""
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+        self.cpu: list[float] = []
+
+    def add(self, output: str) -> None:
+        if rate := RATE.search(output):
+            self.rates.append(float(rate[1]))
+        if cpu := CPU.search(output):
+            self.cpu.append(float(cpu[1]))
+
+
+def bench(runs: int, env: dict[str, str], profile: bool) -> str:
     command = [sys.executable, str(SCHEDULER_BENCH), "--runs", str(runs)]
     command += ["--skip", "recovery", "--latency-seconds", "3"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    lines = [line for line in done.stdout.splitlines() if "/s:" in line or "p99" in line]
-    match = RATE.search(done.stdout)
-    return (float(match[1]) if match else None), "\n".join(lines) or done.stdout[-2000:]
+    command += ["--profile-scheduler"] if profile else []
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    if profile:
+        return done.stdout
+    lines = [line for line in done.stdout.splitlines() if "/s:" in line or "/command" in line]
+    lines += [line for line in done.stdout.splitlines() if "p99" in line]
+    return "\n".join(lines) or done.stdout[-2000:]
+
+
+def change(off: list[float], on: list[float]) -> str:
+    if not off or not on:
+        return "n/a"
+    before, after = statistics.median(off), statistics.median(on)
+    return f"{before:.3f} -> {after:.3f} ({100 * (after - before) / before:+.1f}%)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="off/on pairs, run back to back (medians)"
+    )
+    parser.add_argument(
+        "--profile-scheduler", action="store_true", help="print the scheduler's cProfile"
+    )
     args = parser.parse_args()
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     plain = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     traced = {**plain, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_port}"}
+    off, on = Figures(), Figures()
     try:
-        off, off_text = bench(args.runs, plain)
-        print(f"tracing off:\n{off_text}")
-        on, on_text = bench(args.runs, traced)
-        print(f"tracing on (OTLP/HTTP to a local sink, {_Sink.received} exports):\n{on_text}")
+        for _ in range(args.rounds):
+            text = bench(args.runs, plain, args.profile_scheduler)
+            off.add(text)
+            print(f"tracing off:\n{text}")
+            text = bench(args.runs, traced, args.profile_scheduler)
+            on.add(text)
+            print(f"tracing on (OTLP/HTTP to a local sink, {_Sink.received} exports):\n{text}")
     finally:
         sink.shutdown()
-    if off and on:
-        print(f"tracing changes scheduler throughput by {100 * (on - off) / off:+.1f}%")
+    print(f"commands/s (median of {args.rounds}): {change(off.rates, on.rates)}")
+    print(f"scheduler CPU ms/command (median): {change(off.cpu, on.cpu)}")
 
 
 if __name__ == "__main__":
