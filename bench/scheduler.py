@@ -89,14 +89,20 @@ def topics_for(namespace: str, partitions: int) -> TopicSettings:
     )
 
 
-def command_envelope(command: StartRun | CompleteStep) -> Envelope:
+def command_envelope(command: StartRun | CompleteStep, traceparent: str | None) -> Envelope:
     return to_envelope(
         command,
         id=str(uuid.uuid4()),
         source="bench",
         time=datetime.now(UTC),
         subject=command.run_id,
+        traceparent=traceparent,
     )
+
+
+def new_traceparent() -> str:
+    """A sampled W3C traceparent, as ingest's webhook span gives each run."""
+    return f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
 
 
 def free_port() -> int:
@@ -269,7 +275,8 @@ class Harness:
             run_id = str(uuid.uuid4())
             run_ids.append(run_id)
             command = StartRun(run_id=run_id, story_id=STORY.id, trigger={"n": n})
-            record = outbound(self.topics.commands, run_id, command_envelope(command))
+            envelope = command_envelope(command, new_traceparent())
+            record = outbound(self.topics.commands, run_id, envelope)
             pending.append(
                 await self.driver.send(
                     record.topic, record.value, key=record.key, headers=record.headers
@@ -298,14 +305,16 @@ class Harness:
             sent: list[tuple[str, asyncio.Future[object]]] = []
             for records in batches.values():
                 for record in records:
-                    task = StepTask.model_validate(decode_record(record.value, record.headers).data)
+                    received = decode_record(record.value, record.headers)
+                    task = StepTask.model_validate(received.data)
                     command = CompleteStep(
                         run_id=task.run_id,
                         step=task.step,
                         attempt_id=task.attempt_id,
                         output={"ok": True},
                     )
-                    envelope = command_envelope(command)
+                    # the result continues the task's trace, as the executor's does
+                    envelope = command_envelope(command, received.traceparent)
                     out = outbound(self.topics.commands, task.run_id, envelope)
                     future = await producer.send(
                         out.topic, out.value, key=out.key, headers=out.headers
@@ -337,7 +346,7 @@ def cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
     """CPU seconds (user + system) the process has used so far; this process's when None."""
     if process is None:
         return time.process_time()
-    with open(f"/proc/{process.pid}/stat") as stat:  # noqa: ASYNC230 - a tiny procfs read
+    with open(f"/proc/{process.pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -417,7 +426,7 @@ async def write_runs(
             attempt = ids.attempt_id(run_id, "one", 1)
             commands.append(CompleteStep(run_id=run_id, step="one", attempt_id=attempt))
         for command in commands:
-            envelope = command_envelope(command)
+            envelope = command_envelope(command, None)
             decision = decide(state, command, story, Context(now, envelope.id, 1))
             entry = journal(
                 {state.run_id: state} if state else {}, decision.events, envelope, now, topics

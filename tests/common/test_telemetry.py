@@ -1,12 +1,16 @@
-"""Tracing off by default, and what passes through a hop that does not trace."""
+"""Tracing off by default, what passes through a hop that does not trace, and hot spans."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from baton_common import telemetry
 
@@ -77,3 +81,107 @@ def test_a_traced_hop_writes_its_own_span_as_the_parent(sink: str) -> None:
     finally:
         telemetry.shutdown_tracing()
     assert not telemetry.tracing_enabled()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    requests: ClassVar[list[ExportTraceServiceRequest]] = []
+
+    def do_POST(self) -> None:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        type(self).requests.append(request)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
+    _Receiver.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", _Receiver.requests
+    server.shutdown()
+    server.server_close()
+
+
+def _spans(requests: list[ExportTraceServiceRequest]) -> dict[str, tuple[str, Span]]:
+    """Every exported span by its id (hex): its service's name and the span."""
+    found = {}
+    for request in requests:
+        for resource in request.resource_spans:
+            service = next(
+                a.value.string_value
+                for a in resource.resource.attributes
+                if a.key == "service.name"
+            )
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    found[span.span_id.hex()] = (service, span)
+    return found
+
+
+def test_a_hot_span_passes_the_parent_on_when_tracing_is_off() -> None:
+    telemetry.configure_tracing("test", env={})
+    with telemetry.hot_span("baton.test", parent=PARENT, attributes={"a": "b"}) as traceparent:
+        assert traceparent == PARENT
+    with telemetry.hot_span("baton.test", parent=None, attributes={}) as traceparent:
+        assert traceparent is None
+
+
+def test_hot_spans_are_children_of_the_parent_exported_as_otlp(
+    receiver: tuple[str, list[ExportTraceServiceRequest]],
+) -> None:
+    url, requests = receiver
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    assert telemetry.configure_tracing("scheduler", env=env) is True
+    try:
+        attributes: dict[str, str | int] = {
+            "baton.run_id": "r1",
+            "baton.command": "CompleteStep",
+            "baton.n": 3,
+        }
+        with telemetry.hot_span(
+            "baton.scheduler.decide", parent=PARENT, attributes=attributes
+        ) as a:
+            pass
+        with (
+            pytest.raises(ValueError, match="boom"),
+            telemetry.hot_span("baton.scheduler.decide", parent=a, attributes={}) as b,
+        ):
+            raise ValueError("boom")
+        unsampled = PARENT[:-2] + "00"
+        with telemetry.hot_span("baton.x", parent=unsampled, attributes={}) as passed:
+            assert passed == unsampled  # the parent-based sampler records no child
+        with telemetry.hot_span("baton.root", parent=None, attributes={}) as root:
+            assert root is not None  # no parent: an SDK span starts a new trace
+    finally:
+        telemetry.shutdown_tracing()
+    assert a is not None
+    assert b is not None
+    trace_id, parent_id = PARENT.split("-")[1:3]
+    assert a.split("-")[1] == b.split("-")[1] == trace_id
+    spans = _spans(requests)
+    service, first = spans[a.split("-")[2]]
+    assert service == "baton-scheduler"
+    assert first.trace_id.hex() == trace_id
+    assert first.parent_span_id.hex() == parent_id
+    assert first.name == "baton.scheduler.decide"
+    assert first.end_time_unix_nano >= first.start_time_unix_nano > 0
+    assert {kv.key: kv.value for kv in first.attributes} == {
+        "baton.run_id": AnyValue(string_value="r1"),
+        "baton.command": AnyValue(string_value="CompleteStep"),
+        "baton.n": AnyValue(int_value=3),
+    }
+    _, second = spans[b.split("-")[2]]
+    assert second.parent_span_id.hex() == a.split("-")[2]
+    assert second.status.code == Status.STATUS_CODE_ERROR
+    assert any(
+        kv.key == "error.type" and kv.value.string_value == "ValueError" for kv in second.attributes
+    )
+    assert root.split("-")[1] != trace_id
+    assert root.split("-")[2] in spans
+    assert not any(s.name == "baton.x" for _, s in spans.values())
