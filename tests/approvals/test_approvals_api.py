@@ -393,14 +393,7 @@ async def test_bearer_jwts_from_a_jwks(
 async def _seed(settings: ApprovalsSettings) -> None:
     pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
     try:
-        await Projector(
-            consumer=FakeConsumer(),
-            pool=pool,
-            handle=apply_record,
-            publisher=FakePublisher(),
-            name="approvals",
-            dlq_topic="baton.dlq",
-        ).apply_batch(TOPIC, 0, [record_of(opened("g1", run_id="r1"), 0)])
+        await project(pool, [record_of(opened("g1", run_id="r1"), 0)])
     finally:
         await pool.close()
 
