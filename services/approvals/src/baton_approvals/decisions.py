@@ -26,7 +26,7 @@ from baton_common.kafka import outbound
 from baton_common.publishing import Publisher, PublishError
 from baton_common.telemetry import record_span
 
-__all__ = ["Decider", "DecisionRefused", "RefusalKind"]
+__all__ = ["Decider", "DecisionRefused", "RefusalKind", "told"]
 
 log = structlog.get_logger(__name__)
 
@@ -47,10 +47,18 @@ class DecisionRefused(Exception):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+        self.recorded = False  # appended to the log as a refused decision (ADR 0420)
 
     @property
     def status(self) -> int:
         return HTTP_STATUS[self.kind]
+
+
+def told(refusal: Exception) -> str:
+    """What a channel tells the person whose decision was refused."""
+    if isinstance(refusal, DecisionRefused) and refusal.recorded:
+        return f"Refused (kept in the run's history): {refusal}"
+    return f"Not recorded: {refusal}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,4 +237,5 @@ class Decider:
             raise DecisionRefused(
                 "unavailable", f"the decision could not be recorded, retry later: {exc}"
             ) from exc
+        refusal.recorded = True
         raise refusal
