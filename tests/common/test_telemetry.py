@@ -13,6 +13,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from baton_common import telemetry
+from baton_common.hot_spans import HotSpans
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -167,3 +168,27 @@ def test_hot_spans_are_children_of_the_parent_exported_as_otlp(
     assert root.split("-")[1] != trace_id
     assert root.split("-")[2] in spans
     assert not any(s.name == "baton.x" for _, s in spans.values())
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def export(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def test_a_full_hot_span_queue_drops_the_oldest_and_counts_them() -> None:
+    transport = _Transport()
+    spans = HotSpans(transport, {"service.name": "t"}, schedule_delay=60, max_queue=3)
+    trace_id, parent_id = PARENT.split("-")[1:3]
+    for n in range(5):
+        span_id, began = spans.start()
+        spans.end(trace_id, span_id, parent_id, began, f"s{n}", {"n": n})
+    spans.shutdown()  # exports what is queued
+    assert spans.dropped == 2
+    [data] = transport.sent
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(data)
+    names = [s.name for s in request.resource_spans[0].scope_spans[0].spans]
+    assert names == ["s2", "s3", "s4"]

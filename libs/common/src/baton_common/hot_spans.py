@@ -13,6 +13,7 @@ standard ``OTEL_*`` variables).
 
 from __future__ import annotations
 
+import atexit
 import random
 import threading
 import time
@@ -73,6 +74,7 @@ class HotSpans:
         self.dropped = 0  # spans lost to a full queue (the oldest go first)
         self._thread = threading.Thread(target=self._loop, name="baton-hot-spans", daemon=True)
         self._thread.start()
+        atexit.register(self.shutdown)  # as the SDK's provider does: queued spans are sent
 
     @staticmethod
     def start() -> tuple[int, int]:
@@ -98,6 +100,7 @@ class HotSpans:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Export what is queued and stop the thread."""
+        atexit.unregister(self.shutdown)
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
