@@ -342,13 +342,19 @@ class Harness:
                             self.latencies.append(seen - self.acked[cause])
 
 
-def cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
-    """CPU seconds (user + system) the process has used so far; this process's when None."""
+def cpu_seconds(process: subprocess.Popen[bytes] | None) -> tuple[float, float]:
+    """CPU seconds (user + system) the process has used so far, in all its threads and in
+    its main thread (the event loop); this process's when None."""
     if process is None:
-        return time.process_time()
-    with open(f"/proc/{process.pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return time.process_time(), time.thread_time()
+
+    def used(stat_path: str) -> float:
+        with open(stat_path) as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    pid = process.pid
+    return used(f"/proc/{pid}/stat"), used(f"/proc/{pid}/task/{pid}/stat")
 
 
 async def throughput(harness: Harness, runs: int) -> float:
@@ -357,14 +363,19 @@ async def throughput(harness: Harness, runs: int) -> float:
     run_ids = await harness.start_runs(runs)
     await harness.wait_done(run_ids, within=300)
     elapsed = time.perf_counter() - began
-    cpu = cpu_seconds(harness.process) - cpu_began
+    cpu_ended = cpu_seconds(harness.process)
+    cpu, loop_cpu = (end - began for end, began in zip(cpu_ended, cpu_began, strict=True))
     print(f"throughput: {runs} runs of {len(STORY.steps)} steps (4-way fan-out) in {elapsed:.2f}s")
     print(f"  commands/s:    {runs * COMMANDS_PER_RUN / elapsed:8.0f}")
     print(f"  run events/s:  {runs * EVENTS_PER_RUN / elapsed:8.0f}")
     print(f"  log records/s: {runs * RECORDS_PER_RUN / elapsed:8.0f}  (events + task records)")
     print(f"  runs/s:        {runs / elapsed:8.1f}")
     where = "scheduler process" if harness.process is not None else "bench process"
-    print(f"  CPU ms/command: {1000 * cpu / (runs * COMMANDS_PER_RUN):7.3f}  ({where})")
+    per = 1000 / (runs * COMMANDS_PER_RUN)
+    print(
+        f"  CPU ms/command: {per * cpu:7.3f}  ({where}; event loop thread {per * loop_cpu:.3f},"
+        f" other threads {per * (cpu - loop_cpu):.3f})"
+    )
     return runs / elapsed
 
 

@@ -112,10 +112,12 @@ class HotSpans:
         self._drain()
 
     def _drain(self) -> None:
-        while self._queue:
-            records: list[Record] = []
-            while self._queue and len(records) < self._batch:
-                records.append(self._queue.popleft())
+        # only what is queued now: spans keep arriving while this exports, and chasing
+        # them would turn one export per delay into a stream of small ones
+        left = len(self._queue)
+        while left > 0:
+            records = [self._queue.popleft() for _ in range(min(left, self._batch))]
+            left -= len(records)
             try:
                 self._transport.export(self.encode(records))
             except Exception:  # a lost export must never stop the thread
