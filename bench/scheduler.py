@@ -93,14 +93,20 @@ def topics_for(namespace: str, partitions: int) -> TopicSettings:
     )
 
 
-def command_envelope(command: StartRun | CompleteStep) -> Envelope:
+def command_envelope(command: StartRun | CompleteStep, traceparent: str | None) -> Envelope:
     return to_envelope(
         command,
         id=str(uuid.uuid4()),
         source="bench",
         time=datetime.now(UTC),
         subject=command.run_id,
+        traceparent=traceparent,
     )
+
+
+def new_traceparent() -> str:
+    """A sampled W3C traceparent, as ingest's webhook span gives each run."""
+    return f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
 
 
 def free_port() -> int:
@@ -279,7 +285,8 @@ class Harness:
             run_id = str(uuid.uuid4())
             run_ids.append(run_id)
             command = StartRun(run_id=run_id, story_id=STORY.id, trigger={"n": n})
-            record = outbound(self.topics.commands, run_id, command_envelope(command))
+            envelope = command_envelope(command, new_traceparent())
+            record = outbound(self.topics.commands, run_id, envelope)
             pending.append(
                 await self.driver.send(
                     record.topic, record.value, key=record.key, headers=record.headers
@@ -308,14 +315,16 @@ class Harness:
             sent: list[tuple[str, asyncio.Future[object]]] = []
             for records in batches.values():
                 for record in records:
-                    task = StepTask.model_validate(decode_record(record.value, record.headers).data)
+                    received = decode_record(record.value, record.headers)
+                    task = StepTask.model_validate(received.data)
                     command = CompleteStep(
                         run_id=task.run_id,
                         step=task.step,
                         attempt_id=task.attempt_id,
                         output={"ok": True},
                     )
-                    envelope = command_envelope(command)
+                    # the result continues the task's trace, as the executor's does
+                    envelope = command_envelope(command, received.traceparent)
                     out = outbound(self.topics.commands, task.run_id, envelope)
                     future = await producer.send(
                         out.topic, out.value, key=out.key, headers=out.headers
@@ -343,16 +352,40 @@ class Harness:
                             self.latencies.append(seen - self.acked[cause])
 
 
+def cpu_seconds(process: subprocess.Popen[bytes] | None) -> tuple[float, float]:
+    """CPU seconds (user + system) the process has used so far, in all its threads and in
+    its main thread (the event loop); this process's when None."""
+    if process is None:
+        return time.process_time(), time.thread_time()
+
+    def used(stat_path: str) -> float:
+        with open(stat_path) as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    pid = process.pid
+    return used(f"/proc/{pid}/stat"), used(f"/proc/{pid}/task/{pid}/stat")
+
+
 async def throughput(harness: Harness, runs: int) -> float:
     began = time.perf_counter()
+    cpu_began = cpu_seconds(harness.process)
     run_ids = await harness.start_runs(runs)
     await harness.wait_done(run_ids, within=300)
     elapsed = time.perf_counter() - began
+    cpu_ended = cpu_seconds(harness.process)
+    cpu, loop_cpu = (end - began for end, began in zip(cpu_ended, cpu_began, strict=True))
     print(f"throughput: {runs} runs of {len(STORY.steps)} steps (4-way fan-out) in {elapsed:.2f}s")
     print(f"  commands/s:    {runs * COMMANDS_PER_RUN / elapsed:8.0f}")
     print(f"  run events/s:  {runs * EVENTS_PER_RUN / elapsed:8.0f}")
     print(f"  log records/s: {runs * RECORDS_PER_RUN / elapsed:8.0f}  (events + task records)")
     print(f"  runs/s:        {runs / elapsed:8.1f}")
+    where = "scheduler process" if harness.process is not None else "bench process"
+    per = 1000 / (runs * COMMANDS_PER_RUN)
+    print(
+        f"  CPU ms/command: {per * cpu:7.3f}  ({where}; event loop thread {per * loop_cpu:.3f},"
+        f" other threads {per * (cpu - loop_cpu):.3f})"
+    )
     return runs / elapsed
 
 
@@ -414,7 +447,7 @@ async def write_runs(
             attempt = ids.attempt_id(run_id, "one", 1)
             commands.append(CompleteStep(run_id=run_id, step="one", attempt_id=attempt))
         for command in commands:
-            envelope = command_envelope(command)
+            envelope = command_envelope(command, None)
             decision = decide(state, command, story, Context(now, envelope.id, 1))
             entry = journal(
                 {state.run_id: state} if state else {}, decision.events, envelope, now, topics

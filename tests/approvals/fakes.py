@@ -59,8 +59,10 @@ def opened(
     approvers: list[str] | None = None,
     event_id: str | None = None,
     time: datetime = T0,
+    excluded: list[str] | None = None,
 ) -> Envelope:
     payload = GateOpened(
+        excluded=excluded or [],
         run_id=run_id,
         story_id="phishing-triage",
         story_version=4,

@@ -16,6 +16,7 @@ from baton_approvals.main import create_app
 from baton_approvals.settings import ApprovalsSettings
 from baton_approvals.store import apply_record
 from baton_common.commands import COMMAND_ADAPTER, DecideApproval
+from baton_common.kafka import ConsumedRecord
 
 from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, record_of
 from .jwks import JwksServer, rsa_key, token
@@ -45,17 +46,8 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def gates(app: FastAPI, settings: ApprovalsSettings) -> AsyncIterator[Pool]:
     """Gate g1 pending, g2 approved; the app has migrated the schema."""
     pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
-    projector = Projector(
-        consumer=FakeConsumer(),
-        pool=pool,
-        handle=apply_record,
-        publisher=FakePublisher(),
-        name="approvals",
-        dlq_topic="baton.dlq",
-    )
-    await projector.apply_batch(
-        TOPIC,
-        0,
+    await project(
+        pool,
         [
             record_of(opened("g1", run_id="r1"), 0),
             record_of(opened("g2", run_id="r2"), 1),
@@ -66,6 +58,19 @@ async def gates(app: FastAPI, settings: ApprovalsSettings) -> AsyncIterator[Pool
         yield pool
     finally:
         await pool.close()
+
+
+async def project(pool: Pool, records: list[ConsumedRecord]) -> None:
+    """Apply records of ``baton.tasks.approvals`` to the inbox, as the consumer does."""
+    projector = Projector(
+        consumer=FakeConsumer(),
+        pool=pool,
+        handle=apply_record,
+        publisher=FakePublisher(),
+        name="approvals",
+        dlq_topic="baton.dlq",
+    )
+    await projector.apply_batch(TOPIC, 0, records)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +154,10 @@ async def test_a_non_approver_is_403(
 
     assert response.status_code == 403
     assert response.json()["detail"].startswith("bob is not an approver of gate g1")
-    assert publisher.records == []
+    # still in the log, marked refused: the scheduler records it as CommandRejected
+    [envelope] = publisher.envelopes("baton.commands")
+    assert envelope.actor == "bob"
+    assert envelope.data["refused"] == response.json()["detail"]
 
 
 async def test_a_closed_gate_is_409(
@@ -159,7 +167,9 @@ async def test_a_closed_gate_is_409(
 
     assert response.status_code == 409
     assert response.json() == {"detail": "gate g2 is approved"}
-    assert publisher.records == []
+    [envelope] = publisher.envelopes("baton.commands")
+    assert (envelope.data["gate_id"], envelope.data["decision"]) == ("g2", "deny")
+    assert envelope.data["refused"] == "gate g2 is approved"
 
 
 async def test_a_group_approver_decides(
@@ -249,9 +259,12 @@ async def test_one_decision_per_person_and_the_scheduler_judges_the_rest(
 
     assert (first.status_code, again.status_code, other.status_code) == (202, 409, 202)
     assert again.json()["detail"].startswith("alice already decided gate g1 (approve via api at ")
-    assert [e.data["approver"] for e in publisher.envelopes("baton.commands")] == [
-        "alice",
-        "carol",
+    assert [
+        (e.data["approver"], e.data["refused"]) for e in publisher.envelopes("baton.commands")
+    ] == [
+        ("alice", None),
+        ("alice", again.json()["detail"]),  # the repeat is in the log, refused
+        ("carol", None),
     ]
     detail = (await client.get("/approvals/g1", headers=BOB)).json()
     assert detail["state"] == "pending"  # until the scheduler's GateClosed
@@ -275,7 +288,9 @@ async def test_concurrent_decisions_of_one_person_publish_once(
     )
 
     assert sorted(a.status_code for a in answers) == [202, 409, 409, 409]
-    assert len(publisher.envelopes("baton.commands")) == 1
+    published = publisher.envelopes("baton.commands")
+    assert len([e for e in published if e.data["refused"] is None]) == 1
+    assert len([e for e in published if e.data["refused"] is not None]) == 3
 
 
 async def test_a_failed_publish_leaves_the_person_free_to_retry(
@@ -365,8 +380,9 @@ async def test_bearer_jwts_from_a_jwks(
 
     assert ok.status_code == 202
     assert ok.json()["approver"] == "erin@example.test"
-    [envelope] = publisher.envelopes("baton.commands")
+    [envelope, refused] = publisher.envelopes("baton.commands")
     assert envelope.data["approver_groups"] == ["secops-oncall"]
+    assert refused.data["refused"] == forbidden.json()["detail"]  # recorded, refused
     assert forbidden.status_code == 403
     assert forbidden.json()["detail"].startswith("frank@example.test is not an approver of gate g1")
     assert stale.status_code == 401
@@ -377,13 +393,25 @@ async def test_bearer_jwts_from_a_jwks(
 async def _seed(settings: ApprovalsSettings) -> None:
     pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
     try:
-        await Projector(
-            consumer=FakeConsumer(),
-            pool=pool,
-            handle=apply_record,
-            publisher=FakePublisher(),
-            name="approvals",
-            dlq_topic="baton.dlq",
-        ).apply_batch(TOPIC, 0, [record_of(opened("g1", run_id="r1"), 0)])
+        await project(pool, [record_of(opened("g1", run_id="r1"), 0)])
     finally:
         await pool.close()
+
+
+async def test_four_eyes_refuses_an_excluded_approval_up_front_and_records_it(
+    client: httpx.AsyncClient, gates: Pool, publisher: FakePublisher
+) -> None:
+    await project(gates, [record_of(opened("g3", run_id="r3", excluded=["alice"]), 3)])
+
+    refused = await client.post(
+        "/approvals/g3/decision", headers=ALICE, json={"decision": "approve"}
+    )
+    assert refused.status_code == 409
+    assert refused.json()["detail"].startswith("four-eyes: alice cannot approve gate g3")
+    [envelope] = publisher.envelopes("baton.commands")
+    assert (envelope.actor, envelope.data["refused"]) == ("alice", refused.json()["detail"])
+
+    # an excluded person may still deny, and the refusal did not use up their decision
+    denied = await client.post("/approvals/g3/decision", headers=ALICE, json={"decision": "deny"})
+    assert denied.status_code == 202
+    assert publisher.envelopes("baton.commands")[-1].data["refused"] is None

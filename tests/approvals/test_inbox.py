@@ -121,5 +121,6 @@ async def test_a_non_approver_is_told_why(
         follow_redirects=True,
     )
 
-    assert "Not recorded: bob is not an approver of gate g1" in page.text
-    assert publisher.records == []
+    assert "Refused (kept in the run&#39;s history): bob is not an approver of gate g1" in page.text
+    [refused] = publisher.envelopes("baton.commands")  # on the record, marked refused
+    assert str(refused.data["refused"]).startswith("bob is not an approver of gate g1")

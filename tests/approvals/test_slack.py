@@ -233,8 +233,13 @@ async def test_an_ineligible_press_is_refused_and_the_user_told(
     assert response.json()["reason"].startswith(reason)
     [told] = slack.calls_of("chat.postEphemeral")
     assert told.args["user"] == user
-    assert told.args["text"].startswith(f"Not recorded: {reason}")
-    assert publisher.records == []
+    if user == "U_BOB":  # refused by the service: on the record, marked refused
+        assert told.args["text"].startswith(f"Refused (kept in the run's history): {reason}")
+        [refused] = publisher.envelopes("baton.commands")
+        assert str(refused.data["refused"]).startswith(reason)
+    else:  # nobody to record it for
+        assert told.args["text"].startswith(f"Not recorded: {reason}")
+        assert publisher.records == []
 
 
 async def test_a_second_press_by_the_same_person_is_refused(
@@ -249,7 +254,9 @@ async def test_a_second_press_by_the_same_person_is_refused(
     response = await client.post("/slack/interactions", content=second[0], headers=second[1])
 
     assert response.json()["reason"].startswith("carol already decided gate g1 (approve via slack")
-    assert len(publisher.envelopes("baton.commands")) == 1
+    [first_decision, second_refused] = publisher.envelopes("baton.commands")
+    assert first_decision.data["refused"] is None
+    assert second_refused.data["refused"] == response.json()["reason"]
 
 
 async def test_a_bad_payload_is_400(client: httpx.AsyncClient) -> None:

@@ -202,36 +202,64 @@ def short(events: list[dict[str, Any]]) -> list[str]:
 async def test_a_two_person_quorum_refuses_the_initiator_and_a_third_decision(
     stack: Platform,
 ) -> None:
+    """Issue 6's quorum test: every refused attempt is a 409 (403 for a non-approver) and a
+    CommandRejected with its reason in the audit timeline, in log order."""
     run_id = await start_run(stack, "quorum-e2e", {"host": "h1"}, actor="alice")
     gate = await gate_of(stack, run_id)
+    gate_id = gate["gate_id"]
     assert (gate["required"], gate["excluded"]) == (2, ["alice"])
 
-    initiator = await decide(stack, gate["gate_id"], "tok-alice")
-    assert initiator.status_code == 202  # the scheduler is the judge of four-eyes
-    events = await timeline_until(stack, run_id, "baton.command.rejected.v1")
-    [rejected] = [e for e in events if e["type"] == "baton.command.rejected.v1"]
-    assert rejected["data"]["command_id"] == initiator.json()["command_id"]
-    assert rejected["data"]["reason"] == "four-eyes: alice started this run and cannot approve it"
+    initiator = await decide(stack, gate_id, "tok-alice")
+    assert initiator.status_code == 409
+    assert initiator.json()["detail"].startswith(f"four-eyes: alice cannot approve gate {gate_id}")
+    outsider = await decide(stack, gate_id, "tok-lee")
+    assert outsider.status_code == 403
+    await timeline_until(stack, run_id, "baton.command.rejected.v1")
 
-    assert (await decide(stack, gate["gate_id"], "tok-bob")).status_code == 202
-    events = await timeline_until(stack, run_id, "baton.approval.vote-recorded.v1")
+    assert (await decide(stack, gate_id, "tok-bob")).status_code == 202
+    await timeline_until(stack, run_id, "baton.approval.vote-recorded.v1")
     assert (await gate_of(stack, run_id))["state"] == "pending"  # one of two
-    assert (await decide(stack, gate["gate_id"], "tok-carol")).status_code == 202
-    events = await timeline_until(stack, run_id, "baton.run.succeeded.v1")
+    repeat = await decide(stack, gate_id, "tok-bob")
+    assert repeat.status_code == 409
+    assert repeat.json()["detail"].startswith(f"bob already decided gate {gate_id}")
+    assert (await decide(stack, gate_id, "tok-carol")).status_code == 202
+    await timeline_until(stack, run_id, "baton.run.succeeded.v1")
+    closed = await gate_of(stack, run_id, "approved")
+    assert closed["decided_by"] == "carol"
+    third = await decide(stack, gate_id, "tok-dave")
+    assert third.status_code == 409
+    assert third.json()["detail"] == f"gate {gate_id} is approved"
+
+    async def all_four_refusals() -> list[dict[str, Any]] | None:
+        events = await timeline_until(stack, run_id, "baton.run.succeeded.v1")
+        rejected = [e for e in events if e["type"] == "baton.command.rejected.v1"]
+        return events if len(rejected) == 4 else None
+
+    events = await eventually(all_four_refusals, within=60, what="four refusals in the timeline")
     assert short(events) == [
         "run.started",
         "approval.requested",
-        "command.rejected",
-        "approval.vote-recorded",
-        "approval.granted",
+        "command.rejected",  # alice: four-eyes
+        "command.rejected",  # lee: not an approver
+        "approval.vote-recorded",  # bob
+        "command.rejected",  # bob again
+        "approval.granted",  # carol completes the quorum
         "run.succeeded",
+        "command.rejected",  # dave, after the gate closed
     ]
-    assert events[4]["data"]["approvals"] == ["bob", "carol"]
-    closed = await gate_of(stack, run_id, "approved")
-    assert closed["decided_by"] == "carol"
-    third = await decide(stack, gate["gate_id"], "tok-dave")
-    assert third.status_code == 409
-    assert third.json()["detail"] == f"gate {gate['gate_id']} is approved"
+    assert events[6]["data"]["approvals"] == ["bob", "carol"]
+    refusals = [
+        (e["actor"], e["data"]["reason"])
+        for e in events
+        if e["type"] == "baton.command.rejected.v1"
+    ]
+    answers = [
+        (a, r.json()["detail"])
+        for a, r in zip(
+            ["alice", "lee", "bob", "dave"], [initiator, outsider, repeat, third], strict=True
+        )
+    ]
+    assert refusals == [(who, f"refused by the api channel: {why}") for who, why in answers]
 
 
 async def test_a_short_deadline_reminds_escalates_once_then_expires(

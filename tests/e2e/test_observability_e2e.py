@@ -390,3 +390,33 @@ def test_the_dashboard_and_rules_use_only_metrics_the_services_serve(
         served.update(family(f.name) for f in text_string_to_metric_families(text))
     missing = referenced_families() - served
     assert not missing, f"not in any service's /metrics: {sorted(missing)}"
+
+
+async def test_baton_top_reads_the_live_services(
+    traced: Platform, workload: dict[str, str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from baton_cli.main import app
+
+    env = {f"BATON_{name.upper()}_URL": traced.url(name) for name in traced.services}
+    consumers = {"scheduler", "executor", "approvals", "audit", "ingest-router"}
+
+    def frame() -> dict[str, Any] | None:
+        result = CliRunner().invoke(app, ["top", "--once", "--json", "--interval", "0.5"], env=env)
+        assert result.exit_code == 0, result.output
+        shown: dict[str, Any] = json.loads(result.output)
+        return shown if consumers <= set(shown["lag"]) else None  # lag is measured every 5 s
+
+    shown = await eventually(
+        lambda: asyncio.to_thread(frame), within=30, what="baton top with every consumer's lag"
+    )
+    assert shown["up"] == dict.fromkeys(traced.services, True)
+    # the workload is over: both runs finished, both gates decided, nothing running
+    assert (shown["runs_in_flight"], shown["approvals_pending"], shown["steps_running"]) == (
+        0,
+        0,
+        0,
+    )
+    assert shown["webhooks_per_s"] == 0
+    assert shown["step_errors_per_s"] == 0

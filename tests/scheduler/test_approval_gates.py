@@ -77,6 +77,17 @@ def test_a_quorum_records_votes_and_closes_on_the_second_distinct_person() -> No
     assert verify_chain(log.envelopes) is None
 
 
+def test_a_decision_the_channel_refused_is_only_recorded_never_applied() -> None:
+    log = story(QUORUM)
+    begin(log)
+    # bob is eligible, but the channel refused (say its view of the gate was closed)
+    assert decide(log, "bob", refused=f"gate {GATE} is escalated") == ["command.rejected"]
+    assert reason(log) == f"refused by the api channel: gate {GATE} is escalated"
+    assert log.run.steps["review"].votes == []
+    assert decide(log, "bob") == ["approval.vote-recorded"]  # his own decision still counts
+    assert replay(log.envelopes) == log.state
+
+
 def test_one_eligible_deny_closes_a_quorum_gate_even_after_votes() -> None:
     log = story(QUORUM)
     begin(log)

@@ -16,6 +16,8 @@ class CliSettings(BatonSettings):
     approvals_url: str = "http://127.0.0.1:8084"
     audit_url: str = "http://127.0.0.1:8085"
     ingest_url: str = "http://127.0.0.1:8081"
+    scheduler_url: str = "http://127.0.0.1:8082"
+    executor_url: str = "http://127.0.0.1:8083"
     token: str | None = Field(
         default=None,
         validation_alias=AliasChoices("BATON_TOKEN", "token"),

@@ -95,6 +95,13 @@ class DecideApproval(_Command):
     approver_groups: list[str] = Field(default_factory=list)
     comment: str | None = None
     channel: str = "api"
+    refused: str | None = Field(
+        default=None,
+        description=(
+            "set when the channel refused the decision (answered 409/403) and says why;"
+            " the scheduler records it as CommandRejected and never applies it"
+        ),
+    )
 
 
 class CancelRun(_Command):

@@ -20,18 +20,23 @@ import re
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+if TYPE_CHECKING:
+    from baton_common.hot_spans import HotSpans
+
 __all__ = [
     "SpanKind",
     "add_trace_ids",
     "configure_tracing",
     "current_traceparent",
+    "hot_span",
+    "parse_traceparent",
     "record_span",
     "shutdown_tracing",
     "span",
@@ -41,12 +46,15 @@ __all__ = [
 AttributeValue = str | int | float | bool
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACEPARENT: Final = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_SAMPLED: Final = 0x01
+_HEX: Final = frozenset("0123456789abcdef")
 _LOG_KEYS: Final = {"baton.run_id": "run_id", "baton.story_id": "story_id", "baton.step": "step"}
 
 
 class _State:
     tracer: trace.Tracer | None = None
     provider: Any = None
+    hot: HotSpans | None = None
 
 
 def _endpoint_named(env: Mapping[str, str]) -> bool:
@@ -89,11 +97,35 @@ def configure_tracing(service: str, env: Mapping[str, str] | None = None) -> boo
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     _State.provider = provider
     _State.tracer = provider.get_tracer("baton")
+    _State.hot = _hot_spans(provider, OTLPSpanExporter(endpoint=endpoint), env)
     return True
+
+
+def _hot_spans(provider: Any, exporter: Any, env: Mapping[str, str]) -> HotSpans | None:
+    """The hot-path recorder, when the sampler follows the parent and the exporter's
+    OTLP/HTTP client can post a serialized request (ADR 0810); otherwise hot spans are SDK
+    spans."""
+    from opentelemetry.sdk.trace.sampling import ParentBased
+
+    from baton_common.hot_spans import HotSpans, Transport
+
+    transport: Transport | None = getattr(exporter, "_client", None)  # endpoint, TLS, retries
+    if transport is None or not isinstance(provider.sampler, ParentBased):
+        return None
+    delay = float(env.get("OTEL_BSP_SCHEDULE_DELAY") or 5000) / 1000
+    resource = {
+        k: v
+        for k, v in provider.resource.attributes.items()
+        if isinstance(v, str | bool | int | float)
+    }
+    return HotSpans(transport, resource, schedule_delay=delay)
 
 
 def shutdown_tracing() -> None:
     """Flush and stop the exporter (spans still queued are sent)."""
+    if _State.hot is not None:
+        _State.hot.shutdown()
+    _State.hot = None
     if _State.provider is not None:
         _State.provider.shutdown()
     _State.provider = None
@@ -143,6 +175,55 @@ def span(
             current.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             current.set_attribute("error.type", type(exc).__name__)
             raise
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str, int] | None:
+    """A W3C ``traceparent``'s trace id, parent span id (hex) and flags; None if malformed."""
+    if value is None or len(value) != 55 or value[2] != "-" or value[35] != "-":
+        return None
+    version, trace_id, span_id, flags = value[:2], value[3:35], value[36:52], value[53:]
+    if version == "ff" or not _HEX.issuperset(value[:2] + trace_id + span_id + flags):
+        return None
+    if value[52] != "-" or trace_id == "0" * 32 or span_id == "0" * 16:
+        return None
+    return trace_id, span_id, int(flags, 16)
+
+
+@contextmanager
+def hot_span(
+    name: str, *, parent: str | None, attributes: Mapping[str, AttributeValue]
+) -> Iterator[str | None]:
+    """A span for a hot path (one per scheduler command); yields the ``traceparent`` that
+    records caused in the block carry.
+
+    Under a sampled ``parent`` it is recorded as a tuple and exported in a background
+    thread, at a small part of an SDK span's cost (ADR 0810); it is not the current span,
+    so log lines inside the block carry no trace ids and nested spans don't nest under it.
+    Without a valid parent it is an SDK :func:`span` (its sampler may start a new trace);
+    with tracing off, or an unsampled parent, ``parent`` is yielded unchanged.
+    """
+    hot = _State.hot
+    if _State.tracer is None:
+        yield parent
+        return
+    parsed = parse_traceparent(parent) if hot is not None else None
+    if hot is None or parsed is None:
+        with span(name, parent=parent, attributes=attributes):
+            yield current_traceparent(parent)
+        return
+    trace_id, parent_id, flags = parsed
+    if not flags & _SAMPLED:  # the parent-based sampler records no child of it
+        yield parent
+        return
+    span_id, began = hot.start()
+    error = None
+    try:
+        yield f"00-{trace_id}-{span_id:016x}-01"
+    except BaseException as exc:
+        error = type(exc).__name__
+        raise
+    finally:
+        hot.end(trace_id, span_id, parent_id, began, name, attributes, error)
 
 
 def record_span(

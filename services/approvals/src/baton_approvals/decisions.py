@@ -1,21 +1,24 @@
 """One way to decide a gate, whatever the channel (REST, Slack, web inbox).
 
 The service checks what it can know (the gate exists and is pending, the caller is one
-of its approvers, a deny has its comment, one decision per person) and appends a
-``DecideApproval`` command; the scheduler remains the judge of quorum, four-eyes and
-expiry, and closes the gate through ``baton.tasks.approvals``.
+of its approvers, a deny has its comment, the caller is not excluded by four-eyes, one
+decision per person) and appends a ``DecideApproval`` command; the scheduler remains the
+judge of quorum, four-eyes and expiry, and closes the gate through ``baton.tasks.approvals``.
+A decision refused here (403, 409) is still appended, marked ``refused`` with the reason,
+so the scheduler records it as ``CommandRejected`` and it is in the audit timeline
+(ADR 0420); a malformed one (404, 422) is not.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Literal
+from typing import Final, Literal, NoReturn
 from uuid import uuid4
 
 import structlog
 
-from baton_approvals.gates import Decision, DecisionRecord, GateState, decision_envelope
+from baton_approvals.gates import Decision, DecisionRecord, Gate, GateState, decision_envelope
 from baton_approvals.identity import Identity, may_decide
 from baton_approvals.metrics import DECISION_SECONDS, DECISIONS
 from baton_approvals.store import GateStore, reserve_decision
@@ -23,7 +26,7 @@ from baton_common.kafka import outbound
 from baton_common.publishing import Publisher, PublishError
 from baton_common.telemetry import record_span
 
-__all__ = ["Decider", "DecisionRefused", "RefusalKind"]
+__all__ = ["Decider", "DecisionRefused", "RefusalKind", "told"]
 
 log = structlog.get_logger(__name__)
 
@@ -44,10 +47,18 @@ class DecisionRefused(Exception):
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+        self.recorded = False  # appended to the log as a refused decision (ADR 0420)
 
     @property
     def status(self) -> int:
         return HTTP_STATUS[self.kind]
+
+
+def told(refusal: Exception) -> str:
+    """What a channel tells the person whose decision was refused."""
+    if isinstance(refusal, DecisionRefused) and refusal.recorded:
+        return f"Refused (kept in the run's history): {refusal}"
+    return f"Not recorded: {refusal}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +118,34 @@ class Decider:
         gate = await self.store.get(gate_id)
         if gate is None:
             raise DecisionRefused("not_found", f"no approval gate {gate_id}")
+        comment = comment.strip() if comment and comment.strip() else None
+        attempt = (gate, identity, decision, comment, channel)
         if not may_decide(identity, gate.approvers):
-            raise DecisionRefused(
-                "forbidden",
-                f"{identity.user} is not an approver of gate {gate_id}"
-                f" (approvers: {', '.join(gate.approvers)})",
+            await self._refuse(
+                *attempt,
+                DecisionRefused(
+                    "forbidden",
+                    f"{identity.user} is not an approver of gate {gate_id}"
+                    f" (approvers: {', '.join(gate.approvers)})",
+                ),
             )
         if gate.state is not GateState.PENDING:
-            raise DecisionRefused("conflict", f"gate {gate_id} is {gate.state.value}")
-        comment = comment.strip() if comment and comment.strip() else None
+            await self._refuse(
+                *attempt, DecisionRefused("conflict", f"gate {gate_id} is {gate.state.value}")
+            )
         needs_comment = self.deny_requires_comment or gate.require_comment_on_deny
         if decision == "deny" and needs_comment and comment is None:
             raise DecisionRefused("invalid", "a comment is required to deny a gate")
+        if decision == "approve" and identity.user in gate.excluded:
+            await self._refuse(
+                *attempt,
+                DecisionRefused(
+                    "conflict",
+                    f"four-eyes: {identity.user} cannot approve gate {gate_id} (the run's"
+                    " initiator or the author of a destructive step it guards; a deny is"
+                    " allowed)",
+                ),
+            )
         now = datetime.now(UTC)
         record = DecisionRecord(
             approver=identity.user,
@@ -157,8 +184,11 @@ class Decider:
                     if earlier is not None
                     else ""
                 )
-                raise DecisionRefused(
-                    "conflict", f"{identity.user} already decided gate {gate_id}{what}"
+                await self._refuse(
+                    *attempt,
+                    DecisionRefused(
+                        "conflict", f"{identity.user} already decided gate {gate_id}{what}"
+                    ),
                 )
             try:
                 await self.publisher.publish(outbound(self.commands_topic, gate.run_id, envelope))
@@ -178,3 +208,34 @@ class Decider:
             )
         DECISION_SECONDS.observe(max(0.0, (now - gate.opened_at).total_seconds()))
         return record
+
+    async def _refuse(
+        self,
+        gate: Gate,
+        identity: Identity,
+        decision: Decision,
+        comment: str | None,
+        channel: str,
+        refusal: DecisionRefused,
+    ) -> NoReturn:
+        """Record a refused decision in the log (the scheduler rejects it with the reason),
+        then raise the refusal; 503 when it cannot be recorded."""
+        envelope = decision_envelope(
+            gate,
+            identity,
+            decision,
+            comment,
+            command_id=str(uuid4()),
+            time=datetime.now(UTC),
+            channel=channel,
+            refused=refusal.reason,
+        )
+        try:
+            await self.publisher.publish(outbound(self.commands_topic, gate.run_id, envelope))
+        except PublishError as exc:
+            log.warning("refused decision not recorded", gate_id=gate.gate_id, error=str(exc))
+            raise DecisionRefused(
+                "unavailable", f"the decision could not be recorded, retry later: {exc}"
+            ) from exc
+        refusal.recorded = True
+        raise refusal

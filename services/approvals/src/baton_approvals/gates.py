@@ -232,8 +232,12 @@ def decision_envelope(
     command_id: str,
     time: datetime,
     channel: str = "api",
+    refused: str | None = None,
 ) -> Envelope:
-    """The ``DecideApproval`` command a person's decision becomes, caused by the gate's opening."""
+    """The ``DecideApproval`` command a person's decision becomes, caused by the gate's opening.
+
+    ``refused`` is the reason this service refused it: the scheduler then only records it.
+    """
     command = DecideApproval(
         run_id=gate.run_id,
         gate_id=gate.gate_id,
@@ -242,6 +246,7 @@ def decision_envelope(
         approver_groups=list(identity.groups),
         comment=comment,
         channel=channel,
+        refused=refused,
     )
     return to_envelope(
         command,

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from baton_approvals.decisions import Decider, DecisionRefused
+from baton_approvals.decisions import Decider, DecisionRefused, told
 from baton_approvals.gates import Decision, StateFilter
 from baton_approvals.identity import AuthenticationError, Authenticator, Identity, principals
 from baton_approvals.settings import InboxSettings
@@ -167,7 +167,7 @@ def inbox_router(
         try:
             await deciding.decide(gate_id, identity, decision, comment, channel="web")
         except DecisionRefused as refused:
-            return _to_inbox(f"Not recorded: {refused.reason}", error=True)
+            return _to_inbox(told(refused), error=True)
         verb = "Approval" if decision == "approve" else "Denial"
         return _to_inbox(f"{verb} of gate {gate_id} recorded; waiting for the scheduler.")
 

@@ -14,7 +14,7 @@ import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from baton_approvals.decisions import Decider, DecisionRefused
+from baton_approvals.decisions import Decider, DecisionRefused, told
 from baton_approvals.gates import Decision
 from baton_approvals.identity import Identity
 from baton_approvals.metrics import SLACK_CALLBACKS
@@ -192,7 +192,7 @@ def slack_router(
             reason = str(exc)
             if channel is not None:
                 try:
-                    await client.post_ephemeral(channel, user_id, f"Not recorded: {reason}")
+                    await client.post_ephemeral(channel, user_id, told(exc))
                 except SlackApiError as err:
                     log.warning("cannot tell the Slack user", error=str(err))
             return JSONResponse({"ok": False, "reason": reason})
@@ -220,9 +220,7 @@ def slack_router(
         except (SlackIdentityError, DecisionRefused) as exc:
             SLACK_CALLBACKS.labels("refused").inc()
             # Shown under the comment field; the modal stays open.
-            return JSONResponse(
-                {"response_action": "errors", "errors": {COMMENT_BLOCK: f"Not recorded: {exc}"}}
-            )
+            return JSONResponse({"response_action": "errors", "errors": {COMMENT_BLOCK: told(exc)}})
         SLACK_CALLBACKS.labels("decided").inc()
         return Response(status_code=status.HTTP_200_OK)  # an empty answer closes the modal
 

@@ -224,6 +224,8 @@ def _fail(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> str 
 
 def _decide_approval(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> str | None:
     assert isinstance(cmd, DecideApproval)
+    if cmd.refused is not None:  # the channel refused it; it is in the log for the record
+        return f"refused by the {cmd.channel} channel: {cmd.refused}"
     if (reason := check_running(run.state, story)) is not None:
         return reason
     assert story is not None

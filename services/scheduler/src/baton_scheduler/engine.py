@@ -22,7 +22,7 @@ from baton_common.envelope import Envelope, EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
-from baton_common.telemetry import current_traceparent, span, tracing_enabled
+from baton_common.telemetry import hot_span
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
@@ -256,15 +256,13 @@ class Engine:
                 )
             ]
         metrics.COMMAND_LATENCY.observe(_age(record))
-        with span(
+        with hot_span(
             "baton.scheduler.decide",
             parent=envelope.traceparent,
             attributes={"baton.run_id": command.run_id, "baton.command": command.type},
-        ):
-            if tracing_enabled():  # the events and tasks name this span as their parent
-                envelope = envelope.model_copy(
-                    update={"traceparent": current_traceparent(envelope.traceparent)}
-                )
+        ) as traceparent:
+            if traceparent != envelope.traceparent:  # events and tasks name this span
+                envelope = envelope.model_copy(update={"traceparent": traceparent})
             return await self._decide(record, envelope, command, staged)
 
     async def _decide(
