@@ -16,8 +16,9 @@ class CliSettings(BatonSettings):
     approvals_url: str = "http://127.0.0.1:8084"
     audit_url: str = "http://127.0.0.1:8085"
     ingest_url: str = "http://127.0.0.1:8081"
+    scheduler_url: str = "http://127.0.0.1:8082"
     token: str | None = Field(
         default=None,
         validation_alias=AliasChoices("BATON_TOKEN", "token"),
-        description="bearer token for the approvals API",
+        description="bearer token sent to every service API (ADR 0900)",
     )
