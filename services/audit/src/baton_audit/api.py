@@ -28,7 +28,7 @@ from baton_audit.store import (
     StoryVersion,
     TimelineEntry,
 )
-from baton_common.auth import AUTH_RESPONSES, Gatekeeper, Role
+from baton_common.auth import ALL_TEAMS, AUTH_RESPONSES, Gatekeeper, Role
 from baton_common.envelope import Envelope
 from baton_common.hashing import BreakKind, find_break
 from baton_common.state import StepState
@@ -115,7 +115,8 @@ def audit_router(
 ) -> APIRouter:
     """The ``/runs``, ``/stories``, ``/export`` and ``/admin`` routes.
 
-    Reading history needs the ``viewer`` role (on any team); ``/admin`` needs ``admin``.
+    Reading history needs the ``viewer`` role (on any team); ``/admin`` needs an unscoped
+    ``admin`` grant.
 
     Args:
         store: gives the audit store (a dependency, so it can be built at startup).
@@ -123,7 +124,7 @@ def audit_router(
         gatekeeper: authenticates callers and checks their roles.
     """
     viewer = [Depends(gatekeeper.require(Role.VIEWER))]
-    admins = [Depends(gatekeeper.require(Role.ADMIN))]
+    admins = [Depends(gatekeeper.require(Role.ADMIN, team=ALL_TEAMS))]
     Store = Annotated[AuditStore, Depends(store)]
     Ops = Annotated[Admin, Depends(admin)]
     router = APIRouter(responses=AUTH_RESPONSES)

@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton_common.auth import (
+    ALL_TEAMS,
     AUTH_RESPONSES,
     Gatekeeper,
     Identity,
@@ -91,7 +92,7 @@ def operator_router(
         # Without the run its team is unknown: only an unscoped operator may ask, and the
         # decider answers an unknown run with CommandRejected in the log.
         forbid_unless(identity, Role.OPERATOR, None)
-        if not allows(identity, Role.OPERATOR, ""):
+        if not allows(identity, Role.OPERATOR, ALL_TEAMS):
             raise HTTPException(
                 403,
                 f"run {run_id} is not held by this scheduler, so its owner team is unknown; "

@@ -7,6 +7,7 @@ FastAPI routes 401 (no valid token) and 403 (no role) with the reason.
 
 from baton_common.auth.http import AUTH_RESPONSES, CHALLENGE, Gatekeeper, forbid_unless, refusal
 from baton_common.auth.identity import (
+    ALL_TEAMS,
     Grant,
     Identity,
     Role,
@@ -28,6 +29,7 @@ from baton_common.auth.tokens import (
 )
 
 __all__ = [
+    "ALL_TEAMS",
     "AUTH_RESPONSES",
     "CHALLENGE",
     "AuthSettings",

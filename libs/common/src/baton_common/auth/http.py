@@ -10,7 +10,7 @@ from typing import Annotated, Final
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from baton_common.auth.identity import Identity, Role, allows
+from baton_common.auth.identity import ALL_TEAMS, Identity, Role, allows
 from baton_common.auth.tokens import AuthenticationError, Authenticator
 
 __all__ = ["AUTH_RESPONSES", "CHALLENGE", "Gatekeeper", "forbid_unless", "refusal"]
@@ -31,8 +31,8 @@ def refusal(identity: Identity, role: Role, team: str | None) -> str:
     """Why ``identity`` may not act as ``role`` on ``team``, for a 403's detail."""
     if team is None:
         where = "on any team"
-    elif team == "":
-        where = "on stories without an owner team (needs an unscoped grant)"
+    elif team == ALL_TEAMS:
+        where = "on all teams (a grant without @team)"
     else:
         where = f"on team {team}"
     held = ", ".join(str(g) for g in identity.roles) or "no roles"

@@ -15,6 +15,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 __all__ = [
+    "ALL_TEAMS",
     "Grant",
     "Identity",
     "Role",
@@ -24,6 +25,11 @@ __all__ = [
     "grants_of",
     "story_team",
 ]
+
+
+ALL_TEAMS: Final = ""
+"""The team to ask for when only an unscoped grant will do (platform operations, and
+stories without an owner): no team-scoped grant matches it."""
 
 
 class Role(StrEnum):
@@ -98,17 +104,17 @@ class Identity(BaseModel):
 def allows(identity: Identity, role: Role, team: str | None = None) -> bool:
     """Whether ``identity`` holds ``role`` on ``team``.
 
-    ``team`` None asks for the role on at least one team (reads that are not per team).
-    Pass a story's team through :func:`story_team`, so that a story without an owner is
-    covered only by unscoped grants.
+    ``team`` None asks for the role on at least one team (reads that are not per team);
+    :data:`ALL_TEAMS` asks for an unscoped grant. Pass a story's team through
+    :func:`story_team`, so that a story without an owner is covered only by unscoped grants.
     """
     return any(grant.covers(role, team) for grant in identity.roles)
 
 
 def story_team(owner: str | None) -> str:
-    """The team to check a story's actions against: its ``owner``, or "" when it has none
-    (which no team-scoped grant matches)."""
-    return owner or ""
+    """The team to check a story's actions against: its ``owner``, or :data:`ALL_TEAMS`
+    when it has none."""
+    return owner or ALL_TEAMS
 
 
 def grants_of(values: Sequence[str]) -> list[Grant]:
