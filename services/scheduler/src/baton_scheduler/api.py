@@ -29,7 +29,6 @@ from baton_common.auth import (
     Gatekeeper,
     Identity,
     Role,
-    allows,
     forbid_unless,
     story_team,
 )
@@ -91,13 +90,12 @@ def operator_router(
             return
         # Without the run its team is unknown: only an unscoped operator may ask, and the
         # decider answers an unknown run with CommandRejected in the log.
-        forbid_unless(identity, Role.OPERATOR, None)
-        if not allows(identity, Role.OPERATOR, ALL_TEAMS):
-            raise HTTPException(
-                403,
-                f"run {run_id} is not held by this scheduler, so its owner team is unknown; "
-                f"{identity.user} holds only team-scoped operator roles",
-            )
+        forbid_unless(
+            identity,
+            Role.OPERATOR,
+            ALL_TEAMS,
+            context=f"run {run_id} is not held by this scheduler, so its owner team is unknown",
+        )
 
     @router.post("/runs/{run_id}/cancel", status_code=202)
     async def cancel(

@@ -39,10 +39,16 @@ def refusal(identity: Identity, role: Role, team: str | None) -> str:
     return f"{identity.user} lacks the {role.value} role {where} (holds: {held})"
 
 
-def forbid_unless(identity: Identity, role: Role, team: str | None = None) -> None:
-    """Raise 403 with the reason unless ``identity`` holds ``role`` on ``team``."""
+def forbid_unless(
+    identity: Identity, role: Role, team: str | None = None, *, context: str | None = None
+) -> None:
+    """Raise 403 with the reason unless ``identity`` holds ``role`` on ``team``; ``context``
+    is added to the reason (why that team was asked for)."""
     if not allows(identity, role, team):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, refusal(identity, role, team))
+        reason = refusal(identity, role, team)
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"{reason}: {context}" if context else reason
+        )
 
 
 class Gatekeeper:
