@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from roles_kit import ADMIN
 
 from baton_audit.consumer import Projector
 from baton_audit.db import create_pool
@@ -56,7 +57,9 @@ async def client(app: FastAPI, settings: AuditSettings) -> AsyncIterator[httpx.A
     finally:
         await pool.close()
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://audit") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://audit", headers=ADMIN
+    ) as client:
         yield client
 
 
