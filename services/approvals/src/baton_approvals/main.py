@@ -21,7 +21,7 @@ from baton_approvals.slack_api import SlackClient
 from baton_approvals.slack_notifier import SlackNotifier
 from baton_approvals.slack_routes import slack_router
 from baton_approvals.store import GateStore, apply_record
-from baton_common.auth import Authenticator, authenticator_of
+from baton_common.auth import Authenticator, Gatekeeper, authenticator_of, identity_router
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
 from baton_common.publishing import KafkaPublisher, Publisher
@@ -178,6 +178,7 @@ def create_app(
         checks["kafka_consumer"] = running.consumer_ready
     app.include_router(operations_router(checks))
     auth = authenticator or authenticator_of(settings.auth)
+    app.include_router(identity_router(Gatekeeper(auth)))
     app.include_router(
         approvals_router(
             store=running.gate_store,

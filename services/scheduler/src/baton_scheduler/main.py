@@ -11,7 +11,7 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from baton_common.auth import Gatekeeper, authenticator_of
+from baton_common.auth import Gatekeeper, authenticator_of, identity_router
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
@@ -122,13 +122,15 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
         story = catalog.get(state.story_id, state.story_version)
         return RunOwner(state.story_id, story.owner if story is not None else None)
 
+    gatekeeper = Gatekeeper(authenticator_of(settings.auth))
     app = FastAPI(title="Baton scheduler", lifespan=lifespan)
+    app.include_router(identity_router(gatekeeper))
     app.include_router(operations_router({"engine": ready, "kafka": kafka}))
     app.include_router(
         operator_router(
             settings.topics,
             lambda: producer_box[0] if producer_box else None,
-            gatekeeper=Gatekeeper(authenticator_of(settings.auth)),
+            gatekeeper=gatekeeper,
             run_owner=run_owner,
         )
     )

@@ -5,7 +5,14 @@ JWKS) become an :class:`Identity` holding role grants per team; :class:`Gatekeep
 FastAPI routes 401 (no valid token) and 403 (no role) with the reason.
 """
 
-from baton_common.auth.http import AUTH_RESPONSES, CHALLENGE, Gatekeeper, forbid_unless, refusal
+from baton_common.auth.http import (
+    AUTH_RESPONSES,
+    CHALLENGE,
+    Gatekeeper,
+    forbid_unless,
+    identity_router,
+    refusal,
+)
 from baton_common.auth.identity import (
     ALL_TEAMS,
     Grant,
@@ -50,6 +57,7 @@ __all__ = [
     "claim_strings",
     "forbid_unless",
     "grants_of",
+    "identity_router",
     "looks_like_jwt",
     "refusal",
     "story_team",

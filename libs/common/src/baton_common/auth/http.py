@@ -7,7 +7,7 @@ signatures at runtime.
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Final
 
-from fastapi import Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from baton_common.auth.identity import ALL_TEAMS, Identity, Role, allows
@@ -101,3 +101,20 @@ class Gatekeeper:
             return identity
 
         return required
+
+
+def identity_router(gatekeeper: Gatekeeper) -> APIRouter:
+    """``GET /whoami``: the caller's identity as this service sees it (any valid token).
+
+    Every service serves it, so a token can be checked against each one, and the CLI
+    learns who it acts as from the token rather than from the login name.
+    """
+    Caller = Annotated[Identity, Depends(gatekeeper.caller())]
+    router = APIRouter(tags=["identity"], responses=AUTH_RESPONSES)
+
+    @router.get("/whoami")
+    async def whoami(identity: Caller) -> Identity:
+        """The user, groups and role grants the bearer token stands for."""
+        return identity
+
+    return router
