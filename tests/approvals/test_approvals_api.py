@@ -18,7 +18,7 @@ from baton_approvals.store import apply_record
 from baton_common.auth import JwtSettings
 from baton_common.commands import COMMAND_ADAPTER, DecideApproval
 
-from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, record_of
+from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, project_gates, record_of
 
 pytestmark = pytest.mark.integration
 
@@ -389,15 +389,4 @@ async def test_bearer_jwts_from_a_jwks(
 
 
 async def _seed(settings: ApprovalsSettings) -> None:
-    pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
-    try:
-        await Projector(
-            consumer=FakeConsumer(),
-            pool=pool,
-            handle=apply_record,
-            publisher=FakePublisher(),
-            name="approvals",
-            dlq_topic="baton.dlq",
-        ).apply_batch(TOPIC, 0, [record_of(opened("g1", run_id="r1"), 0)])
-    finally:
-        await pool.close()
+    await project_gates(settings, [opened("g1", run_id="r1")])

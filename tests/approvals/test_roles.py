@@ -10,14 +10,11 @@ import pytest
 from fastapi import FastAPI
 from roles_kit import AUTH, EVERYONE, Route, check, table
 
-from baton_approvals.consumer import Projector
-from baton_approvals.db import create_pool
 from baton_approvals.inbox import COOKIE, csrf_token
 from baton_approvals.main import create_app
 from baton_approvals.settings import ApprovalsSettings
-from baton_approvals.store import apply_record
 
-from .fakes import TOPIC, FakeConsumer, FakePublisher, opened, record_of
+from .fakes import FakePublisher, opened, project_gates
 
 pytestmark = pytest.mark.integration
 
@@ -37,22 +34,9 @@ async def client(
     configured = settings.model_copy(update={"auth": AUTH})
     app: FastAPI = create_app(configured, publisher=publisher, consume=False)
     async with app.router.lifespan_context(app):
-        pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
-        try:
-            await Projector(
-                consumer=FakeConsumer(),
-                pool=pool,
-                handle=apply_record,
-                publisher=FakePublisher(),
-                name="approvals",
-                dlq_topic="baton.dlq",
-            ).apply_batch(
-                TOPIC,
-                0,
-                [record_of(opened("g1", run_id="r1", approvers=["group:secops-oncall"]), 0)],
-            )
-        finally:
-            await pool.close()
+        await project_gates(
+            settings, [opened("g1", run_id="r1", approvers=["group:secops-oncall"])]
+        )
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://approvals") as client:
             yield client

@@ -11,22 +11,11 @@ from fastapi import FastAPI
 from roles_kit import AUTH, CALLERS, NO_TOKEN, UNKNOWN_TOKEN, Route, check
 
 from baton_audit.api import Admin, audit_router
-from baton_audit.consumer import Projector
 from baton_audit.db import Pool
 from baton_audit.store import AuditStore
-from baton_audit.writer import AuditWriter
 from baton_common.auth import Gatekeeper, authenticator_of
 
-from .fakes import (
-    STORIES_TOPIC,
-    STORY,
-    TOPIC,
-    FakeConsumer,
-    FakePublisher,
-    approved_run,
-    records,
-    story_records,
-)
+from .fakes import STORIES_TOPIC, STORY, TOPIC, approved_run, projector_on, records, story_records
 
 pytestmark = pytest.mark.integration
 
@@ -67,14 +56,7 @@ class Rebuilds:
 
 @pytest.fixture
 async def seeded(pool: Pool) -> Pool:
-    projector = Projector(
-        consumer=FakeConsumer(),
-        pool=pool,
-        handle=AuditWriter(runs_topic=TOPIC, stories_topic=STORIES_TOPIC).apply,
-        publisher=FakePublisher(),
-        name="audit",
-        dlq_topic="baton.dlq",
-    )
+    projector = projector_on(pool)
     await projector.apply_batch(TOPIC, 0, records(approved_run("r1")))
     await projector.apply_batch(STORIES_TOPIC, 0, story_records(3, 4))
     return pool
