@@ -13,13 +13,14 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
+from jwks import JwksServer, rsa_key, token
 from platform_kit import topic_env
 from roles_kit import ADMIN, AUTH, EVERYONE, TEAM, Route, bearer, check, table
 from served import ServedApp
 from typer.testing import CliRunner
 
 from baton_cli.main import app as cli
-from baton_common.auth import Gatekeeper, authenticator_of
+from baton_common.auth import Gatekeeper, JwtSettings, authenticator_of
 from baton_common.commands import COMMAND_ADAPTER, CancelRun
 from baton_common.envelope import decode_record
 from baton_common.kafka import make_consumer, make_producer, read_to_end
@@ -83,6 +84,50 @@ async def test_a_team_scoped_operator_is_told_why_an_unknown_run_is_refused() ->
         )
     assert answer.status_code == 403
     assert "is not held by this scheduler" in answer.json()["detail"]
+
+
+async def test_jwts_from_a_jwks_carry_the_operator_role() -> None:
+    key = rsa_key()
+    with JwksServer({"k1": key}) as jwks:
+        auth = AUTH.model_copy(
+            update={"jwt": JwtSettings(jwks_url=jwks.url, algorithms=["RS256"], audience="baton")}
+        )
+        producer = FakeProducer()
+        app = FastAPI()
+        app.include_router(
+            operator_router(
+                TopicSettings(),
+                lambda: cast(AIOKafkaProducer, producer),
+                gatekeeper=Gatekeeper(authenticator_of(auth)),
+                run_owner=OWNERS.get,
+            )
+        )
+
+        def signed(roles: list[str], lifetime: float = 60) -> dict[str, str]:
+            jwt = token(key, sub="sam", aud="baton", roles=roles, lifetime=lifetime)
+            return {"Authorization": f"Bearer {jwt}"}
+
+        async with client_of(app) as client:
+            ours = await client.post(
+                "/runs/r-secops/cancel", json=CANCEL, headers=signed(["operator@secops"])
+            )
+            theirs = await client.post(
+                "/runs/r-secops/cancel", json=CANCEL, headers=signed(["operator@itops"])
+            )
+            expired = await client.post(
+                "/runs/r-secops/cancel", json=CANCEL, headers=signed(["admin"], lifetime=-99)
+            )
+
+    assert (ours.status_code, ours.json()["requested_by"]) == (202, "sam")
+    assert theirs.status_code == 403
+    assert theirs.json()["detail"] == (
+        "sam lacks the operator role on team secops (holds: operator@itops)"
+    )
+    assert (expired.status_code, expired.json()["detail"]) == (
+        401,
+        "invalid bearer token: JWT expired",
+    )
+    assert len(producer.sent) == 1
 
 
 async def commands_in(
