@@ -16,13 +16,15 @@ RUN_DIR="$BATON_STACK_DIR/run"
 VENV_BIN="$BATON_REPO_ROOT/.venv/bin"
 READY_TIMEOUT="${BATON_SERVICES_READY_TIMEOUT:-90}"
 
-# Local development identities for the approvals API (README shows how to use them).
-if [[ -z "${BATON_APPROVALS_TOKENS:-}" ]]; then
+# Local development identities for every service API (ADR 0900; README "Governance").
+# alice and bob approve secops gates, alice also operates secops runs; dev-operator,
+# dev-viewer and dev-admin are the other roles. Never use these tokens outside a laptop.
+if [[ -z "${BATON_AUTH__TOKENS:-}" ]]; then
   # shellcheck disable=SC2089,SC2090  # JSON: the quotes are meant literally
-  BATON_APPROVALS_TOKENS='{"dev-alice": {"user": "alice", "groups": ["secops-oncall"]}, "dev-bob": {"user": "bob", "groups": ["secops-oncall"]}}'
+  BATON_AUTH__TOKENS='{"dev-alice": {"user": "alice", "groups": ["secops-oncall"], "roles": ["approver@secops", "operator@secops"]}, "dev-bob": {"user": "bob", "groups": ["secops-oncall"], "roles": ["approver@secops"]}, "dev-operator": {"user": "oscar", "groups": ["secops"], "roles": ["operator@secops"]}, "dev-author": {"user": "ada", "groups": ["secops"], "roles": ["author@secops"]}, "dev-viewer": {"user": "victor", "roles": ["viewer"]}, "dev-admin": {"user": "admin", "roles": ["admin"]}}'
 fi
 # shellcheck disable=SC2090
-export BATON_APPROVALS_TOKENS
+export BATON_AUTH__TOKENS
 # The executor's SSRF guard refuses loopback; the local examples call local services.
 export BATON_EXECUTOR_ALLOWED_NETWORKS="${BATON_EXECUTOR_ALLOWED_NETWORKS:-[\"127.0.0.1/32\"]}"
 

@@ -20,7 +20,7 @@ up() {
 
 Baton is up.
   webhooks   http://$BATON_HOST:${BATON_INGEST_HTTP_PORT:-8081}/webhooks/<path>
-  approvals  http://$BATON_HOST:${BATON_APPROVALS_HTTP_PORT:-8084}/approvals   (tokens: dev-alice, dev-bob)
+  approvals  http://$BATON_HOST:${BATON_APPROVALS_HTTP_PORT:-8084}/approvals   (tokens: dev-alice, dev-bob, dev-operator, dev-viewer, dev-admin: docs/governance-identity.md)
   audit      http://$BATON_HOST:${BATON_AUDIT_HTTP_PORT:-8085}/runs
   scheduler  http://$BATON_HOST:${BATON_SCHEDULER_HTTP_PORT:-8082}/metrics
   executor   http://$BATON_HOST:${BATON_EXECUTOR_HTTP_PORT:-8083}/metrics

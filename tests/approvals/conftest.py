@@ -9,10 +9,12 @@ import asyncpg
 import pytest
 
 from baton_approvals.db import Pool, create_pool, migrate, quote_ident
-from baton_approvals.identity import Identity
 from baton_approvals.settings import ApprovalsSettings
+from baton_common.auth import AuthSettings, Grant, Identity, Role
 
 from .fakes import FakePublisher
+
+APPROVER = [Grant(role=Role.APPROVER)]
 
 
 @pytest.fixture
@@ -47,9 +49,11 @@ def settings(database_url: str, schema: str) -> ApprovalsSettings:
     return ApprovalsSettings(
         database_url=database_url,
         db_schema=schema,
-        tokens={
-            "t-alice": Identity(user="alice", groups=["secops-oncall"]),
-            "t-bob": Identity(user="bob", groups=["helpdesk"]),
-            "t-carol": Identity(user="carol", groups=[]),
-        },
+        auth=AuthSettings(
+            tokens={
+                "t-alice": Identity(user="alice", groups=["secops-oncall"], roles=APPROVER),
+                "t-bob": Identity(user="bob", groups=["helpdesk"], roles=APPROVER),
+                "t-carol": Identity(user="carol", groups=[], roles=APPROVER),
+            }
+        ),
     )

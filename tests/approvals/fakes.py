@@ -8,6 +8,10 @@ from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
 
+from baton_approvals.consumer import Projector
+from baton_approvals.db import create_pool
+from baton_approvals.settings import ApprovalsSettings
+from baton_approvals.store import apply_record
 from baton_common.envelope import Envelope, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, outbound, to_envelope
 from baton_common.publishing import PublishError
@@ -140,3 +144,19 @@ class FakeConsumer:
         for tp in partitions:
             self.positions[tp] = 0
         return True
+
+
+async def project_gates(settings: ApprovalsSettings, envelopes: list[Envelope]) -> None:
+    """Apply gate records to the inbox in ``settings``' schema, as the projection does."""
+    pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
+    try:
+        await Projector(
+            consumer=FakeConsumer(),
+            pool=pool,
+            handle=apply_record,
+            publisher=FakePublisher(),
+            name="approvals",
+            dlq_topic="baton.dlq",
+        ).apply_batch(TOPIC, 0, [record_of(e, offset) for offset, e in enumerate(envelopes)])
+    finally:
+        await pool.close()

@@ -8,18 +8,18 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from jwks import JwksServer, rsa_key, token
 
 from baton_approvals.consumer import Projector
 from baton_approvals.db import Pool, create_pool
-from baton_approvals.jwt_auth import JwtSettings
 from baton_approvals.main import create_app
 from baton_approvals.settings import ApprovalsSettings
 from baton_approvals.store import apply_record
+from baton_common.auth import JwtSettings
 from baton_common.commands import COMMAND_ADAPTER, DecideApproval
 from baton_common.kafka import ConsumedRecord
 
-from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, record_of
-from .jwks import JwksServer, rsa_key, token
+from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, project_gates, record_of
 
 pytestmark = pytest.mark.integration
 
@@ -350,12 +350,16 @@ async def test_bearer_jwts_from_a_jwks(
     with JwksServer({"k1": key}) as jwks:
         configured = settings.model_copy(
             update={
-                "jwt": JwtSettings(
-                    jwks_url=jwks.url,
-                    algorithms=["RS256"],
-                    audience="baton",
-                    user_claim="email",
-                    groups_claim="roles",
+                "auth": settings.auth.model_copy(
+                    update={
+                        "jwt": JwtSettings(
+                            jwks_url=jwks.url,
+                            algorithms=["RS256"],
+                            audience="baton",
+                            user_claim="email",
+                            groups_claim="grp",
+                        )
+                    }
                 )
             }
         )
@@ -365,14 +369,20 @@ async def test_bearer_jwts_from_a_jwks(
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://a") as client:
 
-                def bearer(email: str, roles: list[str], lifetime: float = 60) -> dict[str, str]:
-                    signed = token(key, aud="baton", email=email, roles=roles, lifetime=lifetime)
+                def bearer(
+                    email: str, grp: list[str], lifetime: float = 60, roles: str = "approver"
+                ) -> dict[str, str]:
+                    signed = token(
+                        key, aud="baton", email=email, grp=grp, roles=roles, lifetime=lifetime
+                    )
                     return {"Authorization": f"Bearer {signed}"}
 
-                oncall = bearer(email="erin@example.test", roles=["secops-oncall"])
-                helpdesk = bearer(email="frank@example.test", roles=["helpdesk"])
-                expired = bearer(email="erin@example.test", roles=["secops-oncall"], lifetime=-99)
+                oncall = bearer(email="erin@example.test", grp=["secops-oncall"])
+                helpdesk = bearer(email="frank@example.test", grp=["helpdesk"])
+                expired = bearer(email="erin@example.test", grp=["secops-oncall"], lifetime=-99)
+                no_role = bearer(email="gil@example.test", grp=["secops-oncall"], roles="viewer")
                 body = {"decision": "approve"}
+                unassigned = await client.post("/approvals/g1/decision", headers=no_role, json=body)
                 ok = await client.post("/approvals/g1/decision", headers=oncall, json=body)
                 forbidden = await client.post("/approvals/g1/decision", headers=helpdesk, json=body)
                 stale = await client.post("/approvals/g1/decision", headers=expired, json=body)
@@ -388,14 +398,14 @@ async def test_bearer_jwts_from_a_jwks(
     assert stale.status_code == 401
     assert stale.json()["detail"] == "invalid bearer token: JWT expired"
     assert static.status_code == 200  # static tokens still work beside JWTs
+    assert unassigned.status_code == 403
+    assert unassigned.json()["detail"] == (
+        "gil@example.test lacks the approver role on any team (holds: viewer)"
+    )
 
 
 async def _seed(settings: ApprovalsSettings) -> None:
-    pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
-    try:
-        await project(pool, [record_of(opened("g1", run_id="r1"), 0)])
-    finally:
-        await pool.close()
+    await project_gates(settings, [opened("g1", run_id="r1")])
 
 
 async def test_four_eyes_refuses_an_excluded_approval_up_front_and_records_it(

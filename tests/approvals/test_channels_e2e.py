@@ -281,7 +281,7 @@ async def test_the_cli_lists_shows_decides_and_shows_history(stack: Platform) ->
     assert "HTTP 422: a comment is required to deny a gate" in bare.output
     refused = await baton(stack, "approvals", "approve", gate_id, token="tok-mallory")
     assert refused.exit_code == 1
-    assert "HTTP 403: mallory is not an approver" in refused.output
+    assert "not allowed (HTTP 403): mallory is not an approver" in refused.output
     approved = await baton(stack, "approvals", "approve", gate_id, "-m", "from the CLI")
     assert approved.exit_code == 0, approved.output
     assert f"approve recorded for gate {gate_id}" in approved.output

@@ -13,7 +13,7 @@ from baton_approvals.gates import (
     decision_envelope,
     gate_change,
 )
-from baton_approvals.identity import Identity
+from baton_common.auth import Identity
 from baton_common.commands import COMMAND_ADAPTER, DecideApproval
 from baton_common.kafka import to_envelope
 from baton_common.records import StepTask

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
+from roles_kit import AUTH
 
 from baton_audit.db import Pool, create_pool, migrate, quote_ident
 from baton_audit.settings import AuditSettings
@@ -56,7 +57,7 @@ async def schema(database_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 def settings(database_url: str, schema: str) -> AuditSettings:
-    return AuditSettings(database_url=database_url, db_schema=schema)
+    return AuditSettings(database_url=database_url, db_schema=schema, auth=AUTH)
 
 
 @pytest.fixture

@@ -8,6 +8,9 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import TopicPartition
 from pydantic import JsonValue
 
+from baton_audit.consumer import Projector
+from baton_audit.db import Pool
+from baton_audit.writer import AuditWriter
 from baton_common.envelope import Envelope, decode_record
 from baton_common.events import (
     ApprovalGranted,
@@ -280,4 +283,16 @@ def triage_run(run_id: str = "t1", *, start: datetime = T0) -> list[Envelope]:
             RunSucceeded(run_id=run_id),
         ],
         start=start,
+    )
+
+
+def projector_on(pool: Pool) -> Projector:
+    """The audit projection over ``pool``, fed by hand (``apply_batch``) instead of Kafka."""
+    return Projector(
+        consumer=FakeConsumer(),
+        pool=pool,
+        handle=AuditWriter(runs_topic=TOPIC, stories_topic=STORIES_TOPIC).apply,
+        publisher=FakePublisher(),
+        name="audit",
+        dlq_topic="baton.dlq",
     )

@@ -7,15 +7,13 @@ and everything asynchronous here runs in its own loop or thread.
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
 import asyncpg
-import uvicorn
+from served import ServedApp
 
 from baton_audit.db import quote_ident
 from baton_audit.main import create_app
@@ -81,35 +79,15 @@ def as_outbound(topic: str, records: list[ConsumedRecord]) -> list[OutboundRecor
     ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Served:
+class Served(ServedApp):
     """The audit app (projection included) served by uvicorn in a thread."""
 
     def __init__(self, settings: AuditSettings) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_config=None
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="audit-under-test")
+        super().__init__(create_app(settings), name="audit-under-test")
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Served:
-        self._thread.start()
-        wait_for(lambda: self._server.started, within=60, what="audit started")
+    def start(self, within: float = 60) -> Served:
+        super().start(within)
         return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=60)
 
 
 def sql(database_url: str, schema: str, *statements: str) -> None:

@@ -9,21 +9,19 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from roles_kit import ADMIN
 
-from baton_audit.consumer import Projector
 from baton_audit.db import create_pool
 from baton_audit.main import create_app
 from baton_audit.settings import AuditSettings
-from baton_audit.writer import AuditWriter
 
 from .fakes import (
-    STORIES_TOPIC,
     STORY,
     T0,
     TOPIC,
-    FakeConsumer,
     FakePublisher,
     approved_run,
+    projector_on,
     records,
 )
 
@@ -42,21 +40,16 @@ async def client(app: FastAPI, settings: AuditSettings) -> AsyncIterator[httpx.A
     """A client of the app, whose store holds r1 (succeeded) and r2 (waiting for approval)."""
     pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
     try:
-        projector = Projector(
-            consumer=FakeConsumer(),
-            pool=pool,
-            handle=AuditWriter(runs_topic=TOPIC, stories_topic=STORIES_TOPIC).apply,
-            publisher=FakePublisher(),
-            name="audit",
-            dlq_topic="baton.dlq",
-        )
+        projector = projector_on(pool)
         await projector.apply_batch(TOPIC, 0, records(approved_run("r1")))
         waiting = approved_run("r2", start=T0 + timedelta(hours=1))[:4]
         await projector.apply_batch(TOPIC, 1, records(waiting, partition=1))
     finally:
         await pool.close()
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://audit") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://audit", headers=ADMIN
+    ) as client:
         yield client
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from roles_kit import ADMIN, AUTH
 from typer.testing import CliRunner, Result
 
 from baton_audit.export import CSV_COLUMNS
@@ -47,6 +48,7 @@ class Stack:
             "BATON_AUDIT_URL": self.served.url,
             "BATON_TOPICS__RUNS": self.settings.topics.runs,
             "BATON_TOPICS__STORIES": self.settings.topics.stories,
+            "BATON_TOKEN": "tok-admin",
             **extra,
         }
 
@@ -54,7 +56,7 @@ class Stack:
         return CliRunner().invoke(app, list(args), env=self.env(**env))
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.served.url}{path}", timeout=30)
+        return httpx.get(f"{self.served.url}{path}", headers=ADMIN, timeout=30)
 
     def records(self) -> int:
         return sum(len(log) for log in self.logs.values()) + 2  # two story versions
@@ -88,6 +90,7 @@ def stack(kafka_bootstrap: str, database_url: str) -> Iterator[Stack]:
         db_schema=f"test_audit_{ns}",
         group_id=f"audit-{ns}",
         topics=names,
+        auth=AUTH,
     )
     served = live.Served(settings).start()
     stack = Stack(settings, served, logs, kafka_bootstrap)
@@ -169,7 +172,8 @@ def test_rebuild_reproduces_the_store_and_repairs_a_tampered_one(stack: Stack) -
 def test_an_interrupted_rebuild_resumes(stack: Stack) -> None:
     pristine = stack.get("/admin/checksum").json()["checksum"]
 
-    assert httpx.post(f"{stack.served.url}/admin/rebuild", timeout=30).status_code == 202
+    rebuild = httpx.post(f"{stack.served.url}/admin/rebuild", headers=ADMIN, timeout=30)
+    assert rebuild.status_code == 202
     stack.served.stop()  # interrupted: wherever the projection stood is what was committed
     stack.served = live.Served(stack.settings).start()
 

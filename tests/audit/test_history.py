@@ -8,6 +8,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
+from roles_kit import ADMIN
 
 from baton_audit.consumer import Projector
 from baton_audit.db import create_pool
@@ -59,7 +60,9 @@ async def client(settings: AuditSettings) -> AsyncIterator[httpx.AsyncClient]:
         finally:
             await pool.close()
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://audit") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://audit", headers=ADMIN
+        ) as c:
             yield c
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from platform_kit import Platform, build_platform, topic_env
+from platform_kit import VIEWER, Platform, build_platform, topic_env
 from tests.approvals.fake_slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
 
 from baton_common.commands import StartRun
@@ -27,12 +27,13 @@ from baton_common.topics import provision_topics
 
 pytestmark = pytest.mark.integration
 
+APPROVER = ["approver@secops"]
 PEOPLE = {
-    "tok-alice": {"user": "alice", "groups": ["secops-oncall"]},
-    "tok-bob": {"user": "bob", "groups": ["secops-oncall"]},
-    "tok-carol": {"user": "carol", "groups": ["secops-oncall"]},
-    "tok-dave": {"user": "dave", "groups": ["secops-oncall"]},
-    "tok-lee": {"user": "lee", "groups": ["secops-leads"]},
+    "tok-alice": {"user": "alice", "groups": ["secops-oncall"], "roles": APPROVER},
+    "tok-bob": {"user": "bob", "groups": ["secops-oncall"], "roles": APPROVER},
+    "tok-carol": {"user": "carol", "groups": ["secops-oncall"], "roles": APPROVER},
+    "tok-dave": {"user": "dave", "groups": ["secops-oncall"], "roles": APPROVER},
+    "tok-lee": {"user": "lee", "groups": ["secops-leads"], "roles": APPROVER},
 }
 STORIES = [
     """
@@ -112,7 +113,7 @@ def stack(
     asyncio.run(publish_stories(kafka_bootstrap, topics, published))
     platform.services["approvals"].env.update(
         {
-            "BATON_APPROVALS_TOKENS": json.dumps(PEOPLE),
+            "BATON_AUTH__TOKENS": json.dumps(PEOPLE),
             "BATON_APPROVALS_SLACK__API_URL": slack.api_url,
             "BATON_APPROVALS_SLACK__BOT_TOKEN": BOT_TOKEN,
             "BATON_APPROVALS_SLACK__SIGNING_SECRET": SIGNING_SECRET,
@@ -185,7 +186,7 @@ async def decide(
 
 async def timeline_until(stack: Platform, run_id: str, wanted: str) -> list[dict[str, Any]]:
     async def probe() -> list[dict[str, Any]] | None:
-        async with httpx.AsyncClient(base_url=stack.url("audit")) as client:
+        async with httpx.AsyncClient(base_url=stack.url("audit"), headers=VIEWER) as client:
             response = await client.get(f"/runs/{run_id}/timeline", timeout=10)
         if response.status_code != 200:
             return None
@@ -301,7 +302,7 @@ async def test_a_short_deadline_reminds_escalates_once_then_expires(
     assert events[-2]["data"]["approver"] == "baton/timeout"
     expired = await gate_of(stack, run_id, "expired")
     assert expired["decided_by"] == "baton/timeout"
-    async with httpx.AsyncClient(base_url=stack.url("audit")) as client:
+    async with httpx.AsyncClient(base_url=stack.url("audit"), headers=VIEWER) as client:
         run = (await client.get(f"/runs/{run_id}", timeout=10)).json()
     [audited] = run["approvals"]
     assert audited["approvers"] == ["group:secops-leads", "group:secops-oncall"]

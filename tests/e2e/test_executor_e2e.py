@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 from outside_fakes import FakeApi, FakeOpenAI, FakeSlack, ModelTurn, Seen
-from platform_kit import Platform, Service, free_port
+from platform_kit import VIEWER, Platform, Service, free_port
 
 from baton_common import ids
 from baton_common.kafka import make_consumer
@@ -338,7 +338,7 @@ async def start(platform: Platform, path: str, body: dict[str, Any], story_id: s
 async def finished(platform: Platform, run_id: str) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
         async with httpx.AsyncClient() as client:
-            response = await client.get(f"{platform.url('audit')}/runs/{run_id}")
+            response = await client.get(f"{platform.url('audit')}/runs/{run_id}", headers=VIEWER)
         if response.status_code == 404:
             return None
         view: dict[str, Any] = response.json()
@@ -416,7 +416,7 @@ async def test_secrets_reach_the_api_and_no_record_or_log(
     assert any(run_id.encode() in r for r in records)  # the search did see the run
     assert not [r for r in records if SECRET.encode() in r]
     async with httpx.AsyncClient() as client:
-        audit = await client.get(f"{platform.url('audit')}/runs/{run_id}")
+        audit = await client.get(f"{platform.url('audit')}/runs/{run_id}", headers=VIEWER)
     assert SECRET not in audit.text
     logs = [s.log_path for s in platform.services.values()] + [pool.log_path]
     texts = await asyncio.to_thread(lambda: [p.read_text(errors="replace") for p in logs])

@@ -211,7 +211,7 @@ async def _decide(platform: Platform, run_id: str, decision: str, comment: str |
 async def _finished(platform: Platform, run_id: str, status: str) -> None:
     async def probe() -> bool:
         async with httpx.AsyncClient() as client:
-            response = await client.get(f"{platform.url('audit')}/runs/{run_id}")
+            response = await client.get(f"{platform.url('audit')}/runs/{run_id}", headers=ALICE)
         return response.status_code == 200 and response.json()["run"]["status"] == status
 
     await eventually(probe, within=60, what=f"run {run_id} {status} in audit")

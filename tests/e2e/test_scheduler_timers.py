@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from platform_kit import FakeHttp, Platform
+from platform_kit import VIEWER, FakeHttp, Platform
 
 from baton_common import ids
 from baton_common.settings import TopicSettings
@@ -88,7 +88,7 @@ def post(platform: Platform, path: str, body: dict[str, str]) -> None:
 
 
 def timeline(platform: Platform, run_id: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{platform.url('audit')}/runs/{run_id}", timeout=10)
+    response = httpx.get(f"{platform.url('audit')}/runs/{run_id}", headers=VIEWER, timeout=10)
     if response.status_code == 404:
         return []
     response.raise_for_status()
@@ -130,7 +130,9 @@ def test_a_durable_delay_fires_once_after_the_scheduler_is_killed(
         "run.succeeded",
     ]
     assert len(fake_http.calls_to("/after-kill")) == 1
-    verdict = httpx.get(f"{platform.url('audit')}/runs/{run_id}/verify", timeout=10).json()
+    verdict = httpx.get(
+        f"{platform.url('audit')}/runs/{run_id}/verify", headers=VIEWER, timeout=10
+    ).json()
     assert verdict["intact"] is True, verdict
 
 
@@ -164,7 +166,10 @@ def test_a_sub_story_runs_as_its_own_run_and_its_result_continues_the_caller(
     async def caller_run() -> str | None:
         async with httpx.AsyncClient() as client:
             response = await client.get(
-                f"{platform.url('audit')}/runs", params={"story": "e2e-caller"}, timeout=10
+                f"{platform.url('audit')}/runs",
+                params={"story": "e2e-caller"},
+                headers=VIEWER,
+                timeout=10,
             )
         response.raise_for_status()
         found = [r["run_id"] for r in response.json()["items"] if r["story_id"] == "e2e-caller"]

@@ -57,7 +57,7 @@ async def pending_gate(platform: Platform, run_id: str) -> dict[str, Any]:
 async def run_view(platform: Platform, run_id: str, status: str) -> dict[str, Any]:
     async def probe() -> dict[str, Any] | None:
         async with httpx.AsyncClient() as client:
-            response = await client.get(f"{platform.url('audit')}/runs/{run_id}")
+            response = await client.get(f"{platform.url('audit')}/runs/{run_id}", headers=ALICE)
         if response.status_code == 404:
             return None
         response.raise_for_status()

@@ -24,9 +24,18 @@ import httpx
 
 SERVICES = ("ingest", "scheduler", "executor", "approvals", "audit")
 TOKENS = {
-    "tok-alice": {"user": "alice", "groups": ["secops-oncall"]},
-    "tok-mallory": {"user": "mallory", "groups": ["interns"]},
+    "tok-alice": {
+        "user": "alice",
+        "groups": ["secops-oncall"],
+        "roles": ["approver@secops", "operator@secops"],
+    },
+    "tok-mallory": {"user": "mallory", "groups": ["interns"], "roles": ["approver@interns"]},
+    "tok-viewer": {"user": "vera", "roles": ["viewer"]},
+    "tok-admin": {"user": "root", "roles": ["admin"]},
 }
+"""Every service's static tokens (``BATON_AUTH__TOKENS``)."""
+VIEWER = {"Authorization": "Bearer tok-viewer"}
+"""Headers of a caller who may read runs and the audit history."""
 
 
 def free_port() -> int:
@@ -138,6 +147,7 @@ def build_platform(bootstrap: str, database_url: str, log_dir: Path) -> Platform
         "BATON_KAFKA_BOOTSTRAP": bootstrap,
         "BATON_DATABASE_URL": database_url,
         "BATON_LOG_LEVEL": "INFO",
+        "BATON_AUTH__TOKENS": json.dumps(TOKENS),
         **topic_env(namespace),
     }
     platform = Platform(namespace, bootstrap, database_url, base)
@@ -155,7 +165,6 @@ def build_platform(bootstrap: str, database_url: str, log_dir: Path) -> Platform
         "approvals": {
             "BATON_APPROVALS_GROUP_ID": f"{namespace}-approvals",
             "BATON_APPROVALS_SCHEMA": f"{namespace}_approvals",
-            "BATON_APPROVALS_TOKENS": json.dumps(TOKENS),
         },
         "audit": {
             "BATON_AUDIT_GROUP_ID": f"{namespace}-audit",

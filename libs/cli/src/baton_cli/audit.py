@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 
 from baton_cli.audit_log import end_offsets, read_run_logs
 from baton_cli.common import call, fail, load_settings
+from baton_cli.http import auth_headers, explain
 from baton_common.envelope import Envelope
 from baton_common.hashing import ChainBreak, find_break
 
@@ -55,13 +56,17 @@ def _store_runs(audit_url: str, since: datetime | None) -> list[str]:
 
 def _store_events(audit_url: str, run_id: str) -> list[Envelope] | None:
     try:
-        response = httpx.get(f"{audit_url}/runs/{run_id}/events", timeout=30)
+        response = httpx.get(
+            f"{audit_url}/runs/{run_id}/events",
+            headers=auth_headers(load_settings().token),
+            timeout=30,
+        )
     except httpx.HTTPError as exc:
         raise fail(f"cannot reach {audit_url}: {exc}") from exc
     if response.status_code == 404:
         return None
     if response.is_error:
-        raise fail(f"GET {audit_url}/runs/{run_id}/events: HTTP {response.status_code}")
+        raise fail(explain("GET", f"{audit_url}/runs/{run_id}/events", response))
     return [Envelope.model_validate(e) for e in response.json()["items"]]
 
 
@@ -205,10 +210,11 @@ def audit_export(
         raise fail(f"unknown format {fmt!r}: jsonl, csv or evidence")
     written = 0
     try:
-        with httpx.stream("GET", url, params=params, timeout=60) as response:
+        headers = auth_headers(config.token)
+        with httpx.stream("GET", url, params=params, headers=headers, timeout=60) as response:
             if response.is_error:
                 response.read()
-                raise fail(f"GET {url}: HTTP {response.status_code}: {response.text}")
+                raise fail(explain("GET", url, response))
             with output.open("wb") as sink:
                 for chunk in response.iter_bytes():
                     sink.write(chunk)

@@ -26,6 +26,9 @@ def fail(message: str) -> typer.Exit:
 
 
 def call(method: str, url: str, **kwargs: Any) -> Any:
+    """Call a service's API with ``BATON_TOKEN`` (unless ``token=`` is given); exit with
+    the reason on failure."""
+    kwargs.setdefault("token", load_settings().token)
     try:
         return request(method, url, **kwargs)
     except ApiError as exc:

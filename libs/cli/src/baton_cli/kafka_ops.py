@@ -1,18 +1,17 @@
-"""The CLI's direct Kafka operations: provisioning, publishing stories, operator commands."""
+"""The CLI's direct Kafka operations: provisioning and publishing stories."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
-from baton_common.commands import CancelRun
 from baton_common.envelope import EnvelopeError, decode_record
 from baton_common.kafka import make_consumer, make_producer, outbound, read_to_end, to_envelope
 from baton_common.records import StoryPublished
 from baton_common.settings import TopicSettings
 from baton_common.story import Story
 
-__all__ = ["cancel_run", "publish_stories", "read_published"]
+__all__ = ["publish_stories", "read_published"]
 
 
 async def read_published(bootstrap: str, topics: TopicSettings) -> dict[str, StoryPublished]:
@@ -74,33 +73,3 @@ async def publish_stories(
     finally:
         await producer.stop()
     return lines
-
-
-async def cancel_run(
-    bootstrap: str,
-    topics: TopicSettings,
-    run_id: str,
-    reason: str,
-    actor: str,
-    *,
-    compensate: bool = False,
-) -> str:
-    """Append a CancelRun command (with ``compensate``: undo completed steps first);
-    return its id."""
-    command_id = str(uuid.uuid4())
-    envelope = to_envelope(
-        CancelRun(run_id=run_id, reason=reason, requested_by=actor, compensate=compensate),
-        id=command_id,
-        source="baton/cli",
-        time=datetime.now(UTC),
-        subject=run_id,
-        actor=actor,
-        correlationid=run_id,
-    )
-    producer = make_producer(bootstrap, client_id="baton-cli")
-    await producer.start()
-    try:
-        await outbound(topics.commands, run_id, envelope).send(producer)
-    finally:
-        await producer.stop()
-    return command_id

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 from datetime import datetime
 from typing import Annotated
 
@@ -11,7 +9,6 @@ import typer
 from pydantic import ValidationError
 
 from baton_cli.common import AsJson, call, fail, load_settings, print_json
-from baton_cli.kafka_ops import cancel_run
 from baton_common.envelope import Envelope
 from baton_common.events import EVENT_ADAPTER
 from baton_common.state import RunState, evolve
@@ -71,16 +68,22 @@ def runs_cancel(
         ),
     ] = False,
 ) -> None:
-    """Ask the scheduler to cancel a run (and its sub-story runs)."""
+    """Ask the scheduler to cancel a run (and its sub-story runs).
+
+    Needs the ``operator`` role on the team owning the run's story; the scheduler records
+    the caller of ``BATON_TOKEN`` as who asked.
+    """
     config = load_settings()
-    actor = os.environ.get("USER", "operator")
-    command_id = asyncio.run(
-        cancel_run(
-            config.kafka_bootstrap, config.topics, run_id, reason, actor, compensate=compensate
-        )
+    body = call(
+        "POST",
+        f"{config.scheduler_url}/runs/{run_id}/cancel",
+        json={"reason": reason, "compensate": compensate},
     )
     undo = " with compensation" if compensate else ""
-    typer.echo(f"cancel{undo} requested for run {run_id} (command {command_id})")
+    typer.echo(
+        f"cancel{undo} requested for run {run_id} by {body['requested_by']} "
+        f"(command {body['command_id']})"
+    )
 
 
 def state_at(envelopes: list[Envelope], at: str | None) -> tuple[RunState | None, int]:

@@ -21,5 +21,5 @@ class CliSettings(BatonSettings):
     token: str | None = Field(
         default=None,
         validation_alias=AliasChoices("BATON_TOKEN", "token"),
-        description="bearer token for the approvals API",
+        description="bearer token sent to every service API (ADR 0900)",
     )

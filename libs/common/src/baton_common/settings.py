@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from baton_common.auth.settings import AuthSettings
+
 __all__ = ["BatonSettings", "TopicSettings"]
 
 
@@ -55,6 +57,11 @@ class BatonSettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias=AliasChoices("BATON_LOG_LEVEL", "log_level")
+    )
+    auth: AuthSettings = Field(
+        default_factory=AuthSettings,
+        validation_alias=AliasChoices("BATON_AUTH", "auth"),
+        description="who may call the HTTP APIs (ADR 0900); `BATON_AUTH__TOKENS` etc.",
     )
     http_host: str = "127.0.0.1"
     http_port: int = 8080

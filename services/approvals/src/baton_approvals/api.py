@@ -4,23 +4,20 @@ No ``from __future__ import annotations`` here: FastAPI resolves the route signa
 whose dependency aliases are local to :func:`approvals_router`.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Final
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from baton_approvals.decisions import Decider, DecisionRefused
 from baton_approvals.gates import Decision, Gate, GateDetail, StateFilter
-from baton_approvals.identity import AuthenticationError, Authenticator, Identity, principals
+from baton_approvals.identity import principals
 from baton_approvals.store import GateStore
+from baton_common.auth import AUTH_RESPONSES, Authenticator, Gatekeeper, Identity, Role
 
-__all__ = ["DecisionAccepted", "DecisionRequest", "GateList", "approvals_router", "bearer_caller"]
-
-_BEARER: Final = HTTPBearer(auto_error=False, description="a token issued to one person")
-_CHALLENGE: Final = {"WWW-Authenticate": "Bearer"}
+__all__ = ["DecisionAccepted", "DecisionRequest", "GateList", "approvals_router"]
 
 
 class DecisionRequest(BaseModel):
@@ -42,30 +39,6 @@ class DecisionAccepted(BaseModel):
     requested_at: datetime
 
 
-def bearer_caller(
-    authenticator: Authenticator,
-) -> Callable[[HTTPAuthorizationCredentials | None], Awaitable[Identity]]:
-    """A dependency giving the caller's identity from ``Authorization: Bearer``, else 401."""
-
-    async def caller(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-    ) -> Identity:
-        if credentials is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing bearer token: send Authorization: Bearer <token>",
-                headers=_CHALLENGE,
-            )
-        try:
-            return await authenticator.authenticate(credentials.credentials)
-        except AuthenticationError as exc:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED, f"invalid bearer token: {exc}", headers=_CHALLENGE
-            ) from exc
-
-    return caller
-
-
 def approvals_router(
     *,
     store: Callable[[], GateStore],
@@ -73,7 +46,8 @@ def approvals_router(
     authenticator: Authenticator,
     retry_after_seconds: int = 5,
 ) -> APIRouter:
-    """The ``/approvals`` routes; every route needs a bearer token.
+    """The ``/approvals`` routes: reading needs the ``viewer`` role, deciding ``approver``
+    (and being one of the gate's approvers, by name or group).
 
     Args:
         store: gives the inbox (a dependency, so it can be built at startup).
@@ -81,14 +55,16 @@ def approvals_router(
         authenticator: turns bearer tokens into identities.
         retry_after_seconds: the ``Retry-After`` of a 503 when Kafka is unavailable.
     """
-    Caller = Annotated[Identity, Depends(bearer_caller(authenticator))]
+    gatekeeper = Gatekeeper(authenticator)
+    Viewer = Annotated[Identity, Depends(gatekeeper.require(Role.VIEWER))]
+    Approver = Annotated[Identity, Depends(gatekeeper.require(Role.APPROVER))]
     Store = Annotated[GateStore, Depends(store)]
     Deciding = Annotated[Decider, Depends(decider)]
-    router = APIRouter(prefix="/approvals", tags=["approvals"])
+    router = APIRouter(prefix="/approvals", tags=["approvals"], responses=AUTH_RESPONSES)
 
     @router.get("")
     async def list_approvals(
-        identity: Caller,
+        identity: Viewer,
         gates: Store,
         state: Annotated[
             StateFilter | None, Query(description="a gate state, or `decided` for history")
@@ -107,7 +83,7 @@ def approvals_router(
         return GateList(items=found)
 
     @router.get("/{gate_id}", responses={404: {"description": "unknown gate"}})
-    async def get_approval(gate_id: str, identity: Caller, gates: Store) -> GateDetail:
+    async def get_approval(gate_id: str, identity: Viewer, gates: Store) -> GateDetail:
         """One gate, with every decision asked for on it through this service."""
         gate = await gates.detail(gate_id)
         if gate is None:
@@ -118,8 +94,7 @@ def approvals_router(
         "/{gate_id}/decision",
         status_code=status.HTTP_202_ACCEPTED,
         responses={
-            401: {"description": "missing or invalid token"},
-            403: {"description": "the caller is not an approver of the gate"},
+            403: {"description": "the caller lacks the approver role or is not an approver"},
             404: {"description": "unknown gate"},
             409: {"description": "the gate is not pending, or the caller already decided it"},
             422: {"description": "a bad body, or a deny without the required comment"},
@@ -127,7 +102,7 @@ def approvals_router(
         },
     )
     async def decide(
-        gate_id: str, body: DecisionRequest, identity: Caller, deciding: Deciding
+        gate_id: str, body: DecisionRequest, identity: Approver, deciding: Deciding
     ) -> DecisionAccepted:
         """Ask the scheduler to approve or deny a gate.
 

@@ -19,9 +19,10 @@ from uuid import uuid4
 import structlog
 
 from baton_approvals.gates import Decision, DecisionRecord, Gate, GateState, decision_envelope
-from baton_approvals.identity import Identity, may_decide
+from baton_approvals.identity import may_decide
 from baton_approvals.metrics import DECISION_SECONDS, DECISIONS
 from baton_approvals.store import GateStore, reserve_decision
+from baton_common.auth import Identity
 from baton_common.kafka import outbound
 from baton_common.publishing import Publisher, PublishError
 from baton_common.telemetry import record_span

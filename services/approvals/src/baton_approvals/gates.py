@@ -10,7 +10,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 
-from baton_approvals.identity import Identity
+from baton_common.auth import Identity
 from baton_common.commands import DecideApproval
 from baton_common.envelope import Envelope
 from baton_common.kafka import to_envelope

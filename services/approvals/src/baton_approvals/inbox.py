@@ -20,9 +20,17 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from baton_approvals.decisions import Decider, DecisionRefused, told
 from baton_approvals.gates import Decision, StateFilter
-from baton_approvals.identity import AuthenticationError, Authenticator, Identity, principals
+from baton_approvals.identity import principals
 from baton_approvals.settings import InboxSettings
 from baton_approvals.store import GateStore
+from baton_common.auth import (
+    AuthenticationError,
+    Authenticator,
+    Identity,
+    Role,
+    allows,
+    refusal,
+)
 
 __all__ = ["COOKIE", "csrf_token", "inbox_router"]
 
@@ -99,9 +107,12 @@ def inbox_router(
     async def login(request: Request) -> Response:
         token = (await _form(request)).get("token", "").strip()
         try:
-            await authenticator.authenticate(token)
+            identity = await authenticator.authenticate(token)
         except AuthenticationError as exc:
             return _page("login.html", status.HTTP_401_UNAUTHORIZED, error=f"Not signed in: {exc}")
+        if not allows(identity, Role.VIEWER):
+            reason = refusal(identity, Role.VIEWER, None)
+            return _page("login.html", status.HTTP_403_FORBIDDEN, error=f"Not signed in: {reason}")
         response = _to_inbox()
         response.set_cookie(
             COOKIE,
@@ -158,6 +169,8 @@ def inbox_router(
         form = await _form(request)
         if not hmac.compare_digest(form.get("csrf", ""), csrf_token(session)):
             return _page("login.html", status.HTTP_403_FORBIDDEN, error="Form expired; reload.")
+        if not allows(identity, Role.APPROVER):
+            return _to_inbox(f"Not recorded: {refusal(identity, Role.APPROVER, None)}", error=True)
         decision = _DECISIONS.get(form.get("decision", ""))
         if decision is None:
             return _to_inbox("Choose Approve or Deny.", error=True)

@@ -15,14 +15,13 @@ from baton_approvals.api import approvals_router
 from baton_approvals.consumer import PositionListener, Projector
 from baton_approvals.db import Pool, create_pool, migrate, ping
 from baton_approvals.decisions import Decider
-from baton_approvals.identity import Authenticator, ChainAuthenticator, StaticTokenAuthenticator
 from baton_approvals.inbox import inbox_router
-from baton_approvals.jwt_auth import JwtAuthenticator
 from baton_approvals.settings import ApprovalsSettings
 from baton_approvals.slack_api import SlackClient
 from baton_approvals.slack_notifier import SlackNotifier
 from baton_approvals.slack_routes import slack_router
 from baton_approvals.store import GateStore, apply_record
+from baton_common.auth import Authenticator, Gatekeeper, authenticator_of, identity_router
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
 from baton_common.publishing import KafkaPublisher, Publisher
@@ -77,15 +76,6 @@ class _Running:
         return "not started" if self.projector is None else self.projector.not_ready()
 
 
-def authenticator_of(settings: ApprovalsSettings) -> Authenticator:
-    """Static tokens from settings, and JWTs when ``jwt`` is configured."""
-    static = StaticTokenAuthenticator(settings.tokens) if settings.tokens else None
-    jwt = JwtAuthenticator(settings.jwt) if settings.jwt is not None else None
-    if jwt is None:
-        return StaticTokenAuthenticator(settings.tokens)
-    return ChainAuthenticator(static=static, jwt=jwt)
-
-
 def create_app(
     settings: ApprovalsSettings,
     *,
@@ -99,7 +89,7 @@ def create_app(
     Args:
         settings: the service's settings.
         publisher: where decisions and dead letters go; None starts a Kafka producer.
-        authenticator: who callers are; None uses the static tokens from settings.
+        authenticator: who callers are; None uses ``settings.auth`` (tokens, JWTs).
         consume: whether to run the ``baton.tasks.approvals`` projection.
         slack_http: the HTTP client of Slack calls; None makes one when Slack is on.
     """
@@ -188,7 +178,8 @@ def create_app(
     if consume:
         checks["kafka_consumer"] = running.consumer_ready
     app.include_router(operations_router(checks))
-    auth = authenticator or authenticator_of(settings)
+    auth = authenticator or authenticator_of(settings.auth)
+    app.include_router(identity_router(Gatekeeper(auth)))
     app.include_router(
         approvals_router(
             store=running.gate_store,

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from baton_approvals.identity import Identity
-from baton_approvals.jwt_auth import JwtSettings
 from baton_common.settings import BatonSettings
 
 __all__ = ["ApprovalsSettings", "InboxSettings", "SlackSettings"]
@@ -75,13 +73,6 @@ class ApprovalsSettings(BatonSettings):
     )
     db_pool_size: int = Field(10, ge=1)
     group_id: str = "baton-approvals"
-    tokens: dict[str, Identity] = Field(
-        default_factory=dict,
-        description='static bearer tokens, e.g. {"dev-alice": {"user": "alice", "groups": []}}',
-    )
-    jwt: JwtSettings | None = Field(
-        default=None, description="accept bearer JWTs verified with this key or JWKS"
-    )
     deny_requires_comment: bool = Field(False, description="refuse a deny without a comment")
     publish_timeout_seconds: float = Field(
         15.0, gt=0, description="how long a decision waits for Kafka's acknowledgement"

@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse, Response
 
 from baton_approvals.decisions import Decider, DecisionRefused, told
 from baton_approvals.gates import Decision
-from baton_approvals.identity import Identity
 from baton_approvals.metrics import SLACK_CALLBACKS
 from baton_approvals.settings import SlackSettings
 from baton_approvals.slack_api import SlackApiError, SlackClient
@@ -29,6 +28,7 @@ from baton_approvals.slack_messages import (
 )
 from baton_approvals.slack_signature import SignatureError, verify
 from baton_approvals.store import GateStore
+from baton_common.auth import Identity
 
 __all__ = ["SlackIdentityError", "slack_identity", "slack_router"]
 

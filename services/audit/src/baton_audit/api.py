@@ -28,6 +28,7 @@ from baton_audit.store import (
     StoryVersion,
     TimelineEntry,
 )
+from baton_common.auth import ALL_TEAMS, AUTH_RESPONSES, Gatekeeper, Role
 from baton_common.envelope import Envelope
 from baton_common.hashing import BreakKind, find_break
 from baton_common.state import StepState
@@ -109,16 +110,24 @@ class Positions(BaseModel):
     positions: dict[str, dict[int, int]]
 
 
-def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin]) -> APIRouter:
+def audit_router(
+    *, store: Callable[[], AuditStore], admin: Callable[[], Admin], gatekeeper: Gatekeeper
+) -> APIRouter:
     """The ``/runs``, ``/stories``, ``/export`` and ``/admin`` routes.
+
+    Reading history needs the ``viewer`` role (on any team); ``/admin`` needs an unscoped
+    ``admin`` grant.
 
     Args:
         store: gives the audit store (a dependency, so it can be built at startup).
         admin: gives the admin operations of the running service.
+        gatekeeper: authenticates callers and checks their roles.
     """
+    viewer = [Depends(gatekeeper.require(Role.VIEWER))]
+    admins = [Depends(gatekeeper.require(Role.ADMIN, team=ALL_TEAMS))]
     Store = Annotated[AuditStore, Depends(store)]
     Ops = Annotated[Admin, Depends(admin)]
-    router = APIRouter()
+    router = APIRouter(responses=AUTH_RESPONSES)
     unknown: dict[int | str, dict[str, object]] = {
         404: {"description": "no event of this run is in the audit store"}
     }
@@ -132,7 +141,12 @@ def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin])
 
     Run = Annotated[RunView, Depends(known_run)]
 
-    @router.get("/runs", tags=["runs"], responses={400: {"description": "a bad cursor"}})
+    @router.get(
+        "/runs",
+        tags=["runs"],
+        responses={400: {"description": "a bad cursor"}},
+        dependencies=viewer,
+    )
     async def list_runs(
         audit: Store,
         story: Annotated[str | None, Query(description="a story id")] = None,
@@ -164,7 +178,7 @@ def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin])
         except CursorError as exc:
             raise HTTPException(http.HTTP_400_BAD_REQUEST, str(exc)) from exc
 
-    @router.get("/runs/{run_id}", tags=["runs"], responses=unknown)
+    @router.get("/runs/{run_id}", tags=["runs"], responses=unknown, dependencies=viewer)
     async def get_run(run: Run, audit: Store) -> RunDetail:
         """A run, its events in order and its approval gates."""
         return RunDetail(
@@ -173,17 +187,19 @@ def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin])
             approvals=await audit.approvals(run.run_id),
         )
 
-    @router.get("/runs/{run_id}/timeline", tags=["runs"], responses=unknown)
+    @router.get("/runs/{run_id}/timeline", tags=["runs"], responses=unknown, dependencies=viewer)
     async def get_timeline(run: Run, audit: Store) -> Timeline:
         """A run's events, ordered by ``seq``."""
         return Timeline(items=await audit.timeline(run.run_id))
 
-    @router.get("/runs/{run_id}/events", tags=["runs"], responses=unknown)
+    @router.get("/runs/{run_id}/events", tags=["runs"], responses=unknown, dependencies=viewer)
     async def get_events(run: Run, audit: Store) -> EventList:
         """A run's events exactly as written, for replay (``baton runs state``) and checks."""
         return EventList(items=await audit.envelopes(run.run_id))
 
-    @router.get("/runs/{run_id}/steps/{step}", tags=["runs"], responses=unknown)
+    @router.get(
+        "/runs/{run_id}/steps/{step}", tags=["runs"], responses=unknown, dependencies=viewer
+    )
     async def get_step(run: Run, step: str, audit: Store) -> StepDetail:
         """One step: state, attempts (input, output, error, retries, duration), gates, AI."""
         attempts = await audit.attempts(run.run_id, step)
@@ -200,7 +216,7 @@ def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin])
             ai_interactions=await audit.ai_interactions(run.run_id, step),
         )
 
-    @router.get("/runs/{run_id}/verify", tags=["runs"], responses=unknown)
+    @router.get("/runs/{run_id}/verify", tags=["runs"], responses=unknown, dependencies=viewer)
     async def verify_run(run: Run, audit: Store) -> Verification:
         """Check the run's hash chain: any edited, missing or reordered event breaks it."""
         envelopes = await audit.envelopes(run.run_id)
@@ -218,6 +234,7 @@ def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin])
         tags=["export"],
         response_class=Response,
         responses={200: {"content": {"application/zip": {}}}, **unknown},
+        dependencies=viewer,
     )
     async def get_evidence(run_id: str, audit: Store) -> Response:
         """The run's evidence bundle (zip): timeline, story YAML, approvals, AI, chain proof."""
@@ -241,6 +258,7 @@ def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin])
                 "content": {"application/x-ndjson": {}, "text/csv": {}},
             }
         },
+        dependencies=viewer,
     )
     async def export_events(
         audit: Store,
@@ -254,7 +272,7 @@ def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin])
         scope = ExportRange(run_id=run_id, since=since, until=until)
         return StreamingResponse(_stream_events(audit.pool, scope, format), media_type=media)
 
-    @router.get("/stories", tags=["stories"])
+    @router.get("/stories", tags=["stories"], dependencies=viewer)
     async def list_stories(audit: Store) -> StoryList:
         """The latest published version of every story."""
         return StoryList(items=await audit.stories())
@@ -263,6 +281,7 @@ def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin])
         "/stories/{story_id}/versions",
         tags=["stories"],
         responses={404: {"description": "no version of this story was published"}},
+        dependencies=viewer,
     )
     async def list_versions(story_id: str, audit: Store) -> StoryList:
         """Every published version of a story, oldest first, with its YAML."""
@@ -271,18 +290,20 @@ def audit_router(*, store: Callable[[], AuditStore], admin: Callable[[], Admin])
             raise HTTPException(http.HTTP_404_NOT_FOUND, f"no published story {story_id}")
         return StoryList(items=versions)
 
-    @router.post("/admin/rebuild", tags=["admin"], status_code=http.HTTP_202_ACCEPTED)
+    @router.post(
+        "/admin/rebuild", tags=["admin"], status_code=http.HTTP_202_ACCEPTED, dependencies=admins
+    )
     async def rebuild(ops: Ops) -> Positions:
         """Empty the projected tables and re-project from offset 0 (follow /admin/positions)."""
         await ops.rebuild()
         return Positions(positions=await ops.positions())
 
-    @router.get("/admin/positions", tags=["admin"])
+    @router.get("/admin/positions", tags=["admin"], dependencies=admins)
     async def get_positions(ops: Ops) -> Positions:
         """How far the projection has applied each partition."""
         return Positions(positions=await ops.positions())
 
-    @router.get("/admin/checksum", tags=["admin"])
+    @router.get("/admin/checksum", tags=["admin"], dependencies=admins)
     async def get_checksum(ops: Ops) -> Checksum:
         """A checksum of every projected row: equal before a drop and after the rebuild."""
         digest, rows = await ops.checksum()

@@ -17,6 +17,7 @@ from baton_audit.db import Pool, create_pool, migrate, ping
 from baton_audit.settings import AuditSettings
 from baton_audit.store import AuditStore
 from baton_audit.writer import AuditWriter
+from baton_common.auth import Gatekeeper, authenticator_of, identity_router
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
 from baton_common.publishing import KafkaPublisher, Publisher
@@ -149,8 +150,16 @@ def create_app(
         checks["kafka_producer"] = running.producer_ready
     if consume:
         checks["kafka_consumer"] = running.consumer_ready
+    gatekeeper = Gatekeeper(authenticator_of(settings.auth))
     app.include_router(operations_router(checks))
-    app.include_router(audit_router(store=running.audit_store, admin=running.admin))
+    app.include_router(identity_router(gatekeeper))
+    app.include_router(
+        audit_router(
+            store=running.audit_store,
+            admin=running.admin,
+            gatekeeper=gatekeeper,
+        )
+    )
     return app
 
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from httpx_aiohttp import AiohttpTransport
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from baton_common.auth import Gatekeeper, authenticator_of, identity_router
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
 from baton_common.readiness import kafka_reachable
@@ -195,6 +196,7 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
         return None
 
     app = FastAPI(title="baton-executor", lifespan=lifespan)
+    app.include_router(identity_router(Gatekeeper(authenticator_of(settings.auth))))
     app.include_router(
         operations_router(
             {"kafka_producer": producer_started, "task_consumer": consuming}, registry

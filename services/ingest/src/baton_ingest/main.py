@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from baton_common.auth import Gatekeeper, authenticator_of, identity_router
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import ConsumedRecord, make_consumer, make_producer, read_to_end
 from baton_common.lag import watch_lag
@@ -144,6 +145,7 @@ def create_app(
         return None
 
     app = FastAPI(title="baton-ingest", lifespan=lifespan)
+    app.include_router(identity_router(Gatekeeper(authenticator_of(settings.auth))))
     app.include_router(
         webhook_router(
             settings=settings,

@@ -11,6 +11,7 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
+from baton_common.auth import Gatekeeper, authenticator_of, identity_router
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
@@ -18,7 +19,7 @@ from baton_common.readiness import kafka_reachable
 from baton_common.service import configure_logging, operations_router
 from baton_common.telemetry import configure_tracing
 from baton_scheduler import metrics
-from baton_scheduler.api import operator_router
+from baton_scheduler.api import RunOwner, operator_router
 from baton_scheduler.engine import Engine
 from baton_scheduler.settings import SchedulerSettings
 
@@ -115,10 +116,24 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             return "a background loop stopped"
         return None
 
+    def run_owner(run_id: str) -> RunOwner | None:
+        state = engine_box[0].store.get(run_id) if engine_box else None
+        if state is None:
+            return None
+        story = catalog.get(state.story_id, state.story_version)
+        return RunOwner(state.story_id, story.owner if story is not None else None)
+
+    gatekeeper = Gatekeeper(authenticator_of(settings.auth))
     app = FastAPI(title="Baton scheduler", lifespan=lifespan)
+    app.include_router(identity_router(gatekeeper))
     app.include_router(operations_router({"engine": ready, "kafka": kafka}))
     app.include_router(
-        operator_router(settings.topics, lambda: producer_box[0] if producer_box else None)
+        operator_router(
+            settings.topics,
+            lambda: producer_box[0] if producer_box else None,
+            gatekeeper=gatekeeper,
+            run_owner=run_owner,
+        )
     )
     return app
 

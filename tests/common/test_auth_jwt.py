@@ -1,4 +1,5 @@
-"""Bearer JWTs: verified against a JWKS served on 127.0.0.1 or a configured key."""
+"""Bearer JWTs: verified against a JWKS served on 127.0.0.1 or a configured key; the user,
+groups and role grants come from claims."""
 
 from __future__ import annotations
 
@@ -6,18 +7,20 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from jwks import JwksServer, ec_key, rsa_key, token
 from pydantic import ValidationError
 
-from baton_approvals.identity import (
+from baton_common.auth import (
     AuthenticationError,
     ChainAuthenticator,
+    Grant,
     Identity,
+    JwtAuthenticator,
+    JwtSettings,
+    Role,
     StaticTokenAuthenticator,
     looks_like_jwt,
 )
-from baton_approvals.jwt_auth import JwtAuthenticator, JwtSettings
-
-from .jwks import JwksServer, ec_key, rsa_key, token
 
 KEY = rsa_key()
 OTHER = rsa_key()
@@ -60,6 +63,23 @@ async def test_claim_names_are_settings(jwks: JwksServer) -> None:
     )
 
     assert who == Identity(user="alice", groups=["secops-oncall"])
+
+
+async def test_roles_come_from_a_claim_and_unknown_entries_are_ignored(jwks: JwksServer) -> None:
+    auth = by_jwks(jwks, roles_claim="resource_access.baton.roles")
+
+    who = await auth.authenticate(
+        token(
+            KEY,
+            sub="alice",
+            resource_access={"baton": {"roles": ["operator@secops", "offline_access", "viewer"]}},
+        )
+    )
+
+    assert who.roles == [
+        Grant(role=Role.OPERATOR, team="secops"),
+        Grant(role=Role.VIEWER, team=None),
+    ]
 
 
 async def test_groups_may_be_a_space_separated_string(jwks: JwksServer) -> None:

@@ -1,4 +1,5 @@
-"""Bearer JWTs verified against a configured key or a JWKS, with groups from a claim."""
+"""Bearer JWTs verified against a configured key or a JWKS (OIDC providers), with the
+user, groups and roles read from claims."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import jwt
 from jwt import PyJWKClient, PyJWKClientError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from baton_approvals.identity import AuthenticationError, Identity, claim_path, claim_strings
+from baton_common.auth.identity import Identity, claim_path, claim_strings, grants_of
+from baton_common.auth.tokens import AuthenticationError
 
 __all__ = ["JwtAuthenticator", "JwtSettings"]
 
@@ -17,7 +19,7 @@ _ASYMMETRIC: Final = ("RS", "PS", "ES", "Ed")
 
 
 class JwtSettings(BaseModel):
-    """How JWTs are verified (``BATON_APPROVALS_JWT__<FIELD>``)."""
+    """How JWTs are verified (``BATON_AUTH__JWT__<FIELD>``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -30,6 +32,11 @@ class JwtSettings(BaseModel):
     audience: str | None = Field(default=None, description="required `aud`, if set")
     user_claim: str = Field("sub", description="the claim (dotted path) naming the person")
     groups_claim: str = Field("groups", description="the claim (dotted path) listing groups")
+    roles_claim: str = Field(
+        "roles",
+        description="the claim (dotted path) listing grants such as `operator@secops`; "
+        "entries that name no Baton role are ignored",
+    )
     leeway_seconds: float = Field(30.0, ge=0, description="clock skew allowed on exp/nbf/iat")
     jwks_cache_seconds: int = Field(300, ge=1)
 
@@ -91,4 +98,5 @@ class JwtAuthenticator:
         if not isinstance(user, str) or not user:
             raise AuthenticationError(f"JWT has no `{s.user_claim}` claim naming the user")
         groups = claim_strings(claim_path(claims, s.groups_claim))
-        return Identity(user=user, groups=list(groups))
+        roles = grants_of(claim_strings(claim_path(claims, s.roles_claim)))
+        return Identity(user=user, groups=list(groups), roles=roles)
