@@ -10,6 +10,7 @@ import typer
 from baton_cli.approvals import approvals_app
 from baton_cli.audit import audit_app
 from baton_cli.events import events_app
+from baton_cli.policy import policy_app
 from baton_cli.runs import runs_app
 from baton_cli.stories import stories_app
 from baton_cli.topics import topics_app
@@ -21,6 +22,7 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(runs_app, name="runs")
 app.add_typer(audit_app, name="audit")
 app.add_typer(events_app, name="events")
+app.add_typer(policy_app, name="policy")
 
 if __name__ == "__main__":
     app()
