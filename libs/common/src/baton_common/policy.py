@@ -6,7 +6,8 @@ evaluated natively (ADR 0910): statically when a story is published or tested
 dispatches a step, and when the executor sends the final request. Every rule is a list
 of *scoped* entries; an entry applies to a story when the story's owner team and id match
 its ``teams`` and ``stories`` globs. A section left out restricts nothing; a section
-given but with no entry for a story denies (say ``[]`` to forbid outright).
+given but with no entry for a story denies (say ``[]`` to forbid outright). A policy
+judges only the stories in its ``applies_to`` scope (default: all).
 """
 
 from __future__ import annotations
@@ -146,12 +147,19 @@ class Policy(_Model):
     id: Annotated[str, Field(pattern=_POLICY_ID, max_length=100)]
     version: Annotated[int, Field(ge=1)]
     description: str | None = None
+    applies_to: Scope = Field(
+        default_factory=Scope, description="the stories this policy judges (default: all)"
+    )
     workflow: WorkflowPolicy = WorkflowPolicy()
     actions: ActionPolicy = ActionPolicy()
 
     @property
     def key(self) -> str:
         return f"{self.id}:{self.version}"
+
+    def judges(self, team: str | None, story_id: str) -> bool:
+        """Whether a story (its owner team and id) is within ``applies_to``."""
+        return self.applies_to.covers(team, story_id)
 
 
 class PolicyDecision(_Model):

@@ -23,6 +23,7 @@ __all__ = [
     "allowed_tools",
     "dispatch_decisions",
     "for_each_decisions",
+    "judging",
     "rate_limit_decisions",
     "request_decision",
     "url_target",
@@ -39,7 +40,7 @@ def dispatch_decisions(
     (None when no policy limits this action)."""
     decisions: list[PolicyDecision] = []
     limits: list[ActionLimits] = []
-    for policy in policies:
+    for policy in judging(policies, story):
         granted = action_limits(policy, story, action)
         if granted is None:
             continue
@@ -63,7 +64,14 @@ def _verdict(
     )
 
 
-def for_each_decisions(policies: Sequence[Policy], name: str, count: int) -> list[PolicyDecision]:
+def judging(policies: Sequence[Policy], story: Story) -> list[Policy]:
+    """The policies whose ``applies_to`` covers ``story``."""
+    return [p for p in policies if p.judges(story.owner, story.id)]
+
+
+def for_each_decisions(
+    policies: Sequence[Policy], story: Story, name: str, count: int
+) -> list[PolicyDecision]:
     """Whether a for_each's list fits each policy's ``max_for_each``."""
     return [
         _verdict(
@@ -74,7 +82,7 @@ def for_each_decisions(policies: Sequence[Policy], name: str, count: int) -> lis
             name,
             {"items": count},
         )
-        for p in policies
+        for p in judging(policies, story)
         if p.actions.max_for_each is not None
     ]
 
@@ -84,7 +92,7 @@ def rate_limit_decisions(
 ) -> list[PolicyDecision]:
     """Whether one more run of ``story`` fits its runs-per-minute limits."""
     out = []
-    for policy in policies:
+    for policy in judging(policies, story):
         for limit in policy.actions.rate_limits or []:
             if not limit.covers(story.owner, story.id):
                 continue

@@ -19,7 +19,7 @@ from baton_common.policy import (
     TriggerKind,
     globs_match,
 )
-from baton_common.policy_requests import AI_ACTIONS, action_limits, request_decision
+from baton_common.policy_requests import AI_ACTIONS, action_limits, judging, request_decision
 from baton_common.story import Step, Story
 
 __all__ = ["denials", "evaluate_story", "review_needed", "start_decisions", "trigger_kind"]
@@ -70,9 +70,10 @@ def evaluate_story(
     """
     team = publisher_team if publisher_team is not None else story.owner
     decisions: list[PolicyDecision] = []
-    for policy in policies:
+    for policy in judging(policies, story):
         decisions += _publish_rules(policy, story, team)
         decisions += _story_rules(policy, story)
+        decisions += _rate_note(policy, story)
         decisions += _static_actions(policy, story)
     return decisions
 
@@ -82,7 +83,7 @@ def start_decisions(
 ) -> list[PolicyDecision]:
     """The rules judged again when a run starts: may it run, by this trigger, as written."""
     decisions: list[PolicyDecision] = []
-    for policy in policies:
+    for policy in judging(policies, story):
         decisions += _story_rules(policy, story, called=called)
     return decisions
 
@@ -91,7 +92,7 @@ def review_needed(policies: Sequence[Policy], story: Story) -> int:
     """Approvals by others than the author a new version needs before going live (0: none)."""
     needed = [
         p.workflow.change_control.reviewers
-        for p in policies
+        for p in judging(policies, story)
         if p.workflow.change_control is not None and p.workflow.change_control.applies(story.id)
     ]
     return max(needed, default=0)
@@ -240,14 +241,16 @@ def _shape_rules(policy: Policy, story: Story) -> list[PolicyDecision]:
                     input={"max_items": step.max_items},
                 )
             )
-    if limits.rate_limits is not None:
-        applied = [r for r in limits.rate_limits if r.covers(story.owner, story.id)]
-        if applied:
-            lowest = min(r.runs_per_minute for r in applied)
-            out.append(
-                _decide(policy, "actions.rate_limits", True, f"at most {lowest} runs a minute")
-            )
     return out
+
+
+def _rate_note(policy: Policy, story: Story) -> list[PolicyDecision]:
+    """The rate limit a story will run under (judged run by run when runs start)."""
+    applied = [r for r in policy.actions.rate_limits or [] if r.covers(story.owner, story.id)]
+    if not applied:
+        return []
+    lowest = min(r.runs_per_minute for r in applied)
+    return [_decide(policy, "actions.rate_limits", True, f"at most {lowest} runs a minute")]
 
 
 def _fan_out(story: Story) -> int:

@@ -66,7 +66,9 @@ def check_dispatch(
 
 def check_for_each(run: Builder, name: str, count: int) -> bool:
     """Judge a for_each's list length against ``max_for_each``."""
-    refused = _record(run, "for_each", name, for_each_decisions(run.policies, name, count))
+    assert run.story is not None
+    decisions = for_each_decisions(run.policies, run.story, name, count)
+    refused = _record(run, "for_each", name, decisions)
     if refused:
         fail_step(run, name, "PolicyDenied", _message(refused[0]))
         return False
