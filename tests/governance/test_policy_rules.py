@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from .policies import STRICT, TRIAGE, only, story
 
-from baton_common.policy import ActionLimits, parse_policy
+from baton_common.policy import ActionLimits, StepGrant, parse_policy
 from baton_common.policy_requests import allowed_tools, request_decision, url_target
 from baton_common.policy_rules import denials, evaluate_story, review_needed
-from baton_common.policy import StepGrant
+
+from .policies import STRICT, TRIAGE, only, story
 
 
 def rules(decisions: list, outcome: str) -> set[str]:  # type: ignore[type-arg]
@@ -174,8 +174,10 @@ def test_a_request_with_a_port_pattern_matches_host_and_port() -> None:
     )
     ok = request_decision(limits, "http", {"url": "http://127.0.0.1:8085/x"})
     bad = request_decision(limits, "http", {"url": "http://127.0.0.1:9999/x"})
-    assert ok is not None and ok.outcome == "allow"
-    assert bad is not None and bad.outcome == "deny"
+    assert ok is not None
+    assert ok.outcome == "allow"
+    assert bad is not None
+    assert bad.outcome == "deny"
     assert bad.input == {"action": "http", "method": "GET", "host": "127.0.0.1:9999"}
 
 
