@@ -20,6 +20,8 @@ async def read_policies(bootstrap: str, topics: TopicSettings) -> dict[str, Poli
     await consumer.start()
     try:
         found: dict[str, PolicyPublished] = {}
+        if topics.policies not in await consumer.topics():
+            return found  # provisioned before policies existed: none in force
         async for record in read_to_end(consumer):
             try:
                 published = PolicyPublished.model_validate(

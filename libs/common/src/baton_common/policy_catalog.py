@@ -1,18 +1,25 @@
 """The policies in force: the newest version of every policy on ``baton.policies``.
 
 Services that evaluate policies (the scheduler at run start and dispatch) keep one
-catalog, fed by :func:`baton_common.catalog.follow_stories` like the story catalog.
+catalog, fed by :func:`follow_policies` like the story catalog.
 """
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
+from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
+from baton_common.catalog import follow_stories
 from baton_common.envelope import EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord
 from baton_common.policy import Policy, PolicyPublished
 
-__all__ = ["PolicyCatalog"]
+__all__ = ["PolicyCatalog", "follow_policies"]
+
+log = structlog.get_logger(__name__)
 
 
 class PolicyCatalog:
@@ -45,3 +52,18 @@ class PolicyCatalog:
         except (EnvelopeError, ValidationError) as exc:
             return str(exc)
         return None
+
+
+async def follow_policies(
+    consumer: AIOKafkaConsumer, topic: str, catalog: PolicyCatalog, ready: asyncio.Event
+) -> None:
+    """Feed ``catalog`` from ``topic`` like :func:`follow_stories`. While the topic does not
+    exist (a cluster provisioned before policies existed) nothing is in force."""
+    if topic not in await consumer.topics():
+        log.warning("no policy topic yet: no policies in force", topic=topic)
+        ready.set()
+        present = False
+        while not present:  # metadata is polled: there is no event to wait for
+            await asyncio.sleep(10)
+            present = topic in await consumer.topics()
+    await follow_stories(consumer, catalog, ready)

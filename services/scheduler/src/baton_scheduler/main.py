@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
-from baton_common.policy_catalog import PolicyCatalog
+from baton_common.policy_catalog import PolicyCatalog, follow_policies
 from baton_common.readiness import kafka_reachable
 from baton_common.service import configure_logging, operations_router
 from baton_common.telemetry import configure_tracing
@@ -90,7 +90,11 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
         engine_box.append(engine)
         producers.append(producer)
         tasks.append(asyncio.create_task(follow_stories(stories, catalog, catalog_ready)))
-        tasks.append(asyncio.create_task(follow_stories(policy_records, policies, policies_ready)))
+        tasks.append(
+            asyncio.create_task(
+                follow_policies(policy_records, settings.topics.policies, policies, policies_ready)
+            )
+        )
         await catalog_ready.wait()
         await policies_ready.wait()
         engine.subscribe()
