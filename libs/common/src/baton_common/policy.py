@@ -177,6 +177,30 @@ class PolicyDecision(_Model):
         default=None, description="change control: approvals needed from others than the author"
     )
 
+    @classmethod
+    def of(
+        cls,
+        policy: tuple[str, int],
+        rule: str,
+        ok: bool,
+        reason: str,
+        *,
+        subject: str | None = None,
+        input: dict[str, JsonValue] | None = None,
+        review: int | None = None,
+    ) -> PolicyDecision:
+        """The decision of ``policy`` (id, version) on ``rule``: allow if ``ok``."""
+        return cls(
+            outcome="allow" if ok else "deny",
+            policy_id=policy[0],
+            policy_version=policy[1],
+            rule=rule,
+            reason=reason,
+            subject=subject,
+            input=input or {},
+            review=review,
+        )
+
 
 class ActionLimits(_Model):
     """One policy's limits on a dispatched attempt, for the executor's final check."""

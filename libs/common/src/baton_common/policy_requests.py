@@ -53,14 +53,8 @@ def dispatch_decisions(
 def _verdict(
     policy: Policy, rule: str, ok: bool, reason: str, subject: str, facts: dict[str, JsonValue]
 ) -> PolicyDecision:
-    return PolicyDecision(
-        outcome="allow" if ok else "deny",
-        policy_id=policy.id,
-        policy_version=policy.version,
-        rule=rule,
-        reason=reason,
-        subject=subject,
-        input=facts,
+    return PolicyDecision.of(
+        (policy.id, policy.version), rule, ok, reason, subject=subject, input=facts
     )
 
 
@@ -177,15 +171,8 @@ def request_decision(
     policy = f"policy {limits.policy_id} v{limits.policy_version}"
 
     def verdict(rule: str, ok: bool, reason: str) -> PolicyDecision:
-        return PolicyDecision(
-            outcome="allow" if ok else "deny",
-            policy_id=limits.policy_id,
-            policy_version=limits.policy_version,
-            rule=rule,
-            reason=reason,
-            subject=subject,
-            input=facts,
-        )
+        ref = (limits.policy_id, limits.policy_version)
+        return PolicyDecision.of(ref, rule, ok, reason, subject=subject, input=facts)
 
     if action == "http":
         url = input.get("url")

@@ -39,16 +39,8 @@ def _decide(
     input: dict[str, JsonValue] | None = None,
     review: int | None = None,
 ) -> PolicyDecision:
-    return PolicyDecision(
-        outcome="allow" if ok else "deny",
-        policy_id=policy.id,
-        policy_version=policy.version,
-        rule=rule,
-        reason=reason,
-        subject=subject,
-        input=input or {},
-        review=review,
-    )
+    ref = (policy.id, policy.version)
+    return PolicyDecision.of(ref, rule, ok, reason, subject=subject, input=input, review=review)
 
 
 def trigger_kind(story: Story, *, called: bool = False) -> TriggerKind:
