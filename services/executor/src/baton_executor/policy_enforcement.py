@@ -44,6 +44,11 @@ class PolicyEnforced:
         self._kind = kind
         self._action = action
 
+    @property
+    def inner(self) -> Action:
+        """The action it guards."""
+        return self._action
+
     async def __call__(self, task: StepTask) -> JsonValue:
         if task.policy is not None:
             for limits in task.policy.limits:
