@@ -3,6 +3,8 @@
 - A dispatch the scheduler can judge (the host is in the rendered input) and one only the
   executor can judge (the URL is a secret) are both denied: a ``PolicyDenied`` event and
   a failed step with the reason, never retried, and the decisions are an audit query.
+- Change control: a draft version is not routed until someone other than its author
+  approved it; the approvals are in the audit store.
 - Secrets hygiene: a story using a secret runs; the value, and its base64 and URL-encoded
   forms, are in no Kafka record of any topic, no audit or approvals row, no service log
   line and not in the exported evidence bundle.
@@ -27,12 +29,13 @@ from outside_fakes import FakeApi, Seen
 from platform_kit import Platform, Service, free_port
 from typer.testing import CliRunner
 
-from baton_cli.governance_ops import publish_policies
+from baton_cli.governance_ops import publish_approval, publish_policies
 from baton_cli.kafka_ops import publish_stories
 from baton_cli.main import app
 from baton_common import ids
 from baton_common.kafka import make_consumer
 from baton_common.policy import parse_policy
+from baton_common.records import StoryApproved
 from baton_common.settings import TopicSettings
 from baton_common.story import parse_story
 from baton_common.testing import eventually
@@ -354,3 +357,60 @@ async def test_secrets_are_nowhere_but_at_the_outside_service(
         contents = {name: archive.read(name) for name in archive.namelist()}
     assert any(run_id.encode() in c for c in contents.values())
     assert [(n, f) for n, c in contents.items() for f in forms if f in c] == []
+
+
+DRAFT_STORY = """
+id: gov-draft
+version: 1
+owner: secops
+trigger: {webhook: {path: gov-draft}}
+steps:
+  lookup: {action: http, queue: gov, with: {url: "{{ event.api }}/lookup"}}
+"""
+
+
+async def test_a_draft_runs_only_after_someone_else_approved_it(
+    platform: Platform, topics: TopicSettings, gov: Service, api: FakeApi
+) -> None:
+    story = parse_story(DRAFT_STORY)
+    await publish_stories(
+        platform.bootstrap,
+        topics,
+        [(story, DRAFT_STORY)],
+        author="alice",
+        judge=lambda _: (1, []),
+    )
+    await publish_approval(
+        platform.bootstrap,
+        topics,
+        StoryApproved(story_id="gov-draft", version=1, approver="alice", author="alice"),
+    )
+    async with httpx.AsyncClient() as client:
+        # the ingest service reads the draft and the self-approval, and keeps it dark
+        for _ in range(6):
+            refused = await client.post(
+                f"{platform.url('ingest')}/webhooks/gov-draft", json={"api": api.url}
+            )
+            assert refused.status_code == 404, refused.text
+            await asyncio.sleep(0.5)
+    await publish_approval(
+        platform.bootstrap,
+        topics,
+        StoryApproved(story_id="gov-draft", version=1, approver="bob", author="alice"),
+    )
+    view = await run_to_end(platform, "gov-draft", {"api": api.url})
+    assert view["run"]["status"] == "succeeded"
+
+    async def listed() -> list[dict[str, Any]] | None:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(
+                f"{platform.url('audit')}/story-approvals", params={"story_id": "gov-draft"}
+            )
+        items: list[dict[str, Any]] = answer.json()["items"]
+        return items if len(items) == 2 else None
+
+    approvals = await eventually(listed, within=60, what="approvals in the audit store")
+    assert {(a["approver"], a["author"]) for a in approvals} == {
+        ("alice", "alice"),
+        ("bob", "alice"),
+    }
