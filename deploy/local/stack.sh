@@ -15,6 +15,8 @@ up() {
   step "PostgreSQL"; "$HERE/postgres.sh" start
   step "Topics"; "$BATON" topics provision
   step "Example stories"; "$BATON" stories publish "$BATON_REPO_ROOT"/examples/stories/*.yaml
+  # after the stories: a policy judges publishes made after it (ADR 0910)
+  step "Example policies"; "$BATON" policy publish "$BATON_REPO_ROOT"/examples/policies/*.yaml
   step "Services"; "$HERE/services.sh" start
   cat <<MSG
 

@@ -57,6 +57,7 @@ EXPECTED = {
     "step_attempts": 20 * 3 + 20,
     "ai_interactions": 20 * 1 + 20,  # verdict of triage (output.ai) and of approved (ai.*)
     "stories": 2,
+    "story_approvals": 0,
 }
 
 

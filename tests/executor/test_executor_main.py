@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from baton_executor.actions.http import HttpAction
 from baton_executor.main import build_actions, create_app
+from baton_executor.policy_enforcement import PolicyEnforced
 from baton_executor.settings import ExecutorSettings
 
 
@@ -46,7 +47,9 @@ async def test_the_registry_holds_the_action_kinds() -> None:
         "notify.email",
         "mcp.call",
     }
-    assert isinstance(actions["http"], HttpAction)
+    http = actions["http"]
+    assert isinstance(http, PolicyEnforced)  # the final request meets the policy (ADR 0910)
+    assert isinstance(http.inner, HttpAction)
 
 
 async def test_the_app_serves_operations_and_is_not_ready_before_it_starts() -> None:

@@ -55,6 +55,7 @@ def topic_env(namespace: str) -> dict[str, str]:
         "DLQ": "baton.dlq",
         "SCHEDULES": "baton.schedules",
         "SNAPSHOTS": "baton.snapshots",
+        "POLICIES": "baton.policies",
         "TASKS_PREFIX": "baton.tasks.",
     }
     env = {f"BATON_TOPICS__{k}": f"{namespace}.{v}" for k, v in names.items()}

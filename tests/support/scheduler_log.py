@@ -10,6 +10,7 @@ from pydantic import JsonValue
 from baton_common import ids
 from baton_common.commands import Command, FireTimer, StartRun
 from baton_common.envelope import Envelope
+from baton_common.policy import Policy
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
 from baton_common.story import Story, parse_story
@@ -31,8 +32,9 @@ TRIGGER: dict[str, JsonValue] = {
 class Log:
     """A run's log built through decide + journal, as the scheduler does."""
 
-    def __init__(self, story: Story = HELLO) -> None:
+    def __init__(self, story: Story = HELLO, policies: tuple[Policy, ...] = ()) -> None:
         self.story = story
+        self.policies = policies  # in force for every command (ADR 0910)
         self.runs: dict[str, RunState] = {}
         self.envelopes: list[Envelope] = []
         self.count = 0
@@ -53,7 +55,7 @@ class Log:
         )
         state = self.runs.get(command.run_id)
         current = self.runs.get(state.dedup_current) if state and state.dedup_current else None
-        context = Context(at, cmd_env.id, PARTITIONS, current)
+        context = Context(at, cmd_env.id, PARTITIONS, current, policies=self.policies)
         decision = decide(state, command, self.story, context)
         known = {s.run_id: s for s in (state, current) if s is not None}
         entry = journal(known, decision.events, cmd_env, at, TopicSettings())

@@ -14,6 +14,7 @@ import typer
 from aiokafka.errors import KafkaError
 
 from baton_cli.audit_log import end_offsets, read_run_logs
+from baton_cli.audit_policy import policy_decisions
 from baton_cli.common import call, fail, load_settings
 from baton_cli.http import auth_headers, explain
 from baton_common.envelope import Envelope
@@ -30,6 +31,7 @@ def _kafka(bootstrap: str, work: Coroutine[Any, Any, T]) -> T:
 
 
 audit_app = typer.Typer(help="Audit: verify, rebuild, export.", no_args_is_help=True)
+audit_app.command("policy-decisions")(policy_decisions)
 
 Since = Annotated[
     datetime | None, typer.Option(help="runs with an event at or after this time (ISO 8601)")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from baton_common.envelope import EnvelopeError, decode_record
 from baton_common.kafka import make_consumer, make_producer, outbound, read_to_end, to_envelope
+from baton_common.policy import PolicyDecision
 from baton_common.records import StoryPublished
 from baton_common.settings import TopicSettings
 from baton_common.story import Story
@@ -33,11 +35,18 @@ async def read_published(bootstrap: str, topics: TopicSettings) -> dict[str, Sto
 
 
 async def publish_stories(
-    bootstrap: str, topics: TopicSettings, stories: list[tuple[Story, str]]
+    bootstrap: str,
+    topics: TopicSettings,
+    stories: list[tuple[Story, str]],
+    *,
+    author: str | None = None,
+    judge: Callable[[Story], tuple[int, list[PolicyDecision]]] | None = None,
 ) -> list[str]:
     """Publish story versions; a version already published identically is skipped.
 
-    Returns one line per story saying what happened.
+    ``judge`` gives a new version's change-control reviewers (0: it goes live at once, else
+    it is a draft) and the policy decisions recorded with it. Returns one line per story
+    saying what happened.
 
     Raises:
         ValueError: if a version was already published with different content
@@ -59,17 +68,33 @@ async def publish_stories(
             if story.key in existing:
                 lines.append(f"{story.key} already published (unchanged)")
                 continue
+            reviewers, decisions = judge(story) if judge is not None else (0, [])
+            record = StoryPublished(
+                story=story,
+                source=source,
+                author=author,
+                draft=reviewers > 0,
+                reviewers=reviewers,
+                policy=decisions or None,
+            )
             envelope = to_envelope(
-                StoryPublished(story=story, source=source),
+                record,
                 id=str(uuid.uuid4()),
                 source="baton/cli",
                 time=datetime.now(UTC),
                 subject=story.key,
                 storyid=story.id,
                 storyversion=story.version,
+                actor=author,
             )
             await outbound(topics.stories, story.key, envelope).send(producer)
-            lines.append(f"{story.key} published")
+            if reviewers:
+                lines.append(
+                    f"{story.key} published as a draft: it goes live once {reviewers} person(s) "
+                    f"other than {author} approve it (baton stories approve {story.key})"
+                )
+            else:
+                lines.append(f"{story.key} published")
     finally:
         await producer.stop()
     return lines

@@ -11,6 +11,7 @@ from baton_cli.approvals import approvals_app
 from baton_cli.audit import audit_app
 from baton_cli.events import events_app
 from baton_cli.identity import whoami
+from baton_cli.policy import policy_app
 from baton_cli.runs import runs_app
 from baton_cli.stories import stories_app
 from baton_cli.top import top
@@ -25,6 +26,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(events_app, name="events")
 app.command("top")(top)
 app.command("whoami")(whoami)
+app.add_typer(policy_app, name="policy")
 
 if __name__ == "__main__":
     app()

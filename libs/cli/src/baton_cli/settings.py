@@ -23,3 +23,9 @@ class CliSettings(BatonSettings):
         validation_alias=AliasChoices("BATON_TOKEN", "token"),
         description="bearer token sent to every service API (ADR 0900)",
     )
+    actor: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BATON_ACTOR", "actor"),
+        description="who you are when publishing or approving story versions (`--as`); "
+        "default: your login name",
+    )

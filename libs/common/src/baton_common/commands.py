@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
+from baton_common.policy import PolicyDecision
+
 __all__ = [
     "COMMAND_ADAPTER",
     "CancelRun",
@@ -82,6 +84,11 @@ class FailStep(_Command):
         default=None,
         ge=0,
         description="the other side asked not to retry sooner (HTTP Retry-After)",
+    )
+    policy: PolicyDecision | None = Field(
+        default=None,
+        description="the executor refused the final request by policy: the scheduler records "
+        "a PolicyDenied and fails the step without retrying (ADR 0910)",
     )
 
 

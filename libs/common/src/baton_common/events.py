@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
 from baton_common.commands import ErrorKind, TimerKind
+from baton_common.policy import PolicyDecision, StepGrant
 
 __all__ = [
     "EVENT_ADAPTER",
@@ -26,6 +27,9 @@ __all__ = [
     "CompensationExtended",
     "CompensationStarted",
     "DedupSlotAdvanced",
+    "PolicyDenied",
+    "PolicyEvaluated",
+    "PolicyStage",
     "RunCancelled",
     "RunDeduplicated",
     "RunEvent",
@@ -90,6 +94,9 @@ class StepDispatched(_Event):
     )
     child_story_id: str | None = None
     child_story_version: int | None = None
+    policy: StepGrant | None = Field(
+        default=None, description="what the policies in force let this attempt do (ADR 0910)"
+    )
 
 
 class StepExploded(_Event):
@@ -289,6 +296,30 @@ class CompensationExtended(_Event):
     handlers: list[str]
 
 
+PolicyStage = Literal["start", "dispatch", "for_each", "execute"]
+"""Where a run-time policy decision was taken: starting the run, dispatching a step,
+exploding a for_each, or in the executor on the final request."""
+
+
+class PolicyEvaluated(_Event):
+    """A policy allowed something a run was about to do (ADR 0910)."""
+
+    type: Literal["baton.policy.evaluated.v1"] = "baton.policy.evaluated.v1"
+    stage: PolicyStage
+    step: str | None = None
+    decision: PolicyDecision
+
+
+class PolicyDenied(_Event):
+    """A policy refused something a run was about to do; the step (or the run's start)
+    fails, never retried (ADR 0910)."""
+
+    type: Literal["baton.policy.denied.v1"] = "baton.policy.denied.v1"
+    stage: PolicyStage
+    step: str | None = None
+    decision: PolicyDecision
+
+
 RunEvent = Annotated[
     RunStarted
     | RunDeduplicated
@@ -312,7 +343,9 @@ RunEvent = Annotated[
     | TimerFired
     | DedupSlotAdvanced
     | CompensationStarted
-    | CompensationExtended,
+    | CompensationExtended
+    | PolicyEvaluated
+    | PolicyDenied,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[RunEvent] = TypeAdapter(RunEvent)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 
+from baton_common.policy import PolicyDecision, StepGrant
 from baton_common.story import Story
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "GateReminder",
     "ScheduleCursor",
     "StepTask",
+    "StoryApproved",
     "StoryPublished",
     "Task",
 ]
@@ -33,6 +35,28 @@ class StoryPublished(_Record):
     type: Literal["baton.story.published.v1"] = "baton.story.published.v1"
     story: Story
     source: str = Field(description="the YAML text as published")
+    author: str | None = Field(default=None, description="who published it")
+    draft: bool = Field(
+        default=False,
+        description="change control: not live until approved by someone other than the author "
+        "(a StoryApproved record)",
+    )
+    reviewers: int = Field(default=0, description="approvals a draft needs to go live")
+    policy: list[PolicyDecision] | None = Field(
+        default=None, description="what the policies in force decided when it was published"
+    )
+
+
+class StoryApproved(_Record):
+    """Change control: someone other than the author approved a draft story version
+    (``baton.stories``, key ``id:version:approved:<approver>``)."""
+
+    type: Literal["baton.story.approved.v1"] = "baton.story.approved.v1"
+    story_id: str
+    version: int
+    approver: str
+    author: str | None = None
+    comment: str | None = None
 
 
 class EventReceived(_Record):
@@ -55,6 +79,9 @@ class StepTask(_Record):
     attempt_id: str
     action: str
     input: dict[str, JsonValue]
+    policy: StepGrant | None = Field(
+        default=None, description="limits the executor enforces on the final request (ADR 0910)"
+    )
 
 
 class GateOpened(_Record):

@@ -14,7 +14,14 @@ from pydantic import TypeAdapter
 from baton_common.commands import COMMAND_ADAPTER
 from baton_common.envelope import Envelope
 from baton_common.events import EVENT_ADAPTER
-from baton_common.records import TASK_ADAPTER, DeadLetter, EventReceived, StoryPublished
+from baton_common.policy import Policy, PolicyPublished
+from baton_common.records import (
+    TASK_ADAPTER,
+    DeadLetter,
+    EventReceived,
+    StoryApproved,
+    StoryPublished,
+)
 from baton_common.story import Story
 
 __all__ = ["generate", "main"]
@@ -26,6 +33,9 @@ _SCHEMAS: dict[str, TypeAdapter[object]] = {
     "task": TASK_ADAPTER,  # type: ignore[dict-item]
     "story": TypeAdapter(Story),
     "story-published": TypeAdapter(StoryPublished),
+    "story-approved": TypeAdapter(StoryApproved),
+    "policy": TypeAdapter(Policy),
+    "policy-published": TypeAdapter(PolicyPublished),
     "event-received": TypeAdapter(EventReceived),
     "dead-letter": TypeAdapter(DeadLetter),
 }

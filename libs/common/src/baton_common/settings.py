@@ -25,6 +25,9 @@ class TopicSettings(BaseModel):
     schedules: str = Field(
         "baton.schedules", description="compacted: the last tick fired per scheduled story"
     )
+    policies: str = Field(
+        "baton.policies", description="compacted: every published policy version (ADR 0910)"
+    )
     snapshots: str = Field(
         "baton.snapshots", description="compacted; the scheduler's run-state snapshots"
     )

@@ -45,6 +45,7 @@ def topic_specs(topics: TopicSettings) -> list[TopicSpec]:
         TopicSpec(topics.approvals, topics.partitions, rf, delete(topics.tasks_retention_ms)),
         TopicSpec(topics.dlq, 1, rf, delete(topics.dlq_retention_ms)),
         TopicSpec(topics.schedules, 1, rf, {"cleanup.policy": "compact"}),
+        TopicSpec(topics.policies, 1, rf, {"cleanup.policy": "compact"}),
         # keys name the baton.runs topic and partition a snapshot covers (ADR 0102)
         TopicSpec(topics.snapshots, 1, rf, {"cleanup.policy": "compact"}),
     ]

@@ -16,6 +16,7 @@ PROJECTED_TABLES: Final = {
     "step_attempts": "run_id, attempt_id",
     "ai_interactions": "run_id, attempt_id",
     "stories": "story_id, version",
+    "story_approvals": "story_id, version, approver",
 }
 """Every table the projection writes, with its primary key (the checksum's row order)."""
 

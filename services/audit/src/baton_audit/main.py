@@ -14,6 +14,7 @@ from baton_audit.admin import PROJECTED_TABLES, checksum, positions
 from baton_audit.api import Admin, audit_router
 from baton_audit.consumer import PositionListener, Projector
 from baton_audit.db import Pool, create_pool, migrate, ping
+from baton_audit.governance_api import governance_router
 from baton_audit.settings import AuditSettings
 from baton_audit.store import AuditStore
 from baton_audit.writer import AuditWriter
@@ -160,6 +161,7 @@ def create_app(
             gatekeeper=gatekeeper,
         )
     )
+    app.include_router(governance_router(store=running.audit_store))
     return app
 
 

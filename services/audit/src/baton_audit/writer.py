@@ -24,6 +24,7 @@ from baton_audit.attempts import (
     attempt_change,
 )
 from baton_audit.db import Connection, column
+from baton_audit.governance import APPROVED_TYPE, approval_row, write_approvals
 from baton_audit.metrics import EVENTS
 from baton_audit.projection import (
     ApprovalDecision,
@@ -217,9 +218,13 @@ class AuditWriter:
     async def _stories(self, conn: Connection, records: Sequence[ConsumedRecord]) -> list[Unusable]:
         unusable: list[Unusable] = []
         rows: list[tuple[object, ...]] = []
+        approvals: list[tuple[object, ...]] = []
         for record in records:
             try:
                 envelope = decode_record(record.value, record.headers)
+                if envelope.type == APPROVED_TYPE:  # change control (ADR 0911)
+                    approvals.append(approval_row(envelope, record))
+                    continue
                 published = StoryPublished.model_validate(envelope.data)
             except EnvelopeError as exc:
                 unusable.append((record, str(exc)))
@@ -244,6 +249,7 @@ class AuditWriter:
             )
         if rows:
             await conn.executemany(_STORY, rows)
+        await write_approvals(conn, approvals)
         return unusable
 
     async def _runs(self, conn: Connection, records: Sequence[ConsumedRecord]) -> list[Unusable]:

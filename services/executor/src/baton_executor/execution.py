@@ -54,6 +54,7 @@ def failed(task: StepTask, error: ActionError, redactor: Redactor | None = None)
         attempt=task.attempt,
         http_status=error.http_status,
         retry_after_seconds=error.retry_after_seconds,
+        policy=getattr(error, "decision", None),  # a PolicyViolation's (ADR 0910)
     )
 
 

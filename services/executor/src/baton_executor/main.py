@@ -34,6 +34,7 @@ from baton_executor.actions.transform import TransformAction
 from baton_executor.consumer import Executor, RebalanceListener
 from baton_executor.guard import CircuitBreaker, NetworkPolicy, OutboundGuard
 from baton_executor.metrics import ExecutorMetrics
+from baton_executor.policy_enforcement import enforce_policies
 from baton_executor.publisher import KafkaPublisher
 from baton_executor.secrets import SecretStore
 from baton_executor.settings import ExecutorSettings
@@ -106,8 +107,12 @@ def build_actions(
     }
     mcp = McpServers(settings.mcp_servers)
     actions["mcp.call"] = McpCallAction(mcp)
-    # The agent's tools are the other actions (never the AI ones: no recursion).
-    actions["ai.agent"] = AgentAction(providers, dict(actions), McpToolbox(mcp))
+    # The agent's tools are the other actions (never the AI ones: no recursion), checked
+    # against the agent step's policy grant like any step (ADR 0910).
+    actions = enforce_policies(actions)
+    actions["ai.agent"] = enforce_policies(
+        {"ai.agent": AgentAction(providers, dict(actions), McpToolbox(mcp))}
+    )["ai.agent"]
     return actions
 
 

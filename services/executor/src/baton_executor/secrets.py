@@ -9,9 +9,11 @@ out is removed from the attempt's output, error message and logs.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
+from urllib.parse import quote, quote_plus
 
 import orjson
 from pydantic import JsonValue
@@ -19,13 +21,16 @@ from pydantic import JsonValue
 from baton_common.expressions import resolve_secrets, secret_names
 from baton_executor.errors import PermanentError
 
-__all__ = ["REDACTED", "Redactor", "SecretNotFound", "SecretStore"]
+__all__ = ["REDACTED", "Redactor", "SecretNotFound", "SecretStore", "encoded_forms"]
 
 REDACTED: Final = "[redacted]"
 _PLACEHOLDER_START: Final = b"{{ secrets."
 ENV_PREFIX: Final = "BATON_SECRET_"
 # Shorter values would turn ordinary text into confetti; such secrets are refused instead.
 MIN_SECRET_CHARS: Final = 4
+# Base64 fragments shorter than this would match ordinary text; a secret that short has
+# its plain form redacted only.
+MIN_ENCODED_CHARS: Final = 6
 
 
 class SecretNotFound(PermanentError):
@@ -95,12 +100,31 @@ def _may_hold_placeholders(value: dict[str, JsonValue]) -> bool:
         return True  # e.g. an integer beyond 64 bits: let the walk decide
 
 
+def encoded_forms(value: str) -> set[str]:
+    """``value`` and the encodings it is commonly echoed in: URL-encoded, and base64
+    (standard and URL-safe, also inside a longer base64 text such as a ``Basic``
+    credential, whatever its byte alignment there)."""
+    forms = {value, quote(value, safe=""), quote_plus(value)}
+    raw = value.encode()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode().rstrip("=")
+        # skip the characters that mix in the padding bytes or the trailing bits
+        start = -(-offset * 8 // 6)
+        end = ((offset + len(raw)) * 8) // 6
+        fragment = encoded[start:end]
+        if len(fragment) >= MIN_ENCODED_CHARS:
+            forms |= {fragment, fragment.replace("+", "-").replace("/", "_")}
+    return forms
+
+
 class Redactor:
-    """Replaces known secret values with ``[redacted]`` in text and JSON."""
+    """Replaces known secret values, and their encoded forms, with ``[redacted]`` in text
+    and JSON."""
 
     def __init__(self, values: Iterable[str]) -> None:
         # Longest first, so a secret containing another is removed whole.
-        self._values = sorted({v for v in values if v}, key=len, reverse=True)
+        forms = {form for v in values if v for form in encoded_forms(v)}
+        self._values = sorted(forms, key=len, reverse=True)
 
     def __bool__(self) -> bool:
         return bool(self._values)

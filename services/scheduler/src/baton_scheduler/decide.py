@@ -29,10 +29,12 @@ from baton_common.events import (
     RunStarted,
     StepSucceeded,
 )
+from baton_common.policy import Policy
 from baton_common.state import RunState, StepStatus
 from baton_common.story import Story
 from baton_scheduler.advance import advance, begin_closing
 from baton_scheduler.decide_approval import decide_gate
+from baton_scheduler.policy_gate import check_start, record_executor_denial
 from baton_scheduler.progress import Builder, fail_attempt, render_context, schedule
 from baton_scheduler.timers import fire
 
@@ -63,6 +65,8 @@ class Context:
     partitions: int
     current: RunState | None = None
     actor: str | None = None  # the command envelope's actor: a StartRun's is the initiator
+    policies: tuple[Policy, ...] = ()  # the policies in force (ADR 0910)
+    started_last_minute: int = 0  # for a StartRun: runs of its story started in the last minute
 
 
 def decide(
@@ -80,6 +84,7 @@ def decide(
         return _start(state, command, story, context)
     run = Builder(state, context.now)
     run.story = story
+    run.policies = context.policies
     handler = _HANDLERS[type(command)]
     reason = handler(run, command, story, context)
     if reason is not None:
@@ -98,6 +103,7 @@ def _start(state: RunState | None, cmd: StartRun, story: Story | None, ctx: Cont
     if state is None:
         run = Builder(None, ctx.now)
         run.story = story
+        run.policies = ctx.policies
         if (reason := _begin(run, cmd, story, ctx, cmd.run_id, None)) is not None:
             return _rejected(None, cmd, ctx, reason)
         return Decision(run.events, {run.run.run_id: run.run})
@@ -129,6 +135,7 @@ def _start(state: RunState | None, cmd: StartRun, story: Story | None, ctx: Cont
     new_id = ids.generation_run_id(slot.run_id, generation, ctx.partitions)
     fresh = Builder(None, ctx.now)
     fresh.story = story
+    fresh.policies = ctx.policies
     if (reason := _begin(fresh, cmd, story, ctx, new_id, slot.run_id)) is not None:
         return _rejected(state, cmd, ctx, reason)
     marker = Builder(slot, ctx.now)
@@ -178,6 +185,13 @@ def _begin(
             initiator=cmd.initiator or ctx.actor,
         )
     )
+    if run.policies and not check_start(
+        run,
+        story,
+        called=cmd.parent_run_id is not None,
+        started_last_minute=ctx.started_last_minute,
+    ):
+        return None
     if story.timeout is not None:
         schedule(run, "run_timeout", story.timeout)
     advance(run, story)
@@ -208,11 +222,13 @@ def _fail(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> str 
     if (reason := _check_attempt(run.state, story, cmd.step, cmd.attempt_id)) is not None:
         return reason
     assert story is not None
+    if cmd.policy is not None:
+        record_executor_denial(run, cmd)
     fail_attempt(
         run,
         story,
         cmd.step,
-        error_kind=cmd.error_kind,
+        error_kind="permanent" if cmd.policy is not None else cmd.error_kind,
         error_type=cmd.error_type,
         message=cmd.message,
         http_status=cmd.http_status,

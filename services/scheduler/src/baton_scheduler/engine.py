@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
@@ -20,12 +21,15 @@ from baton_common.catalog import StoryCatalog
 from baton_common.commands import COMMAND_ADAPTER, Command, StartRun
 from baton_common.envelope import Envelope, EnvelopeError, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
+from baton_common.policy_catalog import PolicyCatalog
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
+from baton_common.story import Story
 from baton_common.telemetry import hot_span
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
+from baton_scheduler.rate_window import StartWindow
 from baton_scheduler.recovery import rebuild_partition
 from baton_scheduler.snapshot import load_snapshot, snapshot_records
 from baton_scheduler.store import RunStore, compact
@@ -55,6 +59,7 @@ class Engine:
         timer_resend_seconds: float = 30.0,
         snapshot_every: int = 0,
         max_batch: int = 200,
+        policies: PolicyCatalog | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -76,6 +81,8 @@ class Engine:
         self._max_batch = max(1, max_batch)
         self._runs_end: dict[int, int] = {}  # next baton.runs offset per partition
         self._since_snapshot: dict[int, int] = {}
+        self._policies = policies
+        self._starts = StartWindow()
 
     def subscribe(self) -> None:
         self._consumer.subscribe([self._topics.commands], listener=_Rebalance(self))
@@ -289,6 +296,8 @@ class Engine:
         known = {s.run_id: s for s in (state, current) if s is not None}
         try:
             context = Context(now, envelope.id, self._topics.partitions, current, envelope.actor)
+            if self._policies is not None and self._policies.current():
+                context = self._policy_context(context, command, story)
             decision = decide(state, command, story, context)
             entry = journal(known, decision.events, envelope, now, self._topics)
         except Exception as exc:  # a decider bug must not wedge the partition: keep the record
@@ -321,6 +330,15 @@ class Engine:
             for e in entry.events
         ]
         return runs + [outbound(t.topic, t.key, t.envelope) for t in entry.tasks]
+
+    def _policy_context(self, context: Context, command: Command, story: Story | None) -> Context:
+        """The policies in force, and for a StartRun its story's recent starts (ADR 0910)."""
+        assert self._policies is not None
+        started = 0
+        if isinstance(command, StartRun) and story is not None:
+            started = self._starts.count(story.id, context.now)
+            self._starts.note(story.id, context.now)
+        return replace(context, policies=self._policies.current(), started_last_minute=started)
 
 
 def _freeze_heap() -> None:

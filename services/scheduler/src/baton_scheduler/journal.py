@@ -150,6 +150,7 @@ def _tasks(
                         attempt_id=event.attempt_id,
                         action=event.action,
                         input=event.input,
+                        policy=event.policy,
                     ),
                 )
             ]

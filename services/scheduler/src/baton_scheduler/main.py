@@ -15,6 +15,7 @@ from baton_common.auth import Gatekeeper, authenticator_of, identity_router
 from baton_common.catalog import StoryCatalog, follow_stories
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
+from baton_common.policy_catalog import PolicyCatalog, follow_policies
 from baton_common.readiness import kafka_reachable
 from baton_common.service import configure_logging, operations_router
 from baton_common.telemetry import configure_tracing
@@ -32,6 +33,8 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
     """The scheduler's app; its lifespan runs the command loop."""
     catalog = StoryCatalog()
     catalog_ready = asyncio.Event()
+    policies = PolicyCatalog()
+    policies_ready = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     engine_box: list[Engine] = []
     producer_box: list[AIOKafkaProducer] = []
@@ -66,7 +69,10 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
         # FireTimer commands go out on their own plain producer: the transactional one
         # only sends inside a command batch's transaction
         timer_producer = make_producer(bootstrap, client_id="baton-scheduler-timers")
-        for client in (stories, recovery, producer, timer_producer):
+        policy_records = make_consumer(
+            bootstrap, settings.topics.policies, group_id=None, client_id="baton-scheduler-policies"
+        )
+        for client in (stories, policy_records, recovery, producer, timer_producer):
             await client.start()
         producer_box.append(timer_producer)  # operator commands go out on it too
         engine = Engine(
@@ -81,11 +87,18 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             timer_resend_seconds=settings.timer_resend_seconds,
             snapshot_every=settings.snapshot_every,
             max_batch=settings.max_batch,
+            policies=policies,
         )
         engine_box.append(engine)
         producers.append(producer)
         tasks.append(asyncio.create_task(follow_stories(stories, catalog, catalog_ready)))
+        tasks.append(
+            asyncio.create_task(
+                follow_policies(policy_records, settings.topics.policies, policies, policies_ready)
+            )
+        )
         await catalog_ready.wait()
+        await policies_ready.wait()
         engine.subscribe()
         await consumer.start()
         tasks.append(asyncio.create_task(_supervise(engine)))
@@ -99,7 +112,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for client in (consumer, producer, timer_producer, recovery, stories):
+            for client in (consumer, producer, timer_producer, recovery, stories, policy_records):
                 await client.stop()
 
     async def kafka() -> str | None:
@@ -108,6 +121,8 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
     async def ready() -> str | None:
         if not catalog_ready.is_set():
             return "story catalog is loading"
+        if not policies_ready.is_set():
+            return "policy catalog is loading"
         if not engine_box or not engine_box[0].assigned:
             return "no baton.commands partitions assigned yet"
         if engine_box[0].recovering:

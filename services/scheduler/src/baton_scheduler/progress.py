@@ -21,6 +21,7 @@ from baton_common.events import (
     TimerScheduled,
 )
 from baton_common.expressions import ExpressionError, render_value
+from baton_common.policy import Policy, StepGrant
 from baton_common.state import RunState, StepState, evolve
 from baton_common.story import HandlerAction, RetryPolicy, Step, Story
 
@@ -50,6 +51,7 @@ class Builder:
         self.events: list[RunEvent] = []
         self.now = now
         self.story: Story | None = None  # the run's story, for gates' four-eyes rules
+        self.policies: tuple[Policy, ...] = ()  # the policies in force (ADR 0910)
 
     def emit(self, event: RunEvent) -> None:
         self.events.append(event)
@@ -216,6 +218,9 @@ def dispatch_any(run: Builder, story: Story, name: str, attempt: int) -> None:
         fail_step(run, name, "ExpressionError", str(exc))
         return
     assert isinstance(rendered, dict)
+    allowed, grant = _policy_check(run, name, handler.action, rendered)
+    if not allowed:
+        return
     run.emit(
         StepDispatched(
             run_id=run.run.run_id,
@@ -225,6 +230,7 @@ def dispatch_any(run: Builder, story: Story, name: str, attempt: int) -> None:
             action=handler.action,
             queue=handler.queue,
             input=rendered,
+            policy=grant,
         )
     )
 
@@ -265,6 +271,9 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
         )
     else:
         assert step.action is not None
+        allowed, grant = _policy_check(run, name, step.action, rendered)
+        if not allowed:
+            return
         run.emit(
             StepDispatched(
                 run_id=state.run_id,
@@ -274,10 +283,21 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
                 action=step.action,
                 queue=step.queue,
                 input=rendered,
+                policy=grant,
             )
         )
     if step.timeout is not None:
         schedule(run, "step_timeout", step.timeout, step=name, attempt=attempt)
+
+
+def _policy_check(
+    run: Builder, name: str, action: str, rendered: dict[str, JsonValue]
+) -> tuple[bool, StepGrant | None]:
+    if not run.policies:
+        return True, None
+    from baton_scheduler.policy_gate import check_dispatch  # it builds on this module
+
+    return check_dispatch(run, name, action, rendered)
 
 
 def fail_step(run: Builder, name: str, error_type: str, message: str) -> None:

@@ -81,6 +81,11 @@ def _explode(run: Builder, name: str, step: Step) -> None:
         message = f"for_each gave {len(items)} items, more than max_items {step.max_items}"
         fail_step(run, name, "ForEachError", message)
         return
+    if run.policies:
+        from baton_scheduler.policy_gate import check_for_each  # it builds on progress
+
+        if not check_for_each(run, name, len(items)):
+            return
     run.emit(StepExploded(run_id=run.run.run_id, step=name, items=items))
     for index in range(len(items)):
         dispatch(run, f"{name}[{index}]", step, 1)

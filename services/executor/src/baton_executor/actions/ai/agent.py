@@ -16,6 +16,7 @@ Input (the step's ``with:``)::
         parameters: {type: object, properties: {host: {type: string}}, required: [host]}
         with: {method: POST, url: "https://edr.example/isolate", json: {host: "${host}"}}
     max_iterations: 6          # model calls
+    max_tool_calls: 20         # tool calls over the whole loop
     max_tokens: 20000          # input + output tokens over the whole loop
     time_budget_seconds: 120
     provider: …  model: …      # optional
@@ -50,6 +51,7 @@ from typing import Final, Literal
 import jsonschema
 from pydantic import JsonValue, ValidationError
 
+from baton_common.policy_requests import allowed_tools
 from baton_common.records import StepTask
 from baton_executor.actions import Action
 from baton_executor.actions.ai.agent_tools import AgentInput, AgentTool, fill_arguments
@@ -108,7 +110,12 @@ class AgentAction:
         provider, redactor = self._providers.get(spec.provider)
         async with AsyncExitStack() as stack:
             tools = await self._tools(task, spec, stack)
-            return redactor.json(await self._loop(spec, provider, redactor, tools))
+            # the tool list is the step's tools that every policy allows (ADR 0910)
+            kept, withheld = allowed_tools(task.policy, list(tools))
+            output = await self._loop(spec, provider, redactor, {n: tools[n] for n in kept})
+            if withheld:
+                output["policy"] = {"withheld_tools": list[JsonValue](withheld)}
+            return redactor.json(output)
 
     async def _tools(
         self, task: StepTask, spec: AgentInput, stack: AsyncExitStack
@@ -165,7 +172,7 @@ class AgentAction:
         user = user_message(spec.goal, spec.input)
         turns = [Turn(role="user", text=user)]
         log: list[JsonValue] = []
-        used_in = used_out = 0
+        used_in = used_out = calls = 0
         deadline = time.monotonic() + spec.time_budget_seconds
         status: Literal["done", "proposal", "incomplete"] = "incomplete"
         reason = f"no answer within {spec.max_iterations} model calls"
@@ -199,6 +206,10 @@ class AgentAction:
                 )
             )
             for index, call in enumerate(completion.tool_calls):
+                calls += 1
+                if calls > spec.max_tool_calls:
+                    reason = f"tool call budget spent ({spec.max_tool_calls})"
+                    break
                 tool = tools.get(call.name)
                 problem = (
                     f"there is no tool named {call.name!r}"
@@ -231,7 +242,7 @@ class AgentAction:
                 turns.append(
                     Turn(role="tool", text=result, tool_call_id=call.id, tool_name=call.name)
                 )
-            if status == "proposal":
+            if status == "proposal" or calls > spec.max_tool_calls:
                 break
         output: dict[str, JsonValue] = {
             "status": status,

@@ -70,6 +70,7 @@ class AgentInput(BaseModel):
     )
     max_iterations: Annotated[int, Field(ge=1, le=50)] = 6
     max_tokens: Annotated[int, Field(ge=256, le=1_000_000)] = 20_000
+    max_tool_calls: Annotated[int, Field(ge=1, le=500)] = 20
     time_budget_seconds: Annotated[float, Field(gt=0, le=900)] = 120.0
     provider: str | None = None
     model: str | None = None
