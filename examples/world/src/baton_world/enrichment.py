@@ -7,6 +7,7 @@ worker list). The email service also quarantines messages and blocks senders.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -78,14 +79,33 @@ def enrichment_router(world: World) -> APIRouter:
 
     @router.post("/email/api/v1/messages/{message_id}/quarantine")
     async def quarantine(message_id: str, request: Request) -> JSONResponse:
-        if message_id not in world.messages:
+        """Pull the message from every mailbox; ``{"block_sender": true}`` also blocks its
+        sender (the gateway's one-click remediation)."""
+        message = world.messages.get(message_id)
+        if message is None:
             raise HTTPException(404, f"no such message: {message_id}")
+        raw = await request.body()
+        options = json.loads(raw) if raw else {}
+        block = isinstance(options, dict) and options.get("block_sender") is True
         key = request.headers.get("idempotency-key")
         already = message_id in world.quarantined
         if not already:
             world.quarantined[message_id] = key or ""
-        note(request, quarantined=message_id, applied=not already)
-        return JSONResponse({"message_id": message_id, "status": "quarantined", "already": already})
+        sender = message["sender"]
+        if block and sender not in world.blocked_senders:
+            world.blocked_senders.append(sender)
+        note(
+            request, quarantined=message_id, applied=not already, blocked=sender if block else None
+        )
+        return JSONResponse(
+            {
+                "message_id": message_id,
+                "status": "quarantined",
+                "already": already,
+                "removed_from": message["recipients"],
+                "sender_blocked": block,
+            }
+        )
 
     @router.post("/email/api/v1/blocklist")
     async def block_sender(request: Request) -> dict[str, Json]:
