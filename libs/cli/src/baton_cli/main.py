@@ -13,6 +13,7 @@ from baton_cli.events import events_app
 from baton_cli.runs import runs_app
 from baton_cli.stories import stories_app
 from baton_cli.topics import topics_app
+from baton_cli.world import world_app
 
 app = typer.Typer(help="Baton: Kafka-native workflow orchestration.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
@@ -21,6 +22,7 @@ app.add_typer(approvals_app, name="approvals")
 app.add_typer(runs_app, name="runs")
 app.add_typer(audit_app, name="audit")
 app.add_typer(events_app, name="events")
+app.add_typer(world_app, name="world")
 
 if __name__ == "__main__":
     app()
