@@ -137,3 +137,27 @@ def calls(
             f"{item['seq']:>5} {item['method']:<6} {item['path']:<60} {item['status']} "
             f"key={key} {shown if shown else ''}".rstrip()
         )
+
+
+@world_app.command("press")
+def press(
+    gate_id: Annotated[str, typer.Argument(help="the gate whose Slack message to press")],
+    decision: Annotated[str, typer.Argument(help="approve | deny")],
+    user: Annotated[str, typer.Option(help="the Slack user pressing (U0ALICE, U0BOB)")] = (
+        "U0ALICE"
+    ),
+    comment: Annotated[str | None, typer.Option("-m", help="why (typed in the deny modal)")] = None,
+    world_url: WorldUrl = "http://127.0.0.1:8090",
+) -> None:
+    """Press Approve or Deny on the gate's message in the world's Slack, as a person would.
+
+    The world sends the approvals service the signed callback Slack would send.
+    """
+    if decision not in ("approve", "deny"):
+        raise fail(f"decision {decision!r}: approve or deny")
+    body = {"gate_id": gate_id, "action": decision, "user": user, "comment": comment}
+    result = call("POST", f"{world_url}/_slack/press", json=body)
+    answer = result.get("modal") or result["press"]
+    if answer["status"] != 200 or '"ok":false' in answer["body"].replace(" ", ""):
+        raise fail(f"approvals answered {answer['status']}: {answer['body']}")
+    typer.echo(f"{user} pressed {decision} in Slack; approvals answered {answer['status']}")
