@@ -97,7 +97,7 @@ def send(
     world_url: WorldUrl = "http://127.0.0.1:8090",
     as_json: AsJson = False,
 ) -> None:
-    """Send one phishing alert of a scenario; print its alert id and phishing-triage run id."""
+    """Send one phishing alert; print its alert id, phishing-triage run id and gate id."""
     body: dict[str, Any] = {"scenario": scenario}
     if user is not None:
         body["user"] = user
@@ -110,8 +110,12 @@ def send(
             f"ingest answered {sent.get('status')}: {sent.get('ingest') or sent.get('error')}"
         )
     alert_id = sent["alert_id"]
-    typer.echo(f"alert {alert_id} for {sent['alert']['user']} accepted by ingest (202)")
-    typer.echo(f"run   {ids.run_id_for('phishing-triage', alert_id)}")
+    run_id = ids.run_id_for("phishing-triage", alert_id)
+    # Shell assignments, so `eval "$(baton world send …)"` sets $RUN and $GATE.
+    typer.echo(f"# alert {alert_id} for {sent['alert']['user']} accepted by ingest (202)")
+    typer.echo(f"ALERT={alert_id}")
+    typer.echo(f"RUN={run_id}")
+    typer.echo(f"GATE={ids.gate_id(run_id, 'lockout_approval')}  # if a lockout is recommended")
 
 
 @world_app.command("calls")
