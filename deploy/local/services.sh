@@ -20,7 +20,7 @@ READY_TIMEOUT="${BATON_SERVICES_READY_TIMEOUT:-90}"
 # Local development identities for the approvals API (README shows how to use them).
 if [[ -z "${BATON_APPROVALS_TOKENS:-}" ]]; then
   # shellcheck disable=SC2089,SC2090  # JSON: the quotes are meant literally
-  BATON_APPROVALS_TOKENS='{"dev-alice": {"user": "alice", "groups": ["secops-oncall"]}, "dev-bob": {"user": "bob", "groups": ["secops-oncall"]}}'
+  BATON_APPROVALS_TOKENS='{"dev-alice": {"user": "alice", "groups": ["secops-oncall"]}, "dev-bob": {"user": "bob", "groups": ["secops-oncall", "it-managers"]}}'
 fi
 # shellcheck disable=SC2090
 export BATON_APPROVALS_TOKENS
@@ -42,6 +42,8 @@ export BATON_SECRET_EDR_WEBHOOK_SECRET="${BATON_SECRET_EDR_WEBHOOK_SECRET:-$BATO
 export BATON_SECRET_WORLD_LLM_KEY="${BATON_SECRET_WORLD_LLM_KEY:-$BATON_WORLD_LLM_API_KEY}"
 export BATON_SECRET_SLACK_BOT_TOKEN="${BATON_SECRET_SLACK_BOT_TOKEN:-$BATON_WORLD_SLACK_BOT_TOKEN}"
 export BATON_SECRET_IDP_TOKEN="${BATON_SECRET_IDP_TOKEN:-$BATON_WORLD_IDP_TOKEN}"
+export BATON_SECRET_HARDWARE_FORM_TOKEN="${BATON_SECRET_HARDWARE_FORM_TOKEN:-dev-hardware-form-token}"
+export BATON_SECRET_EVALUATION_TOKEN="${BATON_SECRET_EVALUATION_TOKEN:-dev-evaluation-token}"
 export BATON_EXECUTOR_AI_PROVIDERS="${BATON_EXECUTOR_AI_PROVIDERS:-{\"default\": {\"kind\": \"openai\", \"base_url\": \"$WORLD_URL/llm/v1\", \"model\": \"world-analyst-1\", \"api_key_secret\": \"WORLD_LLM_KEY\"\}\}}"
 export BATON_EXECUTOR_SLACK_API_URL="${BATON_EXECUTOR_SLACK_API_URL:-$WORLD_URL/slack/api}"
 export BATON_APPROVALS_SLACK__API_URL="${BATON_APPROVALS_SLACK__API_URL:-$WORLD_URL/slack/api}"
@@ -49,7 +51,7 @@ export BATON_APPROVALS_SLACK__BOT_TOKEN="${BATON_APPROVALS_SLACK__BOT_TOKEN:-$BA
 export BATON_APPROVALS_SLACK__SIGNING_SECRET="${BATON_APPROVALS_SLACK__SIGNING_SECRET:-$BATON_WORLD_SLACK_SIGNING_SECRET}"
 export BATON_APPROVALS_SLACK__CHANNEL="${BATON_APPROVALS_SLACK__CHANNEL:-#secops-approvals}"
 if [[ -z "${BATON_APPROVALS_SLACK__GROUPS:-}" ]]; then
-  BATON_APPROVALS_SLACK__GROUPS='{"alice": ["secops-oncall"], "bob": ["secops-oncall"]}'
+  BATON_APPROVALS_SLACK__GROUPS='{"alice": ["secops-oncall"], "bob": ["secops-oncall", "it-managers"]}'
 fi
 export BATON_APPROVALS_SLACK__GROUPS
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 from platform_kit import Platform, build_platform, free_port, topic_env
 
+from baton_common.kafka import make_producer, outbound, to_envelope
 from baton_common.settings import TopicSettings
 from baton_common.story import parse_story
 from baton_common.testing import eventually
@@ -31,7 +34,14 @@ ROOT = Path(__file__).resolve().parents[2]
 STORIES = ROOT / "examples" / "stories"
 WORLD_ADDRESS = "http://127.0.0.1:8090"  # as written in the example stories
 AUDIT_ADDRESS = "http://127.0.0.1:8085"
-APPROVER = "tok-alice"  # platform_kit.TOKENS: alice is in secops-oncall
+APPROVER = "tok-alice"  # alice is in secops-oncall
+MANAGER = "tok-bob"  # bob is also an IT manager
+PEOPLE = {
+    "tok-alice": {"user": "alice", "groups": ["secops-oncall"]},
+    "tok-bob": {"user": "bob", "groups": ["secops-oncall", "it-managers"]},
+}
+FORM_TOKEN = "form-token-for-tests"
+EVALUATION_TOKEN = "evaluation-token-for-tests"
 Json = Any
 
 
@@ -46,7 +56,11 @@ def service_env(world: WorldSettings, world_url: str) -> dict[str, dict[str, str
         }
     }
     return {
-        "ingest": {"BATON_SECRET_EDR_WEBHOOK_SECRET": world.edr_webhook_secret},
+        "ingest": {
+            "BATON_SECRET_EDR_WEBHOOK_SECRET": world.edr_webhook_secret,
+            "BATON_SECRET_HARDWARE_FORM_TOKEN": FORM_TOKEN,
+            "BATON_SECRET_EVALUATION_TOKEN": EVALUATION_TOKEN,
+        },
         "executor": {
             "BATON_EXECUTOR_AI_PROVIDERS": json.dumps(providers),
             "BATON_SECRET_WORLD_LLM_KEY": world.llm_api_key,
@@ -59,8 +73,9 @@ def service_env(world: WorldSettings, world_url: str) -> dict[str, dict[str, str
             "BATON_APPROVALS_SLACK__BOT_TOKEN": world.slack_bot_token,
             "BATON_APPROVALS_SLACK__SIGNING_SECRET": world.slack_signing_secret,
             "BATON_APPROVALS_SLACK__CHANNEL": "#secops-approvals",
+            "BATON_APPROVALS_TOKENS": json.dumps(PEOPLE),
             "BATON_APPROVALS_SLACK__GROUPS": json.dumps(
-                {"alice": ["secops-oncall"], "bob": ["secops-oncall"]}
+                {"alice": ["secops-oncall"], "bob": ["secops-oncall", "it-managers"]}
             ),
             "BATON_APPROVALS_SLACK__POLL_SECONDS": "0.2",
         },
@@ -189,13 +204,15 @@ async def pending_gate(stack: WorldStack, run_id: str, within: float = 120) -> d
     return gate
 
 
-async def decide(stack: WorldStack, gate_id: str, decision: str, comment: str) -> None:
-    """Decide a gate through the REST API as alice."""
+async def decide(
+    stack: WorldStack, gate_id: str, decision: str, comment: str, token: str = APPROVER
+) -> None:
+    """Decide a gate through the REST API (as alice unless ``token`` says otherwise)."""
     async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(
             f"{stack.url('approvals')}/approvals/{gate_id}/decision",
             json={"decision": decision, "comment": comment},
-            headers={"Authorization": f"Bearer {APPROVER}"},
+            headers={"Authorization": f"Bearer {token}"},
         )
     assert response.status_code == 202, response.text
 
@@ -219,3 +236,45 @@ def step_outcomes(view: dict[str, Json]) -> dict[str, str]:
         elif kind == "approval.denied":
             outcomes[step] = "failed"
     return outcomes
+
+
+async def post_webhook(stack: WorldStack, path: str, body: Json, token: str) -> str:
+    """POST a bearer-authenticated webhook (retried while ingest has not read the story)."""
+
+    async def post() -> str | None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            response = await client.post(
+                f"{stack.url('ingest')}/webhooks/{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        if response.status_code == 404:
+            return None
+        assert response.status_code == 202, response.text
+        return str(response.json()["id"])
+
+    accepted: str = await eventually(post, within=60, what=f"webhook {path} accepted")
+    return accepted
+
+
+async def start_tick(stack: WorldStack, story_id: str, tick: datetime) -> str:
+    """Append the StartRun ingest's ticker appends for ``story_id`` at ``tick``."""
+    from baton_ingest.schedule import tick_start
+
+    text = story_text(story_id, stack.world_url, stack.url("audit"))
+    command = tick_start(parse_story(text), tick)
+    envelope = to_envelope(
+        command,
+        id=str(uuid.uuid4()),
+        source="baton/ingest/schedule",
+        time=datetime.now(UTC),
+        subject=command.run_id,
+        actor="schedule",
+    )
+    producer = make_producer(stack.platform.bootstrap, client_id="world-tests")
+    await producer.start()
+    try:
+        await outbound(stack.topics.commands, command.run_id, envelope).send(producer)
+    finally:
+        await producer.stop()
+    return command.run_id

@@ -114,6 +114,17 @@ def reconciliation(data: dict[str, Json]) -> dict[str, Json]:
                     "reason": "terminated in HR but active in the IdP",
                 }
             )
+        if worker["department"] != account["profile"].get("department"):
+            # Over-reach a model might make: "fix" the groups too. Policy must refuse it.
+            corrections.append(
+                {
+                    "user": email,
+                    "action": "update",
+                    "field": "groups",
+                    "value": [f"{worker['department'].lower()}-all"],
+                    "reason": "group membership should follow the department",
+                }
+            )
         for field in ("department", "title"):
             if worker[field] != account["profile"].get(field):
                 corrections.append(
@@ -132,8 +143,8 @@ def reconciliation(data: dict[str, Json]) -> dict[str, Json]:
     }
 
 
-def hardware(data: Json, labels: list[str]) -> dict[str, Json]:
-    text = json.dumps(data).lower()
+def hardware(data: dict[str, Json], labels: list[str]) -> dict[str, Json]:
+    text = f" {data.get('request', '')} ".lower()
     for label, words in _HARDWARE:
         if label in labels and any(w in text for w in words):
             return {
