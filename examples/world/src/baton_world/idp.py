@@ -55,6 +55,17 @@ def idp_router(world: World) -> APIRouter:
             return Response(status_code=status, headers=headers)
         return JSONResponse(body, status_code=status, headers=headers)
 
+    def target(request: Request, login: str, *, write: bool) -> dict[str, Json] | Response:
+        """The account to act on, or the answer to give instead (401, a replay, 404)."""
+        if not authorized(request):
+            return _error(401, "E0000011", "Invalid token provided")
+        if write and (again := replayed(request)) is not None:
+            return again
+        found = account(login)
+        if found is None:
+            return _error(404, "E0000007", f"Not found: Resource not found: {login} (User)")
+        return found
+
     @router.get("/users")
     async def list_users(request: Request) -> Response:
         if not authorized(request):
@@ -63,23 +74,15 @@ def idp_router(world: World) -> APIRouter:
 
     @router.get("/users/{login}")
     async def get_user(login: str, request: Request) -> Response:
-        if not authorized(request):
-            return _error(401, "E0000011", "Invalid token provided")
-        found = account(login)
-        if found is None:
-            return _error(404, "E0000007", f"Not found: Resource not found: {login} (User)")
-        return JSONResponse(found)
+        found = target(request, login, write=False)
+        return found if isinstance(found, Response) else JSONResponse(found)
 
     @router.post("/users/{login}")
     async def update_user(login: str, request: Request) -> Response:
         """Partial profile update (Okta's POST semantics)."""
-        if not authorized(request):
-            return _error(401, "E0000011", "Invalid token provided")
-        if (again := replayed(request)) is not None:
-            return again
-        found = account(login)
-        if found is None:
-            return _error(404, "E0000007", f"Not found: Resource not found: {login} (User)")
+        found = target(request, login, write=True)
+        if isinstance(found, Response):
+            return found
         body = await request.json()
         profile = body.get("profile") if isinstance(body, dict) else None
         if not isinstance(profile, dict) or not profile:
@@ -95,13 +98,9 @@ def idp_router(world: World) -> APIRouter:
 
     @router.post("/users/{login}/lifecycle/suspend")
     async def suspend(login: str, request: Request) -> Response:
-        if not authorized(request):
-            return _error(401, "E0000011", "Invalid token provided")
-        if (again := replayed(request)) is not None:
-            return again
-        found = account(login)
-        if found is None:
-            return _error(404, "E0000007", f"Not found: Resource not found: {login} (User)")
+        found = target(request, login, write=True)
+        if isinstance(found, Response):
+            return found
         if found["status"] != "ACTIVE":
             note(request, applied=False, user=login, refused=found["status"])
             return _error(
@@ -114,13 +113,9 @@ def idp_router(world: World) -> APIRouter:
 
     @router.delete("/users/{login}/sessions")
     async def revoke_sessions(login: str, request: Request) -> Response:
-        if not authorized(request):
-            return _error(401, "E0000011", "Invalid token provided")
-        if (again := replayed(request)) is not None:
-            return again
-        found = account(login)
-        if found is None:
-            return _error(404, "E0000007", f"Not found: Resource not found: {login} (User)")
+        found = target(request, login, write=True)
+        if isinstance(found, Response):
+            return found
         revoked, found["sessions"] = found["sessions"], 0
         note(request, applied=True, user=login, sessions_revoked=revoked)
         world.idp_keys.remember(request.headers.get("idempotency-key"), 204, None)
