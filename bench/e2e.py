@@ -11,9 +11,9 @@ Per rate it prints runs completed per second, p50/p99 alert-to-completion latenc
 send → the run's last event's log time; runs that waited for the approver included), the
 in-flight count (sent - completed) at mid-window and at the end, and CPU seconds per
 completed run for each service (utime+stime from /proc/<pid>/stat). A rate is *sustained*
-when every run completed within the drain time and the in-flight count did not grow over
-the second half of the window (make the window several times the latency); the highest
-sustained rate is the answer.
+when every run completed within the drain time and the lag did not grow: the median
+latency of the last third of alerts sent is at most 1.5 x (+1 s) that of the first third
+(make the window several times the latency). The highest sustained rate is the answer.
 
     BATON_KAFKA_BOOTSTRAP=127.0.0.1:9092 \
     BATON_DATABASE_URL=postgresql://baton:baton@127.0.0.1:55432/baton \
@@ -126,6 +126,10 @@ async def one_rate(
         await asyncio.sleep(0.25)  # the watcher fills finished.at from another task
     done = {r: finished.at[r] for r in runs if r in finished.at}
     latencies = [done[r] - runs[r] for r in done]
+    by_send = [done[r] - runs[r] for r in sorted(done, key=runs.__getitem__)]
+    third = max(1, len(by_send) // 3)
+    early = percentile(by_send[:third], 50) if by_send else float("nan")
+    late = percentile(by_send[-third:], 50) if by_send else float("nan")
     # completions per second while they flowed (first to last completion of this rate)
     span = (max(done.values()) - min(done.values())) if len(done) > 1 else float("nan")
     cpu = {n: cpu_seconds(p) - cpu_before[n] for n, p in pids.items()}
@@ -141,9 +145,10 @@ async def one_rate(
         "in_flight_end": in_flight_end,
         "statuses": answer["statuses"],
         "cpu_per_run": {n: c / max(1, len(done)) for n, c in cpu.items()},
-        # in steady state the in-flight count is flat (rate x latency); allow two seconds
-        # of arrivals of slack between mid-window and the end
-        "sustained": len(done) == len(runs) and in_flight_end <= in_flight_mid + 2 * rate,
+        "early_p50": early,
+        "late_p50": late,
+        # lag grows when the alerts sent last wait longer than those sent first
+        "sustained": len(done) == len(runs) and late <= 1.5 * early + 1.0,
     }
 
 
@@ -155,6 +160,7 @@ def show(result: dict[str, object]) -> None:
         f"completed {result['completed']:>5}  {result['per_second']:.1f} runs/s  "
         f"p50 {result['p50']:.2f}s  p99 {result['p99']:.2f}s  "
         f"in flight mid/end {result['in_flight_mid']:.0f}/{result['in_flight_end']}  "
+        f"p50 first/last third {result['early_p50']:.2f}/{result['late_p50']:.2f}s  "
         f"ingest {result['statuses']}  "
         f"{'sustained' if result['sustained'] else 'NOT sustained'}"
     )
