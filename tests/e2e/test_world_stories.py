@@ -91,6 +91,17 @@ async def test_a_costly_fix_waits_for_an_it_manager(stack: WorldStack) -> None:
     assert order["idempotency_key"] == ids.attempt_id(run_id, "order", 1)
 
 
+async def test_a_denied_costly_fix_buys_nothing(stack: WorldStack) -> None:
+    run_id = await hardware(stack, "carol@corp.example", "laptop lost at the airport")
+    gate = await pending_gate(stack, run_id)
+    await decide(stack, gate["gate_id"], "deny", "use the spare pool", token=MANAGER)
+    view = await run_reaches(stack, run_id, ("succeeded", "failed"))
+
+    assert view["run"]["status"] == "failed"  # a denied gate fails its step
+    assert step_outcomes(view)["review"] == "failed"
+    assert await orders_for(stack, run_id) == []
+
+
 async def test_reconciliation_applies_what_policy_allows_and_asks_for_privileged_accounts(
     stack: WorldStack,
 ) -> None:
