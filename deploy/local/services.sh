@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Baton local stack: the five services as background processes.
+# Baton local stack: the five services, and the local world of outside systems they talk
+# to (examples/world: EDR, reputation, IdP, cases, Slack, an LLM), as background processes.
 #
 #   deploy/local/services.sh start|stop|status|logs [SERVICE...]
 #
@@ -10,8 +11,8 @@ set -euo pipefail
 # shellcheck source=deploy/local/env.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
-SERVICES=(scheduler ingest executor approvals audit)
-declare -A PORTS=([ingest]=8081 [scheduler]=8082 [executor]=8083 [approvals]=8084 [audit]=8085)
+SERVICES=(world scheduler ingest executor approvals audit)
+declare -A PORTS=([ingest]=8081 [scheduler]=8082 [executor]=8083 [approvals]=8084 [audit]=8085 [world]=8090)
 RUN_DIR="$BATON_STACK_DIR/run"
 VENV_BIN="$BATON_REPO_ROOT/.venv/bin"
 READY_TIMEOUT="${BATON_SERVICES_READY_TIMEOUT:-90}"
@@ -21,12 +22,40 @@ READY_TIMEOUT="${BATON_SERVICES_READY_TIMEOUT:-90}"
 # dev-viewer and dev-admin are the other roles. Never use these tokens outside a laptop.
 if [[ -z "${BATON_AUTH__TOKENS:-}" ]]; then
   # shellcheck disable=SC2089,SC2090  # JSON: the quotes are meant literally
-  BATON_AUTH__TOKENS='{"dev-alice": {"user": "alice", "groups": ["secops-oncall"], "roles": ["approver@secops", "operator@secops"]}, "dev-bob": {"user": "bob", "groups": ["secops-oncall"], "roles": ["approver@secops"]}, "dev-operator": {"user": "oscar", "groups": ["secops"], "roles": ["operator@secops"]}, "dev-author": {"user": "ada", "groups": ["secops"], "roles": ["author@secops"]}, "dev-viewer": {"user": "victor", "roles": ["viewer"]}, "dev-admin": {"user": "admin", "roles": ["admin"]}}'
+  BATON_AUTH__TOKENS='{"dev-alice": {"user": "alice", "groups": ["secops-oncall"], "roles": ["approver@secops", "operator@secops"]}, "dev-bob": {"user": "bob", "groups": ["secops-oncall", "it-managers"], "roles": ["approver@secops"]}, "dev-operator": {"user": "oscar", "groups": ["secops"], "roles": ["operator@secops"]}, "dev-author": {"user": "ada", "groups": ["secops"], "roles": ["author@secops"]}, "dev-viewer": {"user": "victor", "roles": ["viewer"]}, "dev-admin": {"user": "admin", "roles": ["admin"]}}'
 fi
 # shellcheck disable=SC2090
 export BATON_AUTH__TOKENS
 # The executor's SSRF guard refuses loopback; the local examples call local services.
 export BATON_EXECUTOR_ALLOWED_NETWORKS="${BATON_EXECUTOR_ALLOWED_NETWORKS:-[\"127.0.0.1/32\"]}"
+
+# The local world (examples/world) and how the services reach it: the EDR's webhook secret
+# (ingest), the world's LLM, Slack and IdP token (executor), Slack with its signing secret
+# and the people who may decide there (approvals). Every value can be overridden.
+WORLD_URL="http://$BATON_HOST:${BATON_WORLD_HTTP_PORT:-${PORTS[world]}}"
+export BATON_WORLD_INGEST_URL="${BATON_WORLD_INGEST_URL:-http://$BATON_HOST:${BATON_INGEST_HTTP_PORT:-8081}}"
+export BATON_WORLD_APPROVALS_URL="${BATON_WORLD_APPROVALS_URL:-http://$BATON_HOST:${BATON_APPROVALS_HTTP_PORT:-8084}}"
+export BATON_WORLD_EDR_WEBHOOK_SECRET="${BATON_WORLD_EDR_WEBHOOK_SECRET:-dev-edr-webhook-secret}"
+export BATON_WORLD_LLM_API_KEY="${BATON_WORLD_LLM_API_KEY:-sk-world-llm-key}"
+export BATON_WORLD_SLACK_BOT_TOKEN="${BATON_WORLD_SLACK_BOT_TOKEN:-xoxb-world-bot-token}"
+export BATON_WORLD_SLACK_SIGNING_SECRET="${BATON_WORLD_SLACK_SIGNING_SECRET:-world-slack-signing-secret}"
+export BATON_WORLD_IDP_TOKEN="${BATON_WORLD_IDP_TOKEN:-world-idp-token}"
+export BATON_SECRET_EDR_WEBHOOK_SECRET="${BATON_SECRET_EDR_WEBHOOK_SECRET:-$BATON_WORLD_EDR_WEBHOOK_SECRET}"
+export BATON_SECRET_WORLD_LLM_KEY="${BATON_SECRET_WORLD_LLM_KEY:-$BATON_WORLD_LLM_API_KEY}"
+export BATON_SECRET_SLACK_BOT_TOKEN="${BATON_SECRET_SLACK_BOT_TOKEN:-$BATON_WORLD_SLACK_BOT_TOKEN}"
+export BATON_SECRET_IDP_TOKEN="${BATON_SECRET_IDP_TOKEN:-$BATON_WORLD_IDP_TOKEN}"
+export BATON_SECRET_HARDWARE_FORM_TOKEN="${BATON_SECRET_HARDWARE_FORM_TOKEN:-dev-hardware-form-token}"
+export BATON_SECRET_EVALUATION_TOKEN="${BATON_SECRET_EVALUATION_TOKEN:-dev-evaluation-token}"
+export BATON_EXECUTOR_AI_PROVIDERS="${BATON_EXECUTOR_AI_PROVIDERS:-{\"default\": {\"kind\": \"openai\", \"base_url\": \"$WORLD_URL/llm/v1\", \"model\": \"world-analyst-1\", \"api_key_secret\": \"WORLD_LLM_KEY\"\}\}}"
+export BATON_EXECUTOR_SLACK_API_URL="${BATON_EXECUTOR_SLACK_API_URL:-$WORLD_URL/slack/api}"
+export BATON_APPROVALS_SLACK__API_URL="${BATON_APPROVALS_SLACK__API_URL:-$WORLD_URL/slack/api}"
+export BATON_APPROVALS_SLACK__BOT_TOKEN="${BATON_APPROVALS_SLACK__BOT_TOKEN:-$BATON_WORLD_SLACK_BOT_TOKEN}"
+export BATON_APPROVALS_SLACK__SIGNING_SECRET="${BATON_APPROVALS_SLACK__SIGNING_SECRET:-$BATON_WORLD_SLACK_SIGNING_SECRET}"
+export BATON_APPROVALS_SLACK__CHANNEL="${BATON_APPROVALS_SLACK__CHANNEL:-#secops-approvals}"
+if [[ -z "${BATON_APPROVALS_SLACK__GROUPS:-}" ]]; then
+  BATON_APPROVALS_SLACK__GROUPS='{"alice": ["secops-oncall"], "bob": ["secops-oncall", "it-managers"]}'
+fi
+export BATON_APPROVALS_SLACK__GROUPS
 
 say() { printf 'services: %s\n' "$*"; }
 die() { printf 'services: ERROR: %s\n' "$*" >&2; exit 1; }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole local platform: Kafka, PostgreSQL, topics, example stories, five services.
+# The whole local platform: Kafka, PostgreSQL, topics, example stories, five services and
+# the local world of outside systems (examples/world).
 #
 #   deploy/local/stack.sh up|down|status|logs
 set -euo pipefail
@@ -24,6 +25,7 @@ Baton is up.
   webhooks   http://$BATON_HOST:${BATON_INGEST_HTTP_PORT:-8081}/webhooks/<path>
   approvals  http://$BATON_HOST:${BATON_APPROVALS_HTTP_PORT:-8084}/approvals   (tokens: dev-alice, dev-bob, dev-operator, dev-viewer, dev-admin: docs/governance-identity.md)
   audit      http://$BATON_HOST:${BATON_AUDIT_HTTP_PORT:-8085}/runs
+  world      http://$BATON_HOST:${BATON_WORLD_HTTP_PORT:-8090}/_calls   (EDR, IdP, Slack, LLM, …: baton world --help)
   scheduler  http://$BATON_HOST:${BATON_SCHEDULER_HTTP_PORT:-8082}/metrics
   executor   http://$BATON_HOST:${BATON_EXECUTOR_HTTP_PORT:-8083}/metrics
   Kafka      $BATON_KAFKA_BOOTSTRAP      PostgreSQL $BATON_DATABASE_URL

@@ -16,6 +16,7 @@ from baton_cli.runs import runs_app
 from baton_cli.stories import stories_app
 from baton_cli.top import top
 from baton_cli.topics import topics_app
+from baton_cli.world import world_app
 
 app = typer.Typer(help="Baton: Kafka-native workflow orchestration.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
@@ -27,6 +28,7 @@ app.add_typer(events_app, name="events")
 app.command("top")(top)
 app.command("whoami")(whoami)
 app.add_typer(policy_app, name="policy")
+app.add_typer(world_app, name="world")
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,3 @@
+from baton_world.main import run
+
+run()
