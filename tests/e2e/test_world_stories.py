@@ -137,6 +137,50 @@ async def test_reconciliation_applies_what_policy_allows_and_asks_for_privileged
     assert case["privileged_approval"]["approver"] == "alice"
 
 
+async def test_a_denied_privileged_change_is_never_applied(stack: WorldStack) -> None:
+    proposal = {
+        "fields": {
+            "corrections": [
+                {
+                    "user": "erin@corp.example",
+                    "action": "update",
+                    "field": "title",
+                    "value": "Intern",
+                    "reason": "scripted",
+                },
+                {
+                    "user": "heidi@corp.example",
+                    "action": "update",
+                    "field": "department",
+                    "value": "Platform",
+                    "reason": "scripted",
+                },
+            ]
+        },
+        "confidence": 0.8,
+        "reasoning": "a scripted proposal",
+    }
+    await world_call(
+        stack, "POST", "/_llm/scripts", {"match": "Reconcile the identity", "answer": proposal}
+    )
+    run_id = await start_tick(
+        stack, "identity-reconciliation", datetime(2026, 12, 1, 6, tzinfo=UTC)
+    )
+    gate = await pending_gate(stack, run_id)
+    await decide(stack, gate["gate_id"], "deny", "erin is not an intern")
+    view = await run_reaches(stack, run_id, ("succeeded", "failed"))
+
+    assert view["run"]["status"] == "failed"
+    outcomes = step_outcomes(view)
+    assert outcomes["apply"] == "succeeded"
+    assert "apply_privileged" not in outcomes or outcomes["apply_privileged"] == "skipped"
+    writes = [c for c in await recorded(stack, "idp") if c["method"] == "POST"]
+    [heidi] = [c for c in writes if "heidi" in c["path"]]
+    assert heidi["body"] == {"profile": {"department": "Platform"}}
+    assert heidi["idempotency_key"] == ids.attempt_id(run_id, "apply[0]", 1)
+    assert not [c for c in writes if "erin" in c["path"] and "Intern" in json.dumps(c["body"])]
+
+
 @pytest.mark.parametrize(
     ("user", "high_risk"), [("dana@corp.example", True), ("heidi@corp.example", False)]
 )
