@@ -22,7 +22,7 @@ READY_TIMEOUT="${BATON_SERVICES_READY_TIMEOUT:-90}"
 # dev-viewer and dev-admin are the other roles. Never use these tokens outside a laptop.
 if [[ -z "${BATON_AUTH__TOKENS:-}" ]]; then
   # shellcheck disable=SC2089,SC2090  # JSON: the quotes are meant literally
-  BATON_AUTH__TOKENS='{"dev-alice": {"user": "alice", "groups": ["secops-oncall"], "roles": ["approver@secops", "operator@secops"]}, "dev-bob": {"user": "bob", "groups": ["secops-oncall", "it-managers"], "roles": ["approver@secops"]}, "dev-operator": {"user": "oscar", "groups": ["secops"], "roles": ["operator@secops"]}, "dev-author": {"user": "ada", "groups": ["secops"], "roles": ["author@secops"]}, "dev-viewer": {"user": "victor", "roles": ["viewer"]}, "dev-admin": {"user": "admin", "roles": ["admin"]}}'
+  BATON_AUTH__TOKENS='{"dev-alice": {"user": "alice", "groups": ["secops-oncall"], "roles": ["approver@secops", "operator@secops"]}, "dev-bob": {"user": "bob", "groups": ["secops-oncall", "it-managers"], "roles": ["approver@secops", "approver@it"]}, "dev-operator": {"user": "oscar", "groups": ["secops"], "roles": ["operator@secops"]}, "dev-author": {"user": "ada", "groups": ["secops"], "roles": ["author@secops"]}, "dev-viewer": {"user": "victor", "roles": ["viewer"]}, "dev-admin": {"user": "admin", "roles": ["admin"]}}'
 fi
 # shellcheck disable=SC2090
 export BATON_AUTH__TOKENS
@@ -44,6 +44,8 @@ export BATON_SECRET_EDR_WEBHOOK_SECRET="${BATON_SECRET_EDR_WEBHOOK_SECRET:-$BATO
 export BATON_SECRET_WORLD_LLM_KEY="${BATON_SECRET_WORLD_LLM_KEY:-$BATON_WORLD_LLM_API_KEY}"
 export BATON_SECRET_SLACK_BOT_TOKEN="${BATON_SECRET_SLACK_BOT_TOKEN:-$BATON_WORLD_SLACK_BOT_TOKEN}"
 export BATON_SECRET_IDP_TOKEN="${BATON_SECRET_IDP_TOKEN:-$BATON_WORLD_IDP_TOKEN}"
+# The stories that read their own audit trail (phishing-triage, evaluation) call as a viewer.
+export BATON_SECRET_AUDIT_TOKEN="${BATON_SECRET_AUDIT_TOKEN:-dev-viewer}"
 export BATON_SECRET_HARDWARE_FORM_TOKEN="${BATON_SECRET_HARDWARE_FORM_TOKEN:-dev-hardware-form-token}"
 export BATON_SECRET_EVALUATION_TOKEN="${BATON_SECRET_EVALUATION_TOKEN:-dev-evaluation-token}"
 export BATON_EXECUTOR_AI_PROVIDERS="${BATON_EXECUTOR_AI_PROVIDERS:-{\"default\": {\"kind\": \"openai\", \"base_url\": \"$WORLD_URL/llm/v1\", \"model\": \"world-analyst-1\", \"api_key_secret\": \"WORLD_LLM_KEY\"\}\}}"

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from platform_kit import VIEWER
 from world_kit import (
     WorldStack,
     decide,
@@ -158,9 +159,11 @@ async def test_an_uncertain_verdict_goes_to_an_engineer_and_locks_only_once_appr
 
     # The evidence bundle and the export hold the same story.
     async with httpx.AsyncClient(timeout=60) as client:
-        bundle = await client.get(f"{stack.url('audit')}/runs/{run_id}/evidence")
+        bundle = await client.get(f"{stack.url('audit')}/runs/{run_id}/evidence", headers=VIEWER)
         export = await client.get(
-            f"{stack.url('audit')}/export/events", params={"format": "jsonl", "run_id": run_id}
+            f"{stack.url('audit')}/export/events",
+            params={"format": "jsonl", "run_id": run_id},
+            headers=VIEWER,
         )
     assert bundle.status_code == 200
     assert export.status_code == 200

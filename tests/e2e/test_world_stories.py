@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from platform_kit import VIEWER
 from world_kit import (
     EVALUATION_TOKEN,
     FORM_TOKEN,
@@ -212,7 +213,9 @@ async def test_evaluation_branches_asks_and_ends_with_an_exported_audit_log(
     # ... and the complete log exports afterwards, every event chained.
     async with httpx.AsyncClient(timeout=60) as client:
         export = await client.get(
-            f"{stack.url('audit')}/export/events", params={"format": "jsonl", "run_id": run_id}
+            f"{stack.url('audit')}/export/events",
+            params={"format": "jsonl", "run_id": run_id},
+            headers=VIEWER,
         )
     exported = [json.loads(x) for x in export.text.splitlines() if x]
     assert exported[-1]["type"] == "baton.run.succeeded.v1"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from platform_kit import Platform, build_platform, free_port, topic_env
+from platform_kit import TOKENS, VIEWER, Platform, build_platform, free_port, topic_env
 
 from baton_common.kafka import make_producer, outbound, to_envelope
 from baton_common.settings import TopicSettings
@@ -37,9 +37,21 @@ AUDIT_ADDRESS = "http://127.0.0.1:8085"
 APPROVER = "tok-alice"  # alice is in secops-oncall
 MANAGER = "tok-bob"  # bob is also an IT manager
 PEOPLE = {
-    "tok-alice": {"user": "alice", "groups": ["secops-oncall"]},
-    "tok-bob": {"user": "bob", "groups": ["secops-oncall", "it-managers"]},
+    **TOKENS,
+    "tok-alice": {
+        "user": "alice",
+        "groups": ["secops-oncall"],
+        "roles": ["approver@secops", "operator@secops"],
+    },
+    "tok-bob": {
+        "user": "bob",
+        "groups": ["secops-oncall", "it-managers"],
+        "roles": ["approver@secops", "approver@it"],
+    },
 }
+"""Every service's static tokens in these tests: the platform's, and the two approvers."""
+AUDIT_READER = "tok-viewer"
+"""The token the stories' own audit calls carry (``secrets.AUDIT_TOKEN``)."""
 FORM_TOKEN = "form-token-for-tests"
 EVALUATION_TOKEN = "evaluation-token-for-tests"
 Json = Any
@@ -67,13 +79,13 @@ def service_env(world: WorldSettings, world_url: str) -> dict[str, dict[str, str
             "BATON_EXECUTOR_SLACK_API_URL": f"{world_url}/slack/api",
             "BATON_SECRET_SLACK_BOT_TOKEN": world.slack_bot_token,
             "BATON_SECRET_IDP_TOKEN": world.idp_token,
+            "BATON_SECRET_AUDIT_TOKEN": AUDIT_READER,
         },
         "approvals": {
             "BATON_APPROVALS_SLACK__API_URL": f"{world_url}/slack/api",
             "BATON_APPROVALS_SLACK__BOT_TOKEN": world.slack_bot_token,
             "BATON_APPROVALS_SLACK__SIGNING_SECRET": world.slack_signing_secret,
             "BATON_APPROVALS_SLACK__CHANNEL": "#secops-approvals",
-            "BATON_APPROVALS_TOKENS": json.dumps(PEOPLE),
             "BATON_APPROVALS_SLACK__GROUPS": json.dumps(
                 {"alice": ["secops-oncall"], "bob": ["secops-oncall", "it-managers"]}
             ),
@@ -124,6 +136,8 @@ def world_stack(
     try:
         for name, extra in service_env(settings, world.url).items():
             platform.services[name].env.update(extra)
+        for service in platform.services.values():
+            service.env["BATON_AUTH__TOKENS"] = json.dumps(PEOPLE)
         asyncio.run(provision_topics(bootstrap, topics))
         texts = [story_text(name, world.url, platform.url("audit")) for name in stories]
         asyncio.run(publish_stories(bootstrap, topics, [(parse_story(t), t) for t in texts]))
@@ -167,7 +181,7 @@ async def recorded(stack: WorldStack, service: str, path: str = "") -> list[dict
 
 async def run_view(stack: WorldStack, run_id: str) -> dict[str, Json] | None:
     async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.get(f"{stack.url('audit')}/runs/{run_id}")
+        response = await client.get(f"{stack.url('audit')}/runs/{run_id}", headers=VIEWER)
     if response.status_code == 404:
         return None
     view: dict[str, Json] = response.json()
