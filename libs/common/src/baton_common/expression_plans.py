@@ -108,14 +108,7 @@ def _attribute(node: nodes.Getattr) -> Plan | None:
     # The sandbox's getattr tries the attribute first: `event.items` is dict.items.
     if inner is None or hasattr(dict, key):
         return None
-
-    def load(context: Mapping[str, object]) -> object:
-        value = inner(context)
-        if type(value) is dict and key in value:
-            return value[key]
-        raise Unplanned(key)
-
-    return load
+    return _lookup(inner, key, lambda value: type(value) is dict and key in value)
 
 
 def _item(node: nodes.Getitem) -> Plan | None:
@@ -124,24 +117,24 @@ def _item(node: nodes.Getitem) -> Plan | None:
         return None
     key = node.arg.value
     if type(key) is str:
-
-        def load_key(context: Mapping[str, object]) -> object:
-            value = inner(context)
-            if type(value) is dict and key in value:
-                return value[key]
-            raise Unplanned(key)
-
-        return load_key
+        return _lookup(inner, key, lambda value: type(value) is dict and key in value)
     if type(key) is int:
-
-        def load_index(context: Mapping[str, object]) -> object:
-            value = inner(context)
-            if type(value) is list and -len(value) <= key < len(value):
-                return value[key]
-            raise Unplanned(key)
-
-        return load_index
+        return _lookup(
+            inner, key, lambda value: type(value) is list and -len(value) <= key < len(value)
+        )
     return None
+
+
+def _lookup(inner: Plan, key: str | int, certain: Callable[[Any], bool]) -> Plan:
+    """``inner[key]`` where ``certain`` says the sandbox would read exactly that."""
+
+    def load(context: Mapping[str, object]) -> object:
+        value: Any = inner(context)
+        if certain(value):
+            return value[key]
+        raise Unplanned(str(key))
+
+    return load
 
 
 def _sequence(node: nodes.List | nodes.Tuple) -> Plan | None:

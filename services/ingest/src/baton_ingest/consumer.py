@@ -39,6 +39,7 @@ __all__ = ["BatchConsumer", "IngestRouter"]
 log = structlog.get_logger(__name__)
 
 CONSUMER_NAME = "ingest-router"
+_YIELD_EVERY = 500  # records routed between two yields to the event loop within a batch
 
 
 class BatchConsumer(Protocol):
@@ -122,7 +123,12 @@ class IngestRouter:
     async def process(self, batches: Mapping[TopicPartition, Sequence[ConsumedRecord]]) -> None:
         """Route one batch: produce every output and wait for acks, then commit."""
         now = self._clock()
-        handled = [self.handle(record, now) for records in batches.values() for record in records]
+        records = [record for records in batches.values() for record in records]
+        handled: list[_Handled] = []
+        for first in range(0, len(records), _YIELD_EVERY):
+            if first:  # let the consumer's heartbeat and the producer's sender run
+                await asyncio.sleep(0)
+            handled.extend(self.handle(r, now) for r in records[first : first + _YIELD_EVERY])
         outputs = [record for h in handled for record in h.records]
         await self._publisher.publish_many(outputs)
         await self._consumer.commit(

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Literal
+from typing import Final, Literal, TypedDict
 
 from pydantic import JsonValue
 
@@ -29,6 +29,7 @@ __all__ = ["Routing", "SkipReason", "Skipped", "dedup_key", "route", "start_run_
 
 SkipReason = Literal["when_error", "dedup_key_error"]
 _TRIGGER: Final = frozenset({"trigger"})
+START_SOURCE: Final = "baton/ingest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,19 +138,37 @@ def route(
     return Routing(tuple(starts), tuple(skipped))
 
 
-def start_run_envelope(start: StartRun, ingest: Envelope, *, id: str, time: datetime) -> Envelope:
-    """The ``baton.commands`` envelope of a StartRun caused by the ingest record ``ingest``."""
-    return to_envelope(
-        start,
-        as_is=_TRIGGER,  # the event as parsed from JSON: dumping it would copy it unchanged
-        id=id,
-        source="baton/ingest",
-        time=time,
-        subject=start.run_id,
+class Lineage(TypedDict):
+    """A StartRun envelope's attributes that come from its story and its ingest record."""
+
+    storyid: str
+    storyversion: int | None
+    actor: str
+    correlationid: str
+    causationid: str
+    traceparent: str | None
+
+
+def start_run_lineage(start: StartRun, ingest: Envelope) -> Lineage:
+    """Who and what caused ``start``: the ingest record's actor, correlation and trace."""
+    return Lineage(
         storyid=start.story_id,
         storyversion=start.story_version,
         actor=ingest.actor or ingest.source,
         correlationid=ingest.correlationid or ingest.id,
         causationid=ingest.id,
         traceparent=current_traceparent(ingest.traceparent),
+    )
+
+
+def start_run_envelope(start: StartRun, ingest: Envelope, *, id: str, time: datetime) -> Envelope:
+    """The ``baton.commands`` envelope of a StartRun caused by the ingest record ``ingest``."""
+    return to_envelope(
+        start,
+        as_is=_TRIGGER,  # the event as parsed from JSON: dumping it would copy it unchanged
+        id=id,
+        source=START_SOURCE,
+        time=time,
+        subject=start.run_id,
+        **start_run_lineage(start, ingest),
     )

@@ -23,13 +23,11 @@ from pydantic import JsonValue, TypeAdapter
 from baton_common.commands import StartRun
 from baton_common.envelope import CONTENT_TYPE, Envelope
 from baton_common.kafka import OutboundRecord, outbound
-from baton_common.telemetry import current_traceparent
-from baton_ingest.router import start_run_envelope
+from baton_ingest.router import START_SOURCE, start_run_envelope, start_run_lineage
 
 __all__ = ["start_run_record"]
 
 _TYPE: Final = StartRun.model_fields["type"].default
-_SOURCE: Final = "baton/ingest"
 _CONTENT: Final = ("content-type", CONTENT_TYPE.encode())
 # Every envelope attribute in the order encode_record writes them, with its default.
 _ATTRIBUTES: Final = {
@@ -85,18 +83,9 @@ def start_run_record(
         return outbound(topic, start.run_id, start_run_envelope(start, ingest, id=id, time=time))
     attributes = dict(_ATTRIBUTES)
     attributes.update(
-        id=id,
-        type=_TYPE,
-        source=_SOURCE,
-        subject=start.run_id,
-        time=_time_text(time),
-        storyid=start.story_id,
-        storyversion=start.story_version,
-        actor=ingest.actor or ingest.source,
-        correlationid=ingest.correlationid or ingest.id,
-        causationid=ingest.id,
-        traceparent=current_traceparent(ingest.traceparent),
+        id=id, type=_TYPE, source=START_SOURCE, subject=start.run_id, time=_time_text(time)
     )
+    attributes.update(start_run_lineage(start, ingest))
     headers = [_CONTENT]
     headers.extend(
         (_HEADER_NAMES[name], str(attribute).encode())
