@@ -121,6 +121,7 @@ class Projector:
         publisher: Publisher,
         name: str,
         dlq_topic: str,
+        max_records: int | None = None,
     ) -> None:
         self._consumer = consumer
         self._pool = pool
@@ -128,6 +129,7 @@ class Projector:
         self._publisher = publisher
         self._name = name
         self._dlq_topic = dlq_topic
+        self._max_records = max_records
         self._joined = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # A reset runs in the polling task, between polls and with no batch in flight, so
@@ -187,7 +189,9 @@ class Projector:
             if self._resets:
                 await self._reset_now()
             try:
-                batches = await self._consumer.getmany(timeout_ms=_POLL_MS)
+                batches = await self._consumer.getmany(
+                    timeout_ms=_POLL_MS, max_records=self._max_records
+                )
             except Exception as exc:
                 log.warning("poll failed", error=repr(exc))
                 await backoff.wait()

@@ -8,7 +8,6 @@ the audit store needs more of asyncpg than the other stores (COPY, cursors,
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -89,17 +88,19 @@ def _encode_jsonb(value: object) -> bytes:
     return _JSONB_VERSION + encoded
 
 
+# The standard library's C encoder refuses NaN and infinities with ``allow_nan=False``: a
+# check at C speed (a walk over the value in Python cost a third of the projection's time,
+# since nearly every document holds a null and so needs the check).
+_FINITE_ONLY: Final = json.JSONEncoder(
+    allow_nan=False, check_circular=False, ensure_ascii=False, separators=(",", ":")
+)
+
+
 def _has_non_finite(value: object) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
+    try:
+        _FINITE_ONLY.encode(value)
+    except ValueError:
+        return True
     return False
 
 

@@ -125,6 +125,7 @@ def create_app(
                     publisher=sink,
                     name=SERVICE,
                     dlq_topic=settings.topics.dlq,
+                    max_records=settings.batch_records,
                 )
                 consumer.subscribe(
                     [settings.topics.runs, settings.topics.stories],

@@ -137,7 +137,7 @@ def next_run(
         story_id = _first(before.story_id, envelope.storyid)
         story_version = _first(before.story_version, envelope.storyversion)
     # Every value is typed already: construct without re-validating (the hot path).
-    return RunRow.model_construct(
+    return _run_row(
         run_id=run_id,
         story_id=story_id,
         story_version=story_version,
@@ -151,6 +151,21 @@ def next_run(
         updated_at=envelope.time,
         state=state,
     )
+
+
+_RUN_FIELDS: Final = frozenset(RunRow.model_fields)
+
+
+def _run_row(**values: object) -> RunRow:
+    """``RunRow.model_construct`` with every field given, without its per-field default
+    handling (a tenth of the projection's Python time per event)."""
+    assert values.keys() == _RUN_FIELDS
+    row = RunRow.__new__(RunRow)
+    object.__setattr__(row, "__dict__", values)
+    object.__setattr__(row, "__pydantic_fields_set__", set(_RUN_FIELDS))
+    object.__setattr__(row, "__pydantic_extra__", None)
+    object.__setattr__(row, "__pydantic_private__", None)
+    return row
 
 
 T = TypeVar("T")

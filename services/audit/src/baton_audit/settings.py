@@ -27,6 +27,13 @@ class AuditSettings(BatonSettings):
         description="PostgreSQL schema holding the service's tables (BATON_AUDIT_SCHEMA)",
     )
     db_pool_size: int = Field(10, ge=1)
+    batch_records: int = Field(
+        3000,
+        ge=1,
+        description="most records one poll hands to the projection, over all partitions; "
+        "each partition's share is applied in one transaction (fewer, larger transactions "
+        "cost PostgreSQL less per event)",
+    )
     group_id: str = "baton-audit"
     publish_timeout_seconds: float = Field(
         15.0, gt=0, description="how long a dead letter waits for Kafka's acknowledgement"
