@@ -26,7 +26,7 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from outside_fakes import FakeApi, Seen
-from platform_kit import Platform, Service, free_port
+from platform_kit import VIEWER, Platform, Service, free_port
 from typer.testing import CliRunner
 
 from baton_cli.governance_ops import publish_approval, publish_policies
@@ -177,7 +177,7 @@ async def run_to_end(platform: Platform, path: str, body: dict[str, Any]) -> dic
 
     async def done() -> dict[str, Any] | None:
         async with httpx.AsyncClient() as client:
-            response = await client.get(f"{platform.url('audit')}/runs/{run_id}")
+            response = await client.get(f"{platform.url('audit')}/runs/{run_id}", headers=VIEWER)
         if response.status_code == 404:
             return None
         view: dict[str, Any] = response.json()
@@ -229,6 +229,7 @@ async def test_a_host_the_policy_does_not_allow_is_denied_at_dispatch(
         answer = await client.get(
             f"{platform.url('audit')}/policy-decisions",
             params={"policy_id": "gov-e2e", "policy_version": 1, "outcome": "deny"},
+            headers=VIEWER,
         )
     assert answer.status_code == 200
     mine = [d for d in answer.json()["items"] if d["run_id"] == view["run"]["run_id"]]
@@ -238,7 +239,7 @@ async def test_a_host_the_policy_does_not_allow_is_denied_at_dispatch(
     cli = CliRunner().invoke(
         app,
         ["audit", "policy-decisions", "--policy", "gov-e2e", "--version", "1", "--outcome", "deny"],
-        env={"BATON_AUDIT_URL": platform.url("audit")},
+        env={"BATON_AUDIT_URL": platform.url("audit"), "BATON_TOKEN": "tok-viewer"},
     )
     assert cli.exit_code == 0, cli.output
     assert f"DENY   gov-e2e v1  gov-exfil {view['run']['run_id']} [exfil]" in cli.output
@@ -351,7 +352,9 @@ async def test_secrets_are_nowhere_but_at_the_outside_service(
         text = path.read_bytes()
         assert [f for f in forms if f in text] == [], path
     async with httpx.AsyncClient() as client:
-        bundle = await client.get(f"{platform.url('audit')}/runs/{run_id}/evidence", timeout=60)
+        bundle = await client.get(
+            f"{platform.url('audit')}/runs/{run_id}/evidence", timeout=60, headers=VIEWER
+        )
     assert bundle.status_code == 200
     with zipfile.ZipFile(io.BytesIO(bundle.content)) as archive:
         contents = {name: archive.read(name) for name in archive.namelist()}
@@ -404,7 +407,9 @@ async def test_a_draft_runs_only_after_someone_else_approved_it(
     async def listed() -> list[dict[str, Any]] | None:
         async with httpx.AsyncClient() as client:
             answer = await client.get(
-                f"{platform.url('audit')}/story-approvals", params={"story_id": "gov-draft"}
+                f"{platform.url('audit')}/story-approvals",
+                params={"story_id": "gov-draft"},
+                headers=VIEWER,
             )
         items: list[dict[str, Any]] = answer.json()["items"]
         return items if len(items) == 2 else None

@@ -18,6 +18,7 @@ from baton_audit.governance import (
     story_approvals,
 )
 from baton_audit.store import AuditStore
+from baton_common.auth import AUTH_RESPONSES, Gatekeeper, Role
 
 __all__ = ["governance_router"]
 
@@ -30,9 +31,12 @@ class ApprovalList(BaseModel):
     items: list[StoryApprovalRow]
 
 
-def governance_router(*, store: Callable[[], AuditStore]) -> APIRouter:
+def governance_router(*, store: Callable[[], AuditStore], gatekeeper: Gatekeeper) -> APIRouter:
+    """``/policy-decisions`` and ``/story-approvals``; reading them needs the ``viewer`` role."""
     Store = Annotated[AuditStore, Depends(store)]
-    router = APIRouter()
+    router = APIRouter(
+        responses=AUTH_RESPONSES, dependencies=[Depends(gatekeeper.require(Role.VIEWER))]
+    )
 
     @router.get("/policy-decisions", tags=["governance"])
     async def list_decisions(

@@ -162,7 +162,7 @@ def create_app(
             gatekeeper=gatekeeper,
         )
     )
-    app.include_router(governance_router(store=running.audit_store))
+    app.include_router(governance_router(store=running.audit_store, gatekeeper=gatekeeper))
     return app
 
 
