@@ -15,9 +15,9 @@ up() {
   step "Kafka"; "$HERE/kafka.sh" start
   step "PostgreSQL"; "$HERE/postgres.sh" start
   step "Topics"; "$BATON" topics provision
-  step "Example stories"; "$BATON" stories publish "$BATON_REPO_ROOT"/examples/stories/*.yaml
+  step "Example stories"; "$BATON" stories publish --as make-up "$BATON_REPO_ROOT"/examples/stories/*.yaml
   # after the stories: a policy judges publishes made after it (ADR 0910)
-  step "Example policies"; "$BATON" policy publish "$BATON_REPO_ROOT"/examples/policies/*.yaml
+  step "Example policies"; "$BATON" policy publish --as make-up "$BATON_REPO_ROOT"/examples/policies/*.yaml
   step "Services"; "$HERE/services.sh" start
   cat <<MSG
 

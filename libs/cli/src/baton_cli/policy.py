@@ -12,6 +12,7 @@ import typer
 
 from baton_cli.common import AsJson, fail, load_settings
 from baton_cli.governance_ops import in_force, publish_policies, read_policies
+from baton_cli.identity import identity_of
 from baton_cli.settings import CliSettings
 from baton_common.policy import Policy, PolicyDecision, PolicyError, load_policies, parse_policy
 from baton_common.policy_rules import denials, evaluate_story, review_needed
@@ -40,9 +41,17 @@ Team = Annotated[
 
 
 def actor_of(config: CliSettings, given: str | None) -> str:
-    """Who the CLI acts as. The identity work (issue 9) replaces this with the token's
-    subject; until then it is ``--as``, ``BATON_ACTOR`` or the login name."""
-    return given or config.actor or getpass.getuser()
+    """Who the CLI acts as: ``--as`` when given, else the user ``BATON_TOKEN`` stands for
+    (asked of the audit service's ``/whoami``), else ``BATON_ACTOR`` or the login name.
+
+    Publishing writes to Kafka directly, so Kafka's ACLs are the boundary (ADR 0900); the
+    name recorded here is who the publisher says they are, checked when a token is set.
+    """
+    if given:
+        return given
+    if config.token:
+        return identity_of(config).user
+    return config.actor or getpass.getuser()
 
 
 def policies_in_force(config: CliSettings, directory: Path | None) -> list[Policy]:
