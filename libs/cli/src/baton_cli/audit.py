@@ -13,7 +13,7 @@ import httpx
 import typer
 from aiokafka.errors import KafkaError
 
-from baton_cli.audit_log import end_offsets, read_run_logs
+from baton_cli.audit_log import projected_ends, read_run_logs
 from baton_cli.audit_policy import policy_decisions
 from baton_cli.common import call, fail, load_settings
 from baton_cli.http import auth_headers, explain
@@ -166,7 +166,7 @@ def audit_rebuild(
     else:
         call("GET", f"{config.audit_url}/admin/positions")  # is the service there at all?
     topics = [config.topics.runs, config.topics.stories]
-    ends = _kafka(config.kafka_bootstrap, end_offsets(config.kafka_bootstrap, topics))
+    ends = _kafka(config.kafka_bootstrap, projected_ends(config.kafka_bootstrap, topics))
     total = sum(sum(parts.values()) for parts in ends.values())
     deadline = time.monotonic() + timeout
     with typer.progressbar(length=total, label="projecting") as bar:

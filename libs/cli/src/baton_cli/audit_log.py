@@ -1,4 +1,4 @@
-"""Reading ``baton.runs`` straight from Kafka for ``baton audit``: run logs and end offsets."""
+"""Reading ``baton.runs`` straight from Kafka for ``baton audit``: run logs and where they end."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from baton_common.envelope import Envelope, EnvelopeError, decode_record
 from baton_common.kafka import make_consumer, read_to_end
 
-__all__ = ["LogRead", "end_offsets", "read_run_logs"]
+__all__ = ["LogRead", "projected_ends", "read_run_logs"]
 
 
 class LogRead:
@@ -53,20 +53,45 @@ async def read_run_logs(
     return found
 
 
-async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[str, dict[int, int]]:
-    """The end offset of every partition of ``topics`` (where a reader would stop now)."""
+async def projected_ends(bootstrap: str, topics: Iterable[str]) -> dict[str, dict[int, int]]:
+    """Per partition, the offset after its last committed data record: where a projection
+    that has applied everything stands.
+
+    A transactional writer (the scheduler) ends each transaction with a commit marker, which
+    takes an offset but is never delivered, so the end offset is one past anything a
+    projection can record. Only the tail of each partition is read: a window before the end,
+    widened until it holds a record.
+    """
     consumer: AIOKafkaConsumer = make_consumer(
         bootstrap, *topics, group_id=None, client_id="baton-cli-audit"
     )
+    result: dict[str, dict[int, int]] = {}
     try:
         await consumer.start()
         while not consumer.assignment():
             await consumer.getmany(timeout_ms=100, max_records=1)
         partitions: list[TopicPartition] = sorted(consumer.assignment())
         ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            result.setdefault(tp.topic, {})[tp.partition] = await _after_last_record(
+                consumer, tp, ends[tp]
+            )
     finally:
         await consumer.stop()
-    result: dict[str, dict[int, int]] = {}
-    for tp, offset in ends.items():
-        result.setdefault(tp.topic, {})[tp.partition] = offset
     return result
+
+
+async def _after_last_record(consumer: AIOKafkaConsumer, tp: TopicPartition, end: int) -> int:
+    window = 64
+    while True:
+        start = max(0, end - window)
+        consumer.seek(tp, start)
+        last: int | None = None
+        while await consumer.position(tp) < end:
+            for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                last = record.offset
+        if last is not None:
+            return last + 1
+        if start == 0:
+            return 0  # nothing committed to project (empty, or only aborted records)
+        window *= 16
