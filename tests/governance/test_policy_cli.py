@@ -51,7 +51,12 @@ def test_policy_test_allows_the_examples_and_speaks_json(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert {r["verdict"] for r in report} == {"allow"}
-    assert all(r["reviewers"] == 0 for r in report)  # hello-* are exempt from review
+    # hello-* are exempt from review; every other new version waits for one reviewer
+    assert {r["story"]: r["reviewers"] for r in report if r["story"].startswith("hello-")} == {
+        "hello-approval:1": 0,
+        "hello-receipt:1": 0,
+    }
+    assert {r["reviewers"] for r in report if not r["story"].startswith("hello-")} == {1}
 
 
 def test_an_invalid_policy_file_is_a_clear_cli_error(tmp_path: Path) -> None:
