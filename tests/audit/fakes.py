@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -62,10 +63,13 @@ class FakeRecord:
 class FakeConsumer:
     seeks: dict[TopicPartition, int] = field(default_factory=dict)
     beginnings: list[TopicPartition] = field(default_factory=list)
+    polled_max_records: list[int | None] = field(default_factory=list)
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumedRecord]]:
+        self.polled_max_records.append(max_records)
+        await asyncio.sleep(0)
         return {}
 
     def seek(self, partition: TopicPartition, offset: int) -> None:

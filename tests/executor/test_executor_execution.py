@@ -128,3 +128,17 @@ def test_the_command_envelope_is_caused_by_the_task_record() -> None:
     assert (envelope.causationid, envelope.correlationid) == ("task-record-1", "ingest-1")
     assert envelope.traceparent == cause.traceparent
     assert envelope.data["attempt_id"] == task.attempt_id
+
+
+async def test_the_output_limit_counts_the_utf8_bytes_the_record_carries() -> None:
+    # 40 characters of 2 bytes each: 80 bytes of UTF-8 (an ASCII-escaped encoding would
+    # count 240 and refuse the output).
+    output: JsonValue = {"t": "é" * 40}
+    command = await execute(step_task(), {"http": returning(output)}, max_output_bytes=100)
+
+    assert isinstance(command, CompleteStep)
+    assert command.output == output
+
+    command = await execute(step_task(), {"http": returning({"t": "é" * 60})}, max_output_bytes=100)
+    assert isinstance(command, FailStep)
+    assert command.error_type == "OutputTooLarge"

@@ -105,3 +105,23 @@ async def test_an_unknown_secret_fails_permanently_without_running_the_action() 
 
 def test_secret_not_found_is_permanent() -> None:
     assert issubclass(SecretNotFound, PermanentError)
+
+
+def test_placeholders_are_found_in_inputs_orjson_cannot_encode() -> None:
+    # An integer beyond 64 bits defeats the fast pre-check; the walk still finds the secret.
+    store = SecretStore({"BATON_SECRET_API_TOKEN": TOKEN})
+    value: dict[str, JsonValue] = {"n": 2**70, "auth": "Bearer {{ secrets.API_TOKEN }}"}
+
+    resolved, redactor = store.resolve(value)
+
+    assert resolved == {"n": 2**70, "auth": f"Bearer {TOKEN}"}
+    assert redactor.text(f"x {TOKEN} y") == f"x {REDACTED} y"
+
+
+def test_an_input_without_placeholders_is_used_as_is() -> None:
+    value: dict[str, JsonValue] = {"url": "https://x.example/", "note": "{ { secrets.A }}"}
+
+    resolved, redactor = SecretStore({}).resolve(value)
+
+    assert resolved is value
+    assert not redactor
