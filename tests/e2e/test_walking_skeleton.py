@@ -118,13 +118,18 @@ async def test_webhook_to_approval_to_completion(platform: Platform, fake_http: 
         "baton.step.dispatched.v1",
         "baton.step.succeeded.v1",
         "baton.approval.requested.v1",
+        "baton.command.rejected.v1",  # mallory's 403 is on the record (ADR 0420)
         "baton.approval.granted.v1",
         "baton.step.dispatched.v1",
         "baton.step.succeeded.v1",
         "baton.run.succeeded.v1",
     ]
     assert_ordered_and_caused(timeline)
-    granted = timeline[4]
+    assert timeline[4]["actor"] == "mallory"
+    assert (
+        timeline[4]["data"]["reason"] == f"refused by the api channel: {refused.json()['detail']}"
+    )
+    granted = timeline[5]
     assert granted["data"]["approver"] == "alice"
     assert granted["actor"] == "alice"
     assert granted["causationid"] == accepted.json()["command_id"]
