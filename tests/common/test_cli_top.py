@@ -178,10 +178,26 @@ class MetricsServer:
 @pytest.fixture
 def served() -> Iterator[tuple[Services, dict[str, str]]]:
     services = Services()
+    # `top` scrapes the services concurrently; the scheduler's n-th scrape is answered only
+    # after ingest's n-th one ran its workload, so what each scrape sees is fixed
+    scrapes = {"ingest": 0, "scheduler": 0}
+    turn = threading.Condition()
+
+    def ingest_scraped() -> None:
+        workload(services, 10)
+        with turn:
+            scrapes["ingest"] += 1
+            turn.notify_all()
+
+    def scheduler_scraped() -> None:
+        with turn:
+            scrapes["scheduler"] += 1
+            turn.wait_for(lambda: scrapes["ingest"] >= scrapes["scheduler"], timeout=10)
+
     servers = {
         # every scrape of ingest sees ten more webhooks: the second scrape's rate is 10/interval
-        "ingest": MetricsServer(lambda: services.text("ingest"), lambda: workload(services, 10)),
-        "scheduler": MetricsServer(lambda: services.text("scheduler"), lambda: None),
+        "ingest": MetricsServer(lambda: services.text("ingest"), ingest_scraped),
+        "scheduler": MetricsServer(lambda: services.text("scheduler"), scheduler_scraped),
         "executor": MetricsServer(lambda: services.text("executor"), lambda: None),
         # approvals answers, but not with metrics
         "approvals": MetricsServer(lambda: "<html>not metrics {{</html>", lambda: None),
