@@ -8,14 +8,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from baton_approvals.consumer import Projector
-from baton_approvals.db import create_pool
 from baton_approvals.inbox import COOKIE, csrf_token
 from baton_approvals.main import create_app
 from baton_approvals.settings import ApprovalsSettings
-from baton_approvals.store import apply_record
 
-from .fakes import TOPIC, FakeConsumer, FakePublisher, opened, record_of
+from .fakes import FakePublisher, opened, project_gates
 
 pytestmark = pytest.mark.integration
 
@@ -26,26 +23,12 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     app: FastAPI = create_app(settings, publisher=publisher, consume=False)
     async with app.router.lifespan_context(app):
-        pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
-        try:
-            hostile = opened("g1", run_id="r1").model_copy(
-                update={
-                    "data": {
-                        **opened("g1", run_id="r1").data,
-                        "message": "<script>alert(1)</script>",
-                    }
-                }
-            )
-            await Projector(
-                consumer=FakeConsumer(),
-                pool=pool,
-                handle=apply_record,
-                publisher=FakePublisher(),
-                name="approvals",
-                dlq_topic="baton.dlq",
-            ).apply_batch(TOPIC, 0, [record_of(hostile, 0)])
-        finally:
-            await pool.close()
+        hostile = opened("g1", run_id="r1").model_copy(
+            update={
+                "data": {**opened("g1", run_id="r1").data, "message": "<script>alert(1)</script>"}
+            }
+        )
+        await project_gates(settings, [hostile])
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://approvals") as c:
             yield c

@@ -30,7 +30,7 @@ from .fake_slack import (
     button_press,
     modal_submission,
 )
-from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, record_of
+from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, project_gates, record_of
 
 pytestmark = pytest.mark.integration
 
@@ -313,18 +313,7 @@ async def test_a_required_comment_is_asked_for_in_the_modal(
     )
     app = create_app(strict, publisher=publisher, consume=False)
     async with app.router.lifespan_context(app):
-        pool = await create_pool(strict.database_url, schema=strict.db_schema, max_size=2)
-        try:
-            await Projector(
-                consumer=FakeConsumer(),
-                pool=pool,
-                handle=apply_record,
-                publisher=FakePublisher(),
-                name="approvals",
-                dlq_topic="baton.dlq",
-            ).apply_batch(TOPIC, 0, [record_of(opened("g1", run_id="r1"), 0)])
-        finally:
-            await pool.close()
+        await project_gates(strict, [opened("g1", run_id="r1")])
         message = await posted(slack, "g1")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://a") as client:
