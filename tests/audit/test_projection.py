@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from baton_audit.db import _decode_jsonb
 from baton_audit.projection import (
     ApprovalDecision,
     ApprovalEscalation,
@@ -176,8 +177,8 @@ def test_event_row_keeps_the_envelope_whole() -> None:
         envelope.prevhash,
         envelope.hash,
     )
-    assert row.data == STARTED.model_dump(mode="json")
-    assert Envelope.model_validate(row.envelope) == envelope
+    assert _decode_jsonb(row.data) == STARTED.model_dump(mode="json")
+    assert Envelope.model_validate(_decode_jsonb(row.envelope)) == envelope
 
 
 def test_approval_rows_come_from_approval_events() -> None:

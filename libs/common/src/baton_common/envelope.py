@@ -33,6 +33,7 @@ __all__ = [
     "Header",
     "build_envelope",
     "decode_record",
+    "decode_record_finite",
     "encode_record",
     "loads_json",
 ]
@@ -188,6 +189,21 @@ def decode_record(value: bytes | None, headers: list[Header] | tuple[Header, ...
     Raises:
         EnvelopeError: with the reason when headers or payload are unusable.
     """
+    return decode_record_finite(value, headers)[0]
+
+
+def decode_record_finite(
+    value: bytes | None, headers: list[Header] | tuple[Header, ...]
+) -> tuple[Envelope, bool]:
+    """:func:`decode_record`, and whether ``data`` is known to hold no NaN or infinity.
+
+    True when orjson parsed the payload: it refuses NaN, infinities and numbers that
+    overflow a double, so such ``data`` needs no non-finite check before it is written
+    where NaN is refused (PostgreSQL's jsonb). False says nothing either way.
+
+    Raises:
+        EnvelopeError: as :func:`decode_record`.
+    """
     attrs: dict[str, object] = {}
     for key, raw in headers:
         if key.startswith(_PREFIX):
@@ -207,8 +223,8 @@ def decode_record(value: bytes | None, headers: list[Header] | tuple[Header, ...
         raise EnvelopeError("value must be a JSON object")
     try:
         if parsed_strictly:
-            return build_envelope(attrs, data)
-        return Envelope.model_validate({**attrs, "data": data})
+            return build_envelope(attrs, data), True
+        return Envelope.model_validate({**attrs, "data": data}), False
     except ValidationError as exc:
         raise EnvelopeError(f"invalid envelope: {_first_error(exc)}") from exc
 

@@ -21,6 +21,7 @@ from baton_common.postgres import Migration, Row, column, ping, quote_ident
 
 __all__ = [
     "Connection",
+    "EncodedJsonb",
     "Migration",
     "Pool",
     "Row",
@@ -75,17 +76,55 @@ _LONG_NUMBER: Final = re.compile(rb"\d{19}")
 _STRICT: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
-def _encode_jsonb(value: object) -> bytes:
+class EncodedJsonb(bytes):
+    """A jsonb value encoded already (version byte and JSON text): the codec passes it on.
+
+    The projection encodes an event's payload once and reuses the bytes inside the whole
+    envelope's document (``projection.event_row``).
+    """
+
+
+def _encode_jsonb(value: object, *, finite: bool = False) -> bytes:
+    if type(value) is EncodedJsonb:
+        return value
     # orjson for speed (most of the projection's encoding time); the standard library for
     # what orjson refuses (integers beyond 64 bits, lone surrogates) or would turn into
     # null (NaN, infinities), so PostgreSQL gives the same verdict on them as before.
+    # ``finite``: the caller knows the value holds no NaN or infinity (no check needed).
     try:
         encoded = orjson.dumps(value, option=_STRICT)
     except (orjson.JSONEncodeError, TypeError):
         encoded = b""
-    if not encoded or (b"null" in encoded and _has_non_finite(value)):
+    if not encoded or (not finite and b"null" in encoded and _has_non_finite(value)):
         encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     return _JSONB_VERSION + encoded
+
+
+def encode_jsonb(value: object, *, finite: bool = False) -> EncodedJsonb:
+    """``value`` as the codec would encode it, once, to be written as is.
+
+    ``finite``: the caller knows ``value`` holds no NaN or infinity (e.g. orjson parsed
+    it), so the check for them is skipped; the bytes are the same.
+    """
+    return EncodedJsonb(_encode_jsonb(value, finite=finite))
+
+
+def encode_jsonb_object(members: dict[str, object], last: str, value: EncodedJsonb) -> EncodedJsonb:
+    """The jsonb object ``{**members, last: <value>}``, with ``value`` encoded already.
+
+    Byte for byte what :func:`encode_jsonb` gives for that dict (``last`` as its last key)
+    when neither part needs the codec's fallback, and the same JSON document otherwise.
+    ``members`` must hold no floats (the non-finite check is not made for them).
+    """
+    assert last not in members
+    try:
+        head = orjson.dumps(members, option=_STRICT)
+    except (orjson.JSONEncodeError, TypeError):
+        head = json.dumps(members, separators=(",", ":"), ensure_ascii=False).encode()
+    key = orjson.dumps(last)
+    if head == b"{}":
+        return EncodedJsonb(_JSONB_VERSION + b"{" + key + b":" + value[1:] + b"}")
+    return EncodedJsonb(_JSONB_VERSION + head[:-1] + b"," + key + b":" + value[1:] + b"}")
 
 
 # The standard library's C encoder refuses NaN and infinities with ``allow_nan=False``: a

@@ -8,13 +8,15 @@ Nothing here reads a clock: a rebuild from ``baton.runs`` reproduces every row.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, JsonValue, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from baton_audit.db import EncodedJsonb, encode_jsonb, encode_jsonb_object
 from baton_common.envelope import Envelope
 from baton_common.events import (
     EVENT_ADAPTER,
@@ -36,6 +38,7 @@ __all__ = [
     "RunSummary",
     "approval_change",
     "event_row",
+    "fold_run",
     "next_run",
     "parse_event",
     "run_status",
@@ -115,40 +118,62 @@ def next_run(
     previous: RunRow | None, run_id: str, envelope: Envelope, event: RunEvent | None
 ) -> RunRow:
     """The run's row after one more event of its log (``event`` None: stored, not understood)."""
-    state = previous.state if previous is not None else None
-    if event is not None:
-        try:
-            state = evolve(
-                state, event, seq=envelope.seq or 0, hash=envelope.hash or "", time=envelope.time
-            )
-        except ValueError:
-            pass  # not RunStarted and no state yet: the run stays unknown
-    status = run_status(state)
+    return fold_run(previous, run_id, [(envelope, event)])
+
+
+def fold_run(
+    previous: RunRow | None,
+    run_id: str,
+    log: Sequence[tuple[Envelope, RunEvent | None]],
+) -> RunRow:
+    """The run's row after the events of ``log``, in order: ``next_run`` applied to each.
+
+    The batch path builds one row per run and batch rather than one per event; the
+    intermediate rows are not written, and nothing in a row depends on another's but the
+    first end time, which is taken here as ``next_run`` would take it.
+    """
     before = previous or _NO_RUN
+    state = before.state
     ended_at = before.ended_at
-    if ended_at is None and status in _TERMINAL.values():
-        ended_at = envelope.time
-    seqs = [s for s in (before.last_seq, envelope.seq) if s is not None]
-    story_id: str | None
-    story_version: int | None
+    last_seq = before.last_seq
+    correlation_id = before.correlation_id
+    story_id, story_version = before.story_id, before.story_version
+    for envelope, event in log:
+        if event is not None:
+            try:
+                state = evolve(
+                    state,
+                    event,
+                    seq=envelope.seq or 0,
+                    hash=envelope.hash or "",
+                    time=envelope.time,
+                )
+            except ValueError:
+                pass  # not RunStarted and no state yet: the run stays unknown
+        if ended_at is None and state is not None and state.status in _TERMINAL:
+            ended_at = envelope.time
+        if envelope.seq is not None and (last_seq is None or envelope.seq > last_seq):
+            last_seq = envelope.seq
+        if correlation_id is None:
+            correlation_id = envelope.correlationid
+        if state is None:  # a state, once there, stays: these only matter without one
+            story_id = _first(story_id, envelope.storyid)
+            story_version = _first(story_version, envelope.storyversion)
     if state is not None:
         story_id, story_version = state.story_id, state.story_version
-    else:
-        story_id = _first(before.story_id, envelope.storyid)
-        story_version = _first(before.story_version, envelope.storyversion)
     # Every value is typed already: construct without re-validating (the hot path).
     return _run_row(
         run_id=run_id,
         story_id=story_id,
         story_version=story_version,
-        status=status,
+        status=run_status(state),
         started_at=state.started_at if state is not None else None,
         ended_at=ended_at,
-        last_seq=max(seqs) if seqs else None,
-        correlation_id=_first(before.correlation_id, envelope.correlationid),
+        last_seq=last_seq,
+        correlation_id=correlation_id,
         dedup_key=state.dedup_key if state is not None else None,
-        event_count=before.event_count + 1,
-        updated_at=envelope.time,
+        event_count=before.event_count + len(log),
+        updated_at=log[-1][0].time if log else before.updated_at,
         state=state,
     )
 
@@ -211,14 +236,25 @@ class EventRow:
     storyversion: int | None
     prevhash: str | None
     hash: str | None
-    data: dict[str, JsonValue]
-    envelope: dict[str, JsonValue]
+    data: EncodedJsonb
+    envelope: EncodedJsonb
 
 
 def event_row(
-    envelope: Envelope, *, run_id: str, topic: str, partition: int, offset: int
+    envelope: Envelope,
+    *,
+    run_id: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    finite: bool = False,
 ) -> EventRow:
-    """The ``events`` row of an envelope read at ``topic``/``partition``/``offset``."""
+    """The ``events`` row of an envelope read at ``topic``/``partition``/``offset``.
+
+    ``data`` and ``envelope`` are encoded here, the payload once for both columns;
+    ``finite``: the payload is known to hold no NaN or infinity (``decode_record_finite``).
+    """
+    data = encode_jsonb(envelope.data, finite=finite)
     return EventRow(
         kafka_topic=topic,
         kafka_partition=partition,
@@ -236,22 +272,27 @@ def event_row(
         storyversion=envelope.storyversion,
         prevhash=envelope.prevhash,
         hash=envelope.hash,
-        data=envelope.data,
-        envelope=_envelope_json(envelope),
+        data=data,
+        envelope=_envelope_json(envelope, data),
     )
 
 
 _TIME: Final = TypeAdapter(datetime)
+# The envelope's document is built with ``data`` last, as ``model_dump`` orders it.
+assert list(Envelope.model_fields)[-1] == "data"
 
 
-def _envelope_json(envelope: Envelope) -> dict[str, JsonValue]:
-    """``envelope.model_dump(mode="json")``, at a fraction of its cost (the hot path).
+def _envelope_json(envelope: Envelope, data: EncodedJsonb) -> EncodedJsonb:
+    """``envelope.model_dump(mode="json")`` encoded, with ``data`` encoded already.
 
-    Every attribute is a string, an int or None except ``time``; ``data`` is plain JSON.
+    Every attribute is a string, an int or None except ``time`` (Envelope's field types),
+    so no attribute needs the codec's non-finite check; ``data`` is the envelope's last
+    field, so the bytes are those of encoding the whole document.
     """
-    document: dict[str, JsonValue] = dict(envelope.__dict__)
-    document["time"] = _TIME.dump_python(envelope.time, mode="json")
-    return document
+    attributes: dict[str, object] = dict(envelope.__dict__)
+    del attributes["data"]
+    attributes["time"] = _TIME.dump_python(envelope.time, mode="json")
+    return encode_jsonb_object(attributes, "data", data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,10 +34,11 @@ from baton_audit.projection import (
     RunRow,
     approval_change,
     event_row,
-    next_run,
+    fold_run,
     parse_event,
 )
-from baton_common.envelope import EnvelopeError, decode_record
+from baton_common.envelope import Envelope, EnvelopeError, decode_record, decode_record_finite
+from baton_common.events import RunEvent
 from baton_common.kafka import ConsumedRecord
 from baton_common.records import StoryPublished
 from baton_common.telemetry import record_span
@@ -261,7 +262,7 @@ class AuditWriter:
                 log.info("event already stored", offset=record.offset)
                 continue
             try:
-                envelope = decode_record(record.value, record.headers)
+                envelope, finite = decode_record_finite(record.value, record.headers)
             except EnvelopeError as exc:
                 unusable.append((record, str(exc)))
                 continue
@@ -270,11 +271,11 @@ class AuditWriter:
                     (record, "envelope has no subject: a run event's subject is its run id")
                 )
                 continue
-            decoded.append((record, envelope))
+            decoded.append((record, envelope, finite))
         if not decoded:
             return unusable
         batch = _Batch()
-        run_ids = sorted({envelope.subject or "" for _, envelope in decoded})
+        run_ids = sorted({envelope.subject or "" for _, envelope, _ in decoded})
         rows = await conn.fetch(
             f"select {_RUN_COLUMNS} from runs where run_id = any($1::text[])"
             " order by run_id for update",
@@ -284,7 +285,8 @@ class AuditWriter:
             run = RunRow.model_validate(dict(row))
             batch.runs[run.run_id] = run
         unknown = 0
-        for record, envelope in decoded:
+        logs: dict[str, list[tuple[Envelope, RunEvent | None]]] = {}
+        for record, envelope, finite in decoded:
             run_id = envelope.subject or ""
             event, problem = parse_event(envelope)
             record_span(
@@ -302,9 +304,10 @@ class AuditWriter:
                     topic=record.topic,
                     partition=record.partition,
                     offset=record.offset,
+                    finite=finite,
                 )
             )
-            batch.runs[run_id] = next_run(batch.runs.get(run_id), run_id, envelope, event)
+            logs.setdefault(run_id, []).append((envelope, event))
             change = approval_change(envelope, event)
             if change is not None:
                 batch.approvals.append(change)
@@ -313,6 +316,9 @@ class AuditWriter:
                 batch.started.append(attempt)
             elif isinstance(attempt, AttemptFinished):
                 batch.finished.append(attempt)
+        # One row per run and batch: the intermediate rows would not be written.
+        for run_id, run_log in logs.items():
+            batch.runs[run_id] = fold_run(batch.runs.get(run_id), run_id, run_log)
         # Counted once a batch: a labelled counter's lookup per event adds up.
         EVENTS.labels("true").inc(len(decoded) - unknown)
         if unknown:
