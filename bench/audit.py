@@ -142,7 +142,11 @@ async def bench_store(url: str, runs: int) -> None:
         part = by_partition.setdefault(r.partition or 0, [])
         part.append(Record(r.topic, r.partition or 0, len(part), r.key, r.value, tuple(r.headers)))
     pool, schema = await fresh_pool(url)
-    writer = AuditWriter(runs_topic="baton.runs", stories_topic="baton.stories")
+    writer = AuditWriter(
+        runs_topic="baton.runs",
+        stories_topic="baton.stories",
+        kept_runs=AuditSettings.model_fields["kept_runs"].default,
+    )
     projector = Projector(
         consumer=None,  # type: ignore[arg-type]  # apply_batch never polls
         pool=pool,

@@ -11,6 +11,7 @@ from pydantic import JsonValue
 
 from baton_audit.consumer import Projector
 from baton_audit.db import Pool
+from baton_audit.settings import AuditSettings
 from baton_audit.writer import AuditWriter
 from baton_common.envelope import Envelope, decode_record
 from baton_common.events import (
@@ -32,6 +33,8 @@ from baton_common.story import parse_story
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TOPIC = "baton.runs"
 STORIES_TOPIC = "baton.stories"
+# As the service runs (run rows kept between batches, ADR 0530).
+KEPT_RUNS = AuditSettings.model_fields["kept_runs"].default
 STORY = "phishing-triage"
 
 
@@ -295,7 +298,9 @@ def projector_on(pool: Pool) -> Projector:
     return Projector(
         consumer=FakeConsumer(),
         pool=pool,
-        handle=AuditWriter(runs_topic=TOPIC, stories_topic=STORIES_TOPIC).apply,
+        handle=AuditWriter(
+            runs_topic=TOPIC, stories_topic=STORIES_TOPIC, kept_runs=KEPT_RUNS
+        ).apply,
         publisher=FakePublisher(),
         name="audit",
         dlq_topic="baton.dlq",

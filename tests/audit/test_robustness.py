@@ -25,6 +25,7 @@ from baton_common.kafka import ConsumedRecord
 
 from .conftest import PoolFactory
 from .fakes import (
+    KEPT_RUNS,
     STORIES_TOPIC,
     T0,
     TOPIC,
@@ -38,7 +39,7 @@ from .fakes import (
 
 pytestmark = pytest.mark.integration
 
-WRITER = AuditWriter(runs_topic=TOPIC, stories_topic=STORIES_TOPIC)
+WRITER = AuditWriter(runs_topic=TOPIC, stories_topic=STORIES_TOPIC, kept_runs=KEPT_RUNS)
 ROOT = Path(__file__).resolve().parents[2]
 
 

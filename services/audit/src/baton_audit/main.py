@@ -120,7 +120,9 @@ def create_app(
                     consumer=consumer,
                     pool=pool,
                     handle=AuditWriter(
-                        runs_topic=settings.topics.runs, stories_topic=settings.topics.stories
+                        runs_topic=settings.topics.runs,
+                        stories_topic=settings.topics.stories,
+                        kept_runs=settings.kept_runs,
                     ).apply,
                     publisher=sink,
                     name=SERVICE,

@@ -34,6 +34,12 @@ class AuditSettings(BatonSettings):
         "each partition's share is applied in one transaction (fewer, larger transactions "
         "cost PostgreSQL less per event)",
     )
+    kept_runs: int = Field(
+        5000,
+        ge=0,
+        description="runs whose rows the projection keeps in memory between batches, so a "
+        "batch reads only their event counts from PostgreSQL (0: read every row in full)",
+    )
     group_id: str = "baton-audit"
     publish_timeout_seconds: float = Field(
         15.0, gt=0, description="how long a dead letter waits for Kafka's acknowledgement"

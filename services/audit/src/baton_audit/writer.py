@@ -37,6 +37,7 @@ from baton_audit.projection import (
     fold_run,
     parse_event,
 )
+from baton_audit.run_rows import RUN_COLUMNS, RunRows
 from baton_common.envelope import Envelope, EnvelopeError, decode_record, decode_record_finite
 from baton_common.events import RunEvent
 from baton_common.kafka import ConsumedRecord
@@ -70,12 +71,8 @@ _EVENT_COLUMNS: Final = [
     "data",
     "envelope",
 ]
-_RUN_COLUMNS: Final = (
-    "run_id, story_id, story_version, status, started_at, ended_at, last_seq, correlation_id,"
-    " dedup_key, event_count, updated_at, state"
-)
 _UPSERT_RUN: Final = (
-    f"insert into runs ({_RUN_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    f"insert into runs ({RUN_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
     " on conflict (run_id) do update set story_id = excluded.story_id,"
     " story_version = excluded.story_version, status = excluded.status,"
     " started_at = excluded.started_at, ended_at = excluded.ended_at,"
@@ -201,9 +198,11 @@ def _approval_args(change: ApprovalRequest | ApprovalDecision) -> tuple[object, 
 class AuditWriter:
     """Applies batches of one partition of ``baton.runs`` or ``baton.stories``."""
 
-    def __init__(self, *, runs_topic: str, stories_topic: str) -> None:
+    def __init__(self, *, runs_topic: str, stories_topic: str, kept_runs: int = 0) -> None:
+        """``kept_runs``: how many runs' rows to keep in memory between batches (``RunRows``)."""
         self._runs_topic = runs_topic
         self._stories_topic = stories_topic
+        self._rows = RunRows(kept_runs)
 
     async def apply(self, conn: Connection, records: Sequence[ConsumedRecord]) -> list[Unusable]:
         """Apply records of one partition, in order, inside the caller's transaction."""
@@ -276,14 +275,7 @@ class AuditWriter:
             return unusable
         batch = _Batch()
         run_ids = sorted({envelope.subject or "" for _, envelope, _ in decoded})
-        rows = await conn.fetch(
-            f"select {_RUN_COLUMNS} from runs where run_id = any($1::text[])"
-            " order by run_id for update",
-            run_ids,
-        )
-        for row in rows:
-            run = RunRow.model_validate(dict(row))
-            batch.runs[run.run_id] = run
+        batch.runs = await self._rows.lock(conn, run_ids)
         unknown = 0
         logs: dict[str, list[tuple[Envelope, RunEvent | None]]] = {}
         for record, envelope, finite in decoded:
@@ -324,6 +316,7 @@ class AuditWriter:
         if unknown:
             EVENTS.labels("false").inc(unknown)
         await self._write(conn, batch)
+        self._rows.keep(batch.runs.values())
         return unusable
 
     async def _stored_offsets(
