@@ -8,6 +8,9 @@ for example those of ``make test``'s stack. Prints its figures; asserts nothing.
 1. store: run logs (6 events a run: start, dispatch, success, gate, decision, end) applied
    straight to PostgreSQL in batches of a poll's share per partition, as the projector
    does (COPY + one fold per run per batch; 3 partitions concurrently, each in order).
+   Twice: each run's events together, then runs interleaved (every run's first event,
+   then every run's second, ...), as a log looks with many runs in flight: a batch then
+   holds one event per run, and each run's row is folded and written once per event.
 2. rebuild: the same kind of log written to a fresh 3-partition topic, then the audit
    service's projection (Kafka consumer included) started on an empty schema; time until
    every record is applied.
@@ -135,8 +138,10 @@ async def drop(url: str, schema: str) -> None:
         await conn.close()
 
 
-async def bench_store(url: str, runs: int) -> None:
+async def bench_store(url: str, runs: int, *, interleaved: bool) -> None:
     records = outbound_logs("baton.runs", runs, "s")
+    if interleaved:  # seq-major: the runs' first events, then their second, ...
+        records = [r for seq in range(6) for r in records[seq::6]]
     by_partition: dict[int, list[Record]] = {}
     for r in records:
         part = by_partition.setdefault(r.partition or 0, [])
@@ -169,8 +174,9 @@ async def bench_store(url: str, runs: int) -> None:
         await pool.close()
         await drop(url, schema)
     n = len(records)
+    label = "store (runs interleaved):" if interleaved else "store:    "
     print(
-        f"store:     {n} events ({runs} runs) in {elapsed:.2f} s = {n / elapsed:,.0f} events/s"
+        f"{label} {n} events ({runs} runs) in {elapsed:.2f} s = {n / elapsed:,.0f} events/s"
         f" (projection CPU {cpu / n * 1e6:,.0f} µs/event, PostgreSQL's not included)"
     )
 
@@ -304,7 +310,8 @@ async def main() -> None:
     args = parser.parse_args()
     bootstrap = os.environ["BATON_KAFKA_BOOTSTRAP"]
     url = os.environ["BATON_DATABASE_URL"]
-    await bench_store(url, args.runs)
+    await bench_store(url, args.runs, interleaved=False)
+    await bench_store(url, args.runs, interleaved=True)
     await bench_rebuild_and_freshness(bootstrap, url, args.rebuild_events, args.rate, args.seconds)
 
 
