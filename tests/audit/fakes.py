@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import TopicPartition
 from pydantic import JsonValue
 
-from baton_audit.consumer import Projector
+from baton_audit.consumer import Projector, RecordHandler
 from baton_audit.db import Pool
 from baton_audit.settings import AuditSettings
 from baton_audit.writer import AuditWriter
@@ -293,14 +293,17 @@ def triage_run(run_id: str = "t1", *, start: datetime = T0) -> list[Envelope]:
     )
 
 
-def projector_on(pool: Pool) -> Projector:
-    """The audit projection over ``pool``, fed by hand (``apply_batch``) instead of Kafka."""
+def projector_on(pool: Pool, handle: RecordHandler | None = None) -> Projector:
+    """The audit projection over ``pool``, fed by hand (``apply_batch``) instead of Kafka;
+    ``handle`` defaults to the service's writer (with kept run rows, as the service runs)."""
+    if handle is None:
+        handle = AuditWriter(
+            runs_topic=TOPIC, stories_topic=STORIES_TOPIC, kept_runs=KEPT_RUNS
+        ).apply
     return Projector(
         consumer=FakeConsumer(),
         pool=pool,
-        handle=AuditWriter(
-            runs_topic=TOPIC, stories_topic=STORIES_TOPIC, kept_runs=KEPT_RUNS
-        ).apply,
+        handle=handle,
         publisher=FakePublisher(),
         name="audit",
         dlq_topic="baton.dlq",

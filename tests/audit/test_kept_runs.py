@@ -24,9 +24,8 @@ from .fakes import (
     STORIES_TOPIC,
     T0,
     TOPIC,
-    FakeConsumer,
-    FakePublisher,
     approved_run,
+    projector_on,
     records,
     triage_run,
 )
@@ -51,14 +50,7 @@ def batches(log: Sequence[ConsumedRecord], size: int = RUNS) -> list[Sequence[Co
 
 
 def projector(pool: Pool, writer: AuditWriter) -> Projector:
-    return Projector(
-        consumer=FakeConsumer(),
-        pool=pool,
-        handle=writer.apply,
-        publisher=FakePublisher(),
-        name="audit",
-        dlq_topic="baton.dlq",
-    )
+    return projector_on(pool, writer.apply)
 
 
 def writer(kept_runs: int) -> AuditWriter:
@@ -133,14 +125,7 @@ async def test_a_batch_rolled_back_after_the_writer_ran_leaves_no_trace(
             raise ConnectionResetError("lost PostgreSQL before commit")
         return unusable
 
-    p = Projector(
-        consumer=FakeConsumer(),
-        pool=pool,
-        handle=fails_after_writing,
-        publisher=FakePublisher(),
-        name="audit",
-        dlq_topic="baton.dlq",
-    )
+    p = projector_on(pool, fails_after_writing)
     for batch in batches(interleaved_log()):
         try:
             await p.apply_batch(TOPIC, 0, batch)
