@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from baton_common.catalog import StoryCatalog
 from baton_common.commands import COMMAND_ADAPTER, Command, StartRun
 from baton_common.envelope import Envelope, EnvelopeError, decode_record
-from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
+from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.policy_catalog import PolicyCatalog
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
@@ -30,6 +30,7 @@ from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
 from baton_scheduler.rate_window import StartWindow
+from baton_scheduler.records import record as encoded_record
 from baton_scheduler.recovery import rebuild_partition
 from baton_scheduler.snapshot import load_snapshot, snapshot_records
 from baton_scheduler.store import RunStore, compact
@@ -326,10 +327,12 @@ class Engine:
             events=[e.type for e in entry.events],
         )
         runs = [
-            outbound(self._topics.runs, e.subject or command.run_id, e, partition=record.partition)
+            encoded_record(
+                self._topics.runs, e.subject or command.run_id, e, partition=record.partition
+            )
             for e in entry.events
         ]
-        return runs + [outbound(t.topic, t.key, t.envelope) for t in entry.tasks]
+        return runs + [encoded_record(t.topic, t.key, t.envelope) for t in entry.tasks]
 
     def _policy_context(self, context: Context, command: Command, story: Story | None) -> Context:
         """The policies in force, and for a StartRun its story's recent starts (ADR 0910)."""

@@ -24,7 +24,7 @@ from baton_common.events import (
     RunSucceeded,
     StepDispatched,
 )
-from baton_common.hashing import GENESIS, chain_hash
+from baton_common.hashing import GENESIS, with_chain_hash
 from baton_common.kafka import to_envelope
 from baton_common.records import GateClosed, StepTask
 from baton_common.settings import TopicSettings
@@ -95,7 +95,7 @@ def journal(
             seq=seq if chained else None,
             prevhash=(state.last_hash if state is not None else GENESIS) if chained else None,
         )
-        envelope = draft.model_copy(update={"hash": chain_hash(draft)})
+        envelope = with_chain_hash(draft)
         envelopes.append(envelope)
         if chained:
             state = evolve(state, event, seq=seq, hash=envelope.hash or "", time=now)

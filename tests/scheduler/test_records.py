@@ -1,0 +1,79 @@
+"""The scheduler's record encoder writes what the general codec writes, byte for byte."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import JsonValue
+
+from baton_common.envelope import Envelope, encode_record
+from baton_common.kafka import outbound
+from baton_scheduler.records import encoded, record
+
+T = datetime(2026, 11, 30, 18, 5, 7, 123_456, tzinfo=UTC)
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def envelope(data: dict[str, JsonValue], **attributes: object) -> Envelope:
+    values: dict[str, object] = {
+        "id": "e1",
+        "type": "baton.step.dispatched.v1",
+        "source": "baton/scheduler",
+        "time": T,
+        "data": data,
+    }
+    values.update(attributes)
+    return Envelope.model_validate(values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.text(), JSON, max_size=6),
+    st.none() | st.text(),
+    st.none() | st.integers(min_value=1, max_value=10**6),
+    st.integers(min_value=0, max_value=10**9),
+)
+def test_any_envelope_encodes_as_encode_record(
+    data: dict[str, JsonValue], subject: str | None, seq: int | None, micros: int
+) -> None:
+    event = envelope(
+        data,
+        subject=subject,
+        seq=seq,
+        storyid="s",
+        storyversion=2,
+        actor="ren\u00e9",
+        time=T + timedelta(microseconds=micros),
+        hash="f" * 64,
+    )
+    assert encoded(event) == encode_record(event)
+
+
+def test_records_of_one_command_and_the_next_carry_their_own_time() -> None:
+    first = envelope({"a": 1})
+    later = envelope({"a": 1}, time=T + timedelta(seconds=1))
+    for event in (first, first, later, first):
+        assert encoded(event) == encode_record(event)
+
+
+def test_floats_and_huge_integers_take_the_general_path() -> None:
+    for data in ({"x": 1e-05}, {"x": float("nan")}, {"x": 2**64}, {"x": [{"y": 0.5}]}):
+        event = envelope(data)  # type: ignore[arg-type]
+        assert encoded(event) == encode_record(event)
+
+
+def test_record_is_outbound() -> None:
+    event = envelope({"a": [1, "b"]}, subject="run-1")
+    assert record("t", "run-1", event, partition=2) == outbound("t", "run-1", event, partition=2)
+    assert record("t", None, event) == outbound("t", None, event)
