@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import JsonValue
 
-from baton_common.envelope import Envelope
-from baton_common.hashing import chain_hash, plain_json, with_chain_hash
+from baton_common.envelope import Envelope, encode_record
+from baton_common.hashing import chain_hash, chained, plain_json
 
 T = datetime(2026, 11, 30, 18, 5, 7, 123_456, tzinfo=UTC)
 
@@ -86,11 +86,15 @@ def test_plain_json_is_only_what_orjson_writes_canonically() -> None:
     assert not plain_json({"a": ("tuple",)})
 
 
-def test_with_chain_hash_is_model_copy_with_the_hash() -> None:
-    draft = envelope({"a": [1, 2]}, actor="ren\u00e9")
-    chained = with_chain_hash(draft)
+def test_chained_is_model_copy_with_the_hash_and_gives_the_record_value() -> None:
+    draft = envelope({"a": [1, 2], "b": {"é": None}}, actor="ren\u00e9")
+    event, value = chained(draft)
     expected = draft.model_copy(update={"hash": reference_hash(draft)})
-    assert chained == expected
-    assert chained.model_fields_set == expected.model_fields_set
-    assert chained.model_dump() == expected.model_dump()
+    assert event == expected
+    assert event.model_fields_set == expected.model_fields_set
+    assert event.model_dump() == expected.model_dump()
     assert draft.hash is None  # the draft is left as it was
+    assert value == encode_record(event)[0]
+    floats, none = chained(envelope({"x": 0.5}))
+    assert none is None  # the reference path wrote it: no value to reuse
+    assert floats.hash == reference_hash(envelope({"x": 0.5}))

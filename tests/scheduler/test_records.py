@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import JsonValue
 
 from baton_common.envelope import Envelope, encode_record
-from baton_common.kafka import outbound
+from baton_common.hashing import chained
+from baton_common.kafka import outbound, to_envelope
+from baton_common.records import StepTask
+from baton_scheduler.journal import _draft
 from baton_scheduler.records import encoded, record
 
 T = datetime(2026, 11, 30, 18, 5, 7, 123_456, tzinfo=UTC)
@@ -58,6 +62,9 @@ def test_any_envelope_encodes_as_encode_record(
         hash="f" * 64,
     )
     assert encoded(event) == encode_record(event)
+    reused = chained(event)[1]
+    if reused is not None:
+        assert encoded(event, reused) == encode_record(event)
 
 
 def test_records_of_one_command_and_the_next_carry_their_own_time() -> None:
@@ -77,3 +84,32 @@ def test_record_is_outbound() -> None:
     event = envelope({"a": [1, "b"]}, subject="run-1")
     assert record("t", "run-1", event, partition=2) == outbound("t", "run-1", event, partition=2)
     assert record("t", None, event) == outbound("t", None, event)
+
+
+def test_journal_drafts_are_to_envelope_without_validation() -> None:
+    task = StepTask(
+        run_id="r",
+        story_id="s",
+        story_version=2,
+        step="a",
+        attempt=1,
+        attempt_id="x",
+        action="http",
+        input={"url": "http://x", "n": [1, None]},
+    )
+    attributes: dict[str, Any] = {
+        "subject": "r",
+        "storyid": "s",
+        "storyversion": 2,
+        "causationid": "c",
+        "correlationid": "r",
+        "actor": None,
+        "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        "seq": 3,
+        "prevhash": "0" * 64,
+    }
+    draft = _draft(task, id="e1", source="baton/scheduler", time=T, **attributes)
+    expected = to_envelope(task, id="e1", source="baton/scheduler", time=T, **attributes)
+    assert draft == expected
+    assert draft.model_fields_set == expected.model_fields_set
+    assert encoded(draft) == encode_record(expected)

@@ -18,15 +18,15 @@ __all__ = [
     "BreakKind",
     "ChainBreak",
     "chain_hash",
+    "chained",
     "find_break",
     "plain_json",
     "verify_chain",
-    "with_chain_hash",
 ]
 
 GENESIS = "0" * 64
 
-_HASHED: Final = tuple(name for name in Envelope.model_fields if name != "hash")
+_ATTRIBUTES: Final = tuple(name for name in Envelope.model_fields if name not in ("hash", "data"))
 _TIME: Final = TypeAdapter(datetime)
 
 
@@ -37,43 +37,54 @@ def chain_hash(envelope: Envelope) -> str:
     The canonical JSON is ``json.dumps(envelope.model_dump(mode="json", exclude={"hash"}),
     sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` encoded as UTF-8.
     """
-    return hashlib.sha256(_canonical(envelope)).hexdigest()
+    return hashlib.sha256(_canonical(envelope)[0]).hexdigest()
 
 
-def with_chain_hash(draft: Envelope) -> Envelope:
-    """``draft`` with its ``hash`` set to :func:`chain_hash` of it (what
-    ``draft.model_copy(update={"hash": chain_hash(draft)})`` gives, without the general
-    copy: an envelope has no extra or private attributes)."""
+def chained(draft: Envelope) -> tuple[Envelope, bytes | None]:
+    """``draft`` with its ``hash`` set to :func:`chain_hash` of it, and ``data``'s canonical
+    JSON when the fast path wrote it (None otherwise).
+
+    The envelope is what ``draft.model_copy(update={"hash": chain_hash(draft)})`` gives,
+    without the general copy (an envelope has no extra or private attributes). The JSON is
+    the record value ``encode_record`` writes for it, so the caller need not dump ``data``
+    again.
+    """
+    canonical, data_json = _canonical(draft)
     values = draft.__dict__.copy()
-    values["hash"] = chain_hash(draft)
+    values["hash"] = hashlib.sha256(canonical).hexdigest()
     envelope = Envelope.__new__(Envelope)
     object.__setattr__(envelope, "__dict__", values)
     object.__setattr__(envelope, "__pydantic_fields_set__", draft.model_fields_set | {"hash"})
     object.__setattr__(envelope, "__pydantic_extra__", None)
     object.__setattr__(envelope, "__pydantic_private__", None)
-    return envelope
+    return envelope, data_json
 
 
-def _canonical(envelope: Envelope) -> bytes:
-    """The canonical JSON bytes :func:`chain_hash` digests.
+def _canonical(envelope: Envelope) -> tuple[bytes, bytes | None]:
+    """The canonical JSON bytes :func:`chain_hash` digests, and ``data``'s part of them
+    when orjson wrote them.
 
     orjson writes the same bytes as the standard library's sorted, compact, non-ASCII
     JSON for strings, integers up to 64 bits, booleans, null, objects with string keys and
     arrays; it writes some floats differently (``1e-05`` as ``0.00001``) and refuses larger
     integers. So ``data`` holding only the former goes through orjson, anything else through
-    the reference path. ``tests/common/test_hashing.py`` checks both give the same bytes.
+    the reference path. ``tests/common/test_chain_hash.py`` checks both give the same bytes.
     """
     values = envelope.__dict__
-    if plain_json(values["data"]):
-        content = {name: values[name] for name in _HASHED}
-        content["time"] = _TIME.dump_python(values["time"], mode="json")
+    data = values["data"]
+    if plain_json(data):
         try:
-            return orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+            data_json = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits, a surrogate
             pass
+        else:
+            content = {name: values[name] for name in _ATTRIBUTES}
+            content["time"] = _TIME.dump_python(values["time"], mode="json")
+            content["data"] = orjson.Fragment(data_json)
+            return orjson.dumps(content, option=orjson.OPT_SORT_KEYS), data_json
     content = envelope.model_dump(mode="json", exclude={"hash"})
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return canonical.encode()
+    return canonical.encode(), None
 
 
 _PLAIN_LEAVES: Final = frozenset({str, int, bool, type(None)})

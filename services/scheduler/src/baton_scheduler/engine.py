@@ -328,9 +328,13 @@ class Engine:
         )
         runs = [
             encoded_record(
-                self._topics.runs, e.subject or command.run_id, e, partition=record.partition
+                self._topics.runs,
+                e.subject or command.run_id,
+                e,
+                partition=record.partition,
+                value=value,
             )
-            for e in entry.events
+            for e, value in zip(entry.events, entry.values, strict=True)
         ]
         return runs + [encoded_record(t.topic, t.key, t.envelope) for t in entry.tasks]
 

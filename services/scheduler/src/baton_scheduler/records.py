@@ -47,16 +47,20 @@ class _TimeText:
 _time_text = _TimeText()
 
 
-def encoded(envelope: Envelope) -> tuple[bytes, list[Header]]:
-    """``encode_record(envelope)``: the record value and headers, in its order."""
+def encoded(envelope: Envelope, value: bytes | None = None) -> tuple[bytes, list[Header]]:
+    """``encode_record(envelope)``: the record value and headers, in its order.
+
+    ``value`` is ``data`` as :func:`baton_common.hashing.chained` wrote it, if it did.
+    """
     values = envelope.__dict__
-    data = values["data"]
-    if not plain_json(data):
-        return encode_record(envelope)
-    try:
-        value = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits, a surrogate
-        return encode_record(envelope)
+    if value is None:
+        data = values["data"]
+        if not plain_json(data):
+            return encode_record(envelope)
+        try:
+            value = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits, a surrogate
+            return encode_record(envelope)
     headers: list[Header] = [_CONTENT_TYPE]
     for name, header in _HEADERS:
         attribute = values[name]
@@ -70,10 +74,15 @@ def encoded(envelope: Envelope) -> tuple[bytes, list[Header]]:
 
 
 def record(
-    topic: str, key: str | None, envelope: Envelope, *, partition: int | None = None
+    topic: str,
+    key: str | None,
+    envelope: Envelope,
+    *,
+    partition: int | None = None,
+    value: bytes | None = None,
 ) -> OutboundRecord:
     """``baton_common.kafka.outbound`` with :func:`encoded`."""
-    value, headers = encoded(envelope)
+    value, headers = encoded(envelope, value)
     return OutboundRecord(
         topic, key.encode() if key is not None else None, value, headers, partition
     )
