@@ -29,6 +29,7 @@ from baton_common.telemetry import hot_span
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
+from baton_scheduler.produce import send_records
 from baton_scheduler.rate_window import StartWindow
 from baton_scheduler.records import record as encoded_record
 from baton_scheduler.recovery import rebuild_partition
@@ -174,23 +175,16 @@ class Engine:
             finally:
                 offsets_added.cancel()  # only when deciding failed: the transaction aborts
             stages.lap("offsets")
-            sends = [
-                await self._producer.send(
-                    out.topic, out.value, key=out.key, headers=out.headers, partition=out.partition
-                )
-                for out in outs
-            ]
-            acked = await asyncio.gather(*sends)
+            written = await send_records(self._producer, outs)
             stages.lap("produce")
-            ends: dict[int, int] = {}
-            for meta in acked:
-                if meta.topic == self._topics.runs:
-                    ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+            ends = {
+                tp.partition: end for tp, end in written.items() if tp.topic == self._topics.runs
+            }
             snapped = await self._snapshot(batches, staged, ends)
             if snapped:
                 stages.lap("snapshot")
         stages.lap("commit")
-        stages.record(commands=sum(len(r) for r in batches.values()), records=len(sends))
+        stages.record(commands=sum(len(r) for r in batches.values()), records=len(outs))
         return ends, snapped
 
     async def _snapshot(
@@ -317,9 +311,8 @@ class Engine:
             staged[run_id] = (record.partition, changed)
         metrics.observe_events(entry.events, entry.states)
         rejected = any(e.type == "baton.command.rejected.v1" for e in entry.events)
-        metrics.COMMANDS.labels(
-            type=command.type, outcome="rejected" if rejected else "accepted"
-        ).inc()
+        outcome = "rejected" if rejected else "accepted"
+        metrics.labelled(metrics.COMMANDS, command.type, outcome).inc()
         log.info(
             "command decided",
             run_id=command.run_id,
