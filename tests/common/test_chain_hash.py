@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import timedelta, timezone
 
+from envelope_cases import JSON_OBJECTS, T, envelope_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import JsonValue
 
 from baton_common.envelope import Envelope, encode_record
 from baton_common.hashing import chain_hash, chained, plain_json
-
-T = datetime(2026, 11, 30, 18, 5, 7, 123_456, tzinfo=UTC)
 
 
 def reference_hash(envelope: Envelope) -> str:
@@ -28,33 +27,12 @@ def reference_hash(envelope: Envelope) -> str:
 
 
 def envelope(data: dict[str, JsonValue], **attributes: object) -> Envelope:
-    values: dict[str, object] = {
-        "id": "e1",
-        "type": "baton.step.dispatched.v1",
-        "source": "baton/scheduler",
-        "time": T,
-        "subject": "run-1",
-        "seq": 3,
-        "prevhash": "a" * 64,
-        "data": data,
-    }
-    values.update(attributes)
-    return Envelope.model_validate(values)
-
-
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=20,
-)
+    """A chained event: seq and prevhash set unless ``attributes`` say otherwise."""
+    return envelope_with(data, **{"subject": "run-1", "seq": 3, "prevhash": "a" * 64, **attributes})
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.text(), JSON, max_size=6), st.text(), st.none() | st.text())
+@given(JSON_OBJECTS, st.text(), st.none() | st.text())
 def test_any_data_hashes_as_the_reference(
     data: dict[str, JsonValue], actor: str, traceparent: str | None
 ) -> None:

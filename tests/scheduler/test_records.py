@@ -2,48 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from envelope_cases import JSON_OBJECTS, T
+from envelope_cases import envelope_with as envelope
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import JsonValue
 
-from baton_common.envelope import Envelope, encode_record
+from baton_common.envelope import encode_record
 from baton_common.hashing import chained
 from baton_common.kafka import outbound, to_envelope
 from baton_common.records import StepTask
 from baton_scheduler.journal import _draft
 from baton_scheduler.records import encoded, record
 
-T = datetime(2026, 11, 30, 18, 5, 7, 123_456, tzinfo=UTC)
-
-JSON = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=20,
-)
-
-
-def envelope(data: dict[str, JsonValue], **attributes: object) -> Envelope:
-    values: dict[str, object] = {
-        "id": "e1",
-        "type": "baton.step.dispatched.v1",
-        "source": "baton/scheduler",
-        "time": T,
-        "data": data,
-    }
-    values.update(attributes)
-    return Envelope.model_validate(values)
-
 
 @settings(max_examples=200, deadline=None)
 @given(
-    st.dictionaries(st.text(), JSON, max_size=6),
+    JSON_OBJECTS,
     st.none() | st.text(),
     st.none() | st.integers(min_value=1, max_value=10**6),
     st.integers(min_value=0, max_value=10**9),
