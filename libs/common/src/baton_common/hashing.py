@@ -5,23 +5,106 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import orjson
+from pydantic import TypeAdapter
 
 from baton_common.envelope import Envelope
 
-__all__ = ["GENESIS", "BreakKind", "ChainBreak", "chain_hash", "find_break", "verify_chain"]
+__all__ = [
+    "GENESIS",
+    "BreakKind",
+    "ChainBreak",
+    "chain_hash",
+    "chained",
+    "find_break",
+    "plain_json",
+    "verify_chain",
+]
 
 GENESIS = "0" * 64
+
+_ATTRIBUTES: Final = tuple(name for name in Envelope.model_fields if name not in ("hash", "data"))
+_TIME: Final = TypeAdapter(datetime)
 
 
 def chain_hash(envelope: Envelope) -> str:
     """SHA-256 over the canonical JSON of the envelope without its own ``hash``.
 
     ``prevhash`` is inside the hashed content, so each event commits to all before it.
+    The canonical JSON is ``json.dumps(envelope.model_dump(mode="json", exclude={"hash"}),
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` encoded as UTF-8.
     """
+    return hashlib.sha256(_canonical(envelope)[0]).hexdigest()
+
+
+def chained(draft: Envelope) -> tuple[Envelope, bytes | None]:
+    """``draft`` with its ``hash`` set to :func:`chain_hash` of it, and ``data``'s canonical
+    JSON when the fast path wrote it (None otherwise).
+
+    The envelope is what ``draft.model_copy(update={"hash": chain_hash(draft)})`` gives,
+    without the general copy (an envelope has no extra or private attributes). The JSON is
+    the record value ``encode_record`` writes for it, so the caller need not dump ``data``
+    again.
+    """
+    canonical, data_json = _canonical(draft)
+    values = draft.__dict__.copy()
+    values["hash"] = hashlib.sha256(canonical).hexdigest()
+    envelope = Envelope.__new__(Envelope)
+    object.__setattr__(envelope, "__dict__", values)
+    object.__setattr__(envelope, "__pydantic_fields_set__", draft.model_fields_set | {"hash"})
+    object.__setattr__(envelope, "__pydantic_extra__", None)
+    object.__setattr__(envelope, "__pydantic_private__", None)
+    return envelope, data_json
+
+
+def _canonical(envelope: Envelope) -> tuple[bytes, bytes | None]:
+    """The canonical JSON bytes :func:`chain_hash` digests, and ``data``'s part of them
+    when orjson wrote them.
+
+    orjson writes the same bytes as the standard library's sorted, compact, non-ASCII
+    JSON for strings, integers up to 64 bits, booleans, null, objects with string keys and
+    arrays; it writes some floats differently (``1e-05`` as ``0.00001``) and refuses larger
+    integers. So ``data`` holding only the former goes through orjson, anything else through
+    the reference path. ``tests/common/test_chain_hash.py`` checks both give the same bytes.
+    """
+    values = envelope.__dict__
+    data = values["data"]
+    if plain_json(data):
+        try:
+            data_json = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits, a surrogate
+            pass
+        else:
+            content = {name: values[name] for name in _ATTRIBUTES}
+            content["time"] = _TIME.dump_python(values["time"], mode="json")
+            content["data"] = orjson.Fragment(data_json)
+            return orjson.dumps(content, option=orjson.OPT_SORT_KEYS), data_json
     content = envelope.model_dump(mode="json", exclude={"hash"})
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return canonical.encode(), None
+
+
+_PLAIN_LEAVES: Final = frozenset({str, int, bool, type(None)})
+
+
+def plain_json(data: object) -> bool:
+    """Whether ``data`` holds only dicts, lists, strings, integers, booleans and None: then
+    orjson's sorted compact output is the standard library's, byte for byte (if it accepts
+    the integers), and has no NaN or infinity."""
+    stack: list[Any] = [data]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind not in _PLAIN_LEAVES:
+            return False
+    return True
 
 
 def verify_chain(envelopes: list[Envelope]) -> str | None:

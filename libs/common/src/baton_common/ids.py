@@ -47,7 +47,7 @@ def run_id_for(story_id: str, key: str) -> str:
 
 def attempt_id(run_id: str, step: str, attempt: int) -> str:
     """The stable id of one step attempt: the idempotency key handed to outside systems."""
-    return str(uuid.uuid5(_NAMESPACE, f"attempt:{run_id}:{step}:{attempt}"))
+    return uuid5_text(f"attempt:{run_id}:{step}:{attempt}")
 
 
 def gate_id(run_id: str, step: str) -> str:
@@ -57,7 +57,7 @@ def gate_id(run_id: str, step: str) -> str:
 
 def child_id(parent_id: str, index: int) -> str:
     """The id of the ``index``-th record caused by ``parent_id`` (events of a command)."""
-    return str(uuid.uuid5(_NAMESPACE, f"child:{parent_id}:{index}"))
+    return uuid5_text(f"child:{parent_id}:{index}")
 
 
 def timer_id(run_id: str, kind: str, step: str | None, attempt: int | None) -> str:

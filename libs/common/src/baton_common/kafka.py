@@ -109,6 +109,7 @@ def make_producer(
     transactional_id: str | None = None,
     linger_ms: int = 5,
     retry_backoff_ms: int = 100,
+    max_batch_size: int = 16_384,
 ) -> AIOKafkaProducer:
     """An idempotent ``acks=all`` producer; transactional when ``transactional_id`` is set.
 
@@ -117,6 +118,8 @@ def make_producer(
     transactions) loses nothing with 0. ``retry_backoff_ms`` is the wait before a
     retriable error is retried; a transaction that begins while the coordinator still
     writes the previous one's markers is refused (CONCURRENT_TRANSACTIONS) and waits it.
+    ``max_batch_size`` bounds the bytes of one partition's records in one produce request
+    (aiokafka's default, 16 KiB); a partition's further records wait for the next request.
     """
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -127,6 +130,7 @@ def make_producer(
         linger_ms=linger_ms,
         retry_backoff_ms=retry_backoff_ms,
         request_timeout_ms=30_000,
+        max_batch_size=max_batch_size,
     )
 
 

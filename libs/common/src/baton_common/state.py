@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
+from typing import Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
@@ -95,6 +96,9 @@ class Timer(BaseModel):
     fire_at: datetime
 
 
+_Frozen = TypeVar("_Frozen", "RunState", "StepState")
+_set = object.__setattr__
+
 # timers a step's outcome makes moot; a retry timer is only consumed by firing
 _STEP_BOUND: frozenset[str] = frozenset(
     {"step_timeout", "approval_timeout", "approval_reminder", "delay"}
@@ -136,9 +140,27 @@ class RunState(BaseModel):
         return self.status is not RunStatus.RUNNING
 
 
+_PENDING_STEP: Final = StepState()
+
+
+def _copied(model: _Frozen, update: dict[str, object]) -> _Frozen:
+    """``model.model_copy(update=update)`` for the frozen state models, without its general
+    path (no extra or private attributes to copy here): the same ``__dict__`` and
+    ``model_fields_set`` as ``model_copy`` gives, no validation, in a third of the time.
+    ``evolve`` copies a run's state once per event and a step's state for most of them."""
+    copied = model.__class__.__new__(model.__class__)
+    values = model.__dict__.copy()
+    values.update(update)
+    _set(copied, "__dict__", values)
+    _set(copied, "__pydantic_fields_set__", model.__pydantic_fields_set__ | update.keys())
+    _set(copied, "__pydantic_extra__", None)
+    _set(copied, "__pydantic_private__", None)
+    return copied
+
+
 def _step(state: RunState, name: str, **changes: object) -> dict[str, StepState]:
-    current = state.steps.get(name, StepState())
-    return {**state.steps, name: current.model_copy(update=changes)}
+    current = state.steps.get(name, _PENDING_STEP)
+    return {**state.steps, name: _copied(current, changes)}
 
 
 def _drop_step_timers(state: RunState, step: str) -> dict[str, Timer]:
@@ -267,7 +289,7 @@ def evolve(
             update["timers"] = {}
         case RunStarted() | RunDeduplicated() | CommandRejected() | ApprovalReminded():
             pass
-    return state.model_copy(update=update)
+    return _copied(state, update)
 
 
 def replay(envelopes: Iterable[Envelope]) -> RunState | None:

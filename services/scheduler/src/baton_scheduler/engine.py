@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from baton_common.catalog import StoryCatalog
 from baton_common.commands import COMMAND_ADAPTER, Command, StartRun
 from baton_common.envelope import Envelope, EnvelopeError, decode_record
-from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
+from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.policy_catalog import PolicyCatalog
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
@@ -29,7 +29,9 @@ from baton_common.telemetry import hot_span
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
+from baton_scheduler.produce import send_records
 from baton_scheduler.rate_window import StartWindow
+from baton_scheduler.records import record as encoded_record
 from baton_scheduler.recovery import rebuild_partition
 from baton_scheduler.snapshot import load_snapshot, snapshot_records
 from baton_scheduler.store import RunStore, compact
@@ -173,23 +175,16 @@ class Engine:
             finally:
                 offsets_added.cancel()  # only when deciding failed: the transaction aborts
             stages.lap("offsets")
-            sends = [
-                await self._producer.send(
-                    out.topic, out.value, key=out.key, headers=out.headers, partition=out.partition
-                )
-                for out in outs
-            ]
-            acked = await asyncio.gather(*sends)
+            written = await send_records(self._producer, outs)
             stages.lap("produce")
-            ends: dict[int, int] = {}
-            for meta in acked:
-                if meta.topic == self._topics.runs:
-                    ends[meta.partition] = max(ends.get(meta.partition, 0), meta.offset + 1)
+            ends = {
+                tp.partition: end for tp, end in written.items() if tp.topic == self._topics.runs
+            }
             snapped = await self._snapshot(batches, staged, ends)
             if snapped:
                 stages.lap("snapshot")
         stages.lap("commit")
-        stages.record(commands=sum(len(r) for r in batches.values()), records=len(sends))
+        stages.record(commands=sum(len(r) for r in batches.values()), records=len(outs))
         return ends, snapped
 
     async def _snapshot(
@@ -316,9 +311,8 @@ class Engine:
             staged[run_id] = (record.partition, changed)
         metrics.observe_events(entry.events, entry.states)
         rejected = any(e.type == "baton.command.rejected.v1" for e in entry.events)
-        metrics.COMMANDS.labels(
-            type=command.type, outcome="rejected" if rejected else "accepted"
-        ).inc()
+        outcome = "rejected" if rejected else "accepted"
+        metrics.labelled(metrics.COMMANDS, command.type, outcome).inc()
         log.info(
             "command decided",
             run_id=command.run_id,
@@ -326,10 +320,16 @@ class Engine:
             events=[e.type for e in entry.events],
         )
         runs = [
-            outbound(self._topics.runs, e.subject or command.run_id, e, partition=record.partition)
-            for e in entry.events
+            encoded_record(
+                self._topics.runs,
+                e.subject or command.run_id,
+                e,
+                partition=record.partition,
+                value=value,
+            )
+            for e, value in zip(entry.events, entry.values, strict=True)
         ]
-        return runs + [outbound(t.topic, t.key, t.envelope) for t in entry.tasks]
+        return runs + [encoded_record(t.topic, t.key, t.envelope) for t in entry.tasks]
 
     def _policy_context(self, context: Context, command: Command, story: Story | None) -> Context:
         """The policies in force, and for a StartRun its story's recent starts (ADR 0910)."""

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
+
+from pydantic import BaseModel
 
 from baton_common import ids
 from baton_common.envelope import Envelope
@@ -24,8 +27,7 @@ from baton_common.events import (
     RunSucceeded,
     StepDispatched,
 )
-from baton_common.hashing import GENESIS, chain_hash
-from baton_common.kafka import to_envelope
+from baton_common.hashing import GENESIS, chained
 from baton_common.records import GateClosed, StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState, StepStatus, evolve
@@ -52,6 +54,7 @@ class Entry:
     events: list[Envelope]
     tasks: list[Task]
     states: dict[str, RunState]
+    values: list[bytes | None]  # per event: its record value when the hash already wrote it
 
 
 def journal(
@@ -69,18 +72,19 @@ def journal(
     ``seq``, and ``prevhash`` None.
     """
     envelopes: list[Envelope] = []
+    values: list[bytes | None] = []
     tasks: list[Task] = []
     changed: dict[str, RunState] = {}
     for index, event in enumerate(events):
         state = changed.get(event.run_id) or states.get(event.run_id)
         before = state
         seq = (state.seq if state is not None else 0) + 1
-        chained = state is not None or event.type == "baton.run.started.v1"
+        in_chain = state is not None or event.type == "baton.run.started.v1"
         story_id = state.story_id if state is not None else getattr(event, "story_id", None)
         version = (
             state.story_version if state is not None else getattr(event, "story_version", None)
         )
-        draft = to_envelope(
+        draft = _draft(
             event,
             id=ids.child_id(command.id, index),
             source=SOURCE,
@@ -92,12 +96,13 @@ def journal(
             correlationid=command.correlationid or event.run_id,
             actor=command.actor,
             traceparent=command.traceparent,
-            seq=seq if chained else None,
-            prevhash=(state.last_hash if state is not None else GENESIS) if chained else None,
+            seq=seq if in_chain else None,
+            prevhash=(state.last_hash if state is not None else GENESIS) if in_chain else None,
         )
-        envelope = draft.model_copy(update={"hash": chain_hash(draft)})
+        envelope, value = chained(draft)
         envelopes.append(envelope)
-        if chained:
+        values.append(value)
+        if in_chain:
             state = evolve(state, event, seq=seq, hash=envelope.hash or "", time=now)
             changed[event.run_id] = state
         if state is not None:
@@ -106,7 +111,30 @@ def journal(
         else:
             calls = rejected_call(event, command, topics, now)
         tasks.extend(Task(topic, key, env) for topic, key, env in calls)
-    return Entry(envelopes, tasks, changed)
+    return Entry(envelopes, tasks, changed, values)
+
+
+_DEFAULTS: Final = {
+    name: field.default for name, field in Envelope.model_fields.items() if name != "data"
+}
+
+
+def _draft(payload: BaseModel, **attributes: object) -> Envelope:
+    """``to_envelope(payload, **attributes)`` for the journal's own attributes (ids it
+    made, the command's log time, strings and ints taken from validated envelopes and
+    states), which validation would return unchanged: the envelope is built as
+    ``build_envelope`` builds it, without validating them again."""
+    data = payload.model_dump(mode="json")
+    values: dict[str, object] = dict(_DEFAULTS)
+    values.update(attributes)
+    values["type"] = data["type"]
+    values["data"] = data
+    envelope = Envelope.__new__(Envelope)
+    object.__setattr__(envelope, "__dict__", values)
+    object.__setattr__(envelope, "__pydantic_fields_set__", {*attributes, "type", "data"})
+    object.__setattr__(envelope, "__pydantic_extra__", None)
+    object.__setattr__(envelope, "__pydantic_private__", None)
+    return envelope
 
 
 def _tasks(
@@ -121,7 +149,7 @@ def _tasks(
         return Task(
             topic,
             after.run_id,
-            to_envelope(
+            _draft(
                 payload,
                 id=ids.child_id(envelope.id, n),
                 source=SOURCE,

@@ -65,6 +65,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             transactional_id=settings.transactional_id,
             linger_ms=settings.linger_ms,
             retry_backoff_ms=settings.retry_backoff_ms,
+            max_batch_size=settings.batch_bytes,
         )
         # FireTimer commands go out on their own plain producer: the transactional one
         # only sends inside a command batch's transaction

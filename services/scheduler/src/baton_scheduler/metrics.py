@@ -1,8 +1,10 @@
 """The scheduler's Prometheus metrics."""
 
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from baton_common.envelope import Envelope
 from baton_common.state import RunState
@@ -83,29 +85,44 @@ _FINISHED = {
 }
 
 
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
+_CHILDREN: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
+
+
+def labelled(metric: _Metric, *values: str) -> _Metric:
+    """``metric.labels(*values)``, looked up once per label set: ``labels`` checks and
+    converts its arguments and takes a lock on every call, and the command loop counts
+    a few outcomes per command. Label sets are few (types, outcomes, story ids)."""
+    key = (metric, values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child  # type: ignore[return-value]
+
+
 def observe_events(events: Sequence[Envelope], states: Mapping[str, RunState]) -> None:
     """Count the run, step and approval outcomes among a command's journaled events."""
     for event in events:
         kind = event.type
         story = event.storyid or "unknown"
         if kind == "baton.run.started.v1":
-            RUNS_STARTED.labels(story).inc()
+            labelled(RUNS_STARTED, story).inc()
         elif kind in _FINISHED:
-            RUNS_FINISHED.labels(story, _FINISHED[kind]).inc()
+            labelled(RUNS_FINISHED, story, _FINISHED[kind]).inc()
             state = states.get(event.subject or "")
             if state is not None:
-                RUN_SECONDS.labels(story).observe(
+                labelled(RUN_SECONDS, story).observe(
                     max(0.0, (event.time - state.started_at).total_seconds())
                 )
         elif kind == "baton.run.deduplicated.v1":
-            DEDUP_HITS.labels(story).inc()
+            labelled(DEDUP_HITS, story).inc()
         elif kind == "baton.step.dispatched.v1":
-            STEP_DISPATCHES.labels(story, str(event.data.get("action"))).inc()
+            labelled(STEP_DISPATCHES, story, str(event.data.get("action"))).inc()
         elif kind == "baton.step.failed.v1" and event.data.get("will_retry") is True:
-            STEP_RETRIES.labels(story, str(event.data.get("error_kind"))).inc()
+            labelled(STEP_RETRIES, story, str(event.data.get("error_kind"))).inc()
         elif kind == "baton.approval.requested.v1":
-            APPROVALS_REQUESTED.labels(story).inc()
+            labelled(APPROVALS_REQUESTED, story).inc()
         elif kind == "baton.approval.granted.v1":
-            APPROVALS_DECIDED.labels(story, "granted").inc()
+            labelled(APPROVALS_DECIDED, story, "granted").inc()
         elif kind == "baton.approval.denied.v1":
-            APPROVALS_DECIDED.labels(story, "denied").inc()
+            labelled(APPROVALS_DECIDED, story, "denied").inc()

@@ -1,0 +1,55 @@
+"""``evolve``'s state copies are what ``model_copy(update=...)`` gives."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from baton_common.events import RunStarted, StepDispatched, StepSucceeded
+from baton_common.state import _PENDING_STEP, RunState, StepState, StepStatus, _copied, evolve
+
+T = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
+
+
+def started() -> RunState:
+    event = RunStarted(run_id="r", story_id="s", story_version=1, trigger={"n": 1})
+    return evolve(None, event, seq=1, hash="h1", time=T)
+
+
+def test_copied_is_model_copy() -> None:
+    state = started()
+    update: dict[str, object] = {"seq": 2, "last_hash": "h2", "succeeded": ["a"]}
+    copied = _copied(state, update)
+    expected = state.model_copy(update=update)
+    assert copied == expected
+    assert copied.model_fields_set == expected.model_fields_set
+    assert copied.model_dump() == expected.model_dump()
+    assert state.seq == 1
+    assert state.succeeded == []
+    step = _copied(StepState(), {"status": StepStatus.DISPATCHED, "attempt": 1})
+    assert step == StepState().model_copy(update={"status": StepStatus.DISPATCHED, "attempt": 1})
+    assert step.model_fields_set == {"status", "attempt"}
+
+
+def test_evolve_leaves_earlier_states_and_other_runs_steps_alone() -> None:
+    first = started()
+    dispatched = StepDispatched(
+        run_id="r", step="a", attempt=1, attempt_id="x", action="http", input={}, queue="q"
+    )
+    second = evolve(first, dispatched, seq=2, hash="h2", time=T)
+    third = evolve(
+        second,
+        StepSucceeded(run_id="r", step="a", attempt=1, attempt_id="x", output={"ok": 1}),
+        seq=3,
+        hash="h3",
+        time=T,
+    )
+    other = evolve(started(), dispatched, seq=2, hash="h2", time=T)
+    assert first.steps == {}
+    assert first.seq == 1
+    assert second.steps["a"].status is StepStatus.DISPATCHED
+    assert third.steps["a"].status is StepStatus.SUCCEEDED
+    assert third.succeeded == ["a"]
+    assert other.steps["a"] == second.steps["a"]
+    assert other.steps["a"].output is None
+    assert _PENDING_STEP == StepState()
+    assert not _PENDING_STEP.model_fields_set
