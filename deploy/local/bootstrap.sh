@@ -29,6 +29,8 @@ if ! command -v uv >/dev/null; then
   python3 -m pip install --quiet "uv==$UV_VERSION"
 fi
 cd "$BATON_REPO_ROOT"
-say "syncing the Python environment (uv sync --locked)"
-uv sync --locked --quiet
+# Bytecode is compiled at install: this environment may set PYTHONDONTWRITEBYTECODE, and
+# without .pyc files every service start recompiles its dependencies (about 3 CPU s).
+say "syncing the Python environment (uv sync --locked --compile-bytecode)"
+uv sync --locked --compile-bytecode --quiet
 say "python environment ready in $BATON_REPO_ROOT/.venv"
