@@ -12,7 +12,6 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final, NoReturn
-from uuid import uuid4
 
 import orjson
 import structlog
@@ -24,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton_common.catalog import StoryCatalog
+from baton_common.ids import uuid4_text
 from baton_common.kafka import outbound, to_envelope
 from baton_common.records import EventReceived
 from baton_common.telemetry import SpanKind, current_traceparent, span
@@ -204,7 +204,7 @@ def webhook_endpoint(
         path: str, events: list[dict[str, JsonValue]], now: datetime, traceparent: str | None
     ) -> list[str]:
         """Publish every event and wait for all acks; 503 if any is not durable."""
-        ids = [str(uuid4()) for _ in events]
+        ids = [uuid4_text() for _ in events]
         records = [
             outbound(
                 settings.topics.ingest,

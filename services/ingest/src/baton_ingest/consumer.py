@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
-from uuid import uuid4
 
 import structlog
 from aiokafka import TopicPartition
 from opentelemetry.trace import Span
 from pydantic import JsonValue
 
+from baton_common import ids
 from baton_common.catalog import StoryCatalog
 from baton_common.envelope import Envelope
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
@@ -84,7 +84,7 @@ class IngestRouter:
         max_records: int = 5000,
         error_backoff_seconds: float = 1.0,
         clock: Callable[[], datetime] = _utcnow,
-        new_id: Callable[[], str] = lambda: str(uuid4()),
+        new_id: Callable[[], str] = ids.uuid4_text,
     ) -> None:
         self._consumer = consumer
         self._publisher = publisher
