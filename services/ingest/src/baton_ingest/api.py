@@ -24,14 +24,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton_common.catalog import StoryCatalog
 from baton_common.ids import uuid4_text
-from baton_common.kafka import outbound, to_envelope
-from baton_common.records import EventReceived
 from baton_common.telemetry import SpanKind, current_traceparent, span
-from baton_common.trusted import trusted
 from baton_ingest.auth import AuthFailure, WebhookAuth
 from baton_ingest.bodies import JSON_TYPES, NDJSON_TYPES, BodyError, parse_json, parse_ndjson
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import Publisher
+from baton_ingest.received_records import received_record
 from baton_ingest.secrets import SecretResolver
 from baton_ingest.settings import IngestSettings
 
@@ -206,19 +204,13 @@ def webhook_endpoint(
         """Publish every event and wait for all acks; 503 if any is not durable."""
         ids = [uuid4_text() for _ in events]
         records = [
-            outbound(
+            received_record(
                 settings.topics.ingest,
                 path,
-                to_envelope(
-                    # the body as parsed from JSON: validating and dumping it would copy it
-                    trusted(EventReceived, path=path, body=payload),
-                    as_is=_BODY,
-                    id=event_id,
-                    source=f"baton/ingest/webhook/{path}",
-                    time=now,
-                    correlationid=event_id,
-                    traceparent=traceparent,
-                ),
+                payload,
+                id=event_id,
+                time=now,
+                traceparent=traceparent,
             )
             for event_id, payload in zip(ids, events, strict=True)
         ]
@@ -267,7 +259,6 @@ def webhook_endpoint(
 Reject = Callable[..., NoReturn]
 Endpoint = Callable[[Request], Awaitable[Response]]
 _PREFIX: Final = "/webhooks/"
-_BODY: Final = frozenset({"body"})
 
 
 def _accepted(content: dict[str, object]) -> Response:

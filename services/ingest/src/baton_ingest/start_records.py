@@ -26,10 +26,10 @@ from baton_common.kafka import OutboundRecord, outbound
 from baton_common.telemetry import current_traceparent
 from baton_ingest.router import START_SOURCE, start_run_envelope, start_run_lineage
 
-__all__ = ["start_run_record"]
+__all__ = ["CONTENT_HEADER", "DIRECT", "plain", "start_run_record", "time_headers"]
 
 _TYPE: Final = StartRun.model_fields["type"].default
-_CONTENT: Final = ("content-type", CONTENT_TYPE.encode())
+CONTENT_HEADER: Final = ("content-type", CONTENT_TYPE.encode())
 # Every envelope attribute in the order encode_record writes them, with its default.
 _ATTRIBUTES: Final = {
     name: field.default
@@ -48,7 +48,7 @@ def _time_text(time: datetime) -> str:
     return text
 
 
-def _plain(value: JsonValue) -> bool:
+def plain(value: JsonValue) -> bool:
     """No float that orjson would write as null (NaN, infinities) anywhere in ``value``."""
     stack = [value]
     while stack:
@@ -93,7 +93,7 @@ def _story_headers(story_id: str, version: int | None) -> tuple[tuple[str, bytes
 
 
 @lru_cache(maxsize=16)
-def _time_headers(time: datetime) -> tuple[tuple[str, bytes], ...]:
+def time_headers(time: datetime) -> tuple[tuple[str, bytes], ...]:
     """The headers between subject and storyid: type, source, time and specversion."""
     return (
         ("ce_time", _time_text(time).encode()),
@@ -103,7 +103,7 @@ def _time_headers(time: datetime) -> tuple[tuple[str, bytes], ...]:
 
 # The order encode_record writes the attributes in, as the direct headers below assume;
 # if the envelope changes, the generic header loop is used (and the tests compare both).
-_DIRECT: Final = tuple(_ATTRIBUTES) == (
+DIRECT: Final = tuple(_ATTRIBUTES) == (
     "id",
     "type",
     "source",
@@ -125,10 +125,10 @@ _TYPE_SOURCE: Final = (("ce_type", _TYPE.encode()), ("ce_source", START_SOURCE.e
 
 def _direct_headers(start: StartRun, ingest: Envelope, id: str, time: datetime) -> list[Header]:
     """The headers ``encode_record`` writes for the StartRun envelope, in its order."""
-    headers: list[Header] = [_CONTENT, ("ce_id", id.encode())]
+    headers: list[Header] = [CONTENT_HEADER, ("ce_id", id.encode())]
     headers.extend(_TYPE_SOURCE)
     headers.append(("ce_subject", start.run_id.encode()))
-    headers.extend(_time_headers(time))
+    headers.extend(time_headers(time))
     headers.extend(_story_headers(start.story_id, start.story_version))
     headers.append(("ce_causationid", ingest.id.encode()))
     headers.append(("ce_correlationid", (ingest.correlationid or ingest.id).encode()))
@@ -148,14 +148,14 @@ def start_run_record(
         data = start.model_dump(mode="json", exclude=_TRIGGER)
     data["trigger"] = start.trigger
     value: bytes | None = None
-    if _plain(start.trigger):
+    if plain(start.trigger):
         try:
             value = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         except (orjson.JSONEncodeError, TypeError):
             value = None
     if value is None:
         return outbound(topic, start.run_id, start_run_envelope(start, ingest, id=id, time=time))
-    if _DIRECT:
+    if DIRECT:
         return OutboundRecord(
             topic, start.run_id.encode(), value, _direct_headers(start, ingest, id, time)
         )
@@ -164,7 +164,7 @@ def start_run_record(
         id=id, type=_TYPE, source=START_SOURCE, subject=start.run_id, time=_time_text(time)
     )
     attributes.update(start_run_lineage(start, ingest))
-    headers = [_CONTENT]
+    headers = [CONTENT_HEADER]
     headers.extend(
         (_HEADER_NAMES[name], str(attribute).encode())
         for name, attribute in attributes.items()
