@@ -156,6 +156,7 @@ def create_app(
     )
     app.include_router(webhook_routes(receive_webhook))
     app.add_middleware(WebhookFastPath, endpoint=receive_webhook)
+    app.state.receive_webhook = receive_webhook
     app.include_router(
         operations_router(
             {
@@ -216,8 +217,11 @@ def run() -> None:
     configure_tracing("ingest")
     # No access log: a JSON line per webhook costs more than the webhook (ADR 0210);
     # refusals are logged and everything is counted in the metrics.
+    app = create_app(settings)
+    # Webhooks first, before FastAPI's own layers too (ADR 0220): the same endpoint and
+    # error bodies; an unexpected error is uvicorn's 500, as the server-error layer's.
     uvicorn.run(
-        create_app(settings),
+        WebhookFastPath(app, app.state.receive_webhook),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
