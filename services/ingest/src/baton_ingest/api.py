@@ -33,37 +33,13 @@ from baton_ingest.received_records import received_record
 from baton_ingest.secrets import SecretResolver
 from baton_ingest.settings import IngestSettings
 
-__all__ = ["WebhookFastPath", "webhook_endpoint", "webhook_router", "webhook_routes"]
+__all__ = ["WebhookFastPath", "webhook_endpoint", "webhook_routes"]
 
 log = structlog.get_logger(__name__)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def webhook_router(
-    *,
-    settings: IngestSettings,
-    catalog: StoryCatalog,
-    catalog_ready: asyncio.Event,
-    publisher: Publisher,
-    secrets: SecretResolver,
-    metrics: IngestMetrics,
-    clock: Callable[[], datetime] = _utcnow,
-) -> APIRouter:
-    """The ``/webhooks`` routes, over the given catalog and publisher."""
-    return webhook_routes(
-        webhook_endpoint(
-            settings=settings,
-            catalog=catalog,
-            catalog_ready=catalog_ready,
-            publisher=publisher,
-            secrets=secrets,
-            metrics=metrics,
-            clock=clock,
-        )
-    )
 
 
 def webhook_routes(endpoint: Endpoint) -> APIRouter:
