@@ -26,3 +26,20 @@ def test_uuid5_text_is_uuid5() -> None:
 def test_a_lone_surrogate_is_refused_as_by_uuid5() -> None:
     with pytest.raises(UnicodeEncodeError):
         ids.uuid5_text("\ud800")
+
+
+def test_uuid4_text_is_a_random_version_4_uuid_in_uuids_own_text() -> None:
+    texts = [ids.uuid4_text() for _ in range(2000)]
+    for text in texts:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+    assert len(set(texts)) == len(texts)
+    # every random bit varies: no position outside the version and variant bits is fixed
+    values = [uuid.UUID(t).int for t in texts]
+    fixed = (0xF000 << 64) | (0xC000 << 48)
+    varying = 0
+    for value in values:
+        varying |= value ^ values[0]
+    assert varying | fixed == (1 << 128) - 1

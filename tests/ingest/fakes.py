@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -30,6 +30,12 @@ class FakePublisher:
         self.published.append(record)
 
     async def publish_many(self, records: list[OutboundRecord]) -> None:
+        await (await self.send_many(records))
+
+    async def send_many(self, records: list[OutboundRecord]) -> Awaitable[None]:
+        return asyncio.ensure_future(self._all(records))
+
+    async def _all(self, records: list[OutboundRecord]) -> None:
         results = await asyncio.gather(*(self.publish(r) for r in records), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):

@@ -17,18 +17,21 @@ from prometheus_client import CollectorRegistry
 from baton_common.catalog import StoryCatalog
 from baton_common.records import EventReceived
 from baton_common.testing import eventually
-from baton_ingest.api import webhook_router
+from baton_ingest.api import WebhookFastPath, webhook_endpoint, webhook_routes
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.secrets import EnvironmentSecrets
 from baton_ingest.settings import IngestSettings
 from baton_ingest.signature import sign
 
 from .fakes import FakePublisher
+from .paths import WEBHOOK_PATH
 from .stories import AUDIT_ALL, OPEN, TRIAGE, catalog_of, story
 
 SECRET = "edr-key-material"
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 JSON = {"content-type": "application/json"}
+
+pytestmark = pytest.mark.usefixtures("webhook_path")
 
 
 @dataclass
@@ -50,25 +53,31 @@ class Intake:
 
 @asynccontextmanager
 async def make_intake(
-    catalog: StoryCatalog | None = None, *, ready: bool = True, **settings: object
+    catalog: StoryCatalog | None = None,
+    *,
+    ready: bool = True,
+    with_route: bool = True,
+    **settings: object,
 ) -> AsyncIterator[Intake]:
     publisher = FakePublisher()
     registry = CollectorRegistry()
     catalog_ready = asyncio.Event()
     if ready:
         catalog_ready.set()
-    app = FastAPI()
-    app.include_router(
-        webhook_router(
-            settings=IngestSettings.model_validate(settings),
-            catalog=catalog if catalog is not None else catalog_of(story(OPEN), story(TRIAGE)),
-            catalog_ready=catalog_ready,
-            publisher=publisher,
-            secrets=EnvironmentSecrets({"BATON_SECRET_EDR_WEBHOOK_SECRET": SECRET}),
-            metrics=IngestMetrics(registry),
-            clock=lambda: NOW,
-        )
+    endpoint = webhook_endpoint(
+        settings=IngestSettings.model_validate(settings),
+        catalog=catalog if catalog is not None else catalog_of(story(OPEN), story(TRIAGE)),
+        catalog_ready=catalog_ready,
+        publisher=publisher,
+        secrets=EnvironmentSecrets({"BATON_SECRET_EDR_WEBHOOK_SECRET": SECRET}),
+        metrics=IngestMetrics(registry),
+        clock=lambda: NOW,
     )
+    app = FastAPI()
+    if with_route:
+        app.include_router(webhook_routes(endpoint))
+    if WEBHOOK_PATH.get() == "fast path":
+        app.add_middleware(WebhookFastPath, endpoint=endpoint)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
         yield Intake(client, publisher, registry, catalog_ready)

@@ -24,6 +24,8 @@ from baton_ingest.signature import (
 from .stories import OPEN, catalog_of, story
 from .test_ingest_api import NOW, SECRET, make_intake
 
+pytestmark = pytest.mark.usefixtures("webhook_path")
+
 SLACK_BODY = (
     b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow"
     b"&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner"

@@ -201,3 +201,46 @@ async def test_the_loop_waits_for_the_catalog_then_rewinds_and_retries_a_failed_
         loop.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loop
+
+
+async def test_the_next_batch_is_routed_while_acks_wait_and_a_failure_rewinds_both() -> None:
+    h = Harness()
+    h.publisher.gate = asyncio.Event()  # acks held back
+    low: JsonValue = {"severity": "low"}  # audit-all only: one command per event
+    h.consumer.append(TP, record_of(ingest_envelope(low, id="in-1"), offset=10))
+    loop = asyncio.create_task(h.router.run())
+    try:
+
+        async def first_sent() -> bool:
+            return h.publisher.calls == 1
+
+        await eventually(first_sent, within=5, what="the first batch handed over")
+        h.consumer.append(TP, record_of(ingest_envelope(low, id="in-2"), offset=11))
+
+        async def second_sent() -> bool:
+            return h.publisher.calls == 2
+
+        await eventually(second_sent, within=5, what="the second batch routed meanwhile")
+        assert h.consumer.commits == [], "committed before the acks"
+
+        h.publisher.error = RuntimeError("not enough replicas")
+        h.publisher.gate.set()
+
+        async def rewound() -> bool:
+            return bool(h.consumer.seeks)
+
+        await eventually(rewound, within=5, what="a rewind")
+        assert set(h.consumer.seeks) == {(TP, 10)}, "not rewound to the oldest uncommitted batch"
+        assert h.consumer.commits == []
+        h.publisher.error = None
+
+        async def committed() -> bool:
+            return bool(h.consumer.commits) and h.consumer.commits[-1] == {TP: 12}
+
+        await eventually(committed, within=5, what="both batches committed")
+        assert all(c[TP] <= 12 for c in h.consumer.commits)
+        assert h.metric("baton_ingest_routed_total", story="audit-all") == 2
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop

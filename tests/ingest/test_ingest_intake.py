@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from baton_common.envelope import build_envelope
 from baton_ingest.intake import IntakeError, read_inbound
 
 from .fakes import Record
@@ -101,3 +102,27 @@ def test_a_binary_cloudevent_without_time_is_stamped_on_arrival() -> None:
     record = rec(b'{"a": 1}', ce_specversion="1.0", ce_id="e", ce_source="s", ce_type="x")
     envelope, _, _ = read_inbound(record, NOW)
     assert envelope.time == NOW
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        rec(b'{"a": 1}', source="edr", traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01"),
+        rec(b'{"a": 1}', source="edr"),
+        rec(
+            json.dumps(
+                {"id": "e-1", "source": "edr", "type": "x", "time": NOW.isoformat(), "data": {}}
+            ).encode(),
+            **{"content-type": "application/cloudevents+json"},
+        ),
+        rec(b'{"a": 1}', ce_id="e-2", ce_source="edr", ce_type="x", ce_actor="user:bo"),
+    ],
+    ids=["raw-traced", "raw", "structured", "binary"],
+)
+def test_the_envelope_is_what_validating_its_attributes_gives(record: Record) -> None:
+    envelope, _, _ = read_inbound(record, NOW)
+
+    attributes = envelope.model_dump(exclude={"data"}, exclude_unset=True)
+    validated = build_envelope(attributes, envelope.data)
+    assert envelope.model_dump() == validated.model_dump()
+    assert envelope.model_fields_set == validated.model_fields_set

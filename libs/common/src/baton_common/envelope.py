@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -36,6 +36,7 @@ __all__ = [
     "decode_record_finite",
     "encode_record",
     "loads_json",
+    "unchecked_envelope",
 ]
 
 CONTENT_TYPE: Final = "application/json"
@@ -109,14 +110,35 @@ def build_envelope(attributes: Mapping[str, object], data: dict[str, JsonValue])
         ValidationError: as ``Envelope.model_validate`` would for the same attributes.
     """
     checked = _Attributes.model_validate(attributes)
-    values = dict(checked.__dict__)
+    return _assembled(checked.__dict__, checked.model_fields_set, data)
+
+
+_DEFAULTS: Final = {name: field.default for name, field in Envelope.model_fields.items()}
+
+
+def unchecked_envelope(attributes: Mapping[str, object], data: dict[str, JsonValue]) -> Envelope:
+    """``build_envelope(attributes, data)`` for attributes its validation keeps as they are.
+
+    The caller vouches that ``id``, ``type``, ``source`` and ``time`` are given, every
+    other attribute is a known name, text attributes are ``str`` (or None) and ``time`` a
+    ``datetime``: the same values, defaults and fields-set, without running the validator.
+    """
+    values = dict(_DEFAULTS)
+    values.update(attributes)
+    return _assembled(values, attributes.keys(), data)
+
+
+def _assembled(
+    attributes: Mapping[str, object], fields_set: Iterable[str], data: dict[str, JsonValue]
+) -> Envelope:
+    values = dict(attributes)
     values["data"] = data
-    fields_set = set(checked.model_fields_set)
-    fields_set.add("data")
+    given = set(fields_set)
+    given.add("data")
     # What ``model_construct`` does, without its per-field default handling (all are set).
     envelope = Envelope.__new__(Envelope)
     object.__setattr__(envelope, "__dict__", values)
-    object.__setattr__(envelope, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(envelope, "__pydantic_fields_set__", given)
     object.__setattr__(envelope, "__pydantic_extra__", None)
     object.__setattr__(envelope, "__pydantic_private__", None)
     return envelope

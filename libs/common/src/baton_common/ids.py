@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from itertools import count
 from typing import Final
@@ -18,6 +19,7 @@ __all__ = [
     "partition_for",
     "run_id_for",
     "timer_id",
+    "uuid4_text",
     "uuid5_text",
 ]
 
@@ -37,6 +39,20 @@ def uuid5_text(name: str) -> str:
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_V4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
+_V4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
+
+
+def uuid4_text() -> str:
+    """``str(uuid.uuid4())``, without building a ``UUID`` object.
+
+    The router gives every command it writes a random id; the same 16 random bytes,
+    version and variant bits as ``uuid.uuid4``, and the same text.
+    """
+    text = f"{(int.from_bytes(os.urandom(16)) & _V4_CLEAR) | _V4_SET:032x}"
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 

@@ -9,30 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final, NoReturn
-from uuid import uuid4
 
 import orjson
 import structlog
 from fastapi import APIRouter, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from pydantic import JsonValue
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton_common.catalog import StoryCatalog
-from baton_common.kafka import outbound, to_envelope
-from baton_common.records import EventReceived
+from baton_common.ids import uuid4_text
 from baton_common.telemetry import SpanKind, current_traceparent, span
-from baton_common.trusted import trusted
 from baton_ingest.auth import AuthFailure, WebhookAuth
 from baton_ingest.bodies import JSON_TYPES, NDJSON_TYPES, BodyError, parse_json, parse_ndjson
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import Publisher
+from baton_ingest.received_records import received_record
 from baton_ingest.secrets import SecretResolver
 from baton_ingest.settings import IngestSettings
 
-__all__ = ["webhook_router"]
+__all__ = ["WebhookFastPath", "webhook_endpoint", "webhook_routes"]
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +42,52 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def webhook_router(
+def webhook_routes(endpoint: Endpoint) -> APIRouter:
+    """``POST /webhooks/{path}`` answered by ``endpoint``.
+
+    A plain Starlette route: the hot path skips FastAPI's per-request dependency solving.
+    """
+    router = APIRouter(tags=["webhooks"])
+    router.add_route("/webhooks/{path}", endpoint, methods=["POST"])
+    return router
+
+
+class WebhookFastPath:
+    """ASGI middleware that answers ``POST /webhooks/{path}`` without routing.
+
+    Every request passes through FastAPI's exception and routing layers, which cost
+    about as much CPU as the webhook itself (ADR 0220). This middleware sits where
+    ``add_middleware`` puts it (inside the server-error layer, so a crash is still a
+    500) and hands a request whose path matches ``/webhooks/{path}`` exactly as the
+    route would to the same endpoint, rendering an ``HTTPException`` as FastAPI's
+    handler does. Anything else — another method or path, a ``root_path`` — goes on to
+    the app, so the route stays the reference behaviour.
+    """
+
+    def __init__(self, app: ASGIApp, endpoint: Endpoint) -> None:
+        self._app = app
+        self._endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            path: str = scope["path"]
+            if (
+                path.startswith(_PREFIX)
+                and len(path) > len(_PREFIX)
+                and "/" not in path[len(_PREFIX) :]
+            ):
+                scope["path_params"] = {"path": path[len(_PREFIX) :]}
+                request = Request(scope, receive, send)
+                try:
+                    response = await self._endpoint(request)
+                except StarletteHTTPException as exc:
+                    response = await http_exception_handler(request, exc)
+                await response(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+def webhook_endpoint(
     *,
     settings: IngestSettings,
     catalog: StoryCatalog,
@@ -50,9 +96,8 @@ def webhook_router(
     secrets: SecretResolver,
     metrics: IngestMetrics,
     clock: Callable[[], datetime] = _utcnow,
-) -> APIRouter:
-    """The ``/webhooks`` routes, over the given catalog and publisher."""
-    router = APIRouter(tags=["webhooks"])
+) -> Endpoint:
+    """The webhook handler, over the given catalog and publisher."""
     budget = _Budget()
     auth = WebhookAuth(secrets)
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
@@ -133,21 +178,15 @@ def webhook_router(
         path: str, events: list[dict[str, JsonValue]], now: datetime, traceparent: str | None
     ) -> list[str]:
         """Publish every event and wait for all acks; 503 if any is not durable."""
-        ids = [str(uuid4()) for _ in events]
+        ids = [uuid4_text() for _ in events]
         records = [
-            outbound(
+            received_record(
                 settings.topics.ingest,
                 path,
-                to_envelope(
-                    # the body as parsed from JSON: validating and dumping it would copy it
-                    trusted(EventReceived, path=path, body=payload),
-                    as_is=_BODY,
-                    id=event_id,
-                    source=f"baton/ingest/webhook/{path}",
-                    time=now,
-                    correlationid=event_id,
-                    traceparent=traceparent,
-                ),
+                payload,
+                id=event_id,
+                time=now,
+                traceparent=traceparent,
             )
             for event_id, payload in zip(ids, events, strict=True)
         ]
@@ -190,14 +229,12 @@ def webhook_router(
         metrics.publish_seconds.observe(time.perf_counter() - started)
         return ids
 
-    # A plain Starlette route: the hot path skips FastAPI's per-request dependency solving
-    # (about a third of a webhook's CPU time when measured with bench/ingest.py).
-    router.add_route("/webhooks/{path}", receive_webhook, methods=["POST"])
-    return router
+    return receive_webhook
 
 
 Reject = Callable[..., NoReturn]
-_BODY: Final = frozenset({"body"})
+Endpoint = Callable[[Request], Awaitable[Response]]
+_PREFIX: Final = "/webhooks/"
 
 
 def _accepted(content: dict[str, object]) -> Response:

@@ -11,23 +11,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
-from uuid import uuid4
 
 import structlog
 from aiokafka import TopicPartition
 from opentelemetry.trace import Span
 from pydantic import JsonValue
 
+from baton_common import ids
 from baton_common.catalog import StoryCatalog
 from baton_common.envelope import Envelope
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.records import EventReceived
 from baton_common.settings import TopicSettings
-from baton_common.telemetry import span
+from baton_common.telemetry import span, tracing_enabled
 from baton_ingest.intake import IntakeError, read_inbound
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import Publisher
@@ -84,7 +84,7 @@ class IngestRouter:
         max_records: int = 5000,
         error_backoff_seconds: float = 1.0,
         clock: Callable[[], datetime] = _utcnow,
-        new_id: Callable[[], str] = lambda: str(uuid4()),
+        new_id: Callable[[], str] = ids.uuid4_text,
     ) -> None:
         self._consumer = consumer
         self._publisher = publisher
@@ -99,9 +99,16 @@ class IngestRouter:
         self._new_id = new_id
 
     async def run(self) -> None:
-        """Route forever, once the story catalog has caught up; never dies on one record."""
+        """Route forever, once the story catalog has caught up; never dies on one record.
+
+        Pipelined: while a batch's records await their acks (and then its commit), the
+        next batch is polled, routed and handed to the producer. Commits stay in order
+        and each follows its own batch's acks; if anything fails, every batch not yet
+        committed is rewound and routed again.
+        """
         await self._catalog_ready.wait()
         log.info("ingest router started")
+        settling: _Settling | None = None
         while True:
             try:
                 batches = await self._consumer.getmany(
@@ -111,17 +118,33 @@ class IngestRouter:
                 log.warning("ingest poll failed", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(self._backoff)
                 continue
-            if not batches:
-                continue
+            sent: _Sent | None = None
             try:
-                await self.process(batches)
+                if batches:
+                    sent = await self._send(batches)
+                if settling is not None and (sent is not None or settling.task.done()):
+                    await settling.task
+                    settling = None
+                if sent is not None:
+                    settling = _Settling(asyncio.create_task(self._settle(sent)), sent)
             except Exception as exc:
                 log.warning("ingest batch failed; rewinding", error=f"{type(exc).__name__}: {exc}")
-                self._rewind(batches)
+                unsettled = [settling.sent] if settling is not None else []
+                if settling is not None:
+                    _discard(settling.task)
+                if sent is not None:
+                    _discard(sent.acks)
+                unsettled.append(sent if sent is not None else _Sent.of(batches))
+                settling = None
+                self._rewind(unsettled)
                 await asyncio.sleep(self._backoff)
 
     async def process(self, batches: Mapping[TopicPartition, Sequence[ConsumedRecord]]) -> None:
         """Route one batch: produce every output and wait for acks, then commit."""
+        await self._settle(await self._send(batches))
+
+    async def _send(self, batches: Mapping[TopicPartition, Sequence[ConsumedRecord]]) -> _Sent:
+        """Route a batch and hand its outputs to the producer (acks not awaited)."""
         now = self._clock()
         records = [record for records in batches.values() for record in records]
         handled: list[_Handled] = []
@@ -130,11 +153,14 @@ class IngestRouter:
                 await asyncio.sleep(0)
             handled.extend(self.handle(r, now) for r in records[first : first + _YIELD_EVERY])
         outputs = [record for h in handled for record in h.records]
-        await self._publisher.publish_many(outputs)
-        await self._consumer.commit(
-            {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
-        )
-        self._count(handled)
+        acks = await self._publisher.send_many(outputs)
+        return _Sent.of(batches, handled, acks)
+
+    async def _settle(self, sent: _Sent) -> None:
+        """Once a batch's outputs are acknowledged, commit its offsets and count it."""
+        await sent.acks
+        await self._consumer.commit(sent.ends)
+        self._count(sent.handled)
 
     def handle(self, record: ConsumedRecord, now: datetime | None = None) -> _Handled:
         """The records to produce for one ``baton.ingest`` record (commands or a dead letter).
@@ -147,6 +173,8 @@ class IngestRouter:
             envelope, event, body = read_inbound(record, now)
         except IntakeError as exc:
             return self._dead_letter(record, exc.reason, exc.detail, now)
+        if not tracing_enabled():  # no span to open: skip the context manager per event
+            return self._route(envelope, event, body, None, now)
         with span("baton.ingest.route", parent=envelope.traceparent) as routed:
             return self._route(envelope, event, body, routed, now)
 
@@ -231,11 +259,60 @@ class IngestRouter:
         )
         return _Handled([letter], dead_letter=reason)
 
-    def _rewind(self, batches: Mapping[TopicPartition, Sequence[ConsumedRecord]]) -> None:
-        for tp, records in batches.items():
-            if not records:
-                continue
+    def _rewind(self, unsettled: Sequence[_Sent]) -> None:
+        """Seek each partition back to the first offset of the oldest batch not committed."""
+        starts: dict[TopicPartition, int] = {}
+        for sent in unsettled:  # oldest first
+            for tp, offset in sent.starts.items():
+                starts.setdefault(tp, offset)
+        for tp, offset in starts.items():
             try:
-                self._consumer.seek(tp, records[0].offset)
+                self._consumer.seek(tp, offset)
             except Exception as exc:  # the partition may have been revoked meanwhile
                 log.info("rewind skipped", partition=str(tp), error=str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A routed batch handed to the producer: where it starts and ends, and its acks."""
+
+    starts: dict[TopicPartition, int]
+    ends: dict[TopicPartition, int]
+    handled: list[_Handled]
+    acks: Awaitable[None]
+
+    @classmethod
+    def of(
+        cls,
+        batches: Mapping[TopicPartition, Sequence[ConsumedRecord]],
+        handled: list[_Handled] | None = None,
+        acks: Awaitable[None] | None = None,
+    ) -> _Sent:
+        present = {tp: records for tp, records in batches.items() if records}
+        return cls(
+            {tp: records[0].offset for tp, records in present.items()},
+            {tp: records[-1].offset + 1 for tp, records in present.items()},
+            handled or [],
+            acks if acks is not None else _done(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Settling:
+    """The task waiting for a batch's acks and committing it, and that batch."""
+
+    task: asyncio.Task[None]
+    sent: _Sent
+
+
+def _done() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+def _discard(pending: Awaitable[None]) -> None:
+    """Drop an awaitable no one will wait for, without an unretrieved-exception warning."""
+    future = asyncio.ensure_future(pending)
+    future.cancel()
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())

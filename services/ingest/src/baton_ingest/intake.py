@@ -26,6 +26,7 @@ from baton_common.envelope import (
     build_envelope,
     decode_record,
     loads_json,
+    unchecked_envelope,
 )
 from baton_common.kafka import ConsumedRecord
 from baton_common.records import EventReceived
@@ -99,22 +100,27 @@ def _received(
 
     ``body`` comes from a JSON parser, so it holds JSON types only: validating it as
     ``JsonValue`` and dumping it again (what ``to_envelope(EventReceived(...))`` does) would
-    return it unchanged, and is skipped. The attributes are validated.
+    return it unchanged, and is skipped. The attributes are validated, unless they are
+    text (or None) and a ``datetime``, which validation would keep as they are.
     """
-    try:
-        envelope = build_envelope(
-            {
-                "id": id,
-                "type": EVENT_RECEIVED,
-                "source": source,
-                "time": time,
-                "correlationid": ext.pop("correlationid", None) or id,
-                **ext,
-            },
-            {"type": EVENT_RECEIVED, "path": source, "body": body},
-        )
-    except ValidationError as exc:
-        raise IntakeError("invalid_cloudevent", f"invalid event: {describe(exc)}") from exc
+    attributes: dict[str, object] = {
+        "id": id,
+        "type": EVENT_RECEIVED,
+        "source": source,
+        "time": time,
+        "correlationid": ext.pop("correlationid", None) or id,
+        **ext,
+    }
+    data: dict[str, JsonValue] = {"type": EVENT_RECEIVED, "path": source, "body": body}
+    if type(time) is datetime and all(
+        type(value) is str or value is None for name, value in attributes.items() if name != "time"
+    ):
+        envelope = unchecked_envelope(attributes, data)
+    else:
+        try:
+            envelope = build_envelope(attributes, data)
+        except ValidationError as exc:
+            raise IntakeError("invalid_cloudevent", f"invalid event: {describe(exc)}") from exc
     return envelope, trusted(EventReceived, path=source, body=body)
 
 

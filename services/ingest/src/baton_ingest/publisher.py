@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Awaitable
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from prometheus_client import Histogram
 
-from baton_common.kafka import PRODUCE_SECONDS, OutboundRecord
+from baton_common.kafka import OutboundRecord
+from baton_ingest.batches import send_batches
 
 __all__ = ["KafkaPublisher", "Publisher", "PublisherUnavailable"]
 
@@ -20,6 +20,14 @@ class Publisher(Protocol):
 
     async def publish_many(self, records: list[OutboundRecord]) -> None:
         """Send every record, then wait until the broker acknowledged all of them."""
+        ...
+
+    async def send_many(self, records: list[OutboundRecord]) -> Awaitable[None]:
+        """Hand every record to the producer; the result completes once all are acknowledged.
+
+        The caller may do other work before awaiting the result (the router routes its
+        next batch meanwhile); it must await it before counting the records as written.
+        """
         ...
 
 
@@ -47,21 +55,10 @@ class KafkaPublisher:
         await record.send(self._producer)
 
     async def publish_many(self, records: list[OutboundRecord]) -> None:
-        # Enqueue everything first and await the delivery futures after: one task for
-        # the batch instead of one per record, which is most of a router's Kafka cost.
+        await (await self.send_many(records))
+
+    async def send_many(self, records: list[OutboundRecord]) -> Awaitable[None]:
+        # A partition batch at a time: one delivery future per batch, not per record.
         if self._producer is None:
             raise PublisherUnavailable("the Kafka producer is not started")
-        started = time.perf_counter()
-        deliveries = [
-            await self._producer.send(
-                r.topic, r.value, key=r.key, headers=r.headers, partition=r.partition
-            )
-            for r in records
-        ]
-        observed: dict[str, Histogram] = {}
-        for record, delivery in zip(records, deliveries, strict=True):
-            await delivery
-            histogram = observed.get(record.topic)
-            if histogram is None:
-                histogram = observed[record.topic] = PRODUCE_SECONDS.labels(record.topic)
-            histogram.observe(time.perf_counter() - started)
+        return await send_batches(self._producer, records)

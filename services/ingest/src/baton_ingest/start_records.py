@@ -21,14 +21,15 @@ import orjson
 from pydantic import JsonValue, TypeAdapter
 
 from baton_common.commands import StartRun
-from baton_common.envelope import CONTENT_TYPE, Envelope
+from baton_common.envelope import CONTENT_TYPE, Envelope, Header
 from baton_common.kafka import OutboundRecord, outbound
+from baton_common.telemetry import current_traceparent
 from baton_ingest.router import START_SOURCE, start_run_envelope, start_run_lineage
 
-__all__ = ["start_run_record"]
+__all__ = ["CONTENT_HEADER", "DIRECT", "plain", "start_run_record", "time_headers"]
 
 _TYPE: Final = StartRun.model_fields["type"].default
-_CONTENT: Final = ("content-type", CONTENT_TYPE.encode())
+CONTENT_HEADER: Final = ("content-type", CONTENT_TYPE.encode())
 # Every envelope attribute in the order encode_record writes them, with its default.
 _ATTRIBUTES: Final = {
     name: field.default
@@ -47,7 +48,7 @@ def _time_text(time: datetime) -> str:
     return text
 
 
-def _plain(value: JsonValue) -> bool:
+def plain(value: JsonValue) -> bool:
     """No float that orjson would write as null (NaN, infinities) anywhere in ``value``."""
     stack = [value]
     while stack:
@@ -67,26 +68,103 @@ def _plain(value: JsonValue) -> bool:
     return True
 
 
+def _plain_fields(start: StartRun) -> dict[str, object] | None:
+    """``start.model_dump(mode="json", exclude={"trigger"})``, when that is its ``__dict__``.
+
+    Every other StartRun field is text, an integer or None, which the JSON dump keeps as
+    is; anything else (a subclass, another type) returns None for the general path.
+    """
+    if type(start) is not StartRun:
+        return None
+    data = dict(start.__dict__)
+    del data["trigger"]
+    for value in data.values():
+        kind = type(value)
+        if not (kind is str or kind is int or value is None):
+            return None
+    return data
+
+
+@lru_cache(maxsize=64)
+def _story_headers(story_id: str, version: int | None) -> tuple[tuple[str, bytes], ...]:
+    if version is None:
+        return (("ce_storyid", story_id.encode()),)
+    return (("ce_storyid", story_id.encode()), ("ce_storyversion", str(version).encode()))
+
+
+@lru_cache(maxsize=16)
+def time_headers(time: datetime) -> tuple[tuple[str, bytes], ...]:
+    """The headers between subject and storyid: type, source, time and specversion."""
+    return (
+        ("ce_time", _time_text(time).encode()),
+        ("ce_specversion", str(_ATTRIBUTES["specversion"]).encode()),
+    )
+
+
+# The order encode_record writes the attributes in, as the direct headers below assume;
+# if the envelope changes, the generic header loop is used (and the tests compare both).
+DIRECT: Final = tuple(_ATTRIBUTES) == (
+    "id",
+    "type",
+    "source",
+    "subject",
+    "time",
+    "specversion",
+    "storyid",
+    "storyversion",
+    "causationid",
+    "correlationid",
+    "actor",
+    "seq",
+    "traceparent",
+    "prevhash",
+    "hash",
+) and all(_ATTRIBUTES[n] is None for n in ("seq", "prevhash", "hash"))
+_TYPE_SOURCE: Final = (("ce_type", _TYPE.encode()), ("ce_source", START_SOURCE.encode()))
+
+
+def _direct_headers(start: StartRun, ingest: Envelope, id: str, time: datetime) -> list[Header]:
+    """The headers ``encode_record`` writes for the StartRun envelope, in its order."""
+    headers: list[Header] = [CONTENT_HEADER, ("ce_id", id.encode())]
+    headers.extend(_TYPE_SOURCE)
+    headers.append(("ce_subject", start.run_id.encode()))
+    headers.extend(time_headers(time))
+    headers.extend(_story_headers(start.story_id, start.story_version))
+    headers.append(("ce_causationid", ingest.id.encode()))
+    headers.append(("ce_correlationid", (ingest.correlationid or ingest.id).encode()))
+    headers.append(("ce_actor", (ingest.actor or ingest.source).encode()))
+    traceparent = current_traceparent(ingest.traceparent)
+    if traceparent is not None:
+        headers.append(("ce_traceparent", traceparent.encode()))
+    return headers
+
+
 def start_run_record(
     topic: str, start: StartRun, ingest: Envelope, *, id: str, time: datetime
 ) -> OutboundRecord:
     """``outbound(topic, start.run_id, start_run_envelope(start, ingest, id=id, time=time))``."""
-    data = start.model_dump(mode="json", exclude=_TRIGGER)
+    data = _plain_fields(start)
+    if data is None:
+        data = start.model_dump(mode="json", exclude=_TRIGGER)
     data["trigger"] = start.trigger
     value: bytes | None = None
-    if _plain(start.trigger):
+    if plain(start.trigger):
         try:
             value = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         except (orjson.JSONEncodeError, TypeError):
             value = None
     if value is None:
         return outbound(topic, start.run_id, start_run_envelope(start, ingest, id=id, time=time))
+    if DIRECT:
+        return OutboundRecord(
+            topic, start.run_id.encode(), value, _direct_headers(start, ingest, id, time)
+        )
     attributes = dict(_ATTRIBUTES)
     attributes.update(
         id=id, type=_TYPE, source=START_SOURCE, subject=start.run_id, time=_time_text(time)
     )
     attributes.update(start_run_lineage(start, ingest))
-    headers = [_CONTENT]
+    headers = [CONTENT_HEADER]
     headers.extend(
         (_HEADER_NAMES[name], str(attribute).encode())
         for name, attribute in attributes.items()
