@@ -17,17 +17,34 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Protocol
 
-import httpx
 from prometheus_client import Gauge
 
 from baton_executor.errors import PermanentError, RetryableError
 
-__all__ = ["CircuitBreaker", "CircuitState", "NetworkPolicy", "OutboundGuard", "Resolver"]
+__all__ = [
+    "CircuitBreaker",
+    "CircuitState",
+    "Destination",
+    "NetworkPolicy",
+    "OutboundGuard",
+    "Resolver",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+class Destination(Protocol):
+    """Where a request goes: an ``httpx.URL`` or a ``yarl.URL``."""
+
+    @property
+    def host(self) -> str | None: ...
+
+    @property
+    def port(self) -> int | None: ...
 
 
 async def _resolve(host: str, port: int) -> list[str]:
@@ -67,7 +84,7 @@ class NetworkPolicy:
             return True
         return not _special(address)
 
-    async def check(self, url: httpx.URL) -> None:
+    async def check(self, url: Destination) -> None:
         """Raise unless every address ``url``'s host resolves to is permitted.
 
         Raises:
@@ -75,6 +92,8 @@ class NetworkPolicy:
             RetryableError: ``DnsError`` if the name does not resolve (yet).
         """
         host = url.host
+        if not host:
+            raise PermanentError("the URL has no host", error_type="PolicyDenied")
         try:
             addresses = [ipaddress.ip_address(host)]
         except ValueError:
@@ -193,10 +212,10 @@ class OutboundGuard:
         self._slots: dict[str, asyncio.Semaphore] = {}
 
     @asynccontextmanager
-    async def request(self, url: httpx.URL) -> AsyncIterator[None]:
+    async def request(self, url: Destination) -> AsyncIterator[None]:
         """Guard one request to ``url`` (see the module docstring)."""
         await self.policy.check(url)
-        host = url.host
+        host = url.host or ""
         slots = self._slots.setdefault(host, asyncio.Semaphore(self._per_host))
         async with slots:
             self.breaker.before(host)

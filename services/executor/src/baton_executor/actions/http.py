@@ -16,9 +16,13 @@ reached within the cap.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Final, Literal
+from urllib.parse import urlencode
 
+import aiohttp
 import httpx
+import yarl
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,6 +40,7 @@ from baton_executor.actions.outbound import (
     Reply,
     safe_url,
     send,
+    send_direct,
     status_error,
 )
 from baton_executor.errors import PermanentError
@@ -107,8 +112,8 @@ class HttpInput(BaseModel):
     @classmethod
     def _absolute_http_url(cls, value: str) -> str:
         try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL as exc:
+            url = yarl.URL(value)  # ~100 times cheaper than httpx.URL (ADR 0320)
+        except (ValueError, TypeError) as exc:
             raise ValueError(f"not a valid URL: {exc}") from exc
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError("must be an absolute http:// or https:// URL")
@@ -166,10 +171,12 @@ def classify_status(
 
 
 class HttpAction:
-    """Makes the request with an injected client (``follow_redirects=False``).
+    """Makes the request with an injected client; redirects are never followed.
 
     Args:
-        client: the shared HTTP client, built and closed in ``main``.
+        client: the shared HTTP client, built and closed in ``main``: an aiohttp session
+            (the production path, ADR 0320) or an ``httpx.AsyncClient`` built with
+            ``follow_redirects=False`` (tests' ``MockTransport``, the ``httpcore`` setting).
         guard: SSRF policy, per-host limits and breaker (None only in unit tests).
         max_response_bytes: response bodies beyond this are truncated (outputs must fit
             in a Kafka record).
@@ -178,7 +185,7 @@ class HttpAction:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | aiohttp.ClientSession,
         *,
         guard: OutboundGuard | None = None,
         max_response_bytes: int = 256 * 1024,
@@ -191,10 +198,10 @@ class HttpAction:
 
     async def __call__(self, task: StepTask) -> JsonValue:
         spec = self._parse(task)
-        url = httpx.URL(spec.url)
+        url = yarl.URL(spec.url)
         if spec.query:
-            # build_request(params=…) would replace the URL's own query: merge instead.
-            url = url.copy_merge_params(
+            # Merged into the URL's own query, replacing parameters of the same name.
+            url = url.update_query(
                 {
                     k: [_text(i) for i in v] if isinstance(v, list) else _text(v)
                     for k, v in spec.query.items()
@@ -205,44 +212,46 @@ class HttpAction:
             return _output(reply)
         return await self._paginate(spec, spec.paginate, url, reply, task.attempt_id)
 
-    async def _request(self, spec: HttpInput, url: httpx.URL, attempt_id: str) -> Reply:
+    async def _request(self, spec: HttpInput, url: yarl.URL, attempt_id: str) -> Reply:
         headers = {k: _text(v) for k, v in spec.headers.items()}
         for name in [k for k in headers if k.lower() == IDEMPOTENCY_HEADER.lower()]:
             del headers[name]
         headers[IDEMPOTENCY_HEADER] = attempt_id
-        if spec.content_type is not None:
-            headers["Content-Type"] = spec.content_type
-        form = (
-            {
-                k: [_text(i) for i in v] if isinstance(v, list) else _text(v)
-                for k, v in spec.form.items()
-            }
-            if spec.form is not None
-            else None
-        )
-        request = self._client.build_request(
-            spec.method,
-            url,
-            headers=headers,
-            json=spec.json_body if spec.has_json else None,
-            data=form,
-            content=spec.body,
-            timeout=spec.timeout,
-        )
-        reply = await send(
-            self._client,
-            self._guard,
-            request,
-            timeout_seconds=spec.timeout,
-            max_bytes=self._max_response_bytes,
-            retryable=spec.retryable(),
-        )
+        body = _body(spec, headers)
+        if isinstance(self._client, aiohttp.ClientSession):
+            reply = await send_direct(
+                self._client,
+                self._guard,
+                spec.method,
+                url,
+                headers=headers,
+                body=body,
+                timeout_seconds=spec.timeout,
+                max_bytes=self._max_response_bytes,
+                retryable=spec.retryable(),
+            )
+        else:
+            request = self._client.build_request(
+                spec.method,
+                httpx.URL(str(url)),
+                headers=headers,
+                content=body,
+                timeout=spec.timeout,
+            )
+            reply = await send(
+                self._client,
+                self._guard,
+                request,
+                timeout_seconds=spec.timeout,
+                max_bytes=self._max_response_bytes,
+                retryable=spec.retryable(),
+            )
         if classify_status(reply.status, spec.expect_status, spec.retry_on_status) is not None:
             raise status_error(reply, f"{spec.method} {safe_url(url)}", retryable=False)
         return reply
 
     async def _paginate(
-        self, spec: HttpInput, how: Paginate, url: httpx.URL, first: Reply, attempt_id: str
+        self, spec: HttpInput, how: Paginate, url: yarl.URL, first: Reply, attempt_id: str
     ) -> JsonValue:
         replies = [first]
         complete = True
@@ -284,12 +293,37 @@ class HttpAction:
         return spec
 
 
+def _body(spec: HttpInput, headers: dict[str, str]) -> bytes | None:
+    """The request body encoded as httpx encodes ``json=``/``data=``/``content=``, with
+    its Content-Type added to ``headers`` (a Content-Type the step gave wins)."""
+    if spec.has_json:
+        body = json.dumps(
+            spec.json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
+        _default_content_type(headers, "application/json")
+        return body
+    if spec.form is not None:
+        pairs = [
+            (k, _text(item))
+            for k, v in spec.form.items()
+            for item in (v if isinstance(v, list) else [v])
+        ]
+        _default_content_type(headers, "application/x-www-form-urlencoded")
+        return urlencode(pairs, doseq=True).encode()
+    if spec.content_type is not None:
+        headers["Content-Type"] = spec.content_type
+    return spec.body.encode() if spec.body is not None else None
+
+
+def _default_content_type(headers: dict[str, str], value: str) -> None:
+    if not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = value
+
+
 def _output(reply: Reply) -> dict[str, JsonValue]:
     output: dict[str, JsonValue] = {
         "status": reply.status,
-        "headers": {
-            k: v for k, v in reply.response.headers.items() if k.lower() not in _DROPPED_HEADERS
-        },
+        "headers": {k: v for k, v in reply.headers.items() if k.lower() not in _DROPPED_HEADERS},
         "body": reply.body(),
     }
     if reply.truncated:
@@ -297,15 +331,19 @@ def _output(reply: Reply) -> dict[str, JsonValue]:
     return output
 
 
-def _next_url(how: Paginate, current: httpx.URL, reply: Reply) -> httpx.URL | None:
+def _next_url(how: Paginate, current: yarl.URL, reply: Reply) -> yarl.URL | None:
     if how.next == "link":
-        target = reply.response.links.get("next", {}).get("url")
-        return current.join(target) if target else None
+        link = reply.headers.get("link")
+        if not link:
+            return None
+        # httpx's parser of Link headers, through its public API
+        target = httpx.Response(reply.status, headers={"link": link}).links.get("next", {})
+        return current.join(yarl.URL(target["url"])) if target.get("url") else None
     assert how.cursor is not None
     cursor = _dig(reply.body(), how.cursor.path)
     if cursor is None or cursor == "" or isinstance(cursor, dict | list | bool):
         return None
-    return current.copy_set_param(how.cursor.param, str(cursor))
+    return current.update_query({how.cursor.param: str(cursor)})
 
 
 def _dig(value: JsonValue, path: str) -> JsonValue:
