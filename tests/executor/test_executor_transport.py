@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Literal
 
 import httpx
 import pytest
@@ -34,7 +35,9 @@ def api() -> Iterator[FakeApi]:
 
 @pytest.fixture(params=["aiohttp-direct", "aiohttp", "httpcore"])
 async def action(request: pytest.FixtureRequest) -> AsyncIterator[HttpAction]:
-    transport = "httpcore" if request.param == "httpcore" else "aiohttp"
+    transport: Literal["aiohttp", "httpcore"] = (
+        "httpcore" if request.param == "httpcore" else "aiohttp"
+    )
     settings = ExecutorSettings(allowed_networks=["127.0.0.1/32"], http_transport=transport)
     if request.param == "aiohttp-direct":
         async with build_session(settings) as session:

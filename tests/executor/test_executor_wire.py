@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 from aiohttp import web
@@ -61,7 +62,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def action(kind: str) -> AsyncIterator[HttpAction]:
-    transport = "httpcore" if kind == "httpcore" else "aiohttp"
+    transport: Literal["aiohttp", "httpcore"] = "httpcore" if kind == "httpcore" else "aiohttp"
     settings = ExecutorSettings(allowed_networks=["127.0.0.1/32"], http_transport=transport)
     guard = build_guard(settings)
     if kind == "aiohttp-direct":
@@ -72,7 +73,7 @@ async def action(kind: str) -> AsyncIterator[HttpAction]:
         yield HttpAction(client, guard=guard, max_response_bytes=1024)
 
 
-def reply(status: int = 200, text: str = "", **headers: str) -> Handler:
+def reply(status: int = 200, text: str = "", headers: dict[str, str] | None = None) -> Handler:
     async def answer(request: web.Request) -> web.StreamResponse:
         return web.Response(status=status, text=text, headers=headers)
 
@@ -122,7 +123,7 @@ async def test_query_headers_and_idempotency_key_reach_the_server(
 
 
 async def test_redirects_are_not_followed(upstream: Upstream, action: HttpAction) -> None:
-    upstream.answer = reply(302, Location="http://169.254.169.254/latest/meta-data/")
+    upstream.answer = reply(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
 
     with pytest.raises(PermanentError) as raised:
         await action(step_task({"url": f"{upstream.url}/moved"}))
@@ -134,7 +135,7 @@ async def test_redirects_are_not_followed(upstream: Upstream, action: HttpAction
 async def test_retry_after_travels_with_a_retryable_status(
     upstream: Upstream, action: HttpAction
 ) -> None:
-    upstream.answer = reply(429, "slow down", **{"Retry-After": "7"})
+    upstream.answer = reply(429, "slow down", {"Retry-After": "7"})
 
     with pytest.raises(RetryableError) as raised:
         await action(step_task({"url": f"{upstream.url}/busy"}))
@@ -165,7 +166,7 @@ async def test_the_output_carries_headers_and_a_body_cut_at_the_limit(
 
 
 async def test_json_and_charsets_are_decoded(upstream: Upstream, action: HttpAction) -> None:
-    upstream.answer = reply(text='{"ok": true}', **{"Content-Type": "application/json"})
+    upstream.answer = reply(text='{"ok": true}', headers={"Content-Type": "application/json"})
     json_output = await action(step_task({"url": f"{upstream.url}/j"}))
 
     async def latin(request: web.Request) -> web.StreamResponse:
@@ -199,7 +200,7 @@ async def test_link_pagination_follows_next_links(upstream: Upstream, action: Ht
 
 
 async def test_the_direct_session_keeps_no_cookies_between_steps(upstream: Upstream) -> None:
-    upstream.answer = reply(text="ok", **{"Set-Cookie": "session=from-run-a"})
+    upstream.answer = reply(text="ok", headers={"Set-Cookie": "session=from-run-a"})
     settings = ExecutorSettings(allowed_networks=["127.0.0.1/32"])
     async with build_session(settings) as session:
         action = HttpAction(session, guard=build_guard(settings))
