@@ -60,6 +60,9 @@ def _special(address: IPAddress) -> bool:
     return not address.is_global or address.is_multicast
 
 
+_MAX_LITERALS = 1024
+
+
 class NetworkPolicy:
     """Which addresses outbound requests may reach.
 
@@ -75,6 +78,9 @@ class NetworkPolicy:
     def __init__(self, allowed: Sequence[str] = (), resolver: Resolver = _resolve) -> None:
         self._allowed: list[IPNetwork] = [ipaddress.ip_network(n, strict=False) for n in allowed]
         self._resolver = resolver
+        # Hosts given as address literals → verdict: the policy never changes and a literal
+        # resolves to itself, so parsing it for every request is wasted (ADR 0320).
+        self._literals: dict[str, bool] = {}
 
     def permits(self, address: IPAddress) -> bool:
         """Whether a request may connect to ``address``."""
@@ -94,8 +100,13 @@ class NetworkPolicy:
         host = url.host
         if not host:
             raise PermanentError("the URL has no host", error_type="PolicyDenied")
+        if self._literals.get(host) is True:
+            return
         try:
             addresses = [ipaddress.ip_address(host)]
+            if len(self._literals) >= _MAX_LITERALS:
+                self._literals.clear()
+            self._literals[host] = self.permits(addresses[0])
         except ValueError:
             try:
                 found = await self._resolver(host, url.port or 443)
