@@ -13,8 +13,8 @@ import asyncio
 import ipaddress
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
@@ -222,20 +222,49 @@ class OutboundGuard:
         self._per_host = per_host_concurrency
         self._slots: dict[str, asyncio.Semaphore] = {}
 
-    @asynccontextmanager
-    async def request(self, url: Destination) -> AsyncIterator[None]:
+    def request(self, url: Destination) -> AbstractAsyncContextManager[None]:
         """Guard one request to ``url`` (see the module docstring)."""
-        await self.policy.check(url)
-        host = url.host or ""
-        slots = self._slots.setdefault(host, asyncio.Semaphore(self._per_host))
-        async with slots:
-            self.breaker.before(host)
-            try:
-                yield
-            except RetryableError:
-                self.breaker.failed(host)
-                raise
-            except BaseException:
-                self.breaker.released(host)
-                raise
-            self.breaker.succeeded(host)
+        return _Guarded(self, url)
+
+    def _slots_of(self, host: str) -> asyncio.Semaphore:
+        slots = self._slots.get(host)
+        if slots is None:
+            slots = self._slots[host] = asyncio.Semaphore(self._per_host)
+        return slots
+
+
+class _Guarded:
+    """One guarded request; a class rather than a generator-based context manager,
+    which costs several times as much on every request (ADR 0320)."""
+
+    __slots__ = ("_guard", "_host", "_slots", "_url")
+
+    def __init__(self, guard: OutboundGuard, url: Destination) -> None:
+        self._guard = guard
+        self._url = url
+
+    async def __aenter__(self) -> None:
+        guard = self._guard
+        await guard.policy.check(self._url)
+        self._host = host = self._url.host or ""
+        self._slots = slots = guard._slots_of(host)
+        await slots.acquire()
+        try:
+            guard.breaker.before(host)
+        except BaseException:
+            slots.release()
+            raise
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        breaker = self._guard.breaker
+        try:
+            if kind is None:
+                breaker.succeeded(self._host)
+            elif issubclass(kind, RetryableError):
+                breaker.failed(self._host)
+            else:
+                breaker.released(self._host)
+        finally:
+            self._slots.release()

@@ -17,11 +17,13 @@ reached within the cap.
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Final, Literal
 from urllib.parse import urlencode
 
 import aiohttp
 import httpx
+import orjson
 import yarl
 from pydantic import (
     BaseModel,
@@ -297,11 +299,8 @@ def _body(spec: HttpInput, headers: dict[str, str]) -> bytes | None:
     """The request body encoded as httpx encodes ``json=``/``data=``/``content=``, with
     its Content-Type added to ``headers`` (a Content-Type the step gave wins)."""
     if spec.has_json:
-        body = json.dumps(
-            spec.json_body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
-        ).encode()
         _default_content_type(headers, "application/json")
-        return body
+        return _json_bytes(spec.json_body)
     if spec.form is not None:
         pairs = [
             (k, _text(item))
@@ -313,6 +312,32 @@ def _body(spec: HttpInput, headers: dict[str, str]) -> bytes | None:
     if spec.content_type is not None:
         headers["Content-Type"] = spec.content_type
     return spec.body.encode() if spec.body is not None else None
+
+
+_JSON: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _json_bytes(value: JsonValue) -> bytes:
+    """Compact UTF-8 JSON, as httpx's ``json=`` writes it. orjson first (a tenth of the
+    cost) when it says the same thing: it writes NaN and infinities as null (httpx
+    refuses them) and refuses integers beyond 64 bits (httpx writes them)."""
+    try:
+        body = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return _JSON.encode(value).encode()
+    if b"null" in body and _non_finite(value):
+        return _JSON.encode(value).encode()  # raises ValueError, as httpx's json= does
+    return body
+
+
+def _non_finite(value: JsonValue) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 def _default_content_type(headers: dict[str, str], value: str) -> None:

@@ -18,6 +18,7 @@ from typing import Final, NoReturn, Protocol
 
 import aiohttp
 import httpx
+import orjson
 import yarl
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 from pydantic import JsonValue
@@ -260,7 +261,14 @@ def decode_body(headers: Mapping[str, str], raw: bytes, truncated: bool) -> Json
     media_type = content_type.split(";")[0].strip().lower()
     if not truncated and (media_type == "application/json" or media_type.endswith("+json")):
         try:
-            parsed: JsonValue = json.loads(raw, parse_constant=_no_constants)
+            # orjson parses what json.loads parses to the same values, else refuses: then
+            # json.loads decides (other encodings, huge integers; NaN stays refused).
+            parsed: JsonValue = orjson.loads(raw)
+            return parsed
+        except orjson.JSONDecodeError:
+            pass
+        try:
+            parsed = json.loads(raw, parse_constant=_no_constants)
             return parsed
         except (ValueError, RecursionError):
             pass  # a server that labels text as JSON: keep the text
