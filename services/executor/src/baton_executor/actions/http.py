@@ -18,25 +18,18 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Final, Literal
+from typing import Final
 from urllib.parse import urlencode
 
 import aiohttp
 import httpx
 import orjson
 import yarl
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import JsonValue, ValidationError
 
 from baton_common.commands import ErrorKind
 from baton_common.records import StepTask
+from baton_executor.actions.http_input import HttpInput, Paginate, as_text, describe, parse_input
 from baton_executor.actions.outbound import (
     DEFAULT_RETRYABLE,
     Reply,
@@ -50,109 +43,9 @@ from baton_executor.guard import OutboundGuard
 
 __all__ = ["HttpAction", "HttpInput", "Paginate", "classify_status", "describe"]
 
-METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
-MAX_PAGES: Final = 100
 # Response headers that can carry credentials stay out of outputs, which live in the log.
 _DROPPED_HEADERS: Final = frozenset({"set-cookie", "set-cookie2"})
-
-Scalar = str | int | float | bool
-Status = Annotated[int, Field(ge=100, le=599)]
-
-
-def _text(value: Scalar) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-class Cursor(BaseModel):
-    """Cursor pagination: read ``path`` of each page's body, send it as query ``param``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    path: Annotated[str, Field(min_length=1, description="dotted path, e.g. meta.next_cursor")]
-    param: Annotated[str, Field(min_length=1)]
-
-
-class Paginate(BaseModel):
-    """How to find the next page; exactly one of ``next: link`` or ``cursor``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    next: Literal["link"] | None = None
-    cursor: Cursor | None = None
-    items: str | None = Field(default=None, description="dotted path of each page's list")
-    max_pages: Annotated[int, Field(ge=1, le=MAX_PAGES)] = 10
-
-    @model_validator(mode="after")
-    def _one_way(self) -> Paginate:
-        if (self.next is None) == (self.cursor is None):
-            raise ValueError("give exactly one of `next: link` or `cursor`")
-        return self
-
-
-class HttpInput(BaseModel):
-    """The validated input of an ``http`` step."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    url: str
-    method: str = "GET"
-    headers: dict[str, Scalar] = Field(default_factory=dict)
-    query: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
-    json_body: JsonValue = Field(default=None, alias="json")
-    form: dict[str, Scalar | list[Scalar]] | None = None
-    body: str | None = None
-    content_type: str | None = None
-    timeout: Annotated[float, Field(gt=0)] = 30.0
-    expect_status: list[Status] | None = None
-    retry_on_status: list[Status] | None = None
-    paginate: Paginate | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _absolute_http_url(cls, value: str) -> str:
-        try:
-            url = yarl.URL(value)  # ~100 times cheaper than httpx.URL (ADR 0320)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"not a valid URL: {exc}") from exc
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("must be an absolute http:// or https:// URL")
-        return value
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, value: str) -> str:
-        method = value.upper()
-        if method not in METHODS:
-            raise ValueError(f"must be one of {', '.join(sorted(METHODS))}")
-        return method
-
-    @model_validator(mode="after")
-    def _one_body(self) -> HttpInput:
-        given = [
-            n
-            for n, present in (
-                ("json", self.has_json),
-                ("form", self.form is not None),
-                ("body", self.body is not None),
-            )
-            if present
-        ]
-        if len(given) > 1:
-            raise ValueError(f"give one body, not {' and '.join(f'`{n}`' for n in given)}")
-        if self.content_type is not None and self.body is None:
-            raise ValueError("`content_type` goes with a raw `body`")
-        return self
-
-    @property
-    def has_json(self) -> bool:
-        return "json_body" in self.model_fields_set
-
-    def retryable(self) -> frozenset[int]:
-        chosen = DEFAULT_RETRYABLE if self.retry_on_status is None else self.retry_on_status
-        return frozenset(chosen) - frozenset(self.expect_status or ())
 
 
 def classify_status(
@@ -205,7 +98,7 @@ class HttpAction:
             # Merged into the URL's own query, replacing parameters of the same name.
             url = url.update_query(
                 {
-                    k: [_text(i) for i in v] if isinstance(v, list) else _text(v)
+                    k: [as_text(i) for i in v] if isinstance(v, list) else as_text(v)
                     for k, v in spec.query.items()
                 }
             )
@@ -215,7 +108,7 @@ class HttpAction:
         return await self._paginate(spec, spec.paginate, url, reply, task.attempt_id)
 
     async def _request(self, spec: HttpInput, url: yarl.URL, attempt_id: str) -> Reply:
-        headers = {k: _text(v) for k, v in spec.headers.items()}
+        headers = {k: as_text(v) for k, v in spec.headers.items()}
         for name in [k for k in headers if k.lower() == IDEMPOTENCY_HEADER.lower()]:
             del headers[name]
         headers[IDEMPOTENCY_HEADER] = attempt_id
@@ -281,7 +174,7 @@ class HttpAction:
 
     def _parse(self, task: StepTask) -> HttpInput:
         try:
-            spec = HttpInput.model_validate(task.input)
+            spec = parse_input(task.input)
         except ValidationError as exc:
             raise PermanentError(
                 f"invalid input: {describe(exc)}", error_type="InvalidInput"
@@ -303,7 +196,7 @@ def _body(spec: HttpInput, headers: dict[str, str]) -> bytes | None:
         return _json_bytes(spec.json_body)
     if spec.form is not None:
         pairs = [
-            (k, _text(item))
+            (k, as_text(item))
             for k, v in spec.form.items()
             for item in (v if isinstance(v, list) else [v])
         ]
@@ -377,12 +270,3 @@ def _dig(value: JsonValue, path: str) -> JsonValue:
             return None
         value = value.get(part)
     return value
-
-
-def describe(exc: ValidationError) -> str:
-    """A validation error as ``field: problem; …``."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "input"
-        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
