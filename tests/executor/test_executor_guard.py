@@ -7,6 +7,7 @@ import ipaddress
 
 import httpx
 import pytest
+import yarl
 from prometheus_client import CollectorRegistry, Gauge
 
 from baton_executor.actions.http import HttpAction
@@ -56,14 +57,18 @@ DNS = {
         "http://sneaky.example/",
     ],
 )
-async def test_non_public_destinations_are_refused(url: str) -> None:
+@pytest.mark.parametrize("parse", [httpx.URL, yarl.URL])
+async def test_non_public_destinations_are_refused(
+    url: str, parse: type[httpx.URL] | type[yarl.URL]
+) -> None:
     policy = NetworkPolicy(resolver=resolver({**DNS, "localhost.": ["127.0.0.1"]}))
 
-    with pytest.raises(PermanentError) as raised:
-        await policy.check(httpx.URL(url))
+    for _ in range(2):  # the second time, address literals' verdicts come from memory
+        with pytest.raises(PermanentError) as raised:
+            await policy.check(parse(url))
 
-    assert raised.value.error_type == "PolicyDenied"
-    assert "SSRF" in raised.value.message
+        assert raised.value.error_type == "PolicyDenied"
+        assert "SSRF" in raised.value.message
 
 
 async def test_public_destinations_pass() -> None:

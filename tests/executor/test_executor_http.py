@@ -343,6 +343,22 @@ async def test_a_form_body_is_url_encoded(server: Server, action: HttpAction) ->
     assert request.content == b"a=1&b=x&b=y"
 
 
+async def test_json_bodies_are_written_as_httpx_writes_them(
+    server: Server, action: HttpAction
+) -> None:
+    body: JsonValue = {"big": 2**70, "f": 1.5, "text": "é", "list": [None, True]}
+
+    await action(step_task({"url": "https://x.example/", "method": "POST", "json": body}))
+    with pytest.raises(ValueError, match="JSON compliant"):
+        await action(
+            step_task({"url": "https://x.example/", "method": "POST", "json": {"x": float("nan")}})
+        )
+
+    [request] = server.requests
+    assert request.headers["content-type"] == "application/json"
+    assert request.content == httpx.Request("POST", "https://x.example/", json=body).content
+
+
 async def test_a_raw_body_takes_its_content_type(server: Server, action: HttpAction) -> None:
     await action(
         step_task(

@@ -1,8 +1,10 @@
-"""The ``http`` action over the production client (aiohttp under httpx) and a real socket."""
+"""The ``http`` action over the production clients and a real socket: aiohttp directly
+(the default), aiohttp under httpx, and httpx's own httpcore."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Literal
 
 import httpx
 import pytest
@@ -11,7 +13,7 @@ from platform_kit import free_port
 
 from baton_executor.actions.http import HttpAction
 from baton_executor.errors import PermanentError, RetryableError
-from baton_executor.main import build_client, build_guard
+from baton_executor.main import build_client, build_guard, build_session
 from baton_executor.settings import ExecutorSettings
 
 from .tasks import step_task
@@ -31,9 +33,16 @@ def api() -> Iterator[FakeApi]:
         yield server
 
 
-@pytest.fixture(params=["aiohttp", "httpcore"])
+@pytest.fixture(params=["aiohttp-direct", "aiohttp", "httpcore"])
 async def action(request: pytest.FixtureRequest) -> AsyncIterator[HttpAction]:
-    settings = ExecutorSettings(allowed_networks=["127.0.0.1/32"], http_transport=request.param)
+    transport: Literal["aiohttp", "httpcore"] = (
+        "httpcore" if request.param == "httpcore" else "aiohttp"
+    )
+    settings = ExecutorSettings(allowed_networks=["127.0.0.1/32"], http_transport=transport)
+    if request.param == "aiohttp-direct":
+        async with build_session(settings) as session:
+            yield HttpAction(session, guard=build_guard(settings))
+        return
     async with build_client(settings) as client:
         yield HttpAction(client, guard=build_guard(settings))
 

@@ -274,8 +274,7 @@ class Executor:
         )
         elapsed = time.perf_counter() - started
         outcome = "succeeded" if isinstance(command, CompleteStep) else command.error_kind
-        self._metrics.duration.labels(action=label).observe(elapsed)
-        self._metrics.attempts.labels(action=label, outcome=outcome).inc()
+        self._metrics.finished(label, outcome, elapsed)
         if isinstance(command, CompleteStep):
             log.info("step attempt succeeded", seconds=round(elapsed, 3))
         else:

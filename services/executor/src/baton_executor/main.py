@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 import structlog
 import uvicorn
@@ -39,7 +40,7 @@ from baton_executor.publisher import KafkaPublisher
 from baton_executor.secrets import SecretStore
 from baton_executor.settings import ExecutorSettings
 
-__all__ = ["build_actions", "build_client", "build_guard", "create_app", "run"]
+__all__ = ["build_actions", "build_client", "build_guard", "build_session", "create_app", "run"]
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,25 @@ def build_client(settings: ExecutorSettings) -> httpx.AsyncClient:
         else None
     )
     return httpx.AsyncClient(follow_redirects=False, limits=limits, transport=transport)
+
+
+def build_session(settings: ExecutorSettings) -> aiohttp.ClientSession:
+    """The ``http`` action's aiohttp session (ADR 0320): the transport ``build_client``
+    wraps, without httpx's layer. Same pool size, keep-alive and trust (httpx's CA
+    bundle, no proxies from the environment); no cookie jar, so no step sees another's
+    cookies; no timeout of its own (the action bounds each request)."""
+    limits = httpx.Limits(max_connections=max(100, settings.concurrency * 2))
+    connector = aiohttp.TCPConnector(
+        limit=limits.max_connections or 0,
+        keepalive_timeout=limits.keepalive_expiry or 0,
+        ssl=httpx.create_ssl_context(trust_env=False),
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None),
+        trust_env=False,
+    )
 
 
 def build_guard(
@@ -75,8 +95,12 @@ def build_actions(
     client: httpx.AsyncClient,
     guard: OutboundGuard | None = None,
     secrets: SecretStore | None = None,
+    session: aiohttp.ClientSession | None = None,
 ) -> dict[str, Action]:
-    """The action registry: every action kind this executor runs, by name."""
+    """The action registry: every action kind this executor runs, by name.
+
+    ``session``, if given, carries the ``http`` action's requests instead of ``client``.
+    """
     guard = guard or build_guard(settings)
     secrets = secrets or SecretStore({})
     providers = Providers(
@@ -99,7 +123,7 @@ def build_actions(
         ),
         "notify.email": EmailAction(settings.smtp, secrets),
         "http": HttpAction(
-            client,
+            session or client,
             guard=guard,
             max_response_bytes=settings.max_response_bytes,
             max_timeout_seconds=settings.max_action_timeout_seconds,
@@ -140,6 +164,9 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
             client = build_client(settings)
             stack.push_async_callback(client.aclose)
+            session = build_session(settings) if settings.http_transport == "aiohttp" else None
+            if session is not None:
+                stack.push_async_callback(session.close)
             producer = make_producer(bootstrap, client_id="baton-executor")
             stack.push_async_callback(producer.stop)
             stack.callback(publisher.attach, None)
@@ -151,7 +178,9 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
             executor = Executor(
                 consumer=consumer,
                 publisher=publisher,
-                actions=build_actions(settings, client, build_guard(settings, metrics), secrets),
+                actions=build_actions(
+                    settings, client, build_guard(settings, metrics), secrets, session
+                ),
                 topics=settings.topics,
                 metrics=metrics,
                 concurrency=settings.concurrency,

@@ -46,3 +46,15 @@ class ExecutorMetrics:
             ["reason"],
             registry=registry,
         )
+        self._finished: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
+
+    def finished(self, action: str, outcome: str, seconds: float) -> None:
+        """Count one attempt and observe its duration (labelled children looked up once)."""
+        children = self._finished.get((action, outcome))
+        if children is None:
+            children = self._finished[(action, outcome)] = (
+                self.duration.labels(action=action),
+                self.attempts.labels(action=action, outcome=outcome),
+            )
+        children[0].observe(seconds)
+        children[1].inc()

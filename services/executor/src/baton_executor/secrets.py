@@ -78,10 +78,10 @@ class SecretStore:
     def resolve(self, value: dict[str, JsonValue]) -> tuple[dict[str, JsonValue], Redactor]:
         """``value`` with its placeholders resolved, and a redactor for the values used."""
         if not _may_hold_placeholders(value):
-            return value, Redactor(())
+            return value, _NOTHING_TO_REDACT
         names = secret_names(value)
         if not names:
-            return value, Redactor(())
+            return value, _NOTHING_TO_REDACT
         values = {name: self.get(name) for name in sorted(names)}
         resolved = resolve_secrets(value, values.__getitem__)
         assert isinstance(resolved, dict)
@@ -147,3 +147,7 @@ class Redactor:
         if isinstance(value, dict):
             return {self.text(k): self.json(v) for k, v in value.items()}
         return value
+
+
+_NOTHING_TO_REDACT: Final = Redactor(())
+"""Shared by every step that resolved no secret (a redactor never changes)."""

@@ -89,8 +89,9 @@ class ExecutorSettings(BatonSettings):
     )
     http_transport: Literal["aiohttp", "httpcore"] = Field(
         "aiohttp",
-        description="what carries outbound HTTP under the httpx API: aiohttp (several times "
-        "the throughput at high concurrency, see ADR 0302) or httpx's own httpcore",
+        description="what carries outbound HTTP: aiohttp (several times the throughput at "
+        "high concurrency, ADR 0302; the http action calls it directly, ADR 0320) or httpx's "
+        "own httpcore",
     )
     mcp_servers: dict[str, McpServerSettings] = Field(
         default_factory=dict,

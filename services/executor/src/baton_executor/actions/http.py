@@ -16,26 +16,26 @@ reached within the cap.
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+import json
+import math
+from typing import Final
+from urllib.parse import urlencode
 
+import aiohttp
 import httpx
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+import orjson
+import yarl
+from pydantic import JsonValue, ValidationError
 
 from baton_common.commands import ErrorKind
 from baton_common.records import StepTask
+from baton_executor.actions.http_input import HttpInput, Paginate, as_text, describe, parse_input
 from baton_executor.actions.outbound import (
     DEFAULT_RETRYABLE,
     Reply,
     safe_url,
     send,
+    send_direct,
     status_error,
 )
 from baton_executor.errors import PermanentError
@@ -43,109 +43,9 @@ from baton_executor.guard import OutboundGuard
 
 __all__ = ["HttpAction", "HttpInput", "Paginate", "classify_status", "describe"]
 
-METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
-MAX_PAGES: Final = 100
 # Response headers that can carry credentials stay out of outputs, which live in the log.
 _DROPPED_HEADERS: Final = frozenset({"set-cookie", "set-cookie2"})
-
-Scalar = str | int | float | bool
-Status = Annotated[int, Field(ge=100, le=599)]
-
-
-def _text(value: Scalar) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-class Cursor(BaseModel):
-    """Cursor pagination: read ``path`` of each page's body, send it as query ``param``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    path: Annotated[str, Field(min_length=1, description="dotted path, e.g. meta.next_cursor")]
-    param: Annotated[str, Field(min_length=1)]
-
-
-class Paginate(BaseModel):
-    """How to find the next page; exactly one of ``next: link`` or ``cursor``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    next: Literal["link"] | None = None
-    cursor: Cursor | None = None
-    items: str | None = Field(default=None, description="dotted path of each page's list")
-    max_pages: Annotated[int, Field(ge=1, le=MAX_PAGES)] = 10
-
-    @model_validator(mode="after")
-    def _one_way(self) -> Paginate:
-        if (self.next is None) == (self.cursor is None):
-            raise ValueError("give exactly one of `next: link` or `cursor`")
-        return self
-
-
-class HttpInput(BaseModel):
-    """The validated input of an ``http`` step."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    url: str
-    method: str = "GET"
-    headers: dict[str, Scalar] = Field(default_factory=dict)
-    query: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
-    json_body: JsonValue = Field(default=None, alias="json")
-    form: dict[str, Scalar | list[Scalar]] | None = None
-    body: str | None = None
-    content_type: str | None = None
-    timeout: Annotated[float, Field(gt=0)] = 30.0
-    expect_status: list[Status] | None = None
-    retry_on_status: list[Status] | None = None
-    paginate: Paginate | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _absolute_http_url(cls, value: str) -> str:
-        try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from exc
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("must be an absolute http:// or https:// URL")
-        return value
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, value: str) -> str:
-        method = value.upper()
-        if method not in METHODS:
-            raise ValueError(f"must be one of {', '.join(sorted(METHODS))}")
-        return method
-
-    @model_validator(mode="after")
-    def _one_body(self) -> HttpInput:
-        given = [
-            n
-            for n, present in (
-                ("json", self.has_json),
-                ("form", self.form is not None),
-                ("body", self.body is not None),
-            )
-            if present
-        ]
-        if len(given) > 1:
-            raise ValueError(f"give one body, not {' and '.join(f'`{n}`' for n in given)}")
-        if self.content_type is not None and self.body is None:
-            raise ValueError("`content_type` goes with a raw `body`")
-        return self
-
-    @property
-    def has_json(self) -> bool:
-        return "json_body" in self.model_fields_set
-
-    def retryable(self) -> frozenset[int]:
-        chosen = DEFAULT_RETRYABLE if self.retry_on_status is None else self.retry_on_status
-        return frozenset(chosen) - frozenset(self.expect_status or ())
 
 
 def classify_status(
@@ -166,10 +66,12 @@ def classify_status(
 
 
 class HttpAction:
-    """Makes the request with an injected client (``follow_redirects=False``).
+    """Makes the request with an injected client; redirects are never followed.
 
     Args:
-        client: the shared HTTP client, built and closed in ``main``.
+        client: the shared HTTP client, built and closed in ``main``: an aiohttp session
+            (the production path, ADR 0320) or an ``httpx.AsyncClient`` built with
+            ``follow_redirects=False`` (tests' ``MockTransport``, the ``httpcore`` setting).
         guard: SSRF policy, per-host limits and breaker (None only in unit tests).
         max_response_bytes: response bodies beyond this are truncated (outputs must fit
             in a Kafka record).
@@ -178,7 +80,7 @@ class HttpAction:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | aiohttp.ClientSession,
         *,
         guard: OutboundGuard | None = None,
         max_response_bytes: int = 256 * 1024,
@@ -191,12 +93,12 @@ class HttpAction:
 
     async def __call__(self, task: StepTask) -> JsonValue:
         spec = self._parse(task)
-        url = httpx.URL(spec.url)
+        url = yarl.URL(spec.url)
         if spec.query:
-            # build_request(params=…) would replace the URL's own query: merge instead.
-            url = url.copy_merge_params(
+            # Merged into the URL's own query, replacing parameters of the same name.
+            url = url.update_query(
                 {
-                    k: [_text(i) for i in v] if isinstance(v, list) else _text(v)
+                    k: [as_text(i) for i in v] if isinstance(v, list) else as_text(v)
                     for k, v in spec.query.items()
                 }
             )
@@ -205,44 +107,46 @@ class HttpAction:
             return _output(reply)
         return await self._paginate(spec, spec.paginate, url, reply, task.attempt_id)
 
-    async def _request(self, spec: HttpInput, url: httpx.URL, attempt_id: str) -> Reply:
-        headers = {k: _text(v) for k, v in spec.headers.items()}
+    async def _request(self, spec: HttpInput, url: yarl.URL, attempt_id: str) -> Reply:
+        headers = {k: as_text(v) for k, v in spec.headers.items()}
         for name in [k for k in headers if k.lower() == IDEMPOTENCY_HEADER.lower()]:
             del headers[name]
         headers[IDEMPOTENCY_HEADER] = attempt_id
-        if spec.content_type is not None:
-            headers["Content-Type"] = spec.content_type
-        form = (
-            {
-                k: [_text(i) for i in v] if isinstance(v, list) else _text(v)
-                for k, v in spec.form.items()
-            }
-            if spec.form is not None
-            else None
-        )
-        request = self._client.build_request(
-            spec.method,
-            url,
-            headers=headers,
-            json=spec.json_body if spec.has_json else None,
-            data=form,
-            content=spec.body,
-            timeout=spec.timeout,
-        )
-        reply = await send(
-            self._client,
-            self._guard,
-            request,
-            timeout_seconds=spec.timeout,
-            max_bytes=self._max_response_bytes,
-            retryable=spec.retryable(),
-        )
+        body = _body(spec, headers)
+        if isinstance(self._client, aiohttp.ClientSession):
+            reply = await send_direct(
+                self._client,
+                self._guard,
+                spec.method,
+                url,
+                headers=headers,
+                body=body,
+                timeout_seconds=spec.timeout,
+                max_bytes=self._max_response_bytes,
+                retryable=spec.retryable(),
+            )
+        else:
+            request = self._client.build_request(
+                spec.method,
+                httpx.URL(str(url)),
+                headers=headers,
+                content=body,
+                timeout=spec.timeout,
+            )
+            reply = await send(
+                self._client,
+                self._guard,
+                request,
+                timeout_seconds=spec.timeout,
+                max_bytes=self._max_response_bytes,
+                retryable=spec.retryable(),
+            )
         if classify_status(reply.status, spec.expect_status, spec.retry_on_status) is not None:
             raise status_error(reply, f"{spec.method} {safe_url(url)}", retryable=False)
         return reply
 
     async def _paginate(
-        self, spec: HttpInput, how: Paginate, url: httpx.URL, first: Reply, attempt_id: str
+        self, spec: HttpInput, how: Paginate, url: yarl.URL, first: Reply, attempt_id: str
     ) -> JsonValue:
         replies = [first]
         complete = True
@@ -270,7 +174,7 @@ class HttpAction:
 
     def _parse(self, task: StepTask) -> HttpInput:
         try:
-            spec = HttpInput.model_validate(task.input)
+            spec = parse_input(task.input)
         except ValidationError as exc:
             raise PermanentError(
                 f"invalid input: {describe(exc)}", error_type="InvalidInput"
@@ -284,12 +188,60 @@ class HttpAction:
         return spec
 
 
+def _body(spec: HttpInput, headers: dict[str, str]) -> bytes | None:
+    """The request body encoded as httpx encodes ``json=``/``data=``/``content=``, with
+    its Content-Type added to ``headers`` (a Content-Type the step gave wins)."""
+    if spec.has_json:
+        _default_content_type(headers, "application/json")
+        return _json_bytes(spec.json_body)
+    if spec.form is not None:
+        pairs = [
+            (k, as_text(item))
+            for k, v in spec.form.items()
+            for item in (v if isinstance(v, list) else [v])
+        ]
+        _default_content_type(headers, "application/x-www-form-urlencoded")
+        return urlencode(pairs, doseq=True).encode()
+    if spec.content_type is not None:
+        headers["Content-Type"] = spec.content_type
+    return spec.body.encode() if spec.body is not None else None
+
+
+_JSON: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _json_bytes(value: JsonValue) -> bytes:
+    """Compact UTF-8 JSON, as httpx's ``json=`` writes it. orjson first (a tenth of the
+    cost) when it says the same thing: it writes NaN and infinities as null (httpx
+    refuses them) and refuses integers beyond 64 bits (httpx writes them)."""
+    try:
+        body = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return _JSON.encode(value).encode()
+    if b"null" in body and _non_finite(value):
+        return _JSON.encode(value).encode()  # raises ValueError, as httpx's json= does
+    return body
+
+
+def _non_finite(value: JsonValue) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def _default_content_type(headers: dict[str, str], value: str) -> None:
+    if not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = value
+
+
 def _output(reply: Reply) -> dict[str, JsonValue]:
     output: dict[str, JsonValue] = {
         "status": reply.status,
-        "headers": {
-            k: v for k, v in reply.response.headers.items() if k.lower() not in _DROPPED_HEADERS
-        },
+        "headers": {k: v for k, v in reply.headers.items() if k.lower() not in _DROPPED_HEADERS},
         "body": reply.body(),
     }
     if reply.truncated:
@@ -297,15 +249,19 @@ def _output(reply: Reply) -> dict[str, JsonValue]:
     return output
 
 
-def _next_url(how: Paginate, current: httpx.URL, reply: Reply) -> httpx.URL | None:
+def _next_url(how: Paginate, current: yarl.URL, reply: Reply) -> yarl.URL | None:
     if how.next == "link":
-        target = reply.response.links.get("next", {}).get("url")
-        return current.join(target) if target else None
+        link = reply.headers.get("link")
+        if not link:
+            return None
+        # httpx's parser of Link headers, through its public API
+        target = httpx.Response(reply.status, headers={"link": link}).links.get("next", {})
+        return current.join(yarl.URL(target["url"])) if target.get("url") else None
     assert how.cursor is not None
     cursor = _dig(reply.body(), how.cursor.path)
     if cursor is None or cursor == "" or isinstance(cursor, dict | list | bool):
         return None
-    return current.copy_set_param(how.cursor.param, str(cursor))
+    return current.update_query({how.cursor.param: str(cursor)})
 
 
 def _dig(value: JsonValue, path: str) -> JsonValue:
@@ -314,12 +270,3 @@ def _dig(value: JsonValue, path: str) -> JsonValue:
             return None
         value = value.get(part)
     return value
-
-
-def describe(exc: ValidationError) -> str:
-    """A validation error as ``field: problem; …``."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "input"
-        parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)

@@ -8,14 +8,19 @@ failures the same way.
 from __future__ import annotations
 
 import asyncio
+import email.message
 import json
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Final, NoReturn
+from typing import Final, NoReturn, Protocol
 
+import aiohttp
 import httpx
+import orjson
+import yarl
+from httpx_aiohttp.transport import map_aiohttp_exceptions
 from pydantic import JsonValue
 
 from baton_common.telemetry import SpanKind, span
@@ -29,6 +34,7 @@ __all__ = [
     "retry_after",
     "safe_url",
     "send",
+    "send_direct",
     "status_error",
 ]
 
@@ -38,20 +44,26 @@ _ERROR_BODY_CHARS: Final = 300
 _MAX_RETRY_AFTER: Final = 24 * 3600.0
 
 
+class _HasHeaders(Protocol):
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
 @dataclass(frozen=True)
 class Reply:
-    """A response read up to the size limit."""
+    """A response read up to the size limit.
 
-    response: httpx.Response
+    ``headers`` answers lower-case names (``httpx.Headers``, or the lower-cased dict of
+    :func:`send_direct`, repeated headers joined with ``", "`` as httpx joins them).
+    """
+
+    status: int
+    headers: Mapping[str, str]
     raw: bytes
     truncated: bool
 
-    @property
-    def status(self) -> int:
-        return self.response.status_code
-
     def body(self) -> JsonValue:
-        return decode_body(self.response, self.raw, self.truncated)
+        return decode_body(self.headers, self.raw, self.truncated)
 
 
 async def send(
@@ -72,56 +84,100 @@ async def send(
         RetryableError: timeouts, connection errors, retryable statuses, open circuits.
         PermanentError: requests that cannot be sent, or the SSRF policy refused.
     """
+
+    async def exchange() -> Reply:
+        response = await client.send(request, stream=True)
+        try:
+            raw, truncated = await _read_limited(response.aiter_bytes(), max_bytes)
+        finally:
+            await response.aclose()
+        return Reply(response.status_code, response.headers, raw, truncated)
+
+    return await _guarded(guard, request.method, request.url, exchange, timeout_seconds, retryable)
+
+
+async def send_direct(
+    session: aiohttp.ClientSession,
+    guard: OutboundGuard | None,
+    method: str,
+    url: yarl.URL,
+    *,
+    headers: dict[str, str],
+    body: bytes | None,
+    timeout_seconds: float,
+    max_bytes: int,
+    retryable: Collection[int] = DEFAULT_RETRYABLE,
+) -> Reply:
+    """:func:`send` straight over an aiohttp session, without httpx's layer (ADR 0320).
+
+    Same guard, limits, classification and error types (aiohttp's errors are mapped to
+    httpx's exactly as the ``httpx-aiohttp`` transport maps them). Redirects are never
+    followed; no Content-Type is added that ``headers`` does not carry.
+    """
+
+    async def exchange() -> Reply:
+        with map_aiohttp_exceptions():
+            async with session.request(
+                method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                skip_auto_headers=_SKIP_CONTENT_TYPE,
+            ) as response:
+                raw, truncated = await _read_limited(response.content.iter_any(), max_bytes)
+                joined: dict[str, str] = {}
+                for name, value in response.headers.items():
+                    key = name.lower()
+                    joined[key] = f"{joined[key]}, {value}" if key in joined else value
+                return Reply(response.status, joined, raw, truncated)
+
+    return await _guarded(guard, method, url, exchange, timeout_seconds, retryable)
+
+
+_SKIP_CONTENT_TYPE: Final = frozenset({"Content-Type"})
+
+
+async def _guarded(
+    guard: OutboundGuard | None,
+    method: str,
+    url: httpx.URL | yarl.URL,
+    exchange: Callable[[], Awaitable[Reply]],
+    timeout_seconds: float,
+    retryable: Collection[int],
+) -> Reply:
     # only method, host and port: a path or query may hold a resolved secret
     with span(
-        f"HTTP {request.method}",
+        f"HTTP {method}",
         kind=SpanKind.CLIENT,
         attributes={
-            "http.request.method": request.method,
-            "server.address": request.url.host,
-            "server.port": request.url.port,
+            "http.request.method": method,
+            "server.address": url.host,
+            "server.port": url.port,
         },
     ) as current:
-        reply = await _send(client, guard, request, timeout_seconds, max_bytes, retryable)
+        async with guard.request(url) if guard is not None else _unguarded():
+            try:
+                async with asyncio.timeout(timeout_seconds):
+                    reply = await exchange()
+            except TimeoutError:
+                raise RetryableError(
+                    f"{_what(method, url)}: no complete response within {timeout_seconds}s",
+                    error_type="Timeout",
+                ) from None
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                _raise_transport_error(exc, _what(method, url))
+            if reply.status in retryable:
+                raise status_error(reply, _what(method, url), retryable=True)
         if current is not None:
             current.set_attribute("http.response.status_code", reply.status)
         return reply
 
 
-async def _send(
-    client: httpx.AsyncClient,
-    guard: OutboundGuard | None,
-    request: httpx.Request,
-    timeout_seconds: float,
-    max_bytes: int,
-    retryable: Collection[int],
-) -> Reply:
-    guarded = guard.request(request.url) if guard is not None else _unguarded()
-    async with guarded:
-        try:
-            async with asyncio.timeout(timeout_seconds):
-                response = await client.send(request, stream=True)
-                try:
-                    raw, truncated = await _read_limited(response, max_bytes)
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            raise RetryableError(
-                f"{_what(request)}: no complete response within {timeout_seconds}s",
-                error_type="Timeout",
-            ) from None
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            _raise_transport_error(exc, _what(request))
-        reply = Reply(response, raw, truncated)
-        if reply.status in retryable:
-            raise status_error(reply, _what(request), retryable=True)
-    return reply
-
-
-def _what(request: httpx.Request) -> str:
+def _what(method: str, url: httpx.URL | yarl.URL) -> str:
     """The request for error messages. Built only when one is needed: ``safe_url``
     parses the URL again, which is a fair share of a fast request's cost."""
-    return f"{request.method} {safe_url(request.url)}"
+    return f"{method} {safe_url(url)}"
 
 
 class _Unguarded:
@@ -148,11 +204,11 @@ def status_error(reply: Reply, what: str, *, retryable: bool) -> ActionError:
         message,
         error_type=f"http_{reply.status}",
         http_status=reply.status,
-        retry_after_seconds=retry_after(reply.response) if retryable else None,
+        retry_after_seconds=retry_after(reply) if retryable else None,
     )
 
 
-def retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:
+def retry_after(response: _HasHeaders, now: datetime | None = None) -> float | None:
     """Seconds from ``Retry-After`` (delta-seconds or an HTTP date), capped at a day."""
     value = response.headers.get("retry-after", "").strip()
     if not value:
@@ -183,10 +239,10 @@ def _raise_transport_error(exc: httpx.HTTPError | httpx.InvalidURL, what: str) -
     raise RetryableError(message, error_type=type(exc).__name__) from exc
 
 
-async def _read_limited(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+async def _read_limited(stream: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in stream:
         if size + len(chunk) > limit:
             chunks.append(chunk[: limit - size])
             return b"".join(chunks), True
@@ -199,19 +255,38 @@ def _no_constants(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def decode_body(response: httpx.Response, raw: bytes, truncated: bool) -> JsonValue:
-    """JSON if the response says so and parses, else text."""
-    media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+def decode_body(headers: Mapping[str, str], raw: bytes, truncated: bool) -> JsonValue:
+    """JSON if the response says so and parses, else text (in the declared charset)."""
+    content_type = headers.get("content-type", "")
+    media_type = content_type.split(";")[0].strip().lower()
     if not truncated and (media_type == "application/json" or media_type.endswith("+json")):
         try:
-            parsed: JsonValue = json.loads(raw, parse_constant=_no_constants)
+            # orjson parses what json.loads parses to the same values, else refuses: then
+            # json.loads decides (other encodings, huge integers; NaN stays refused).
+            parsed: JsonValue = orjson.loads(raw)
+            return parsed
+        except orjson.JSONDecodeError:
+            pass
+        try:
+            parsed = json.loads(raw, parse_constant=_no_constants)
             return parsed
         except (ValueError, RecursionError):
             pass  # a server that labels text as JSON: keep the text
-    return raw.decode(response.charset_encoding or "utf-8", errors="replace")
+    return raw.decode(_charset(content_type) or "utf-8", errors="replace")
 
 
-def safe_url(url: str | httpx.URL) -> str:
+def _charset(content_type: str) -> str | None:
+    """The ``charset`` parameter, parsed as ``httpx.Response.charset_encoding`` does."""
+    if "charset" not in content_type.lower():
+        return None
+    message = email.message.Message()
+    message["content-type"] = content_type
+    return message.get_content_charset(failobj=None)
+
+
+def safe_url(url: str | httpx.URL | yarl.URL) -> str:
     """The URL without credentials or query, which may carry tokens, for messages."""
+    if isinstance(url, yarl.URL):
+        return str(url.with_user(None).with_query(None).with_fragment(None))
     parsed = httpx.URL(url)
     return str(parsed.copy_with(query=None, fragment=None, username=None, password=None))
