@@ -208,3 +208,19 @@ async def test_the_direct_session_keeps_no_cookies_between_steps(upstream: Upstr
         await action(step_task({"url": f"{upstream.url}/b"}))
 
     assert [r.headers.get("Cookie") for r, _ in upstream.seen] == [None, None]
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpcore"])
+async def test_the_shared_client_keeps_no_cookies_between_steps(
+    upstream: Upstream, transport: Literal["aiohttp", "httpcore"]
+) -> None:
+    """AI providers and Slack share this client across every run and story."""
+    upstream.answer = reply(text="ok", headers={"Set-Cookie": "session=from-run-a; Path=/"})
+    settings = ExecutorSettings(allowed_networks=["127.0.0.1/32"], http_transport=transport)
+    async with build_client(settings) as client:
+        first = await client.get(f"{upstream.url}/a")
+        await client.get(f"{upstream.url}/b")
+
+        assert first.headers["set-cookie"] == "session=from-run-a; Path=/"  # the server set one
+        assert len(client.cookies) == 0
+    assert [r.headers.get("Cookie") for r, _ in upstream.seen] == [None, None]

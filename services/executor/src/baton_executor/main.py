@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
+from http.cookiejar import Cookie, CookieJar, CookiePolicy
 
 import aiohttp
 import httpx
@@ -45,15 +46,42 @@ __all__ = ["build_actions", "build_client", "build_guard", "build_session", "cre
 log = structlog.get_logger(__name__)
 
 
+class _NoCookies(CookiePolicy):
+    """A cookie policy that accepts no cookie and returns none."""
+
+    netscape = True
+    rfc2965 = False
+    hide_cookie2 = False
+
+    def set_ok(self, cookie: Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: Cookie, request: object) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: object) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: object) -> bool:
+        return False
+
+
 def build_client(settings: ExecutorSettings) -> httpx.AsyncClient:
-    """The shared outbound client: redirects are never followed (ADR 0300)."""
+    """The shared outbound client (AI providers, Slack): redirects are never followed
+    (ADR 0300), and no cookies are kept, neither by httpx nor by the aiohttp session
+    under it, so no step of any run sees a cookie set during another (ADR 0321)."""
     limits = httpx.Limits(max_connections=max(100, settings.concurrency * 2))
     transport = (
-        AiohttpTransport(limits=limits, trust_env=False)
+        AiohttpTransport(limits=limits, trust_env=False, client=lambda: build_session(settings))
         if settings.http_transport == "aiohttp"
         else None
     )
-    return httpx.AsyncClient(follow_redirects=False, limits=limits, transport=transport)
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        limits=limits,
+        transport=transport,
+        cookies=CookieJar(policy=_NoCookies()),
+    )
 
 
 def build_session(settings: ExecutorSettings) -> aiohttp.ClientSession:
