@@ -68,8 +68,9 @@ def json_types_only(value: object) -> bool:
         item = stack.pop()
         kind = type(item)
         if kind is dict:
-            if not all(type(key) is str for key in item):
-                return False
+            for key in item:
+                if type(key) is not str:
+                    return False
             stack.extend(item.values())
         elif kind is list:
             stack.extend(item)
