@@ -183,7 +183,7 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
     Kafka and HTTP clients are created and started in the app's lifespan.
     """
     metrics = ExecutorMetrics(registry)
-    publisher = KafkaPublisher(window_seconds=settings.publish_window_seconds)
+    publisher = KafkaPublisher()
     runtime = _Runtime()
 
     @asynccontextmanager

@@ -52,9 +52,6 @@ class ExecutorSettings(BatonSettings):
         20.0, ge=0, description="how long shutdown waits for running attempts to finish"
     )
     poll_timeout_ms: int = Field(1000, ge=1)
-    publish_window_seconds: float = Field(
-        0.002, ge=0, description="commands finished within this window are sent together"
-    )
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")
     recent_attempts: int = Field(
         10_000, ge=0, description="reported attempt ids remembered to skip redeliveries"
