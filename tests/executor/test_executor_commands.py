@@ -77,6 +77,6 @@ def test_values_beyond_json_types_take_the_validated_road() -> None:
     assert not json_types_only({1: "integer key"})
     assert not json_types_only([math.nan])
     assert not json_types_only({"a": ("tuple",)})
+    not_json: Any = {"a": ("tuple",)}
     with pytest.raises(ValidationError, match="not a valid JSON value"):
-        not_json: Any = {"a": ("tuple",)}
         completed(step_task(), not_json)  # refused, as before

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+import structlog
+import structlog.testing
 from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from pydantic import JsonValue
@@ -300,3 +302,25 @@ async def test_a_redelivery_of_a_running_attempt_waits_for_it() -> None:
 
     assert h.action.started == ["lookup"]
     assert len(h.commands()) == 1
+
+
+async def test_an_attempt_logs_with_its_ids_and_leaves_the_log_context_as_it_was() -> None:
+    h = Harness()
+    h.action.release("lookup")
+    record = h.task(P0, 0, "lookup")
+    structlog.contextvars.bind_contextvars(step="outer")
+    try:
+        merge = [structlog.contextvars.merge_contextvars]
+        with structlog.testing.capture_logs(processors=merge) as logs:
+            await h.executor.handle(record)
+
+        assert structlog.contextvars.get_contextvars() == {"step": "outer"}
+    finally:
+        structlog.contextvars.clear_contextvars()
+    [line] = [line for line in logs if line["event"] == "step attempt succeeded"]
+    [command] = h.commands()
+    assert (line["run_id"], line["step"], line["attempt_id"]) == (
+        command.run_id,
+        "lookup",
+        command.attempt_id,
+    )

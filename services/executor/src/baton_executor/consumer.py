@@ -221,13 +221,16 @@ class Executor:
         except ValidationError as exc:
             await self._dead_letter(record, "not_step_task", f"invalid StepTask: {describe(exc)}")
             return
-        with structlog.contextvars.bound_contextvars(
+        # Bound for this attempt's logs, then reset with the tokens: cheaper than
+        # bound_contextvars, which reads the whole context and binds twice.
+        tokens = structlog.contextvars.bind_contextvars(
             run_id=task.run_id,
             story_id=task.story_id,
             step=task.step,
             attempt_id=task.attempt_id,
             action=task.action,
-        ):
+        )
+        try:
             while (earlier := self._in_progress.get(task.attempt_id)) is not None:
                 await earlier.wait()  # the same attempt, delivered again while it runs here
             if task.attempt_id in self._reported:
@@ -240,6 +243,8 @@ class Executor:
             finally:
                 del self._in_progress[task.attempt_id]
                 done.set()
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
 
     def _remember(self, attempt_id: str) -> None:
         self._reported[attempt_id] = None
