@@ -15,7 +15,7 @@ from baton_common.settings import TopicSettings
 from baton_common.state import RunState
 from baton_common.story import Story, parse_story
 from baton_scheduler.decide import Context, decide
-from baton_scheduler.journal import journal
+from baton_scheduler.journal import Entry, journal
 
 PARTITIONS = 6
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,8 +58,10 @@ class Log:
         context = Context(at, cmd_env.id, PARTITIONS, current, policies=self.policies)
         decision = decide(state, command, self.story, context)
         known = {s.run_id: s for s in (state, current) if s is not None}
-        entry = journal(known, decision.events, cmd_env, at, TopicSettings())
+        entry = journal(known, decision.events, cmd_env, at, TopicSettings(), decision.after)
         assert _unchained(entry.states) == _unchained(decision.states)  # they agree
+        # the decider's evolved states, stamped, are what evolving every event again gives
+        assert_same_entry(entry, journal(known, decision.events, cmd_env, at, TopicSettings()))
         self.envelopes.extend(entry.events)
         self.runs.update(entry.states)
         self.last_tasks = entry.tasks
@@ -77,6 +79,14 @@ class Log:
         attempt_id = self.run.steps[step].attempt_id
         assert attempt_id is not None
         return attempt_id
+
+
+def assert_same_entry(entry: Entry, reference: Entry) -> None:
+    """Byte for byte and field for field, including each state's fields-set."""
+    assert entry == reference
+    for run_id, state in entry.states.items():
+        assert state.__dict__ == reference.states[run_id].__dict__
+        assert state.model_fields_set == reference.states[run_id].model_fields_set
 
 
 def _unchained(states: dict[str, RunState]) -> dict[str, RunState]:

@@ -49,6 +49,7 @@ class Builder:
     def __init__(self, state: RunState | None, now: datetime) -> None:
         self.state = state
         self.events: list[RunEvent] = []
+        self.after: list[RunState | None] = []  # per event: the state it left, unstamped
         self.now = now
         self.story: Story | None = None  # the run's story, for gates' four-eyes rules
         self.policies: tuple[Policy, ...] = ()  # the policies in force (ADR 0910)
@@ -57,6 +58,7 @@ class Builder:
         self.events.append(event)
         if self.state is not None or isinstance(event, RunStarted):
             self.state = evolve(self.state, event, seq=0, hash="", time=self.now)
+        self.after.append(self.state)
 
     @property
     def run(self) -> RunState:
