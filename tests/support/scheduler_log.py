@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
 from baton_common import ids
 from baton_common.commands import Command, FireTimer, StartRun
 from baton_common.envelope import Envelope
 from baton_common.policy import Policy
+from baton_common.records import StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
 from baton_common.story import Story, parse_story
@@ -62,6 +63,12 @@ class Log:
         assert _unchained(entry.states) == _unchained(decision.states)  # they agree
         # the decider's evolved states, stamped, are what evolving every event again gives
         assert_same_entry(entry, journal(known, decision.events, cmd_env, at, TopicSettings()))
+        for event in decision.events:  # the decider builds some without validation
+            assert_validated(event)
+        for task in entry.tasks:
+            data = task.envelope.data
+            if data["type"] == "baton.task.step.v1":
+                assert StepTask.model_validate(data).model_dump(mode="json") == data
         self.envelopes.extend(entry.events)
         self.runs.update(entry.states)
         self.last_tasks = entry.tasks
@@ -79,6 +86,14 @@ class Log:
         attempt_id = self.run.steps[step].attempt_id
         assert attempt_id is not None
         return attempt_id
+
+
+def assert_validated(model: BaseModel) -> None:
+    """``model`` (perhaps built by ``trusted``) is what validating the same values gives."""
+    checked = type(model)(**{name: getattr(model, name) for name in model.model_fields_set})
+    assert checked == model
+    assert checked.__dict__ == model.__dict__
+    assert checked.model_fields_set == model.model_fields_set
 
 
 def assert_same_entry(entry: Entry, reference: Entry) -> None:

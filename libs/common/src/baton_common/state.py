@@ -44,7 +44,16 @@ from baton_common.events import (
 )
 from baton_common.hashing import GENESIS
 
-__all__ = ["RunState", "RunStatus", "StepState", "StepStatus", "Timer", "evolve", "replay", "stamped"]
+__all__ = [
+    "RunState",
+    "RunStatus",
+    "StepState",
+    "StepStatus",
+    "Timer",
+    "evolve",
+    "replay",
+    "stamped",
+]
 
 
 class RunStatus(StrEnum):

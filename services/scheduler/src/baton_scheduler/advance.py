@@ -25,6 +25,7 @@ from baton_common.events import (
 )
 from baton_common.state import RunState, StepStatus
 from baton_common.story import Story
+from baton_common.trusted import trusted
 from baton_scheduler.progress import NOT_STARTED, Builder, dispatch_any
 from baton_scheduler.starting import implode, needs_done, start_step
 
@@ -169,4 +170,4 @@ def _finish_if_done(run: Builder, story: Story) -> None:
         begin_closing(run, story, "failed", step.error or "step failed", step=failed[0])
         return
     if all(state.steps.get(n, NOT_STARTED).status.done for n in story.steps):
-        run.emit(RunSucceeded(run_id=state.run_id))
+        run.emit(trusted(RunSucceeded, run_id=state.run_id))

@@ -32,6 +32,7 @@ from baton_common.events import (
 from baton_common.policy import Policy
 from baton_common.state import RunState, StepStatus
 from baton_common.story import Story
+from baton_common.trusted import trusted
 from baton_scheduler.advance import advance, begin_closing
 from baton_scheduler.decide_approval import decide_gate
 from baton_scheduler.policy_gate import check_start, record_executor_denial
@@ -95,9 +96,7 @@ def decide(
     reason = handler(run, command, story, context)
     if reason is not None:
         return _rejected(state, command, context, reason)
-    return Decision(
-        run.events, {state.run_id: run.run} if state is not None else {}, run.after
-    )
+    return Decision(run.events, {state.run_id: run.run} if state is not None else {}, run.after)
 
 
 def _rejected(state: RunState | None, cmd: Command, ctx: Context, reason: str) -> Decision:
@@ -182,7 +181,8 @@ def _begin(
         window = timedelta(seconds=cmd.dedup_window_seconds or 0)
         until = (ctx.now + window).isoformat()
     run.emit(
-        RunStarted(
+        trusted(
+            RunStarted,
             run_id=run_id,
             story_id=story.id,
             story_version=story.version,
@@ -217,7 +217,8 @@ def _complete(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> 
     assert story is not None
     step = run.run.steps[cmd.step]
     run.emit(
-        StepSucceeded(
+        trusted(
+            StepSucceeded,
             run_id=cmd.run_id,
             step=cmd.step,
             attempt=step.attempt,

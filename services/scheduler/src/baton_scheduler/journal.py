@@ -31,6 +31,7 @@ from baton_common.hashing import GENESIS, chained
 from baton_common.records import GateClosed, StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState, StepStatus, evolve, stamped
+from baton_common.trusted import trusted
 from baton_scheduler.calls import call_commands, rejected_call
 from baton_scheduler.gate_records import GateRecord, gate_records
 
@@ -178,7 +179,8 @@ def _tasks(
             return [
                 task(
                     topics.task_topic(event.queue),
-                    StepTask(
+                    trusted(
+                        StepTask,
                         run_id=event.run_id,
                         story_id=after.story_id,
                         story_version=after.story_version,

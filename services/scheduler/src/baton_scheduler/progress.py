@@ -24,6 +24,7 @@ from baton_common.expressions import ExpressionError, render_value
 from baton_common.policy import Policy, StepGrant
 from baton_common.state import RunState, StepState, evolve
 from baton_common.story import HandlerAction, RetryPolicy, Step, Story
+from baton_common.trusted import trusted
 
 __all__ = [
     "NOT_STARTED",
@@ -224,7 +225,8 @@ def dispatch_any(run: Builder, story: Story, name: str, attempt: int) -> None:
     if not allowed:
         return
     run.emit(
-        StepDispatched(
+        trusted(
+            StepDispatched,
             run_id=run.run.run_id,
             step=name,
             attempt=attempt,
@@ -258,7 +260,8 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
     attempt_id = ids.attempt_id(state.run_id, name, attempt)
     if step.story is not None:  # a sub-story: the journal turns this into its StartRun
         run.emit(
-            StepDispatched(
+            trusted(
+                StepDispatched,
                 run_id=state.run_id,
                 step=name,
                 attempt=attempt,
@@ -277,7 +280,8 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
         if not allowed:
             return
         run.emit(
-            StepDispatched(
+            trusted(
+                StepDispatched,
                 run_id=state.run_id,
                 step=name,
                 attempt=attempt,
