@@ -45,14 +45,16 @@ def advance(run: Builder, story: Story) -> None:
         before = len(run.events)
         implode(run, story)
         progressed = len(run.events) > before
+        state = run.run  # changes only when a step starts
         for name, step in story.steps.items():
-            current = run.run.steps.get(name, NOT_STARTED)
+            current = state.steps.get(name, NOT_STARTED)
             if (
                 current.status is StepStatus.PENDING
                 and current.attempt == 0
-                and needs_done(run.run, step)
+                and needs_done(state, step)
             ):
                 start_step(run, name, step)
+                state = run.run
                 progressed = True
     _finish_if_done(run, story)
 
