@@ -22,8 +22,10 @@ from baton_common.kafka import OutboundRecord
 
 __all__ = ["encoded", "record"]
 
+# Attributes no two records share: encoded directly, past the cache below.
+_OWN: Final = frozenset({"id", "type", "seq", "prevhash", "hash"})
 _HEADERS: Final = tuple(
-    (name, "ce_" + name)
+    (name, "ce_" + name, name not in _OWN)
     for name in Envelope.model_fields
     if name not in ("data", "datacontenttype")
 )
@@ -38,7 +40,7 @@ _last: dict[str, tuple[object, Header]] = {}
 
 
 def _header(name: str, header: str, attribute: object) -> Header:
-    if name == "time":
+    if isinstance(attribute, datetime):
         text = _TIME.dump_python(attribute, mode="json").encode()
     else:
         text = str(attribute).encode()
@@ -62,9 +64,12 @@ def encoded(envelope: Envelope, value: bytes | None = None) -> tuple[bytes, list
             return encode_record(envelope)
     headers: list[Header] = [_CONTENT_TYPE]
     last = _last
-    for name, header in _HEADERS:
+    for name, header, shared in _HEADERS:
         attribute = values[name]
         if attribute is None:
+            continue
+        if not shared:
+            headers.append((header, str(attribute).encode()))
             continue
         seen = last.get(name)
         if seen is not None and seen[0] is attribute:
