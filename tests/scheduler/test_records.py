@@ -52,6 +52,20 @@ def test_records_of_one_command_and_the_next_carry_their_own_time() -> None:
         assert encoded(event) == encode_record(event)
 
 
+def test_records_sharing_attribute_objects_each_carry_their_own() -> None:
+    run, other = "run-1", "".join(["run-", "2"])  # a distinct object, another text
+    shared = {"subject": run, "actor": "alice", "storyid": "s", "storyversion": 3}
+    events = [
+        envelope({"a": 1}, **shared),
+        envelope({"a": 2}, **shared, seq=1),
+        envelope({"a": 3}, **{**shared, "subject": other, "actor": None}),
+        envelope({"a": 4}, **shared, seq=2),
+        envelope({"a": 5}, **{**shared, "storyversion": 4}),
+    ]
+    for event in events + events[::-1]:
+        assert encoded(event) == encode_record(event)
+
+
 def test_floats_and_huge_integers_take_the_general_path() -> None:
     for data in ({"x": 1e-05}, {"x": float("nan")}, {"x": 2**64}, {"x": [{"y": 0.5}]}):
         event = envelope(data)  # type: ignore[arg-type]

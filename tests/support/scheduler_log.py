@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue
 
 from baton_common import ids
 from baton_common.commands import Command, FireTimer, StartRun
 from baton_common.envelope import Envelope
 from baton_common.policy import Policy
+from baton_common.records import StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
 from baton_common.story import Story, parse_story
 from baton_scheduler.decide import Context, decide
-from baton_scheduler.journal import journal
+from baton_scheduler.journal import Entry, journal
 
 PARTITIONS = 6
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,8 +59,16 @@ class Log:
         context = Context(at, cmd_env.id, PARTITIONS, current, policies=self.policies)
         decision = decide(state, command, self.story, context)
         known = {s.run_id: s for s in (state, current) if s is not None}
-        entry = journal(known, decision.events, cmd_env, at, TopicSettings())
+        entry = journal(known, decision.events, cmd_env, at, TopicSettings(), decision.after)
         assert _unchained(entry.states) == _unchained(decision.states)  # they agree
+        # the decider's evolved states, stamped, are what evolving every event again gives
+        assert_same_entry(entry, journal(known, decision.events, cmd_env, at, TopicSettings()))
+        for event in decision.events:  # the decider builds some without validation
+            assert_validated(event)
+        for task in entry.tasks:
+            data = task.envelope.data
+            if data["type"] == "baton.task.step.v1":
+                assert StepTask.model_validate(data).model_dump(mode="json") == data
         self.envelopes.extend(entry.events)
         self.runs.update(entry.states)
         self.last_tasks = entry.tasks
@@ -77,6 +86,22 @@ class Log:
         attempt_id = self.run.steps[step].attempt_id
         assert attempt_id is not None
         return attempt_id
+
+
+def assert_validated(model: BaseModel) -> None:
+    """``model`` (perhaps built by ``trusted``) is what validating the same values gives."""
+    checked = type(model)(**{name: getattr(model, name) for name in model.model_fields_set})
+    assert checked == model
+    assert checked.__dict__ == model.__dict__
+    assert checked.model_fields_set == model.model_fields_set
+
+
+def assert_same_entry(entry: Entry, reference: Entry) -> None:
+    """Byte for byte and field for field, including each state's fields-set."""
+    assert entry == reference
+    for run_id, state in entry.states.items():
+        assert state.__dict__ == reference.states[run_id].__dict__
+        assert state.model_fields_set == reference.states[run_id].model_fields_set
 
 
 def _unchained(states: dict[str, RunState]) -> dict[str, RunState]:

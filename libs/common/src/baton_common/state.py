@@ -44,7 +44,16 @@ from baton_common.events import (
 )
 from baton_common.hashing import GENESIS
 
-__all__ = ["RunState", "RunStatus", "StepState", "StepStatus", "Timer", "evolve", "replay"]
+__all__ = [
+    "RunState",
+    "RunStatus",
+    "StepState",
+    "StepStatus",
+    "Timer",
+    "evolve",
+    "replay",
+    "stamped",
+]
 
 
 class RunStatus(StrEnum):
@@ -290,6 +299,14 @@ def evolve(
         case RunStarted() | RunDeduplicated() | CommandRejected() | ApprovalReminded():
             pass
     return _copied(state, update)
+
+
+def stamped(state: RunState, *, seq: int, hash: str) -> RunState:
+    """``state`` with its chain position: what ``evolve(..., seq=seq, hash=hash)`` returns
+    when ``state`` is ``evolve``'s result for the same event with another ``seq`` and
+    ``hash`` (nothing else in a state depends on them). The scheduler's journal stamps the
+    states its decider already evolved instead of evolving every event twice."""
+    return _copied(state, {"seq": seq, "last_hash": hash})
 
 
 def replay(envelopes: Iterable[Envelope]) -> RunState | None:

@@ -25,6 +25,7 @@ from baton_common.events import (
 )
 from baton_common.state import RunState, StepStatus
 from baton_common.story import Story
+from baton_common.trusted import trusted
 from baton_scheduler.progress import NOT_STARTED, Builder, dispatch_any
 from baton_scheduler.starting import implode, needs_done, start_step
 
@@ -44,14 +45,16 @@ def advance(run: Builder, story: Story) -> None:
         before = len(run.events)
         implode(run, story)
         progressed = len(run.events) > before
+        state = run.run  # changes only when a step starts
         for name, step in story.steps.items():
-            current = run.run.steps.get(name, NOT_STARTED)
+            current = state.steps.get(name, NOT_STARTED)
             if (
                 current.status is StepStatus.PENDING
                 and current.attempt == 0
-                and needs_done(run.run, step)
+                and needs_done(state, step)
             ):
                 start_step(run, name, step)
+                state = run.run
                 progressed = True
     _finish_if_done(run, story)
 
@@ -169,4 +172,4 @@ def _finish_if_done(run: Builder, story: Story) -> None:
         begin_closing(run, story, "failed", step.error or "step failed", step=failed[0])
         return
     if all(state.steps.get(n, NOT_STARTED).status.done for n in story.steps):
-        run.emit(RunSucceeded(run_id=state.run_id))
+        run.emit(trusted(RunSucceeded, run_id=state.run_id))

@@ -32,6 +32,7 @@ from baton_common.events import (
 from baton_common.policy import Policy
 from baton_common.state import RunState, StepStatus
 from baton_common.story import Story
+from baton_common.trusted import trusted
 from baton_scheduler.advance import advance, begin_closing
 from baton_scheduler.decide_approval import decide_gate
 from baton_scheduler.policy_gate import check_start, record_executor_denial
@@ -43,10 +44,16 @@ __all__ = ["Context", "Decision", "decide", "render_context"]
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The events a command caused (possibly for two runs) and the states after them."""
+    """The events a command caused (possibly for two runs) and the states after them.
+
+    ``after`` holds, per event when the decider kept it, the state of the event's run
+    after it as ``evolve`` gave it with ``seq`` 0 and no hash (None outside any chain):
+    the journal stamps these instead of evolving each event again.
+    """
 
     events: list[RunEvent]
     states: dict[str, RunState] = field(default_factory=dict)
+    after: list[RunState | None] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +96,7 @@ def decide(
     reason = handler(run, command, story, context)
     if reason is not None:
         return _rejected(state, command, context, reason)
-    return Decision(run.events, {state.run_id: run.run} if state is not None else {})
+    return Decision(run.events, {state.run_id: run.run} if state is not None else {}, run.after)
 
 
 def _rejected(state: RunState | None, cmd: Command, ctx: Context, reason: str) -> Decision:
@@ -106,7 +113,7 @@ def _start(state: RunState | None, cmd: StartRun, story: Story | None, ctx: Cont
         run.policies = ctx.policies
         if (reason := _begin(run, cmd, story, ctx, cmd.run_id, None)) is not None:
             return _rejected(None, cmd, ctx, reason)
-        return Decision(run.events, {run.run.run_id: run.run})
+        return Decision(run.events, {run.run.run_id: run.run}, run.after)
     slot = state
     latest = ctx.current if slot.dedup_current is not None and ctx.current else slot
     in_window = latest.dedup_until is not None and ctx.now < datetime.fromisoformat(
@@ -127,7 +134,7 @@ def _start(state: RunState | None, cmd: StartRun, story: Story | None, ctx: Cont
                 ingest_id=cmd.ingest_id,
             )
         )
-        return Decision(run.events, {target.run_id: run.run})
+        return Decision(run.events, {target.run_id: run.run}, run.after)
     if cmd.dedup_key is None:
         return _rejected(state, cmd, ctx, f"run {cmd.run_id} already exists")
     # After the window: a new run in a fresh generation of the slot (ADR 0100).
@@ -144,7 +151,11 @@ def _start(state: RunState | None, cmd: StartRun, story: Story | None, ctx: Cont
             run_id=slot.run_id, dedup_key=cmd.dedup_key, generation=generation, current=new_id
         )
     )
-    return Decision(marker.events + fresh.events, {slot.run_id: marker.run, new_id: fresh.run})
+    return Decision(
+        marker.events + fresh.events,
+        {slot.run_id: marker.run, new_id: fresh.run},
+        marker.after + fresh.after,
+    )
 
 
 def _begin(
@@ -170,7 +181,8 @@ def _begin(
         window = timedelta(seconds=cmd.dedup_window_seconds or 0)
         until = (ctx.now + window).isoformat()
     run.emit(
-        RunStarted(
+        trusted(
+            RunStarted,
             run_id=run_id,
             story_id=story.id,
             story_version=story.version,
@@ -205,7 +217,8 @@ def _complete(run: Builder, cmd: Command, story: Story | None, ctx: Context) -> 
     assert story is not None
     step = run.run.steps[cmd.step]
     run.emit(
-        StepSucceeded(
+        trusted(
+            StepSucceeded,
             run_id=cmd.run_id,
             step=cmd.step,
             attempt=step.attempt,

@@ -294,7 +294,7 @@ class Engine:
             if self._policies is not None and self._policies.current():
                 context = self._policy_context(context, command, story)
             decision = decide(state, command, story, context)
-            entry = journal(known, decision.events, envelope, now, self._topics)
+            entry = journal(known, decision.events, envelope, now, self._topics, decision.after)
         except Exception as exc:  # a decider bug must not wedge the partition: keep the record
             log.exception("decider failed; command sent to the DLQ", run_id=command.run_id)
             metrics.COMMANDS.labels(type=command.type, outcome="dlq").inc()

@@ -6,7 +6,7 @@ which is what lets a replay verify the log.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
@@ -30,7 +30,8 @@ from baton_common.events import (
 from baton_common.hashing import GENESIS, chained
 from baton_common.records import GateClosed, StepTask
 from baton_common.settings import TopicSettings
-from baton_common.state import RunState, StepStatus, evolve
+from baton_common.state import RunState, StepStatus, evolve, stamped
+from baton_common.trusted import trusted
 from baton_scheduler.calls import call_commands, rejected_call
 from baton_scheduler.gate_records import GateRecord, gate_records
 
@@ -63,6 +64,7 @@ def journal(
     command: Envelope,
     now: datetime,
     topics: TopicSettings,
+    after: Sequence[RunState | None] = (),
 ) -> Entry:
     """Chain each of ``events`` after its run's state and derive their task records.
 
@@ -70,7 +72,11 @@ def journal(
     a run missing from it starts with its ``RunStarted``. Events of a run that does not
     exist (a rejected command for an unknown run) are recorded outside any chain: no
     ``seq``, and ``prevhash`` None.
+
+    ``after`` is the decision's ``after`` (or empty): the states the decider evolved,
+    which the journal stamps with ``seq`` and hash rather than evolving again.
     """
+    evolved = after if len(after) == len(events) else None
     envelopes: list[Envelope] = []
     values: list[bytes | None] = []
     tasks: list[Task] = []
@@ -103,7 +109,11 @@ def journal(
         envelopes.append(envelope)
         values.append(value)
         if in_chain:
-            state = evolve(state, event, seq=seq, hash=envelope.hash or "", time=now)
+            known = evolved[index] if evolved is not None else None
+            if known is not None and known.run_id == event.run_id:
+                state = stamped(known, seq=seq, hash=envelope.hash or "")
+            else:
+                state = evolve(state, event, seq=seq, hash=envelope.hash or "", time=now)
             changed[event.run_id] = state
         if state is not None:
             tasks.extend(_tasks(event, envelope, before, state, topics, now))
@@ -169,7 +179,8 @@ def _tasks(
             return [
                 task(
                     topics.task_topic(event.queue),
-                    StepTask(
+                    trusted(
+                        StepTask,
                         run_id=event.run_id,
                         story_id=after.story_id,
                         story_version=after.story_version,

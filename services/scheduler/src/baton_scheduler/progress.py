@@ -24,6 +24,7 @@ from baton_common.expressions import ExpressionError, render_value
 from baton_common.policy import Policy, StepGrant
 from baton_common.state import RunState, StepState, evolve
 from baton_common.story import HandlerAction, RetryPolicy, Step, Story
+from baton_common.trusted import trusted
 
 __all__ = [
     "NOT_STARTED",
@@ -49,6 +50,7 @@ class Builder:
     def __init__(self, state: RunState | None, now: datetime) -> None:
         self.state = state
         self.events: list[RunEvent] = []
+        self.after: list[RunState | None] = []  # per event: the state it left, unstamped
         self.now = now
         self.story: Story | None = None  # the run's story, for gates' four-eyes rules
         self.policies: tuple[Policy, ...] = ()  # the policies in force (ADR 0910)
@@ -57,6 +59,7 @@ class Builder:
         self.events.append(event)
         if self.state is not None or isinstance(event, RunStarted):
             self.state = evolve(self.state, event, seq=0, hash="", time=self.now)
+        self.after.append(self.state)
 
     @property
     def run(self) -> RunState:
@@ -222,7 +225,8 @@ def dispatch_any(run: Builder, story: Story, name: str, attempt: int) -> None:
     if not allowed:
         return
     run.emit(
-        StepDispatched(
+        trusted(
+            StepDispatched,
             run_id=run.run.run_id,
             step=name,
             attempt=attempt,
@@ -256,7 +260,8 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
     attempt_id = ids.attempt_id(state.run_id, name, attempt)
     if step.story is not None:  # a sub-story: the journal turns this into its StartRun
         run.emit(
-            StepDispatched(
+            trusted(
+                StepDispatched,
                 run_id=state.run_id,
                 step=name,
                 attempt=attempt,
@@ -275,7 +280,8 @@ def dispatch(run: Builder, name: str, step: Step, attempt: int) -> None:
         if not allowed:
             return
         run.emit(
-            StepDispatched(
+            trusted(
+                StepDispatched,
                 run_id=state.run_id,
                 step=name,
                 attempt=attempt,

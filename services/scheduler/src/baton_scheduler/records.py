@@ -3,8 +3,8 @@
 Every envelope the scheduler writes carries ``data`` dumped by pydantic in JSON mode and
 attributes it set itself. When ``data`` holds no float and no integer beyond 64 bits,
 orjson's sorted output is final (``encode_record`` would only look for NaN and infinities
-in it), and all events and tasks of a command share one ``time``, whose text is
-computed once. The bytes are those of :func:`baton_common.envelope.encode_record`
+in it), and the events and tasks of a command share most attribute objects, whose
+header text is computed once. The bytes are those of :func:`baton_common.envelope.encode_record`
 (``tests/scheduler/test_records.py``); anything else goes through it.
 """
 
@@ -22,8 +22,10 @@ from baton_common.kafka import OutboundRecord
 
 __all__ = ["encoded", "record"]
 
+# Attributes no two records share: encoded directly, past the cache below.
+_OWN: Final = frozenset({"id", "type", "seq", "prevhash", "hash"})
 _HEADERS: Final = tuple(
-    (name, "ce_" + name)
+    (name, "ce_" + name, name not in _OWN)
     for name in Envelope.model_fields
     if name not in ("data", "datacontenttype")
 )
@@ -31,20 +33,19 @@ _CONTENT_TYPE: Final = ("content-type", CONTENT_TYPE.encode())
 _TIME: Final = TypeAdapter(datetime)
 
 
-class _TimeText:
-    """The header text of the last ``time`` encoded (a command's records share it)."""
-
-    def __init__(self) -> None:
-        self._last: tuple[datetime, bytes] | None = None
-
-    def __call__(self, value: datetime) -> bytes:
-        last = self._last
-        if last is None or last[0] is not value:
-            last = self._last = (value, _TIME.dump_python(value, mode="json").encode())
-        return last[1]
+# Per attribute: the last value encoded (held, so its identity cannot be reused) and
+# its header. A command's events and tasks share most attribute objects (source, time,
+# subject, story, correlation, actor, traceparent), so each is encoded once per command.
+_last: dict[str, tuple[object, Header]] = {}
 
 
-_time_text = _TimeText()
+def _header(name: str, header: str, attribute: object) -> Header:
+    if isinstance(attribute, datetime):
+        text = _TIME.dump_python(attribute, mode="json").encode()
+    else:
+        text = str(attribute).encode()
+    found = _last[name] = (attribute, (header, text))
+    return found[1]
 
 
 def encoded(envelope: Envelope, value: bytes | None = None) -> tuple[bytes, list[Header]]:
@@ -62,14 +63,19 @@ def encoded(envelope: Envelope, value: bytes | None = None) -> tuple[bytes, list
         except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits, a surrogate
             return encode_record(envelope)
     headers: list[Header] = [_CONTENT_TYPE]
-    for name, header in _HEADERS:
+    last = _last
+    for name, header, shared in _HEADERS:
         attribute = values[name]
         if attribute is None:
             continue
-        if name == "time":
-            headers.append((header, _time_text(attribute)))
-        else:
+        if not shared:
             headers.append((header, str(attribute).encode()))
+            continue
+        seen = last.get(name)
+        if seen is not None and seen[0] is attribute:
+            headers.append(seen[1])
+        else:
+            headers.append(_header(name, header, attribute))
     return value, headers
 
 
