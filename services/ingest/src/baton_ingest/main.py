@@ -60,7 +60,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap = settings.kafka_bootstrap
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
-            producer = make_producer(bootstrap, client_id="baton-ingest")
+            producer = make_producer(
+                bootstrap, client_id="baton-ingest", max_batch_size=settings.producer_batch_bytes
+            )
             stack.push_async_callback(producer.stop)
             stories = make_consumer(
                 bootstrap, settings.topics.stories, group_id=None, client_id="baton-ingest-stories"
@@ -73,6 +75,7 @@ def create_app(
                     settings.topics.ingest,
                     group_id=settings.router_group,
                     client_id="baton-ingest-router",
+                    max_partition_fetch_bytes=settings.router_fetch_partition_bytes,
                 )
                 stack.push_async_callback(ingest.stop)
             await producer.start()
