@@ -60,16 +60,23 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap = settings.kafka_bootstrap
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
-            producer = make_producer(
-                bootstrap, client_id="baton-ingest", max_batch_size=settings.producer_batch_bytes
-            )
+            producer = make_producer(bootstrap, client_id="baton-ingest")
             stack.push_async_callback(producer.stop)
             stories = make_consumer(
                 bootstrap, settings.topics.stories, group_id=None, client_id="baton-ingest-stories"
             )
             stack.push_async_callback(stories.stop)
             ingest = None
+            router_publisher = KafkaPublisher()
             if settings.router_enabled:
+                # The router's own producer, with large batches (ADR 0221): the webhooks'
+                # single records keep the default, whose batches fill and leave sooner.
+                router_producer = make_producer(
+                    bootstrap,
+                    client_id="baton-ingest-router",
+                    max_batch_size=settings.router_producer_batch_bytes,
+                )
+                stack.push_async_callback(router_producer.stop)
                 ingest = make_consumer(
                     bootstrap,
                     settings.topics.ingest,
@@ -81,6 +88,9 @@ def create_app(
             await producer.start()
             await stories.start()
             if ingest is not None:
+                await router_producer.start()
+                router_publisher.attach(router_producer)
+                stack.callback(router_publisher.attach, None)
                 await ingest.start()
             cursors = await _read_cursors(bootstrap, settings.topics.schedules)
             publisher.attach(producer)
@@ -109,7 +119,7 @@ def create_app(
             if ingest is not None:
                 router = IngestRouter(
                     consumer=ingest,
-                    publisher=publisher,
+                    publisher=router_publisher,
                     catalog=catalog,
                     catalog_ready=catalog_ready,
                     topics=settings.topics,

@@ -46,11 +46,12 @@ class IngestSettings(BatonSettings):
         description="records the router routes per batch: one wait for Kafka's acks and "
         "one offset commit per batch (ADR 0210)",
     )
-    producer_batch_bytes: int = Field(
+    router_producer_batch_bytes: int = Field(
         512 * 1024,
         ge=1024,
-        description="bytes of one partition's records per produce request: a 5,000-record "
-        "router batch is a few requests, not hundreds of 16 KiB ones (ADR 0221)",
+        description="bytes of one partition's records per produce request of the router's "
+        "own producer: a 5,000-record batch is a few requests, not hundreds of 16 KiB ones "
+        "(ADR 0221); webhooks keep the default",
     )
     router_fetch_partition_bytes: int = Field(
         4 * 1024 * 1024,
