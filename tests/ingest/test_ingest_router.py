@@ -9,9 +9,9 @@ from pydantic import JsonValue
 
 from baton_common import ids
 from baton_common.envelope import Envelope
-from baton_common.expressions import ExpressionError
+from baton_common.expressions import ExpressionError, render_value
 from baton_common.records import EventReceived
-from baton_ingest.router import dedup_key, route, start_run_envelope
+from baton_ingest.router import dedup_key, event_field, route, start_run_envelope
 
 from .stories import AUDIT_ALL, OPEN, TRIAGE, story
 
@@ -116,6 +116,46 @@ def test_dedup_keys_render_to_stable_text(body: dict[str, JsonValue], expected: 
 def test_empty_or_missing_dedup_keys_are_errors(body: dict[str, JsonValue]) -> None:
     with pytest.raises(ExpressionError):
         dedup_key("{{ event.alert_id }}", body)
+
+
+@pytest.mark.parametrize(
+    ("template", "field"),
+    [
+        ("{{ event.alert_id }}", "alert_id"),
+        ("{{event.alert_id}}", "alert_id"),
+        (" {{ event.A_1 }} ", "A_1"),
+        ("{{ event.items }}", None),  # the sandbox returns dict.items, not the field
+        ("{{ event.get }}", None),
+        ("{{ event._private }}", None),
+        ("{{ event.a.b }}", None),
+        ("{{ event['a'] }}", None),
+        ("{{ event.a }}-{{ event.b }}", None),
+        ("{{ event.a | lower }}", None),
+        ("{{ trigger.a }}", None),
+    ],
+)
+def test_a_dedup_key_reading_one_event_field_is_recognised(
+    template: str, field: str | None
+) -> None:
+    assert event_field(template) == field
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"alert_id": "abc", "items": "x"},
+        {"alert_id": "héllo \u2603 \ud83d\ude00"},
+        {"alert_id": "  spaced  "},
+        {"alert_id": "{{ not rendered }}"},
+        {"alert_id": "true"},
+        {"alert_id": "17"},
+    ],
+)
+def test_a_one_field_dedup_key_is_what_the_renderer_returns(body: dict[str, JsonValue]) -> None:
+    for template in ("{{ event.alert_id }}", "{{event.alert_id}}"):
+        assert dedup_key(template, body) == render_value(template, {"event": body})
+    with pytest.raises(ExpressionError):  # dict.items, as the renderer sees it
+        dedup_key("{{ event.items }}", body)
 
 
 def test_start_run_envelope_carries_the_ingest_record_forward() -> None:

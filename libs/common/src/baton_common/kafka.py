@@ -140,12 +140,16 @@ def make_consumer(
     group_id: str | None,
     client_id: str,
     fetch_max_wait_ms: int = 500,
+    max_partition_fetch_bytes: int = 1024 * 1024,
+    fetch_max_bytes: int = 50 * 1024 * 1024,
 ) -> AIOKafkaConsumer:
     """A ``read_committed`` consumer with manual commits, starting at the earliest offset.
 
     ``fetch_max_wait_ms`` bounds how long the broker holds a fetch with nothing new; a
     ``read_committed`` fetch is not answered early when a transaction commits, so
     latency-sensitive consumers (the scheduler's commands) set it low.
+    ``max_partition_fetch_bytes`` and ``fetch_max_bytes`` bound what one fetch returns
+    per partition and in all (aiokafka's defaults, 1 MiB and 50 MiB).
     """
     return AIOKafkaConsumer(
         *topics,
@@ -157,6 +161,8 @@ def make_consumer(
         auto_offset_reset="earliest",
         max_poll_records=500,
         fetch_max_wait_ms=fetch_max_wait_ms,
+        max_partition_fetch_bytes=max_partition_fetch_bytes,
+        fetch_max_bytes=fetch_max_bytes,
     )
 
 

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Protocol
 
 import structlog
@@ -151,7 +152,7 @@ class IngestRouter:
         for first in range(0, len(records), _YIELD_EVERY):
             if first:  # let the consumer's heartbeat and the producer's sender run
                 await asyncio.sleep(0)
-            handled.extend(self.handle(r, now) for r in records[first : first + _YIELD_EVERY])
+            handled.extend(map(self.handle, records[first : first + _YIELD_EVERY], repeat(now)))
         outputs = [record for h in handled for record in h.records]
         acks = await self._publisher.send_many(outputs)
         return _Sent.of(batches, handled, acks)

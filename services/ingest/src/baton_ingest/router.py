@@ -8,9 +8,11 @@ decision for a given event and catalog is the same every time it is made — a r
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Final, Literal, TypedDict
 
 from pydantic import JsonValue
@@ -30,6 +32,7 @@ __all__ = ["Routing", "SkipReason", "Skipped", "dedup_key", "route", "start_run_
 SkipReason = Literal["when_error", "dedup_key_error"]
 _TRIGGER: Final = frozenset({"trigger"})
 START_SOURCE: Final = "baton/ingest"
+_EVENT_FIELD: Final = re.compile(r"\s*\{\{\s*event\.([A-Za-z][A-Za-z0-9_]*)\s*\}\}\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +56,35 @@ class Routing:
         return bool(self.starts)
 
 
+@lru_cache(maxsize=256)
+def event_field(template: str) -> str | None:
+    """The top-level event field a key such as ``{{ event.alert_id }}`` reads, else None.
+
+    Only a name that is not also a ``dict`` attribute: for ``event.items`` the sandbox
+    would return the dict's method, not the field.
+    """
+    match = _EVENT_FIELD.fullmatch(template)
+    if match is None or hasattr(dict, match.group(1)):
+        return None
+    return match.group(1)
+
+
 def dedup_key(template: str, body: dict[str, JsonValue]) -> str:
     """Render a story's dedup key over the event, as text.
+
+    A key that is one top-level field holding non-empty text (the common
+    ``{{ event.alert_id }}``) is that text, which is what the renderer returns for it;
+    anything else (another template, a missing field, another type) is rendered.
 
     Raises:
         ExpressionError: if the template fails, or renders to nothing (null or ""), since
             an empty key would fold unrelated events into one run.
     """
+    field = event_field(template)
+    if field is not None:
+        value = body.get(field)
+        if type(value) is str and value:
+            return value
     value = render_value(template, {"event": body})
     if value is None or value == "":
         raise ExpressionError(f"dedup key {template!r} rendered to an empty value")

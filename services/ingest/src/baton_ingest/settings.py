@@ -46,4 +46,16 @@ class IngestSettings(BatonSettings):
         description="records the router routes per batch: one wait for Kafka's acks and "
         "one offset commit per batch (ADR 0210)",
     )
+    router_producer_batch_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        description="bytes of one partition's records per produce request of the router's "
+        "own producer: a 5,000-record batch is a few requests, not hundreds of 16 KiB ones "
+        "(ADR 0221); webhooks keep the default",
+    )
+    router_fetch_partition_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        description="bytes the router's consumer fetches per partition in one request",
+    )
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")

@@ -85,13 +85,6 @@ def _plain_fields(start: StartRun) -> dict[str, object] | None:
     return data
 
 
-@lru_cache(maxsize=64)
-def _story_headers(story_id: str, version: int | None) -> tuple[tuple[str, bytes], ...]:
-    if version is None:
-        return (("ce_storyid", story_id.encode()),)
-    return (("ce_storyid", story_id.encode()), ("ce_storyversion", str(version).encode()))
-
-
 @lru_cache(maxsize=16)
 def time_headers(time: datetime) -> tuple[tuple[str, bytes], ...]:
     """The headers between subject and storyid: type, source, time and specversion."""
@@ -123,17 +116,31 @@ DIRECT: Final = tuple(_ATTRIBUTES) == (
 _TYPE_SOURCE: Final = (("ce_type", _TYPE.encode()), ("ce_source", START_SOURCE.encode()))
 
 
+@lru_cache(maxsize=64)
+def _constant_headers(
+    time: datetime, story_id: str, version: int | None
+) -> tuple[tuple[str, bytes], ...]:
+    """The headers between subject and causationid, the same for a story's whole batch:
+    time, specversion, storyid and storyversion."""
+    story = [("ce_storyid", story_id.encode())]
+    if version is not None:
+        story.append(("ce_storyversion", str(version).encode()))
+    return time_headers(time) + tuple(story)
+
+
 def _direct_headers(start: StartRun, ingest: Envelope, id: str, time: datetime) -> list[Header]:
     """The headers ``encode_record`` writes for the StartRun envelope, in its order."""
-    headers: list[Header] = [CONTENT_HEADER, ("ce_id", id.encode())]
-    headers.extend(_TYPE_SOURCE)
-    headers.append(("ce_subject", start.run_id.encode()))
-    headers.extend(time_headers(time))
-    headers.extend(_story_headers(start.story_id, start.story_version))
-    headers.append(("ce_causationid", ingest.id.encode()))
-    headers.append(("ce_correlationid", (ingest.correlationid or ingest.id).encode()))
-    headers.append(("ce_actor", (ingest.actor or ingest.source).encode()))
     traceparent = current_traceparent(ingest.traceparent)
+    headers: list[Header] = [
+        CONTENT_HEADER,
+        ("ce_id", id.encode()),
+        *_TYPE_SOURCE,
+        ("ce_subject", start.run_id.encode()),
+        *_constant_headers(time, start.story_id, start.story_version),
+        ("ce_causationid", ingest.id.encode()),
+        ("ce_correlationid", (ingest.correlationid or ingest.id).encode()),
+        ("ce_actor", (ingest.actor or ingest.source).encode()),
+    ]
     if traceparent is not None:
         headers.append(("ce_traceparent", traceparent.encode()))
     return headers
