@@ -15,9 +15,11 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode
+
+from local_http import LocalHttpServer
 
 BOT_TOKEN = "xoxb-test-bot-token"
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -38,7 +40,7 @@ class Message:
     history: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
-class FakeSlack:
+class FakeSlack(LocalHttpServer):
     """chat.postMessage / chat.update / chat.postEphemeral / views.open / users.info."""
 
     def __init__(self, emails: dict[str, str] | None = None) -> None:
@@ -75,8 +77,7 @@ class FakeSlack:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.serve(Handler)
 
     def handle(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -114,7 +115,7 @@ class FakeSlack:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/api"
+        return f"{self.root}/api"
 
     def calls_of(self, method: str) -> list[SlackCall]:
         with self._lock:
@@ -126,14 +127,6 @@ class FakeSlack:
                 if gate_id in json.dumps(message.blocks):
                     return message
         return None
-
-    def __enter__(self) -> FakeSlack:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def button_press(

@@ -15,12 +15,13 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from local_http import LocalHttpServer
 from observability_assets import family, referenced_families
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from platform_kit import FakeHttp, Platform, build_platform, topic_env
@@ -52,7 +53,7 @@ class Span:
     attributes: dict[str, Any]
 
 
-class OtlpReceiver:
+class OtlpReceiver(LocalHttpServer):
     """An OTLP/HTTP trace receiver on 127.0.0.1: protobuf ``ExportTraceServiceRequest``."""
 
     def __init__(self) -> None:
@@ -80,12 +81,11 @@ class OtlpReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.serve(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self.root
 
     def add(self, request: ExportTraceServiceRequest) -> None:
         found: list[Span] = []
@@ -110,14 +110,6 @@ class OtlpReceiver:
     def snapshot(self) -> list[Span]:
         with self._lock:
             return list(self.spans)
-
-    def __enter__(self) -> OtlpReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def _value(value: Any) -> Any:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from local_http import LocalHttpServer
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -46,7 +46,7 @@ def token(
     return jwt.encode(body, key, algorithm=algorithm, headers=headers)
 
 
-class JwksServer:
+class JwksServer(LocalHttpServer):
     """Serves ``{"keys": [...]}`` at ``/.well-known/jwks.json`` and counts the fetches."""
 
     def __init__(self, keys: dict[str, PrivateKey]) -> None:
@@ -69,17 +69,8 @@ class JwksServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.serve(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/.well-known/jwks.json"
-
-    def __enter__(self) -> JwksServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.root}/.well-known/jwks.json"

@@ -9,14 +9,14 @@ credentials like the real ones do, and answer from a scripted ``brain``.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import httpx
+from local_http import LocalHttpServer
 
 Json = Any
 
@@ -44,7 +44,7 @@ Brain = Callable[[list[dict[str, Json]], dict[str, Json]], ModelTurn]
 """(messages in the provider's own format, the whole request) → the model's turn."""
 
 
-class _Server:
+class _Server(LocalHttpServer):
     def __init__(self) -> None:
         self.requests: list[Seen] = []
         outer = self
@@ -70,26 +70,14 @@ class _Server:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self.serve(Handler, daemon_threads=True, poll_interval=0.05)
 
     def handle(self, seen: Seen) -> tuple[int, dict[str, str], bytes]:
         raise NotImplementedError
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.root
 
 
 def _json(status: int, payload: Json, **headers: str) -> tuple[int, dict[str, str], bytes]:

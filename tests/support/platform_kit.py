@@ -12,15 +12,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
+from local_http import LocalHttpServer
 
 SERVICES = ("ingest", "scheduler", "executor", "approvals", "audit")
 TOKENS = {
@@ -187,7 +187,7 @@ class Recorded:
     body: bytes
 
 
-class FakeHttp:
+class FakeHttp(LocalHttpServer):
     """A real HTTP server on 127.0.0.1 that records every call and answers 200 JSON."""
 
     def __init__(self) -> None:
@@ -215,20 +215,11 @@ class FakeHttp:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.serve(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> FakeHttp:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.root
 
     def calls_to(self, path: str) -> list[Recorded]:
         return [c for c in self.calls if c.path == path]
