@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from aiokafka import TopicPartition
 
 from baton_approvals.consumer import Projector
-from baton_approvals.db import create_pool
+from baton_approvals.db import Pool, create_pool
 from baton_approvals.settings import ApprovalsSettings
 from baton_approvals.store import apply_record
 from baton_common.envelope import Envelope, decode_record
@@ -146,17 +146,24 @@ class FakeConsumer:
         return True
 
 
+def inbox_projector(pool: Pool) -> Projector:
+    """The approvals service's projector of ``baton.tasks.approvals`` onto ``pool``'s inbox,
+    with fake Kafka clients."""
+    return Projector(
+        consumer=FakeConsumer(),
+        pool=pool,
+        handle=apply_record,
+        publisher=FakePublisher(),
+        name="approvals",
+        dlq_topic="baton.dlq",
+    )
+
+
 async def project_gates(settings: ApprovalsSettings, envelopes: list[Envelope]) -> None:
     """Apply gate records to the inbox in ``settings``' schema, as the projection does."""
     pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
     try:
-        await Projector(
-            consumer=FakeConsumer(),
-            pool=pool,
-            handle=apply_record,
-            publisher=FakePublisher(),
-            name="approvals",
-            dlq_topic="baton.dlq",
-        ).apply_batch(TOPIC, 0, [record_of(e, offset) for offset, e in enumerate(envelopes)])
+        records = [record_of(e, offset) for offset, e in enumerate(envelopes)]
+        await inbox_projector(pool).apply_batch(TOPIC, 0, records)
     finally:
         await pool.close()

@@ -10,16 +10,22 @@ import pytest
 from fastapi import FastAPI
 from jwks import JwksServer, rsa_key, token
 
-from baton_approvals.consumer import Projector
 from baton_approvals.db import Pool, create_pool
 from baton_approvals.main import create_app
 from baton_approvals.settings import ApprovalsSettings
-from baton_approvals.store import apply_record
 from baton_common.auth import JwtSettings
 from baton_common.commands import COMMAND_ADAPTER, DecideApproval
 from baton_common.kafka import ConsumedRecord
 
-from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, project_gates, record_of
+from .fakes import (
+    TOPIC,
+    FakePublisher,
+    closed,
+    inbox_projector,
+    opened,
+    project_gates,
+    record_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +68,7 @@ async def gates(app: FastAPI, settings: ApprovalsSettings) -> AsyncIterator[Pool
 
 async def project(pool: Pool, records: list[ConsumedRecord]) -> None:
     """Apply records of ``baton.tasks.approvals`` to the inbox, as the consumer does."""
-    projector = Projector(
-        consumer=FakeConsumer(),
-        pool=pool,
-        handle=apply_record,
-        publisher=FakePublisher(),
-        name="approvals",
-        dlq_topic="baton.dlq",
-    )
-    await projector.apply_batch(TOPIC, 0, records)
+    await inbox_projector(pool).apply_batch(TOPIC, 0, records)
 
 
 @pytest.mark.parametrize(

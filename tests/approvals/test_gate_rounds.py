@@ -19,14 +19,14 @@ from baton_approvals.db import Pool, create_pool
 from baton_approvals.gates import CloseGate, GateState, OpenGate, RemindGate, gate_change
 from baton_approvals.main import create_app
 from baton_approvals.settings import ApprovalsSettings, SlackSettings
-from baton_approvals.store import GateStore, apply_record
+from baton_approvals.store import GateStore
 from baton_common.envelope import Envelope
 from baton_common.kafka import to_envelope
 from baton_common.records import GateOpened, GateReminder
 from baton_common.testing import eventually
 
 from .fake_slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
-from .fakes import T0, TOPIC, FakeConsumer, FakePublisher, closed, record_of
+from .fakes import T0, TOPIC, FakePublisher, closed, inbox_projector, record_of
 
 DEADLINE = T0 + timedelta(hours=1)
 
@@ -112,14 +112,7 @@ async def app(
 async def projector(app: FastAPI, settings: ApprovalsSettings) -> AsyncIterator[Projector]:
     pool: Pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
     try:
-        yield Projector(
-            consumer=FakeConsumer(),
-            pool=pool,
-            handle=apply_record,
-            publisher=FakePublisher(),
-            name="approvals",
-            dlq_topic="baton.dlq",
-        )
+        yield inbox_projector(pool)
     finally:
         await pool.close()
 

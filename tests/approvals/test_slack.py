@@ -19,7 +19,6 @@ from baton_approvals.db import Pool, create_pool
 from baton_approvals.main import create_app
 from baton_approvals.settings import ApprovalsSettings, SlackSettings
 from baton_approvals.slack_messages import APPROVE, DENY
-from baton_approvals.store import apply_record
 from baton_common.testing import eventually
 
 from .fake_slack import (
@@ -30,7 +29,15 @@ from .fake_slack import (
     button_press,
     modal_submission,
 )
-from .fakes import TOPIC, FakeConsumer, FakePublisher, closed, opened, project_gates, record_of
+from .fakes import (
+    TOPIC,
+    FakePublisher,
+    closed,
+    inbox_projector,
+    opened,
+    project_gates,
+    record_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -79,14 +86,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def projector(app: FastAPI, settings: ApprovalsSettings) -> AsyncIterator[Projector]:
     pool: Pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
     try:
-        yield Projector(
-            consumer=FakeConsumer(),
-            pool=pool,
-            handle=apply_record,
-            publisher=FakePublisher(),
-            name="approvals",
-            dlq_topic="baton.dlq",
-        )
+        yield inbox_projector(pool)
     finally:
         await pool.close()
 
