@@ -26,7 +26,6 @@ import asyncio
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -51,23 +50,13 @@ from baton_common.events import (
 from baton_common.hashing import GENESIS, chain_hash
 from baton_common.kafka import OutboundRecord, make_producer, outbound, to_envelope
 from baton_common.settings import TopicSettings
-from baton_common.testing import eventually
+from baton_common.testing import Record, eventually
 from baton_common.topics import provision_topics
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 PARTITIONS = 3
 # What one poll hands to the projection, split over the partitions (BATON_AUDIT_BATCH_RECORDS).
 BATCH = AuditSettings.model_fields["batch_records"].default // PARTITIONS
-
-
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
 
 
 def run_log(run_id: str, start: datetime) -> list[Envelope]:

@@ -16,6 +16,7 @@ from baton_common.envelope import Envelope, decode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord, outbound, to_envelope
 from baton_common.publishing import PublishError
 from baton_common.records import GateClosed, GateOpened
+from baton_common.testing import Record as FakeRecord
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TOPIC = "baton.tasks.approvals"
@@ -35,16 +36,6 @@ class FakePublisher:
 
     def envelopes(self, topic: str) -> list[Envelope]:
         return [decode_record(r.value, r.headers) for r in self.records if r.topic == topic]
-
-
-@dataclass
-class FakeRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
 
 
 def record_of(envelope: Envelope, offset: int, *, partition: int = 0) -> ConsumedRecord:

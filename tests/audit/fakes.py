@@ -29,6 +29,7 @@ from baton_common.kafka import ConsumedRecord, OutboundRecord, outbound, to_enve
 from baton_common.publishing import PublishError
 from baton_common.records import StoryPublished
 from baton_common.story import parse_story
+from baton_common.testing import Record as FakeRecord
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TOPIC = "baton.runs"
@@ -50,16 +51,6 @@ class FakePublisher:
 
     def envelopes(self) -> list[Envelope]:
         return [decode_record(r.value, r.headers) for r in self.records]
-
-
-@dataclass
-class FakeRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
 
 
 @dataclass

@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from baton_common.envelope import decode_record
 from baton_common.kafka import DLQ_COPY_LIMIT, dead_letter
 from baton_common.records import DeadLetter
-
-
-@dataclass
-class _Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+from baton_common.testing import Record
 
 
 def _letter(value: bytes | None, headers: tuple[tuple[str, bytes], ...] = ()) -> DeadLetter:
-    record = _Record("baton.ingest", 3, 42, b"k", value, headers)
+    record = Record("baton.ingest", 3, 42, b"k", value, headers)
     out = dead_letter(
         record,
         dlq_topic="baton.dlq",

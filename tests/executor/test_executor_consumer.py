@@ -18,13 +18,13 @@ from baton_common.commands import CompleteStep, FailStep
 from baton_common.kafka import to_envelope
 from baton_common.records import DeadLetter, GateOpened, StepTask
 from baton_common.settings import TopicSettings
-from baton_common.testing import eventually
+from baton_common.testing import Record, eventually
 from baton_executor.actions import Action
 from baton_executor.consumer import Executor
 from baton_executor.errors import RetryableError
 from baton_executor.metrics import ExecutorMetrics
 
-from .fakes import FakeConsumer, FakePublisher, Record, record_of
+from .fakes import FakeConsumer, FakePublisher, record_of
 from .tasks import step_task
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

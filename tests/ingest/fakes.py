@@ -10,6 +10,7 @@ from aiokafka import TopicPartition
 
 from baton_common.envelope import Envelope, decode_record, encode_record
 from baton_common.kafka import ConsumedRecord, OutboundRecord
+from baton_common.testing import Record
 
 
 class FakePublisher:
@@ -47,18 +48,6 @@ class FakePublisher:
             for r in self.published
             if topic is None or r.topic == topic
         ]
-
-
-@dataclass
-class Record:
-    """A consumed record, shaped like aiokafka's ``ConsumerRecord``."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
 
 
 def record_of(

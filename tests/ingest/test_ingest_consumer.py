@@ -17,11 +17,11 @@ from baton_common.envelope import Envelope
 from baton_common.kafka import to_envelope
 from baton_common.records import DeadLetter, EventReceived
 from baton_common.settings import TopicSettings
-from baton_common.testing import eventually
+from baton_common.testing import Record, eventually
 from baton_ingest.consumer import IngestRouter
 from baton_ingest.metrics import IngestMetrics
 
-from .fakes import FakeConsumer, FakePublisher, Record, record_of
+from .fakes import FakeConsumer, FakePublisher, record_of
 from .stories import AUDIT_ALL, TRIAGE, catalog_of, story
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

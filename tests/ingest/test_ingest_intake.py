@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from baton_common.envelope import build_envelope
+from baton_common.testing import Record
 from baton_ingest.intake import IntakeError, read_inbound
-
-from .fakes import Record
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 

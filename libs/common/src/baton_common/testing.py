@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["eventually"]
+__all__ = ["Record", "eventually"]
 
 T = TypeVar("T")
+
+
+@dataclass
+class Record:
+    """A consumed record made in a test or bench, shaped like aiokafka's ``ConsumerRecord``
+    (the parts :class:`baton_common.kafka.ConsumedRecord` reads)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
 
 
 async def eventually(
