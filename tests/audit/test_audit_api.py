@@ -117,21 +117,23 @@ async def test_an_unknown_run_is_404(client: httpx.AsyncClient) -> None:
 
 
 TAMPERING = {
-    "edited": [
-        "update events set envelope = jsonb_set(envelope, '{actor}', '\"mallory\"')"
-        " where run_id = 'r1' and seq = 3"
-    ],
+    "edited": ["update events set actor = 'mallory' where run_id = 'r1' and seq = 3"],
     "deleted": ["delete from events where run_id = 'r1' and seq = 3"],
     "reordered": [
         "update events set seq = case seq when 3 then 4 else 3 end"
         " where run_id = 'r1' and seq in (3, 4)"
     ],
     "inserted": [
-        "insert into events select kafka_topic, kafka_partition, 999, id || '-copy', run_id,"
+        "insert into events select kafka_topic, kafka_partition, 999, id, run_id,"
         " seq, type, time, source, causationid, correlationid, actor, storyid, storyversion,"
-        " prevhash, hash, data, envelope from events where run_id = 'r1' and seq = 3"
+        " prevhash, hash, data, time_text, specversion, datacontenttype, traceparent"
+        " from events where run_id = 'r1' and seq = 3"
     ],
 }
+# The store keeps each event's seq once, in the envelope it rebuilds (ADR 0540), and orders a
+# run's events by it: swapping two rows' seqs changes hashed content, so the store reports
+# the reorder as an edit. A reorder of the log itself is told apart (test_chain_breaks.py).
+VERDICT = {"reordered": "edited"}
 
 
 @pytest.mark.parametrize("kind", sorted(TAMPERING))
@@ -157,7 +159,7 @@ async def test_verify_names_the_tampering_in_the_store(
 
     verdict = (await client.get("/runs/r1/verify")).json()
     assert verdict["intact"] is False
-    assert verdict["kind"] == kind, verdict["problem"]
+    assert verdict["kind"] == VERDICT.get(kind, kind), verdict["problem"]
 
 
 async def test_operations_endpoints(client: httpx.AsyncClient) -> None:

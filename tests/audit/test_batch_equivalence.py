@@ -1,14 +1,13 @@
 """The batch path's shortcuts give what the per-event path gave (ADR 0530).
 
 ``fold_run`` (one row per run and batch) against the previous ``next_run``, kept here
-verbatim, over every split of a corpus of logs; the events row's jsonb, built with the
-payload encoded once, against the codec encoding the whole ``model_dump``; and the
+verbatim, over every split of a corpus of logs; the envelope rebuilt from the events row
+(ADR 0540) against the whole ``model_dump`` document the row used to hold; and the
 decoder's "no NaN or infinity" flag against the payloads it is given for.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -16,7 +15,7 @@ from typing import TypeVar
 import pytest
 from pydantic import TypeAdapter
 
-from baton_audit.db import _decode_jsonb, _encode_jsonb, encode_jsonb, encode_jsonb_object
+from baton_audit.db import Pool, _decode_jsonb, _encode_jsonb, encode_jsonb
 from baton_audit.projection import (
     _NO_RUN,
     _TERMINAL,
@@ -27,6 +26,8 @@ from baton_audit.projection import (
     parse_event,
     run_status,
 )
+from baton_audit.store import ENVELOPE
+from baton_audit.writer import _EVENT_COLUMNS, _values
 from baton_common.envelope import Envelope, decode_record, decode_record_finite
 from baton_common.events import (
     CommandRejected,
@@ -185,20 +186,42 @@ def _envelopes() -> list[Envelope]:
     return out
 
 
-@pytest.mark.parametrize("envelope", _envelopes(), ids=lambda e: e.id)
-def test_the_events_row_jsonb_is_the_whole_documents_encoding(envelope: Envelope) -> None:
-    decoded, finite = _decoded(envelope)
-    assert decoded == decode_record(*_value_headers(envelope))
-
-    row = event_row(decoded, run_id="r", topic="t", partition=0, offset=0, finite=finite)
-
-    whole = _encode_jsonb(_old_envelope_document(decoded))
-    if finite:  # orjson's path for both: the very same bytes
-        assert row.envelope == whole
-        assert row.data == _encode_jsonb(decoded.data)
-    assert json.loads(row.envelope[1:]) == json.loads(whole[1:])
-    assert _decode_jsonb(row.data) == decoded.data
-    assert _decode_jsonb(row.envelope) == _old_envelope_document(decoded)
+async def test_the_envelope_rebuilt_from_its_row_is_the_document_once_stored(pool: Pool) -> None:
+    # ADR 0540: the events row keeps each value once; the envelope read back
+    # (store.ENVELOPE) must equal the whole document the row used to store.
+    rows = []
+    documents = []
+    for offset, envelope in enumerate(_envelopes()):
+        decoded, finite = _decoded(envelope)
+        assert decoded == decode_record(*_value_headers(envelope))
+        row = event_row(
+            decoded,
+            run_id=decoded.subject or "",
+            topic="t",
+            partition=0,
+            offset=offset,
+            finite=finite,
+        )
+        if finite:  # orjson's path: the very bytes the codec gives the payload
+            assert row.data == _encode_jsonb(decoded.data)
+        assert _decode_jsonb(row.data) == decoded.data
+        rows.append(_values(row))
+        documents.append(_old_envelope_document(decoded))
+    async with pool.acquire() as conn:
+        await conn.copy_records_to_table("events", records=rows, columns=_EVENT_COLUMNS)
+        stored = await conn.fetch(
+            f"select {ENVELOPE} as envelope, ({ENVELOPE})::text as text from events e"
+            " order by kafka_offset"
+        )
+        for found, document in zip(stored, documents, strict=True):
+            # What the whole document's column gave back: the same jsonb value, read as the
+            # same text and the same Python value (jsonb orders keys and normalises numbers).
+            was = await conn.fetchrow(
+                "select $1::jsonb as envelope, $1::jsonb::text as text", document
+            )
+            assert was is not None
+            assert found["text"] == was["text"]
+            assert found["envelope"] == was["envelope"]
 
 
 def _value_headers(envelope: Envelope) -> tuple[bytes | None, list[tuple[str, bytes]]]:
@@ -247,16 +270,11 @@ def test_a_non_finite_payload_still_reaches_postgresql_as_nan() -> None:
     )
     row = event_row(envelope, run_id="r", topic="t", partition=0, offset=0, finite=finite)
     assert row.data == b'\x01{"n":NaN}'
-    assert b'"data":{"n":NaN}' in bytes(row.envelope)
 
 
-def test_an_object_with_an_encoded_last_member() -> None:
+def test_an_encoded_value_is_written_as_is() -> None:
     value = encode_jsonb({"b": [1, None]})
-    assert encode_jsonb_object({"a": "x", "t": None}, "d", value) == _encode_jsonb(
-        {"a": "x", "t": None, "d": {"b": [1, None]}}
-    )
-    assert encode_jsonb_object({}, "d", value) == _encode_jsonb({"d": {"b": [1, None]}})
-    assert _encode_jsonb(value) is value  # the codec writes it as is
+    assert _encode_jsonb(value) is value
 
 
 def test_corpus_spans_the_cases() -> None:

@@ -36,21 +36,15 @@ from generate_series(1, {RUNS}) g;
 
 insert into events (kafka_topic, kafka_partition, kafka_offset, id, run_id, seq, type, time,
                     source, causationid, correlationid, actor, storyid, storyversion,
-                    prevhash, hash, data, envelope)
+                    prevhash, hash, data, time_text, specversion, datacontenttype)
 select 'baton.runs', 0, g * 10 + s, 'ev-' || g || '-' || s, 'run-' || g, s,
        'baton.run.started.v1', timestamptz '2025-01-01' + g * interval '1 second',
        'baton/scheduler', 'cmd-' || g, 'corr-' || g, 'scheduler', 'bulk', 1,
        md5(g::text || (s - 1)::text), md5(g::text || s::text),
        jsonb_build_object('type', 'baton.run.started.v1', 'run_id', 'run-' || g,
-                          'trigger', jsonb_build_object('alert_id', 'A-' || g)),
-       jsonb_build_object('id', 'ev-' || g || '-' || s, 'type', 'baton.run.started.v1',
-                          'source', 'baton/scheduler', 'subject', 'run-' || g,
-                          'time', timestamptz '2025-01-01' + g * interval '1 second',
-                          'seq', s, 'prevhash', md5(g::text || (s - 1)::text),
-                          'hash', md5(g::text || s::text), 'actor', 'scheduler',
-                          'data', jsonb_build_object('type', 'baton.run.started.v1',
-                                                     'run_id', 'run-' || g,
-                                                     'padding', repeat('x', 300)))
+                          'trigger', jsonb_build_object('alert_id', 'A-' || g),
+                          'padding', repeat('x', 300)),
+       (timestamptz '2025-01-01' + g * interval '1 second')::text, '1.0', 'application/json'
 from generate_series(1, {RUNS}) g cross join generate_series(1, {EVENTS_PER_RUN}) s;
 analyze runs; analyze events;
 """

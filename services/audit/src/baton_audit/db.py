@@ -79,8 +79,8 @@ _STRICT: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACL
 class EncodedJsonb(bytes):
     """A jsonb value encoded already (version byte and JSON text): the codec passes it on.
 
-    The projection encodes an event's payload once and reuses the bytes inside the whole
-    envelope's document (``projection.event_row``).
+    The projection encodes an event's payload ahead of the batch's COPY
+    (``projection.event_row``).
     """
 
 
@@ -107,24 +107,6 @@ def encode_jsonb(value: object, *, finite: bool = False) -> EncodedJsonb:
     it), so the check for them is skipped; the bytes are the same.
     """
     return EncodedJsonb(_encode_jsonb(value, finite=finite))
-
-
-def encode_jsonb_object(members: dict[str, object], last: str, value: EncodedJsonb) -> EncodedJsonb:
-    """The jsonb object ``{**members, last: <value>}``, with ``value`` encoded already.
-
-    Byte for byte what :func:`encode_jsonb` gives for that dict (``last`` as its last key)
-    when neither part needs the codec's fallback, and the same JSON document otherwise.
-    ``members`` must hold no floats (the non-finite check is not made for them).
-    """
-    assert last not in members
-    try:
-        head = orjson.dumps(members, option=_STRICT)
-    except (orjson.JSONEncodeError, TypeError):
-        head = json.dumps(members, separators=(",", ":"), ensure_ascii=False).encode()
-    key = orjson.dumps(last)
-    if head == b"{}":
-        return EncodedJsonb(_JSONB_VERSION + b"{" + key + b":" + value[1:] + b"}")
-    return EncodedJsonb(_JSONB_VERSION + head[:-1] + b"," + key + b":" + value[1:] + b"}")
 
 
 # The standard library's C encoder refuses NaN and infinities with ``allow_nan=False``: a

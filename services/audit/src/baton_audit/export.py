@@ -19,7 +19,7 @@ from typing import Final, Literal
 from pydantic import BaseModel
 
 from baton_audit.db import Pool
-from baton_audit.store import EVENT_ORDER, AuditStore
+from baton_audit.store import ENVELOPE, EVENT_ORDER, AuditStore
 from baton_common.envelope import Envelope
 from baton_common.hashing import GENESIS, chain_hash, verify_chain
 
@@ -88,7 +88,7 @@ async def stream_events(pool: Pool, scope: ExportRange, fmt: ExportFormat) -> As
     async with pool.acquire() as conn, conn.transaction():
         rows = 0
         query = (
-            "select e.envelope from events e join runs r on r.run_id = e.run_id"
+            f"select {ENVELOPE} as envelope from events e join runs r on r.run_id = e.run_id"
             " where ($1::text is null or e.run_id = $1)"
             " and ($2::timestamptz is null or r.started_at >= $2)"
             " and ($3::timestamptz is null or r.started_at < $3)"

@@ -16,7 +16,7 @@ from typing import Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
-from baton_audit.db import EncodedJsonb, encode_jsonb, encode_jsonb_object
+from baton_audit.db import EncodedJsonb, encode_jsonb
 from baton_common.envelope import Envelope
 from baton_common.events import (
     EVENT_ADAPTER,
@@ -218,7 +218,11 @@ _NO_RUN = RunRow(
 
 @dataclass(frozen=True, slots=True)
 class EventRow:
-    """One ``events`` row: the envelope's attributes, its payload and the whole envelope."""
+    """One ``events`` row: the envelope's attributes and its payload, each stored once.
+
+    The envelope's document is rebuilt from these columns on read (``store.ENVELOPE``);
+    ``time_text`` is its time as the document held it (offset and precision kept).
+    """
 
     kafka_topic: str
     kafka_partition: int
@@ -237,7 +241,10 @@ class EventRow:
     prevhash: str | None
     hash: str | None
     data: EncodedJsonb
-    envelope: EncodedJsonb
+    time_text: str
+    specversion: str
+    datacontenttype: str
+    traceparent: str | None
 
 
 def event_row(
@@ -251,10 +258,10 @@ def event_row(
 ) -> EventRow:
     """The ``events`` row of an envelope read at ``topic``/``partition``/``offset``.
 
-    ``data`` and ``envelope`` are encoded here, the payload once for both columns;
-    ``finite``: the payload is known to hold no NaN or infinity (``decode_record_finite``).
+    ``run_id`` is the envelope's subject (the writer refuses envelopes without one), so
+    the ``run_id`` column gives the document's ``subject`` back. ``finite``: the payload
+    is known to hold no NaN or infinity (``decode_record_finite``).
     """
-    data = encode_jsonb(envelope.data, finite=finite)
     return EventRow(
         kafka_topic=topic,
         kafka_partition=partition,
@@ -272,27 +279,15 @@ def event_row(
         storyversion=envelope.storyversion,
         prevhash=envelope.prevhash,
         hash=envelope.hash,
-        data=data,
-        envelope=_envelope_json(envelope, data),
+        data=encode_jsonb(envelope.data, finite=finite),
+        time_text=_TIME.dump_python(envelope.time, mode="json"),
+        specversion=envelope.specversion,
+        datacontenttype=envelope.datacontenttype,
+        traceparent=envelope.traceparent,
     )
 
 
 _TIME: Final = TypeAdapter(datetime)
-# The envelope's document is built with ``data`` last, as ``model_dump`` orders it.
-assert list(Envelope.model_fields)[-1] == "data"
-
-
-def _envelope_json(envelope: Envelope, data: EncodedJsonb) -> EncodedJsonb:
-    """``envelope.model_dump(mode="json")`` encoded, with ``data`` encoded already.
-
-    Every attribute is a string, an int or None except ``time`` (Envelope's field types),
-    so no attribute needs the codec's non-finite check; ``data`` is the envelope's last
-    field, so the bytes are those of encoding the whole document.
-    """
-    attributes: dict[str, object] = dict(envelope.__dict__)
-    del attributes["data"]
-    attributes["time"] = _TIME.dump_python(envelope.time, mode="json")
-    return encode_jsonb_object(attributes, "data", data)
 
 
 @dataclass(frozen=True, slots=True)

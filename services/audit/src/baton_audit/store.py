@@ -14,6 +14,7 @@ from baton_audit.projection import AuditStatus, RunRow, RunSummary
 from baton_common.envelope import Envelope
 
 __all__ = [
+    "ENVELOPE",
     "AiRecord",
     "ApprovalRecord",
     "AttemptRecord",
@@ -44,6 +45,36 @@ _AI: Final = (
     " input_tokens, output_tokens, occurred_at, event_id, record"
 )
 EVENT_ORDER: Final = "order by seq nulls last, kafka_topic, kafka_partition, kafka_offset"
+
+# Where each attribute of an event's envelope is stored (``projection.EventRow``): the
+# envelope is not stored whole but rebuilt from its row, as a jsonb value equal to the one
+# the whole document gave (jsonb orders keys itself; the values are the same).
+_ENVELOPE_COLUMNS: Final = {
+    "id": "id",
+    "type": "type",
+    "source": "source",
+    "subject": "run_id",
+    "time": "time_text",
+    "specversion": "specversion",
+    "datacontenttype": "datacontenttype",
+    "storyid": "storyid",
+    "storyversion": "storyversion",
+    "causationid": "causationid",
+    "correlationid": "correlationid",
+    "actor": "actor",
+    "seq": "seq",
+    "traceparent": "traceparent",
+    "prevhash": "prevhash",
+    "hash": "hash",
+    "data": "data",
+}
+assert _ENVELOPE_COLUMNS.keys() == Envelope.model_fields.keys()
+ENVELOPE: Final = (
+    "jsonb_build_object("
+    + ", ".join(f"'{name}', e.{col}" for name, col in _ENVELOPE_COLUMNS.items())
+    + ")"
+)
+"""An ``events e`` row's envelope document, as written (a jsonb object)."""
 
 
 class CursorError(ValueError):
@@ -278,7 +309,8 @@ class AuditStore:
         """A run's envelopes as written, in log order."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"select envelope from events where run_id = $1 {EVENT_ORDER}", run_id
+                f"select {ENVELOPE} as envelope from events e where run_id = $1 {EVENT_ORDER}",
+                run_id,
             )
         return [Envelope.model_validate(row["envelope"]) for row in rows]
 

@@ -69,7 +69,10 @@ _EVENT_COLUMNS: Final = [
     "prevhash",
     "hash",
     "data",
-    "envelope",
+    "time_text",
+    "specversion",
+    "datacontenttype",
+    "traceparent",
 ]
 _UPSERT_RUN: Final = (
     f"insert into runs ({RUN_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
