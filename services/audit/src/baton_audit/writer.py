@@ -74,14 +74,22 @@ _EVENT_COLUMNS: Final = [
     "datacontenttype",
     "traceparent",
 ]
-_UPSERT_RUN: Final = (
-    f"insert into runs ({RUN_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-    " on conflict (run_id) do update set story_id = excluded.story_id,"
-    " story_version = excluded.story_version, status = excluded.status,"
-    " started_at = excluded.started_at, ended_at = excluded.ended_at,"
-    " last_seq = excluded.last_seq, correlation_id = excluded.correlation_id,"
-    " dedup_key = excluded.dedup_key, event_count = excluded.event_count,"
-    " updated_at = excluded.updated_at, state = excluded.state"
+# A batch writes its runs' rows in two statements, whatever their number: the rows it
+# found (locked, so they exist) with one update, the others with one insert. Rows are
+# passed as one array per column; a run appears once per batch (one row per run).
+_RUN_VALUES: Final = (
+    "unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::timestamptz[],"
+    " $6::timestamptz[], $7::bigint[], $8::text[], $9::text[], $10::integer[],"
+    f" $11::timestamptz[], $12::jsonb[]) as v ({RUN_COLUMNS})"
+)
+_RUN_SET: Final = ", ".join(f"{name} = {{0}}.{name}" for name in RUN_COLUMNS.split(", ")[1:])
+_UPDATE_RUNS: Final = (
+    f"update runs set {_RUN_SET.format('v')} from {_RUN_VALUES} where runs.run_id = v.run_id"
+)
+# Another writer may have inserted a run meanwhile (a rebalance): the insert then updates it.
+_INSERT_RUNS: Final = (
+    f"insert into runs ({RUN_COLUMNS}) select * from {_RUN_VALUES}"
+    f" on conflict (run_id) do update set {_RUN_SET.format('excluded')}"
 )
 _REQUEST: Final = (
     "insert into approvals (gate_id, run_id, step, approvers, message, requested_at,"
@@ -137,6 +145,8 @@ class _Batch:
 
     events: list[EventRow] = field(default_factory=list)
     runs: dict[str, RunRow] = field(default_factory=dict)
+    stored: frozenset[str] = frozenset()
+    """The runs whose rows exist (locked by this batch)."""
     approvals: list[ApprovalRequest | ApprovalDecision | ApprovalEscalation] = field(
         default_factory=list
     )
@@ -279,6 +289,7 @@ class AuditWriter:
         batch = _Batch()
         run_ids = sorted({envelope.subject or "" for _, envelope, _ in decoded})
         batch.runs = await self._rows.lock(conn, run_ids)
+        batch.stored = frozenset(batch.runs)
         unknown = 0
         logs: dict[str, list[tuple[Envelope, RunEvent | None]]] = {}
         for record, envelope, finite in decoded:
@@ -347,7 +358,12 @@ class AuditWriter:
         await conn.copy_records_to_table(
             "events", records=[_values(row) for row in batch.events], columns=_EVENT_COLUMNS
         )
-        await conn.executemany(_UPSERT_RUN, [_run_args(run) for run in batch.runs.values()])
+        stored = [_run_args(r) for r in batch.runs.values() if r.run_id in batch.stored]
+        if stored:
+            await conn.execute(_UPDATE_RUNS, *zip(*stored, strict=True))
+        new = [_run_args(r) for r in batch.runs.values() if r.run_id not in batch.stored]
+        if new:
+            await conn.execute(_INSERT_RUNS, *zip(*new, strict=True))
         # Requests before decisions: a decision may arrive in the same batch as its request,
         # and the two write disjoint columns, so this order gives the log order's result.
         requests = [_approval_args(c) for c in batch.approvals if isinstance(c, ApprovalRequest)]
