@@ -37,7 +37,8 @@ from baton_audit.projection import (
     fold_run,
     parse_event,
 )
-from baton_audit.run_rows import RUN_COLUMNS, RunRows
+from baton_audit.run_rows import RunRows
+from baton_audit.set_writes import write_attempts, write_gate_changes, write_runs
 from baton_common.envelope import Envelope, EnvelopeError, decode_record, decode_record_finite
 from baton_common.events import RunEvent
 from baton_common.kafka import ConsumedRecord
@@ -74,58 +75,6 @@ _EVENT_COLUMNS: Final = [
     "datacontenttype",
     "traceparent",
 ]
-# A batch writes its runs' rows in two statements, whatever their number: the rows it
-# found (locked, so they exist) with one update, the others with one insert. Rows are
-# passed as one array per column; a run appears once per batch (one row per run).
-_RUN_VALUES: Final = (
-    "unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::timestamptz[],"
-    " $6::timestamptz[], $7::bigint[], $8::text[], $9::text[], $10::integer[],"
-    f" $11::timestamptz[], $12::jsonb[]) as v ({RUN_COLUMNS})"
-)
-_RUN_SET: Final = ", ".join(f"{name} = {{0}}.{name}" for name in RUN_COLUMNS.split(", ")[1:])
-_UPDATE_RUNS: Final = (
-    f"update runs set {_RUN_SET.format('v')} from {_RUN_VALUES} where runs.run_id = v.run_id"
-)
-# Another writer may have inserted a run meanwhile (a rebalance): the insert then updates it.
-_INSERT_RUNS: Final = (
-    f"insert into runs ({RUN_COLUMNS}) select * from {_RUN_VALUES}"
-    f" on conflict (run_id) do update set {_RUN_SET.format('excluded')}"
-)
-_REQUEST: Final = (
-    "insert into approvals (gate_id, run_id, step, approvers, message, requested_at,"
-    " requested_event_id) values ($1, $2, $3, $4, $5, $6, $7)"
-    " on conflict (gate_id) do update set run_id = excluded.run_id,"
-    " step = excluded.step, approvers = excluded.approvers, message = excluded.message,"
-    " requested_at = excluded.requested_at, requested_event_id = excluded.requested_event_id"
-)
-_DECISION: Final = (
-    "insert into approvals (gate_id, run_id, step, decided_at, decision, approver,"
-    " comment, channel, decided_event_id) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    " on conflict (gate_id) do update set decided_at = excluded.decided_at,"
-    " decision = excluded.decision, approver = excluded.approver,"
-    " comment = excluded.comment, channel = excluded.channel,"
-    " decided_event_id = excluded.decided_event_id"
-)
-_ESCALATION: Final = "update approvals set approvers = $2 where gate_id = $1"
-_DISPATCH: Final = (
-    "insert into step_attempts (attempt_id, run_id, step, attempt, action, queue, input,"
-    " dispatched_at, dispatched_event_id) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    " on conflict (run_id, attempt_id) do update set step = excluded.step,"
-    " attempt = excluded.attempt, action = excluded.action, queue = excluded.queue,"
-    " input = excluded.input, dispatched_at = excluded.dispatched_at,"
-    " dispatched_event_id = excluded.dispatched_event_id"
-)
-# A second result for the same attempt is ignored by the scheduler; the first one stays.
-_FINISH: Final = (
-    "insert into step_attempts (attempt_id, run_id, step, attempt, outcome, finished_at,"
-    " finished_event_id, output, error_kind, error_type, error_message, will_retry)"
-    " values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-    " on conflict (run_id, attempt_id) do update set outcome = excluded.outcome,"
-    " finished_at = excluded.finished_at, finished_event_id = excluded.finished_event_id,"
-    " output = excluded.output, error_kind = excluded.error_kind,"
-    " error_type = excluded.error_type, error_message = excluded.error_message,"
-    " will_retry = excluded.will_retry where step_attempts.outcome is null"
-)
 _AI: Final = (
     "insert into ai_interactions (attempt_id, run_id, step, attempt, action, provider, model,"
     " prompt, response, tool_calls, input_tokens, output_tokens, occurred_at, event_id, record)"
@@ -165,47 +114,6 @@ def _values(row: object) -> tuple[object, ...]:
         names = [f.name for f in fields(row)]  # type: ignore[arg-type]
         getter = _GETTERS[kind] = attrgetter(*names)  # with 2+ names it returns a tuple
     return getter(row)
-
-
-def _run_args(run: RunRow) -> tuple[object, ...]:
-    return (
-        run.run_id,
-        run.story_id,
-        run.story_version,
-        run.status.value,
-        run.started_at,
-        run.ended_at,
-        run.last_seq,
-        run.correlation_id,
-        run.dedup_key,
-        run.event_count,
-        run.updated_at,
-        run.state.model_dump(mode="json") if run.state is not None else None,
-    )
-
-
-def _approval_args(change: ApprovalRequest | ApprovalDecision) -> tuple[object, ...]:
-    if isinstance(change, ApprovalRequest):
-        return (
-            change.gate_id,
-            change.run_id,
-            change.step,
-            change.approvers,
-            change.message,
-            change.requested_at,
-            change.requested_event_id,
-        )
-    return (
-        change.gate_id,
-        change.run_id,
-        change.step,
-        change.decided_at,
-        change.decision,
-        change.approver,
-        change.comment,
-        change.channel,
-        change.decided_event_id,
-    )
 
 
 class AuditWriter:
@@ -358,29 +266,10 @@ class AuditWriter:
         await conn.copy_records_to_table(
             "events", records=[_values(row) for row in batch.events], columns=_EVENT_COLUMNS
         )
-        stored = [_run_args(r) for r in batch.runs.values() if r.run_id in batch.stored]
-        if stored:
-            await conn.execute(_UPDATE_RUNS, *zip(*stored, strict=True))
-        new = [_run_args(r) for r in batch.runs.values() if r.run_id not in batch.stored]
-        if new:
-            await conn.execute(_INSERT_RUNS, *zip(*new, strict=True))
-        # Requests before decisions: a decision may arrive in the same batch as its request,
-        # and the two write disjoint columns, so this order gives the log order's result.
-        requests = [_approval_args(c) for c in batch.approvals if isinstance(c, ApprovalRequest)]
-        decisions = [_approval_args(c) for c in batch.approvals if isinstance(c, ApprovalDecision)]
-        if requests:
-            await conn.executemany(_REQUEST, requests)
-        escalations = [
-            (c.gate_id, c.approvers) for c in batch.approvals if isinstance(c, ApprovalEscalation)
-        ]
-        if escalations:  # after the requests they widen, before the decisions that end them
-            await conn.executemany(_ESCALATION, escalations)
-        if decisions:
-            await conn.executemany(_DECISION, decisions)
-        if batch.started:
-            await conn.executemany(_DISPATCH, [_values(a) for a in batch.started])
+        await write_runs(conn, batch.runs.values(), batch.stored)
+        await write_gate_changes(conn, batch.approvals)
+        await write_attempts(conn, batch.started, batch.finished)
         if batch.finished:
-            await conn.executemany(_FINISH, [_values(a) for a in batch.finished])
             interactions = await self._interactions(conn, batch)
             if interactions:
                 await conn.executemany(_AI, [_values(i) for i in interactions])

@@ -1,0 +1,286 @@
+"""A batch's rows of runs, approvals and step attempts, each kind in one statement.
+
+One statement per table and kind, whatever the number of rows: the rows go as one array
+per column into ``unnest`` (ADR 0540). An ``executemany`` runs its statement once per row
+in PostgreSQL, which cost more than the row's own work. A set-based statement may touch a
+row only once, so rows with the same key are merged first into what applying them one by
+one, in log order, left behind (``_merged``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Final, TypeVar
+
+from baton_audit.attempts import AttemptFinished, AttemptStarted
+from baton_audit.db import Connection, encode_jsonb
+from baton_audit.projection import ApprovalDecision, ApprovalEscalation, ApprovalRequest, RunRow
+from baton_audit.run_rows import RUN_COLUMNS
+
+__all__ = ["write_attempts", "write_gate_changes", "write_runs"]
+
+Row = tuple[object, ...]
+T = TypeVar("T")
+
+
+def _unnest(columns: str) -> str:
+    """``unnest($1::t1[], $2::t2[], ...) as v (c1, c2, ...)`` for columns ``"c1 t1, c2 t2"``."""
+    pairs = [column.split(" ") for column in columns.split(", ")]
+    arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(pairs, 1))
+    return f"unnest({arrays}) as v ({', '.join(name for name, _ in pairs)})"
+
+
+def _set(names: str, source: str) -> str:
+    return ", ".join(f"{name} = {source}.{name}" for name in names.split(", "))
+
+
+_RUN_VALUES: Final = _unnest(
+    "run_id text, story_id text, story_version integer, status text, started_at timestamptz,"
+    " ended_at timestamptz, last_seq bigint, correlation_id text, dedup_key text,"
+    " event_count integer, updated_at timestamptz, state jsonb"
+)
+_RUN_SET: Final = RUN_COLUMNS.removeprefix("run_id, ")
+# The rows the batch found are locked by it, so they exist: a plain update.
+_UPDATE_RUNS: Final = (
+    f"update runs set {_set(_RUN_SET, 'v')} from {_RUN_VALUES} where runs.run_id = v.run_id"
+)
+# Another writer may have inserted a run meanwhile (a rebalance): the insert then updates it.
+_INSERT_RUNS: Final = (
+    f"insert into runs ({RUN_COLUMNS}) select * from {_RUN_VALUES}"
+    f" on conflict (run_id) do update set {_set(_RUN_SET, 'excluded')}"
+)
+
+# approvers go as jsonb arrays: PostgreSQL's arrays of arrays must all have one length.
+_APPROVERS: Final = (
+    "array(select a from jsonb_array_elements_text(v.approvers) with ordinality as t (a, n)"
+    " order by n)"
+)
+_REQUEST: Final = (
+    "insert into approvals (gate_id, run_id, step, approvers, message, requested_at,"
+    f" requested_event_id) select gate_id, run_id, step, {_APPROVERS}, message, requested_at,"
+    " requested_event_id from "
+    + _unnest(
+        "gate_id text, run_id text, step text, approvers jsonb, message text,"
+        " requested_at timestamptz, requested_event_id text"
+    )
+    + " on conflict (gate_id) do update set "
+    + _set("run_id, step, approvers, message, requested_at, requested_event_id", "excluded")
+)
+_ESCALATION: Final = (
+    f"update approvals set approvers = {_APPROVERS}"
+    f" from {_unnest('gate_id text, approvers jsonb')} where approvals.gate_id = v.gate_id"
+)
+_DECISION: Final = (
+    "insert into approvals (gate_id, run_id, step, decided_at, decision, approver, comment,"
+    " channel, decided_event_id) select * from "
+    + _unnest(
+        "gate_id text, run_id text, step text, decided_at timestamptz, decision text,"
+        " approver text, comment text, channel text, decided_event_id text"
+    )
+    + " on conflict (gate_id) do update set "
+    + _set("decided_at, decision, approver, comment, channel, decided_event_id", "excluded")
+)
+_DISPATCH: Final = (
+    "insert into step_attempts (attempt_id, run_id, step, attempt, action, queue, input,"
+    " dispatched_at, dispatched_event_id) select * from "
+    + _unnest(
+        "attempt_id text, run_id text, step text, attempt integer, action text, queue text,"
+        " input jsonb, dispatched_at timestamptz, dispatched_event_id text"
+    )
+    + " on conflict (run_id, attempt_id) do update set "
+    + _set("step, attempt, action, queue, input, dispatched_at, dispatched_event_id", "excluded")
+)
+# A second result for the same attempt is ignored by the scheduler; the first one stays.
+_FINISH: Final = (
+    "insert into step_attempts (attempt_id, run_id, step, attempt, outcome, finished_at,"
+    " finished_event_id, output, error_kind, error_type, error_message, will_retry)"
+    " select * from "
+    + _unnest(
+        "attempt_id text, run_id text, step text, attempt integer, outcome text,"
+        " finished_at timestamptz, finished_event_id text, output jsonb, error_kind text,"
+        " error_type text, error_message text, will_retry boolean"
+    )
+    + " on conflict (run_id, attempt_id) do update set "
+    + _set(
+        "outcome, finished_at, finished_event_id, output, error_kind, error_type,"
+        " error_message, will_retry",
+        "excluded",
+    )
+    + " where step_attempts.outcome is null"
+)
+
+
+def _columns(rows: Iterable[Row]) -> list[Row]:
+    """Rows as one tuple per column: the arrays ``unnest`` takes."""
+    return list(zip(*rows, strict=True))
+
+
+def _merged(
+    items: Iterable[T], key: Callable[[T], Hashable], merge: Callable[[T, T], T]
+) -> list[T]:
+    """One item per key: ``merge(earlier, later)`` folds items of a key in order."""
+    found: dict[Hashable, T] = {}
+    for item in items:
+        k = key(item)
+        earlier = found.get(k)
+        found[k] = item if earlier is None else merge(earlier, item)
+    return list(found.values())
+
+
+def _gate(change: ApprovalRequest | ApprovalDecision | ApprovalEscalation) -> str:
+    return change.gate_id
+
+
+def _attempt(change: AttemptStarted | AttemptFinished) -> tuple[str, str]:
+    return change.run_id, change.attempt_id
+
+
+def _later(earlier: T, later: T) -> T:
+    return later
+
+
+def _earlier(earlier: T, later: T) -> T:
+    return earlier
+
+
+def _jsonb(value: object) -> object:
+    """A jsonb array element: encoded here, or asyncpg would take a list for a dimension."""
+    return None if value is None else encode_jsonb(value)
+
+
+async def _execute(conn: Connection, statement: str, rows: Sequence[Row]) -> None:
+    if rows:
+        await conn.execute(statement, *_columns(rows))
+
+
+def _run_args(run: RunRow) -> Row:
+    return (
+        run.run_id,
+        run.story_id,
+        run.story_version,
+        run.status.value,
+        run.started_at,
+        run.ended_at,
+        run.last_seq,
+        run.correlation_id,
+        run.dedup_key,
+        run.event_count,
+        run.updated_at,
+        run.state.model_dump(mode="json") if run.state is not None else None,
+    )
+
+
+async def write_runs(conn: Connection, runs: Iterable[RunRow], stored: frozenset[str]) -> None:
+    """Write one row per run (a batch folds each run once); ``stored``: rows that exist."""
+    rows = [_run_args(run) for run in runs]
+    await _execute(conn, _UPDATE_RUNS, [r for r in rows if r[0] in stored])
+    await _execute(conn, _INSERT_RUNS, [r for r in rows if r[0] not in stored])
+
+
+def _decision(earlier: ApprovalDecision, later: ApprovalDecision) -> ApprovalDecision:
+    # An update of the row leaves the run and step its insert gave.
+    return ApprovalDecision(
+        gate_id=later.gate_id,
+        run_id=earlier.run_id,
+        step=earlier.step,
+        decision=later.decision,
+        approver=later.approver,
+        comment=later.comment,
+        channel=later.channel,
+        decided_at=later.decided_at,
+        decided_event_id=later.decided_event_id,
+    )
+
+
+async def write_gate_changes(
+    conn: Connection, changes: Sequence[ApprovalRequest | ApprovalDecision | ApprovalEscalation]
+) -> None:
+    """Requests, then escalations, then decisions: a decision may arrive in the same batch
+    as its request, and each writes its own columns, so this order gives the log's result."""
+    requests = [c for c in changes if isinstance(c, ApprovalRequest)]
+    await _execute(
+        conn,
+        _REQUEST,
+        [
+            (
+                r.gate_id,
+                r.run_id,
+                r.step,
+                _jsonb(r.approvers),
+                r.message,
+                r.requested_at,
+                r.requested_event_id,
+            )
+            for r in _merged(requests, _gate, _later)
+        ],
+    )
+    escalations = [c for c in changes if isinstance(c, ApprovalEscalation)]
+    await _execute(
+        conn,
+        _ESCALATION,
+        [(e.gate_id, _jsonb(e.approvers)) for e in _merged(escalations, _gate, _later)],
+    )
+    decisions = [c for c in changes if isinstance(c, ApprovalDecision)]
+    await _execute(
+        conn,
+        _DECISION,
+        [
+            (
+                d.gate_id,
+                d.run_id,
+                d.step,
+                d.decided_at,
+                d.decision,
+                d.approver,
+                d.comment,
+                d.channel,
+                d.decided_event_id,
+            )
+            for d in _merged(decisions, _gate, _decision)
+        ],
+    )
+
+
+async def write_attempts(
+    conn: Connection, started: Sequence[AttemptStarted], finished: Sequence[AttemptFinished]
+) -> None:
+    """Dispatches (a later one rewrites the row), then results (the first one stays)."""
+    await _execute(
+        conn,
+        _DISPATCH,
+        [
+            (
+                a.attempt_id,
+                a.run_id,
+                a.step,
+                a.attempt,
+                a.action,
+                a.queue,
+                _jsonb(a.input),
+                a.dispatched_at,
+                a.dispatched_event_id,
+            )
+            for a in _merged(started, _attempt, _later)
+        ],
+    )
+    await _execute(
+        conn,
+        _FINISH,
+        [
+            (
+                f.attempt_id,
+                f.run_id,
+                f.step,
+                f.attempt,
+                f.outcome,
+                f.finished_at,
+                f.finished_event_id,
+                _jsonb(f.output),
+                f.error_kind,
+                f.error_type,
+                f.error_message,
+                f.will_retry,
+            )
+            for f in _merged(finished, _attempt, _earlier)
+        ],
+    )
