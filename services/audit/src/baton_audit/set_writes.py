@@ -1,19 +1,20 @@
 """A batch's rows of runs, approvals and step attempts, each kind in one statement.
 
-One statement per table and kind, whatever the number of rows: the rows go as one array
-per column into ``unnest`` (ADR 0540). An ``executemany`` runs its statement once per row
-in PostgreSQL, which cost more than the row's own work. A set-based statement may touch a
-row only once, so rows with the same key are merged first into what applying them one by
-one, in log order, left behind (``_merged``).
+One statement per table and kind, whatever the number of rows: the rows go as one jsonb
+document, read back as rows in PostgreSQL (``_unnest``, ADR 0540). An ``executemany`` runs
+its statement once per row in PostgreSQL, which cost more than the row's own work. A
+set-based statement may touch a row only once, so rows with the same key are merged first
+into what applying them one by one, in log order, left behind (``_merged``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from baton_audit.attempts import AttemptFinished, AttemptStarted
-from baton_audit.db import Connection, encode_jsonb
+from baton_audit.db import Connection, EncodedJsonb, encode_jsonb
 from baton_audit.projection import ApprovalDecision, ApprovalEscalation, ApprovalRequest, RunRow
 from baton_audit.run_rows import RUN_COLUMNS
 
@@ -24,10 +25,18 @@ T = TypeVar("T")
 
 
 def _unnest(columns: str) -> str:
-    """``unnest($1::t1[], $2::t2[], ...) as v (c1, c2, ...)`` for columns ``"c1 t1, c2 t2"``."""
-    pairs = [column.split(" ") for column in columns.split(", ")]
-    arrays = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(pairs, 1))
-    return f"unnest({arrays}) as v ({', '.join(name for name, _ in pairs)})"
+    """The rows of ``$1`` (a jsonb array of rows, each an array of values, ``_document``) as
+    ``v (c1, c2, ...)`` with the types of ``columns`` (``"c1 t1, c2 t2, ..."``)."""
+    found = []
+    for n, column in enumerate(columns.split(", ")):
+        name, kind = column.split(" ")
+        if kind == "jsonb":  # a JSON null is the absent value (the columns take no null)
+            found.append(f"nullif(r -> {n}, 'null'::jsonb) as {name}")
+        elif kind == "text":
+            found.append(f"r ->> {n} as {name}")
+        else:
+            found.append(f"(r ->> {n})::{kind} as {name}")
+    return f"(select {', '.join(found)} from jsonb_array_elements($1::jsonb) as e (r)) as v"
 
 
 def _set(names: str, source: str) -> str:
@@ -110,9 +119,20 @@ _FINISH: Final = (
 )
 
 
-def _columns(rows: Iterable[Row]) -> list[Row]:
-    """Rows as one tuple per column: the arrays ``unnest`` takes."""
-    return list(zip(*rows, strict=True))
+def _document(rows: Iterable[Row]) -> EncodedJsonb:
+    """Rows as one jsonb array; times in ISO 8601 in UTC, which PostgreSQL reads back exactly
+    (``astimezone`` as asyncpg's own encoder does it, a naive time included).
+
+    One document rather than an array per column: asyncpg checks every element of an
+    array against the collection ABCs in Python, which cost more than the row's write.
+    The codec's checks hold (NaN or infinity anywhere and PostgreSQL refuses the batch).
+    """
+    return encode_jsonb(
+        [
+            [v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v for v in row]
+            for row in rows
+        ]
+    )
 
 
 def _merged(
@@ -143,14 +163,9 @@ def _earlier(earlier: T, later: T) -> T:
     return earlier
 
 
-def _jsonb(value: object) -> object:
-    """A jsonb array element: encoded here, or asyncpg would take a list for a dimension."""
-    return None if value is None else encode_jsonb(value)
-
-
 async def _execute(conn: Connection, statement: str, rows: Sequence[Row]) -> None:
     if rows:
-        await conn.execute(statement, *_columns(rows))
+        await conn.execute(statement, _document(rows))
 
 
 def _run_args(run: RunRow) -> Row:
@@ -206,7 +221,7 @@ async def write_gate_changes(
                 r.gate_id,
                 r.run_id,
                 r.step,
-                _jsonb(r.approvers),
+                r.approvers,
                 r.message,
                 r.requested_at,
                 r.requested_event_id,
@@ -218,7 +233,7 @@ async def write_gate_changes(
     await _execute(
         conn,
         _ESCALATION,
-        [(e.gate_id, _jsonb(e.approvers)) for e in _merged(escalations, _gate, _later)],
+        [(e.gate_id, e.approvers) for e in _merged(escalations, _gate, _later)],
     )
     decisions = [c for c in changes if isinstance(c, ApprovalDecision)]
     await _execute(
@@ -256,7 +271,7 @@ async def write_attempts(
                 a.attempt,
                 a.action,
                 a.queue,
-                _jsonb(a.input),
+                a.input,
                 a.dispatched_at,
                 a.dispatched_event_id,
             )
@@ -275,7 +290,7 @@ async def write_attempts(
                 f.outcome,
                 f.finished_at,
                 f.finished_event_id,
-                _jsonb(f.output),
+                f.output,
                 f.error_kind,
                 f.error_type,
                 f.error_message,
