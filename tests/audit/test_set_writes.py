@@ -9,6 +9,8 @@ are applied as one batch and one by one; every projected row must be the same.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
 from baton_audit.admin import checksum
@@ -33,17 +35,21 @@ from .fakes import STORY, TOPIC, chain, projector_on, records
 pytestmark = pytest.mark.integration
 
 
+def dispatched_event(run_id: str, attempt_id: str = "a1", queue: str = "q") -> StepDispatched:
+    return StepDispatched(
+        run_id=run_id,
+        step="fetch",
+        attempt=1,
+        attempt_id=attempt_id,
+        action="http",
+        queue=queue,
+        input={"url": queue},
+    )
+
+
 def repeated_keys(run_id: str) -> list[Envelope]:
     def dispatched(attempt_id: str, queue: str) -> StepDispatched:
-        return StepDispatched(
-            run_id=run_id,
-            step="fetch",
-            attempt=1,
-            attempt_id=attempt_id,
-            action="http",
-            queue=queue,
-            input={"url": queue},
-        )
+        return dispatched_event(run_id, attempt_id, queue)
 
     def requested(approvers: list[str], message: str) -> ApprovalRequested:
         return ApprovalRequested(
@@ -116,3 +122,22 @@ async def _the_rows_say_what_the_log_did(pool: Pool) -> None:
     [gate] = await store.approvals("r1")
     assert gate.approvers == ["u:c", "u:d", "u:e", "u:f"]
     assert (gate.message, gate.decision, gate.approver) == ("second", "denied", "bob")
+
+
+async def test_times_in_other_offsets_are_the_same_instants_as_the_events(pool: Pool) -> None:
+    # The set-based rows carry times as text (set_writes._time), COPY carries the events'
+    # as binary: a time given with another offset and microseconds is the same instant.
+    start = datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    log = chain("r1", [RunStarted(run_id="r1", story_id=STORY, story_version=4, trigger={})])
+    log += chain("r1", [dispatched_event("r1")], start=start, first_seq=2)
+    await projector_on(pool).apply_batch(TOPIC, 0, records(log))
+
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "select r.started_at, r.updated_at, a.dispatched_at,"
+            " (select min(time) from events) as first, (select max(time) from events) as last"
+            " from runs r join step_attempts a using (run_id)"
+        )
+    assert row is not None
+    assert (row["started_at"], row["updated_at"]) == (row["first"], row["last"])
+    assert row["dispatched_at"] == row["last"] == start + timedelta(minutes=2)

@@ -120,19 +120,19 @@ _FINISH: Final = (
 
 
 def _document(rows: Iterable[Row]) -> EncodedJsonb:
-    """Rows as one jsonb array; times in ISO 8601 in UTC, which PostgreSQL reads back exactly
-    (``astimezone`` as asyncpg's own encoder does it, a naive time included).
+    """Rows as one jsonb array (their times as ``_time`` gives them).
 
     One document rather than an array per column: asyncpg checks every element of an
     array against the collection ABCs in Python, which cost more than the row's write.
     The codec's checks hold (NaN or infinity anywhere and PostgreSQL refuses the batch).
     """
-    return encode_jsonb(
-        [
-            [v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v for v in row]
-            for row in rows
-        ]
-    )
+    return encode_jsonb(list(rows))
+
+
+def _time(value: datetime | None) -> str | None:
+    """A time in ISO 8601 in UTC, which PostgreSQL reads back exactly (``astimezone`` as
+    asyncpg's own encoder does it, a naive time included)."""
+    return None if value is None else value.astimezone(UTC).isoformat()
 
 
 def _merged(
@@ -174,13 +174,13 @@ def _run_args(run: RunRow) -> Row:
         run.story_id,
         run.story_version,
         run.status.value,
-        run.started_at,
-        run.ended_at,
+        _time(run.started_at),
+        _time(run.ended_at),
         run.last_seq,
         run.correlation_id,
         run.dedup_key,
         run.event_count,
-        run.updated_at,
+        _time(run.updated_at),
         run.state.model_dump(mode="json") if run.state is not None else None,
     )
 
@@ -223,7 +223,7 @@ async def write_gate_changes(
                 r.step,
                 r.approvers,
                 r.message,
-                r.requested_at,
+                _time(r.requested_at),
                 r.requested_event_id,
             )
             for r in _merged(requests, _gate, _later)
@@ -244,7 +244,7 @@ async def write_gate_changes(
                 d.gate_id,
                 d.run_id,
                 d.step,
-                d.decided_at,
+                _time(d.decided_at),
                 d.decision,
                 d.approver,
                 d.comment,
@@ -272,7 +272,7 @@ async def write_attempts(
                 a.action,
                 a.queue,
                 a.input,
-                a.dispatched_at,
+                _time(a.dispatched_at),
                 a.dispatched_event_id,
             )
             for a in _merged(started, _attempt, _later)
@@ -288,7 +288,7 @@ async def write_attempts(
                 f.step,
                 f.attempt,
                 f.outcome,
-                f.finished_at,
+                _time(f.finished_at),
                 f.finished_event_id,
                 f.output,
                 f.error_kind,
