@@ -127,6 +127,52 @@ async def drop(url: str, schema: str) -> None:
         await conn.close()
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name: state, ppid, ..., utime at [11]."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def _cpu_ticks(pid: int) -> list[int]:
+    return [int(x) for x in _stat(pid)[11:15]]
+
+
+def postgres_cpu(postmaster: int) -> float:
+    """CPU seconds of a local PostgreSQL: its finished backends (counted in the postmaster's
+    children's time) and its live processes."""
+    total = sum(_cpu_ticks(postmaster))
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and int(_stat(int(entry))[1]) == postmaster:
+                total += sum(_cpu_ticks(int(entry))[:2])
+        except (OSError, ValueError):
+            continue
+    return total / _TICKS
+
+
+async def postgres_probe(url: str) -> tuple[int | None, object]:
+    """The postmaster's pid if PostgreSQL runs on this machine, and the WAL position."""
+    conn = await asyncpg.connect(url)
+    try:
+        backend, lsn = await conn.fetchrow("select pg_backend_pid(), pg_current_wal_lsn()")
+        return int(_stat(backend)[1]), lsn
+    except OSError:
+        return None, lsn
+    finally:
+        await conn.close()
+
+
+async def wal_since(url: str, lsn: object) -> float:
+    conn = await asyncpg.connect(url)
+    try:
+        return float(await conn.fetchval("select pg_current_wal_lsn() - $1::pg_lsn", lsn))
+    finally:
+        await conn.close()
+
+
 async def bench_store(url: str, runs: int, *, interleaved: bool) -> None:
     records = outbound_logs("baton.runs", runs, "s")
     if interleaved:  # seq-major: the runs' first events, then their second, ...
@@ -155,10 +201,14 @@ async def bench_store(url: str, runs: int, *, interleaved: bool) -> None:
             for i in range(0, len(recs), BATCH):
                 await projector.apply_batch("baton.runs", partition, recs[i : i + BATCH])
 
+        postmaster, lsn = await postgres_probe(url)
+        pg_cpu = postgres_cpu(postmaster) if postmaster else 0.0
         started, cpu = time.perf_counter(), time.process_time()
         # As the projector does: partitions concurrently, each partition's batches in order.
         await asyncio.gather(*(one_partition(p, recs) for p, recs in by_partition.items()))
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        pg_cpu = postgres_cpu(postmaster) - pg_cpu if postmaster else 0.0
+        wal = await wal_since(url, lsn)
     finally:
         await pool.close()
         await drop(url, schema)
@@ -166,7 +216,9 @@ async def bench_store(url: str, runs: int, *, interleaved: bool) -> None:
     label = "store (runs interleaved):" if interleaved else "store:    "
     print(
         f"{label} {n} events ({runs} runs) in {elapsed:.2f} s = {n / elapsed:,.0f} events/s"
-        f" (projection CPU {cpu / n * 1e6:,.0f} µs/event, PostgreSQL's not included)"
+        f" (projection CPU {cpu / n * 1e6:,.0f} µs/event; PostgreSQL "
+        + (f"CPU {pg_cpu / n * 1e6:,.0f} µs/event, " if postmaster else "")
+        + f"WAL {wal / n:,.0f} B/event)"
     )
 
 

@@ -19,7 +19,7 @@ from typing import Final, Literal
 from pydantic import BaseModel
 
 from baton_audit.db import Pool
-from baton_audit.store import ENVELOPE, EVENT_ORDER, AuditStore
+from baton_audit.store import ENVELOPE, EVENT_ORDER, AuditStore, envelope_document
 from baton_common.envelope import Envelope
 from baton_common.hashing import GENESIS, chain_hash, verify_chain
 
@@ -88,7 +88,7 @@ async def stream_events(pool: Pool, scope: ExportRange, fmt: ExportFormat) -> As
     async with pool.acquire() as conn, conn.transaction():
         rows = 0
         query = (
-            f"select {ENVELOPE} as envelope from events e join runs r on r.run_id = e.run_id"
+            f"select {ENVELOPE} from events e join runs r on r.run_id = e.run_id"
             " where ($1::text is null or e.run_id = $1)"
             " and ($2::timestamptz is null or r.started_at >= $2)"
             " and ($3::timestamptz is null or r.started_at < $3)"
@@ -97,8 +97,7 @@ async def stream_events(pool: Pool, scope: ExportRange, fmt: ExportFormat) -> As
         async for row in conn.cursor(
             query, scope.run_id, scope.since, scope.until, prefetch=_ROWS_PER_CHUNK
         ):
-            envelope = row["envelope"]
-            assert isinstance(envelope, dict)
+            envelope = envelope_document(row)
             if fmt == "csv":
                 writer.writerow(_csv_row(envelope))
             else:

@@ -24,6 +24,7 @@ __all__ = [
     "RunPage",
     "StoryVersion",
     "TimelineEntry",
+    "envelope_document",
     "load_run",
 ]
 
@@ -47,8 +48,7 @@ _AI: Final = (
 EVENT_ORDER: Final = "order by seq nulls last, kafka_topic, kafka_partition, kafka_offset"
 
 # Where each attribute of an event's envelope is stored (``projection.EventRow``): the
-# envelope is not stored whole but rebuilt from its row, as a jsonb value equal to the one
-# the whole document gave (jsonb orders keys itself; the values are the same).
+# envelope is not stored whole but rebuilt from its row (``envelope_document``).
 _ENVELOPE_COLUMNS: Final = {
     "id": "id",
     "type": "type",
@@ -69,12 +69,16 @@ _ENVELOPE_COLUMNS: Final = {
     "data": "data",
 }
 assert _ENVELOPE_COLUMNS.keys() == Envelope.model_fields.keys()
-ENVELOPE: Final = (
-    "jsonb_build_object("
-    + ", ".join(f"'{name}', e.{col}" for name, col in _ENVELOPE_COLUMNS.items())
-    + ")"
-)
-"""An ``events e`` row's envelope document, as written (a jsonb object)."""
+# In jsonb's order of keys (shorter first, then bytewise): the order the stored document
+# was read back in, so exports write the same lines.
+_JSONB_ORDER: Final = sorted(_ENVELOPE_COLUMNS.items(), key=lambda kv: (len(kv[0]), kv[0]))
+ENVELOPE: Final = ", ".join(f"e.{column}" for column in dict.fromkeys(_ENVELOPE_COLUMNS.values()))
+"""The columns of an ``events e`` row that ``envelope_document`` reads."""
+
+
+def envelope_document(row: Row) -> dict[str, object]:
+    """An event's envelope document as written, from its ``events`` row (``ENVELOPE``)."""
+    return {key: row[column] for key, column in _JSONB_ORDER}
 
 
 class CursorError(ValueError):
@@ -309,10 +313,9 @@ class AuditStore:
         """A run's envelopes as written, in log order."""
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
-                f"select {ENVELOPE} as envelope from events e where run_id = $1 {EVENT_ORDER}",
-                run_id,
+                f"select {ENVELOPE} from events e where run_id = $1 {EVENT_ORDER}", run_id
             )
-        return [Envelope.model_validate(row["envelope"]) for row in rows]
+        return [Envelope.model_validate(envelope_document(row)) for row in rows]
 
     async def approvals(self, run_id: str, step: str | None = None) -> list[ApprovalRecord]:
         async with self._pool.acquire() as conn:
