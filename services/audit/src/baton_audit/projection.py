@@ -220,7 +220,7 @@ _NO_RUN = RunRow(
 class EventRow:
     """One ``events`` row: the envelope's attributes and its payload, each stored once.
 
-    The envelope's document is rebuilt from these columns on read (``store.ENVELOPE``);
+    The envelope's document is rebuilt from these columns on read (``store.envelope_document``);
     ``time_text`` is its time as the document held it (offset and precision kept).
     """
 

@@ -130,9 +130,11 @@ def _document(rows: Iterable[Row]) -> EncodedJsonb:
 
 
 def _time(value: datetime | None) -> str | None:
-    """A time in ISO 8601 in UTC, which PostgreSQL reads back exactly (``astimezone`` as
-    asyncpg's own encoder does it, a naive time included)."""
-    return None if value is None else value.astimezone(UTC).isoformat()
+    """A time in ISO 8601 with its offset, which PostgreSQL reads back exactly; a naive time
+    is taken as local time, as asyncpg's own encoder (``astimezone``) takes it."""
+    if value is None:
+        return None
+    return (value if value.tzinfo is not None else value.astimezone(UTC)).isoformat()
 
 
 def _merged(
@@ -173,7 +175,7 @@ def _run_args(run: RunRow) -> Row:
         run.run_id,
         run.story_id,
         run.story_version,
-        run.status.value,
+        run.status,  # a StrEnum: orjson writes its value
         _time(run.started_at),
         _time(run.ended_at),
         run.last_seq,
