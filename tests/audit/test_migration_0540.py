@@ -16,6 +16,7 @@ from pydantic import TypeAdapter
 from baton_audit.db import Pool, create_pool, migrate
 from baton_audit.export import _dumps
 from baton_audit.store import ENVELOPE, envelope_document
+from baton_audit.writer import _EVENT_COLUMNS
 from baton_common import postgres
 from baton_common.envelope import Envelope
 
@@ -23,26 +24,8 @@ from .fakes import approved_run, triage_run
 
 pytestmark = pytest.mark.integration
 
-_OLD_COLUMNS = [
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "id",
-    "run_id",
-    "seq",
-    "type",
-    "time",
-    "source",
-    "causationid",
-    "correlationid",
-    "actor",
-    "storyid",
-    "storyversion",
-    "prevhash",
-    "hash",
-    "data",
-    "envelope",
-]
+# The events columns before 0540: those of today up to ``data``, then the whole document.
+_OLD_COLUMNS = [*_EVENT_COLUMNS[: _EVENT_COLUMNS.index("data") + 1], "envelope"]
 
 
 def _old_row(envelope: Envelope, offset: int) -> tuple[object, ...]:
