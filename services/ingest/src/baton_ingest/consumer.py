@@ -168,9 +168,9 @@ class IngestRouter:
         self._count(sent.handled)
 
     def raw_routes(self, now: datetime) -> RawRoutes | None:
-        """The direct path for raw-JSON records, when it applies (tracing and debug logs
-        off: it opens no span per event and logs nothing per event)."""
-        if tracing_enabled() or log.is_enabled_for(logging.DEBUG):
+        """The direct path for raw-JSON records, unless debug logs are on (it logs nothing
+        per event)."""
+        if log.is_enabled_for(logging.DEBUG):
             return None
         return RawRoutes(self._catalog, self._topics.commands, now, self._new_id)
 
@@ -243,12 +243,15 @@ class IngestRouter:
         dead: Counter[str] = Counter()
         unmatched = 0
         for h in handled:
-            routed.update(h.routed)
-            skipped.update(h.skipped)
-            if h.dead_letter is not None:
-                dead[h.dead_letter] += 1
-            elif not h.routed:
+            if h.routed:
+                for story in h.routed:
+                    routed[story] += 1
+            elif h.dead_letter is None:
                 unmatched += 1
+            else:
+                dead[h.dead_letter] += 1
+            for skip in h.skipped:
+                skipped[skip] += 1
         for story, n in routed.items():
             self._metrics.routed.labels(story=story).inc(n)
         for (story, reason), n in skipped.items():

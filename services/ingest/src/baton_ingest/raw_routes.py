@@ -32,7 +32,7 @@ from baton_common.envelope import Header, loads_json
 from baton_common.expressions import ExpressionError, evaluate_condition
 from baton_common.kafka import ConsumedRecord, OutboundRecord
 from baton_common.story import Story
-from baton_common.telemetry import current_traceparent
+from baton_common.telemetry import current_traceparent, tracing_enabled
 from baton_common.trusted import trusted
 from baton_ingest.intake import STRUCTURED
 from baton_ingest.router import dedup_key
@@ -99,7 +99,8 @@ def _headers(record: ConsumedRecord) -> dict[str, bytes]:
 class RawRoutes:
     """The StartRun records of raw-JSON records, for one batch (one time, one catalog state).
 
-    Plans are built per webhook path on first use and kept for the batch.
+    Plans are built per webhook path on first use and kept for the batch. With tracing
+    on, every record is left to the general path (which opens a span per event).
     """
 
     def __init__(
@@ -110,6 +111,8 @@ class RawRoutes:
         self._time = time
         self._new_id = new_id
         self._plans: dict[str, tuple[_Plan, ...] | None] = {}
+        # With tracing on, each event gets a span and its commands that span's traceparent.
+        self._on = DIRECT and not tracing_enabled()
 
     def _plans_for(self, path: str) -> tuple[_Plan, ...] | None:
         if path not in self._plans:
@@ -120,7 +123,7 @@ class RawRoutes:
 
     def route(self, record: ConsumedRecord) -> tuple[list[OutboundRecord], list[str]] | None:
         """The records to produce and the story ids started, or None for the general path."""
-        if not DIRECT:
+        if not self._on:
             return None
         headers = _headers(record)
         source_bytes = headers.get("source")
@@ -157,10 +160,10 @@ class RawRoutes:
         context: dict[str, JsonValue] = {"event": body}
         values: list[tuple[_Plan, str, bytes]] = []
         for plan in plans:
-            fields = dict(plan.fields)
             try:
                 if plan.when is not None and not evaluate_condition(plan.when, context):
                     continue
+                fields = dict(plan.fields)
                 if plan.dedup is not None:
                     key = dedup_key(plan.dedup, body)
                     fields["dedup_key"] = key
@@ -182,7 +185,7 @@ class RawRoutes:
             ("ce_correlationid", ingest),
             ("ce_actor", source_bytes),
         ]
-        passed = current_traceparent(traceparent)
+        passed = current_traceparent(traceparent) if traceparent is not None else None
         if passed is not None:
             lineage.append(("ce_traceparent", passed.encode()))
         records = []
