@@ -29,10 +29,10 @@ from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.records import EventReceived
 from baton_common.settings import TopicSettings
 from baton_common.telemetry import span, tracing_enabled
+from baton_ingest.direct_routes import DirectRoutes
 from baton_ingest.intake import IntakeError, read_inbound
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import Publisher
-from baton_ingest.raw_routes import RawRoutes
 from baton_ingest.router import route
 from baton_ingest.start_records import start_run_record
 
@@ -154,9 +154,9 @@ class IngestRouter:
             if first:  # let the consumer's heartbeat and the producer's sender run
                 await asyncio.sleep(0)
             # Story plans are fixed between two yields (the catalog changes only meanwhile).
-            raw = self.raw_routes(now)
+            direct = self.direct_routes(now)
             chunk = records[first : first + _YIELD_EVERY]
-            handled.extend(map(self.handle, chunk, repeat(now), repeat(raw)))
+            handled.extend(map(self.handle, chunk, repeat(now), repeat(direct)))
         outputs = [record for h in handled for record in h.records]
         acks = await self._publisher.send_many(outputs)
         return _Sent.of(batches, handled, acks)
@@ -167,25 +167,28 @@ class IngestRouter:
         await self._consumer.commit(sent.ends)
         self._count(sent.handled)
 
-    def raw_routes(self, now: datetime) -> RawRoutes | None:
-        """The direct path for raw-JSON records, unless debug logs are on (it logs nothing
+    def direct_routes(self, now: datetime) -> DirectRoutes | None:
+        """The batch's direct path (ADR 0230), unless debug logs are on (it logs nothing
         per event)."""
         if log.is_enabled_for(logging.DEBUG):
             return None
-        return RawRoutes(self._catalog, self._topics.commands, now, self._new_id)
+        return DirectRoutes(self._catalog, self._topics.commands, now, self._new_id)
 
     def handle(
-        self, record: ConsumedRecord, now: datetime | None = None, raw: RawRoutes | None = None
+        self,
+        record: ConsumedRecord,
+        now: datetime | None = None,
+        direct: DirectRoutes | None = None,
     ) -> Handled:
         """The records to produce for one ``baton.ingest`` record (commands or a dead letter).
 
         ``now`` is the time of the batch: a record without one gets it, and so do the
-        commands it starts. ``raw``, the batch's direct path (:meth:`raw_routes`), writes
-        the same records for a raw-JSON record it can take; the general path does the rest.
+        commands it starts. ``direct``, the batch's direct path (:meth:`direct_routes`),
+        writes the same records for a record it can take; the general path does the rest.
         """
         now = now or self._clock()
-        if raw is not None and (direct := raw.route(record)) is not None:
-            outputs, started = direct
+        if direct is not None and (decided := direct.route(record)) is not None:
+            outputs, started = decided
             return Handled(outputs, routed=tuple(started))
         try:
             envelope, event, body = read_inbound(record, now)

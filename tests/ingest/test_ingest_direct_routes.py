@@ -1,4 +1,4 @@
-"""The router's direct path for raw-JSON records writes exactly what the general path writes."""
+"""The router's direct path writes exactly what the general path writes (ADR 0230)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,20 @@ import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import JsonValue
 
+from baton_common.envelope import encode_record
+from baton_common.kafka import to_envelope
+from baton_common.records import EventReceived
 from baton_common.settings import TopicSettings
 from baton_common.testing import Record
 from baton_ingest.consumer import Handled, IngestRouter
+from baton_ingest.direct_routes import DirectRoutes
 from baton_ingest.metrics import IngestMetrics
-from baton_ingest.raw_routes import RawRoutes
+from baton_ingest.received_records import received_record
 
 from .fakes import FakeConsumer, FakePublisher
 from .stories import AUDIT_ALL, OPEN, TRIAGE, catalog_of, story
@@ -104,8 +110,8 @@ def record(value: bytes | None, headers: tuple[tuple[str, bytes], ...]) -> Recor
 def both_paths(item: Record) -> tuple[Handled, Handled, bool]:
     """The general path's result, the direct path's, and whether the direct path took it."""
     # The router takes the direct path with debug logs off; the tests log at debug level.
-    raw = RawRoutes(CATALOG, "baton.commands", NOW, ids())
-    took = RawRoutes(CATALOG, "baton.commands", NOW, ids()).route(item) is not None
+    raw = DirectRoutes(CATALOG, "baton.commands", NOW, ids())
+    took = DirectRoutes(CATALOG, "baton.commands", NOW, ids()).route(item) is not None
     return router().handle(item, NOW), router().handle(item, NOW, raw), took
 
 
@@ -147,9 +153,99 @@ def test_failing_expressions_are_left_to_the_general_path_which_reports_them() -
 
 
 def test_the_direct_path_routes_one_event_to_every_matching_story_in_id_order() -> None:
-    raw = RawRoutes(CATALOG, "baton.commands", NOW, iter(["c1", "c2", "c3"]).__next__)
+    raw = DirectRoutes(CATALOG, "baton.commands", NOW, iter(["c1", "c2", "c3"]).__next__)
     routed = raw.route(record(DIRECT_BODIES[1], HEADERS[0]))
     assert routed is not None
     outputs, started = routed
     assert started == ["audit-all", "composite-key", "phishing-triage"]
     assert [dict(o.headers)["ce_id"] for o in outputs] == [b"c1", b"c2", b"c3"]
+
+
+def webhook_record(body: bytes, traceparent: str | None = None) -> Record:
+    """What the webhook endpoint writes for ``body`` received on ``edr-alerts``."""
+    parsed = orjson.loads(body)
+    out = received_record(
+        "baton.ingest", "edr-alerts", parsed, id="evt-1", time=NOW, traceparent=traceparent
+    )
+    return Record("baton.ingest", 1, 77, out.key, out.value, tuple(out.headers))
+
+
+def cloudevent(
+    data: dict[str, JsonValue],
+    edit: Callable[[list[tuple[str, bytes]]], object] | None = None,
+    **extensions: str,
+) -> Record:
+    """A CloudEvent record with the general encoder's headers, ``data`` as its value."""
+    envelope = to_envelope(
+        EventReceived(path="edr-alerts", body={}),
+        id="evt-2",
+        source="somewhere",
+        time=NOW,
+        **extensions,  # type: ignore[arg-type]
+    )
+    _, headers = encode_record(envelope)
+    if edit is not None:
+        edit(headers)
+    return Record("baton.ingest", 1, 78, b"k", orjson.dumps(data), tuple(headers))
+
+
+@pytest.mark.parametrize("value", DIRECT_BODIES)
+def test_webhook_records_take_the_direct_path_with_the_same_result(value: bytes) -> None:
+    for traceparent in (None, TRACEPARENT.decode()):
+        general, direct, took = both_paths(webhook_record(value, traceparent))
+        assert direct == general
+        assert took or value in DIRECT_BODIES[8:]  # failing expressions: the general path
+
+
+def test_a_received_cloudevent_with_lineage_takes_the_direct_path() -> None:
+    body: dict[str, JsonValue] = {"alert_id": "a-1", "severity": "high"}
+    data: dict[str, JsonValue] = {
+        "type": "baton.ingest.received.v1",
+        "path": "edr-alerts",
+        "body": body,
+    }
+    for ext in ({}, {"actor": "user:alice", "correlationid": "corr-1", "traceparent": "bad"}):
+        general, direct, took = both_paths(cloudevent(data, **ext))
+        assert took
+        assert direct == general
+        assert len(general.records) == 3  # triage, audit-all, composite-key
+
+
+def _set(name: str, value: bytes) -> Callable[[list[tuple[str, bytes]]], object]:
+    def edit(headers: list[tuple[str, bytes]]) -> None:
+        headers[:] = [(k, v) for k, v in headers if k != name] + [(name, value)]
+
+    return edit
+
+
+GOOD: dict[str, JsonValue] = {
+    "type": "baton.ingest.received.v1",
+    "path": "edr-alerts",
+    "body": {"alert_id": "a-1", "severity": "high"},
+}
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        cloudevent(GOOD, _set("ce_time", b"not a time")),
+        cloudevent(GOOD, _set("ce_time", b"2024-05-01")),  # a date validation accepts
+        cloudevent(GOOD, _set("ce_storyversion", b"3")),
+        cloudevent(GOOD, _set("ce_seq", b"x")),
+        cloudevent(GOOD, _set("ce_id", b"\xff")),
+        cloudevent(GOOD, lambda h: h.append(("ce_id", b"other"))),  # the last one wins there
+        cloudevent(GOOD, lambda h: h.append(("CE_ACTOR", b"shouting"))),
+        cloudevent(GOOD, _set("ce_type", b"com.example.alert")),
+        cloudevent(GOOD, _set("ce_type", b"baton.other.v1")),
+        cloudevent(GOOD, lambda h: h.remove(next(x for x in h if x[0] == "ce_time"))),
+        cloudevent(GOOD, lambda h: h.remove(next(x for x in h if x[0] == "ce_source"))),
+        cloudevent({**GOOD, "path": None}),
+        cloudevent({**GOOD, "path": 3}),
+        cloudevent({**GOOD, "body": [1]}),
+        cloudevent({**GOOD, "extra": 1}),
+        cloudevent({"type": "baton.ingest.received.v1", "path": "edr-alerts"}),
+    ],
+)
+def test_unusual_cloudevents_are_left_to_the_general_path_or_read_alike(item: Record) -> None:
+    general, direct, _ = both_paths(item)
+    assert direct == general
