@@ -84,6 +84,8 @@ def create_app(
                     group_id=settings.router_group,
                     client_id="baton-ingest-router",
                     max_partition_fetch_bytes=settings.router_fetch_partition_bytes,
+                    fetch_min_bytes=settings.router_fetch_min_bytes,
+                    fetch_max_wait_ms=settings.router_fetch_max_wait_ms,
                 )
                 stack.push_async_callback(ingest.stop)
             await producer.start()
