@@ -142,6 +142,7 @@ def make_consumer(
     fetch_max_wait_ms: int = 500,
     max_partition_fetch_bytes: int = 1024 * 1024,
     fetch_max_bytes: int = 50 * 1024 * 1024,
+    fetch_min_bytes: int = 1,
 ) -> AIOKafkaConsumer:
     """A ``read_committed`` consumer with manual commits, starting at the earliest offset.
 
@@ -149,7 +150,8 @@ def make_consumer(
     ``read_committed`` fetch is not answered early when a transaction commits, so
     latency-sensitive consumers (the scheduler's commands) set it low.
     ``max_partition_fetch_bytes`` and ``fetch_max_bytes`` bound what one fetch returns
-    per partition and in all (aiokafka's defaults, 1 MiB and 50 MiB).
+    per partition and in all (aiokafka's defaults, 1 MiB and 50 MiB); ``fetch_min_bytes``
+    is what the broker gathers before answering a fetch early (default: anything).
     """
     return AIOKafkaConsumer(
         *topics,
@@ -163,6 +165,7 @@ def make_consumer(
         fetch_max_wait_ms=fetch_max_wait_ms,
         max_partition_fetch_bytes=max_partition_fetch_bytes,
         fetch_max_bytes=fetch_max_bytes,
+        fetch_min_bytes=fetch_min_bytes,
     )
 
 
