@@ -56,7 +56,7 @@ async def append(bootstrap: str, topic: str, per_partition: int) -> None:
         await producer.stop()
 
 
-def values(batches: Batches, partition: int) -> list[bytes]:
+def values(batches: Batches, partition: int) -> list[bytes | None]:
     return [r.value for tp, rs in batches.items() if tp.partition == partition for r in rs]
 
 
