@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import structlog
@@ -28,7 +28,7 @@ from baton_common.story import Story
 from baton_common.telemetry import hot_span
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
-from baton_scheduler.feed import Batches, CommandFeed
+from baton_scheduler.feed import CommandFeed
 from baton_scheduler.journal import journal
 from baton_scheduler.produce import send_records
 from baton_scheduler.rate_window import StartWindow
@@ -119,28 +119,14 @@ class Engine:
         log.info("partitions revoked", partitions=partitions, runs_dropped=dropped)
 
     async def run(self) -> None:
-        """Process commands until cancelled.
-
-        Batches are pipelined (ADR 0140): batch N+1 is decided on top of batch N's staged
-        states while N's transaction commits; N+1's transaction begins only once N's has
-        committed, and if N's aborts, N+1's decisions are dropped and both are read again.
-        """
-        committing: _Committing | None = None
+        """Process commands until cancelled."""
         async with self._feed.running():
-            try:
-                while True:
-                    committing = await self._advance(committing)
-            finally:
-                if committing is not None:  # cancelled: the open transaction aborts
-                    committing.task.cancel()
-                    await asyncio.gather(committing.task, return_exceptions=True)
+            while True:
+                await self._next_batch()
 
-    async def _advance(self, committing: _Committing | None) -> _Committing | None:
-        """Decide the commands fetched so far (ADR 0140) while ``committing`` commits; then
-        begin their transaction. Returns the batch now committing."""
-        batches = await self._feed.take(
-            self._max_batch, wait_seconds=0.5, until=committing.task if committing else None
-        )
+    async def _next_batch(self) -> None:
+        # the commands fetched while the previous batch ran (ADR 0140)
+        batches = await self._feed.take(self._max_batch, wait_seconds=0.5)
         # records of a partition whose run states are not rebuilt yet (the rebalance
         # callback is still recovering it) are put back, to be decided after recovery
         unready = [tp for tp in batches if tp.partition not in self.assigned]
@@ -148,71 +134,55 @@ class Engine:
         for tp in unready:
             self._consumer.seek(tp, batches.pop(tp)[0].offset)
         if not batches:
-            if committing is not None and committing.task.done():
-                await self._finish(committing, [])
-                return None
             if unready:
                 await asyncio.sleep(0.05)
-            return committing
+            return
         started = time.perf_counter()
-        stages = _StageClock()
-        # the runs the committing batch changed, as it will have left them
-        staged: Staged = dict(committing.staged) if committing is not None else {}
+        staged: Staged = {}
         try:
-            outs: list[OutboundRecord] = []
-            for records in batches.values():
-                for record in records:
-                    await asyncio.sleep(0)  # the committing transaction progresses meanwhile
-                    outs.extend(await self.handle(record, staged))
-        except BaseException:
-            if committing is not None:  # let the committed batch count before failing
-                await asyncio.gather(self._finish(committing, []), return_exceptions=True)
-            raise
-        stages.lap("decide")
-        if committing is not None:
-            committed = await self._finish(committing, list(batches))
-            stages.lap("waiting")
-            if not committed:
-                return None
-        task = asyncio.create_task(self._commit_batch(batches, staged, outs, stages))
-        return _Committing(batches, staged, task, started)
-
-    async def _finish(self, committing: _Committing, decided: list[TopicPartition]) -> bool:
-        """Wait for ``committing``'s transaction and apply its states; if it aborted, put
-        its partitions and those of the batch ``decided`` on top of it back (ADR 0140)."""
-        try:
-            ends, snapped = await committing.task
+            ends, snapped = await self._commit_batch(batches, staged)
         except ProducerFenced:
             log.error("another scheduler took over this transactional id; stopping")
             raise
         except (KafkaError, OSError) as exc:
             metrics.TRANSACTION_ABORTS.inc()
             log.warning("transaction aborted; replaying the batch", error=repr(exc))
-            await self._rewind(sorted({*committing.batches, *decided}))
+            await self._rewind(list(batches))
             await asyncio.sleep(1.0)
-            return False
-        staged = committing.staged
+            return
         self.store.apply(staged)
         self.timers.track(state for _, state in staged.values())
         self._runs_end.update(ends)
-        for tp, records in committing.batches.items():
+        for tp, records in batches.items():
             since = self._since_snapshot.get(tp.partition, 0) + len(records)
             self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - committing.started)
-        return True
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _commit_batch(
-        self, batches: Batches, staged: Staged, outs: list[OutboundRecord], stages: _StageClock
+        self, batches: dict[TopicPartition, list[ConsumedRecord]], staged: Staged
     ) -> tuple[dict[int, int], set[int]]:
-        """Produce a decided batch in one transaction; return the new ``baton.runs`` end
-        offsets per partition and the partitions snapshotted in it."""
+        """Decide and produce a batch in one transaction; return the new ``baton.runs``
+        end offsets per partition and the partitions snapshotted in it."""
+        stages = _StageClock()
         offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
         async with self._producer.transaction():
-            # The consumer offsets join the transaction first and the records go out only
-            # once they are in: a produce racing a coordinator state change
-            # (AddOffsetsToTxn) is refused by the broker's transaction verification and
-            # retried later (ADR 0120).
-            await self._producer.send_offsets_to_transaction(offsets, self._group_id)
+            # The consumer offsets join the transaction first, while the batch is decided,
+            # and the records go out only once they are in: a produce racing a coordinator
+            # state change (AddOffsetsToTxn) is refused by the broker's transaction
+            # verification and retried 100 ms later (ADR 0120).
+            offsets_added = asyncio.ensure_future(
+                self._producer.send_offsets_to_transaction(offsets, self._group_id)
+            )
+            try:
+                outs: list[OutboundRecord] = []
+                for records in batches.values():
+                    for record in records:
+                        await asyncio.sleep(0)  # the producer's sender task runs meanwhile
+                        outs.extend(await self.handle(record, staged))
+                stages.lap("decide")
+                await offsets_added
+            finally:
+                offsets_added.cancel()  # only when deciding failed: the transaction aborts
             stages.lap("offsets")
             written = await send_records(self._producer, outs)
             stages.lap("produce")
@@ -438,16 +408,6 @@ class _StageClock:
             **sizes,
             **{f"{stage}_ms": round(s * 1000, 1) for stage, s in self._laps.items()},
         )
-
-
-@dataclass
-class _Committing:
-    """A decided batch whose transaction is under way."""
-
-    batches: Batches
-    staged: Staged
-    task: asyncio.Task[tuple[dict[int, int], set[int]]]
-    started: float
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -53,18 +53,13 @@ class CommandFeed:
             await asyncio.gather(self._reader, return_exceptions=True)
             self._reader = None
 
-    async def take(
-        self, limit: int, wait_seconds: float, until: asyncio.Future[Any] | None = None
-    ) -> Batches:
+    async def take(self, limit: int, wait_seconds: float) -> Batches:
         """At most ``limit`` held records, in order per partition; waits up to
-        ``wait_seconds`` for the first one, or until ``until`` is done. Raises what stopped
-        the reader, if it stopped."""
-        if not self._count and not (until is not None and until.done()):
+        ``wait_seconds`` for the first one. Raises what stopped the reader, if it stopped."""
+        if not self._count:
             self._arrived.clear()
             arrived = asyncio.ensure_future(self._arrived.wait())
             watched: set[asyncio.Future[Any]] = {arrived}
-            if until is not None:
-                watched.add(until)
             if self._reader is not None:
                 watched.add(self._reader)
             await asyncio.wait(watched, timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED)
