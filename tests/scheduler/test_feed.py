@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import ConsumerStoppedError
+from kafka_topics import create_topic
 
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.testing import eventually
@@ -23,12 +23,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def topic(kafka_bootstrap: str) -> str:
     name = f"t{uuid.uuid4().hex[:10]}.feed"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="t-admin")
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(kafka_bootstrap, name, partitions=2)
     return name
 
 
