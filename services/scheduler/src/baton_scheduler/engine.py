@@ -28,7 +28,6 @@ from baton_common.story import Story
 from baton_common.telemetry import hot_span
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
-from baton_scheduler.feed import CommandFeed
 from baton_scheduler.journal import journal
 from baton_scheduler.produce import send_records
 from baton_scheduler.rate_window import StartWindow
@@ -86,7 +85,6 @@ class Engine:
         self._since_snapshot: dict[int, int] = {}
         self._policies = policies
         self._starts = StartWindow()
-        self._feed = CommandFeed(consumer, max_held=2 * self._max_batch)
 
     def subscribe(self) -> None:
         self._consumer.subscribe([self._topics.commands], listener=_Rebalance(self))
@@ -115,48 +113,41 @@ class Engine:
     def revoke(self, partitions: list[int]) -> None:
         dropped = self.store.drop_partitions(partitions)
         self.assigned -= set(partitions)
-        self._feed.forget(TopicPartition(self._topics.commands, p) for p in partitions)
         log.info("partitions revoked", partitions=partitions, runs_dropped=dropped)
 
     async def run(self) -> None:
         """Process commands until cancelled."""
-        async with self._feed.running():
-            while True:
-                await self._next_batch()
-
-    async def _next_batch(self) -> None:
-        # the commands fetched while the previous batch ran (ADR 0140)
-        batches = await self._feed.take(self._max_batch, wait_seconds=0.5)
-        # records of a partition whose run states are not rebuilt yet (the rebalance
-        # callback is still recovering it) are put back, to be decided after recovery
-        unready = [tp for tp in batches if tp.partition not in self.assigned]
-        self._feed.forget(unready)
-        for tp in unready:
-            self._consumer.seek(tp, batches.pop(tp)[0].offset)
-        if not batches:
-            if unready:
-                await asyncio.sleep(0.05)
-            return
-        started = time.perf_counter()
-        staged: Staged = {}
-        try:
-            ends, snapped = await self._commit_batch(batches, staged)
-        except ProducerFenced:
-            log.error("another scheduler took over this transactional id; stopping")
-            raise
-        except (KafkaError, OSError) as exc:
-            metrics.TRANSACTION_ABORTS.inc()
-            log.warning("transaction aborted; replaying the batch", error=repr(exc))
-            await self._rewind(list(batches))
-            await asyncio.sleep(1.0)
-            return
-        self.store.apply(staged)
-        self.timers.track(state for _, state in staged.values())
-        self._runs_end.update(ends)
-        for tp, records in batches.items():
-            since = self._since_snapshot.get(tp.partition, 0) + len(records)
-            self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+            # records of a partition whose run states are not rebuilt yet (the rebalance
+            # callback is still recovering it) are put back, to be decided after recovery
+            unready = [tp for tp in batches if tp.partition not in self.assigned]
+            for tp in unready:
+                self._consumer.seek(tp, batches.pop(tp)[0].offset)
+            if not batches:
+                if unready:
+                    await asyncio.sleep(0.05)
+                continue
+            started = time.perf_counter()
+            staged: Staged = {}
+            try:
+                ends, snapped = await self._commit_batch(batches, staged)
+            except ProducerFenced:
+                log.error("another scheduler took over this transactional id; stopping")
+                raise
+            except (KafkaError, OSError) as exc:
+                metrics.TRANSACTION_ABORTS.inc()
+                log.warning("transaction aborted; replaying the batch", error=repr(exc))
+                await self._rewind(list(batches))
+                await asyncio.sleep(1.0)
+                continue
+            self.store.apply(staged)
+            self.timers.track(state for _, state in staged.values())
+            self._runs_end.update(ends)
+            for tp, records in batches.items():
+                since = self._since_snapshot.get(tp.partition, 0) + len(records)
+                self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _commit_batch(
         self, batches: dict[TopicPartition, list[ConsumedRecord]], staged: Staged
@@ -242,14 +233,12 @@ class Engine:
         return snapped
 
     async def _rewind(self, partitions: list[TopicPartition]) -> None:
-        committed = {tp: await self._consumer.committed(tp) for tp in partitions}
-        self._feed.forget(partitions)  # no await between dropping and seeking
-        for tp, offset in committed.items():
-            if offset is not None:
-                self._consumer.seek(tp, offset)
-        beginning = [tp for tp, offset in committed.items() if offset is None]
-        if beginning:
-            await self._consumer.seek_to_beginning(*beginning)
+        for tp in partitions:
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
 
     async def handle(self, record: ConsumedRecord, staged: Staged) -> list[OutboundRecord]:
         """The records one command produces; ``staged`` collects the runs it changed."""
