@@ -23,7 +23,7 @@ import yarl
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 from pydantic import JsonValue
 
-from baton_common.telemetry import SpanKind, span
+from baton_common.telemetry import SpanKind, span, tracing_enabled
 from baton_executor.errors import ActionError, PermanentError, RetryableError
 from baton_executor.guard import OutboundGuard
 
@@ -116,7 +116,7 @@ async def send_direct(
     """
 
     async def exchange() -> Reply:
-        with map_aiohttp_exceptions():
+        try:
             async with session.request(
                 method,
                 url,
@@ -125,14 +125,31 @@ async def send_direct(
                 allow_redirects=False,
                 skip_auto_headers=_SKIP_CONTENT_TYPE,
             ) as response:
-                raw, truncated = await _read_limited(response.content.iter_any(), max_bytes)
+                length = response.content_length
+                if length is not None and length <= max_bytes and _identity(response):
+                    # The whole body, of a size known to fit: no chunk loop.
+                    raw, truncated = await response.read(), False
+                else:
+                    raw, truncated = await _read_limited(response.content.iter_any(), max_bytes)
                 joined: dict[str, str] = {}
                 for name, value in response.headers.items():
                     key = name.lower()
                     joined[key] = f"{joined[key]}, {value}" if key in joined else value
                 return Reply(response.status, joined, raw, truncated)
+        except Exception:
+            # Entered only on an error: a generator-based context manager on every
+            # request costs more than the mapping it does.
+            with map_aiohttp_exceptions():
+                raise
 
     return await _guarded(guard, method, url, exchange, timeout_seconds, retryable)
+
+
+def _identity(response: aiohttp.ClientResponse) -> bool:
+    """No content coding: the body read is as long as ``Content-Length`` says (a
+    decompressed body may be far longer)."""
+    coding = response.headers.get("Content-Encoding")
+    return coding is None or coding.strip().lower() == "identity"
 
 
 _SKIP_CONTENT_TYPE: Final = frozenset({"Content-Type"})
@@ -146,6 +163,8 @@ async def _guarded(
     timeout_seconds: float,
     retryable: Collection[int],
 ) -> Reply:
+    if not tracing_enabled():  # no span to make: skip building its attributes
+        return await _limited(guard, method, url, exchange, timeout_seconds, retryable)
     # only method, host and port: a path or query may hold a resolved secret
     with span(
         f"HTTP {method}",
@@ -156,22 +175,34 @@ async def _guarded(
             "server.port": url.port,
         },
     ) as current:
-        async with guard.request(url) if guard is not None else _unguarded():
-            try:
-                async with asyncio.timeout(timeout_seconds):
-                    reply = await exchange()
-            except TimeoutError:
-                raise RetryableError(
-                    f"{_what(method, url)}: no complete response within {timeout_seconds}s",
-                    error_type="Timeout",
-                ) from None
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                _raise_transport_error(exc, _what(method, url))
-            if reply.status in retryable:
-                raise status_error(reply, _what(method, url), retryable=True)
+        reply = await _limited(guard, method, url, exchange, timeout_seconds, retryable)
         if current is not None:
             current.set_attribute("http.response.status_code", reply.status)
         return reply
+
+
+async def _limited(
+    guard: OutboundGuard | None,
+    method: str,
+    url: httpx.URL | yarl.URL,
+    exchange: Callable[[], Awaitable[Reply]],
+    timeout_seconds: float,
+    retryable: Collection[int],
+) -> Reply:
+    async with guard.request(url) if guard is not None else _unguarded():
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                reply = await exchange()
+        except TimeoutError:
+            raise RetryableError(
+                f"{_what(method, url)}: no complete response within {timeout_seconds}s",
+                error_type="Timeout",
+            ) from None
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            _raise_transport_error(exc, _what(method, url))
+        if reply.status in retryable:
+            raise status_error(reply, _what(method, url), retryable=True)
+    return reply
 
 
 def _what(method: str, url: httpx.URL | yarl.URL) -> str:
