@@ -30,6 +30,7 @@ from baton_executor.actions.ai.registry import Providers
 from baton_executor.actions.ai.verdict import VerdictAction
 from baton_executor.actions.email import EmailAction
 from baton_executor.actions.http import HttpAction
+from baton_executor.actions.http1 import Http1Client
 from baton_executor.actions.mcp import McpCallAction, McpServers, McpToolbox
 from baton_executor.actions.slack import SlackAction
 from baton_executor.actions.transform import TransformAction
@@ -123,7 +124,7 @@ def build_actions(
     client: httpx.AsyncClient,
     guard: OutboundGuard | None = None,
     secrets: SecretStore | None = None,
-    session: aiohttp.ClientSession | None = None,
+    session: aiohttp.ClientSession | Http1Client | None = None,
 ) -> dict[str, Action]:
     """The action registry: every action kind this executor runs, by name.
 
@@ -192,8 +193,11 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
             client = build_client(settings)
             stack.push_async_callback(client.aclose)
-            session = build_session(settings) if settings.http_transport == "aiohttp" else None
-            if session is not None:
+            session: aiohttp.ClientSession | Http1Client | None = None
+            if settings.http_transport == "aiohttp":
+                session = build_session(settings)
+                if settings.http_lean:
+                    session = Http1Client(session, max_idle_per_host=settings.concurrency * 2)
                 stack.push_async_callback(session.close)
             producer = make_producer(bootstrap, client_id="baton-executor")
             stack.push_async_callback(producer.stop)

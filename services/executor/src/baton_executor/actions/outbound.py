@@ -24,6 +24,7 @@ from httpx_aiohttp.transport import map_aiohttp_exceptions
 from pydantic import JsonValue
 
 from baton_common.telemetry import SpanKind, span, tracing_enabled
+from baton_executor.actions.http1 import Http1Client
 from baton_executor.errors import ActionError, PermanentError, RetryableError
 from baton_executor.guard import OutboundGuard
 
@@ -97,7 +98,7 @@ async def send(
 
 
 async def send_direct(
-    session: aiohttp.ClientSession,
+    session: aiohttp.ClientSession | Http1Client,
     guard: OutboundGuard | None,
     method: str,
     url: yarl.URL,
@@ -108,12 +109,23 @@ async def send_direct(
     max_bytes: int,
     retryable: Collection[int] = DEFAULT_RETRYABLE,
 ) -> Reply:
-    """:func:`send` straight over an aiohttp session, without httpx's layer (ADR 0320).
+    """:func:`send` straight over an aiohttp session, without httpx's layer (ADR 0320),
+    or over the lean HTTP/1.1 client for the requests it takes (ADR 0330).
 
     Same guard, limits, classification and error types (aiohttp's errors are mapped to
     httpx's exactly as the ``httpx-aiohttp`` transport maps them). Redirects are never
     followed; no Content-Type is added that ``headers`` does not carry.
     """
+
+    if isinstance(session, Http1Client):
+        if session.takes(method, url, headers):
+            lean = session
+
+            async def exchange_lean() -> Reply:
+                return Reply(*await lean.request(method, url, headers, body, max_bytes))
+
+            return await _guarded(guard, method, url, exchange_lean, timeout_seconds, retryable)
+        session = session.fallback
 
     async def exchange() -> Reply:
         try:
