@@ -28,7 +28,7 @@ json_values = st.recursive(
 near_misses = (
     st.none()
     | st.booleans()
-    | st.integers()
+    | I64
     | st.floats()
     | st.text()
     | st.lists(I64, max_size=2)
