@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import pytest
+import uvloop
 import yarl
 
 from baton_executor.actions.http1 import Http1Client
@@ -299,3 +300,30 @@ def test_what_the_lean_client_leaves_to_aiohttp() -> None:
     assert not lean.takes("GET", url, {"X-A": "é"})
     assert not lean.takes("GET", url, {"Transfer-Encoding": "chunked"})
     assert not lean.takes("GET", url, {"Bad Name": "x"})
+
+
+def test_it_runs_on_uvloop_as_the_executor_does() -> None:
+    """uvicorn runs the executor on uvloop, whose transports are not asyncio's classes."""
+
+    async def exchange_twice() -> tuple[int, int]:
+        served: list[int] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            served.append(1)
+            for _ in range(2):
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(answer("HTTP/1.1 200 OK", "Content-Length: 2", body=b"ok"))
+            writer.close()
+
+        listening = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = yarl.URL(f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}/")
+        lean = Http1Client(build_session(ExecutorSettings()))
+        try:
+            statuses = [(await lean.request("GET", url, {}, None, 64))[0] for _ in range(2)]
+        finally:
+            await lean.close()
+            listening.close()
+        assert statuses == [200, 200]
+        return len(served), len(statuses)
+
+    assert uvloop.run(exchange_twice()) == (1, 2)

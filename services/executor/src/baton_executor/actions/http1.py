@@ -22,7 +22,7 @@ import asyncio
 import re
 import time
 import zlib
-from typing import Final
+from typing import Final, cast
 
 import aiohttp
 import httptools
@@ -76,8 +76,8 @@ class _Exchange(asyncio.Protocol):
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport instances, but are transports
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():
