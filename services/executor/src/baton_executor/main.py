@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
@@ -243,6 +244,10 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
                 await executor.drain(settings.shutdown_grace_seconds)
 
             stack.push_async_callback(stop)
+            # What start-up built (modules, models, clients) lives as long as the process:
+            # out of the collector's sight, full collections walk only what steps make,
+            # ~200 ms each before (ADR 0330).
+            gc.freeze()
             log.info("executor started", topics=topics, bootstrap=bootstrap)
             yield
         log.info("executor stopped")
