@@ -105,6 +105,8 @@ class Executor:
         self._reported: OrderedDict[str, None] = OrderedDict()
         self._in_progress: dict[str, asyncio.Event] = {}
         self._slot_freed = asyncio.Event()
+        # Read when scraped, rather than set twice per attempt.
+        metrics.in_flight.set_function(lambda: len(self._running))
 
     @property
     def running(self) -> int:
@@ -173,13 +175,11 @@ class Executor:
         pending = self._tracker.start(partition, record.offset)
         task = asyncio.create_task(self.handle(record), name=f"attempt {partition}@{record.offset}")
         self._running[task] = partition
-        self._metrics.in_flight.set(len(self._running))
         task.add_done_callback(lambda t: self._finished(t, pending))
 
     def _finished(self, task: asyncio.Task[None], pending: Pending) -> None:
         self._running.pop(task, None)
         self._slot_freed.set()
-        self._metrics.in_flight.set(len(self._running))
         if task.cancelled():
             return  # not reported: the record stays uncommitted and is redelivered
         if (exc := task.exception()) is not None:
