@@ -165,7 +165,8 @@ class _Exchange(asyncio.Protocol):
     async def exchange(self, request: bytes, max_bytes: int) -> Response:
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser of the last answer reads the next (a kept-alive connection is used
+        # again only after a complete answer).
         self._received = self._headers_done = self._until_close = False
         self._complete = self._over = self._truncated = self._reusable = False
         self._status = 0
