@@ -281,10 +281,9 @@ async def test_a_timed_out_exchange_never_reuses_its_connection(
     lean, _ = clients
     server.answer = lambda n: b""  # never answers
     with pytest.raises(TimeoutError):
-        async with asyncio.timeout(0.2):
-            await lean.request("GET", server.url, {}, None, 64)
+        await lean.request("GET", server.url, {}, None, 64, 0.2)
     server.answer = lambda n: answer("HTTP/1.1 200 OK", "Content-Length: 0")
-    assert (await lean.request("GET", server.url, {}, None, 64))[0] == 200
+    assert (await lean.request("GET", server.url, {}, None, 64, 5))[0] == 200
     assert server.connections == 2
 
 
@@ -319,7 +318,7 @@ def test_it_runs_on_uvloop_as_the_executor_does() -> None:
         url = yarl.URL(f"http://127.0.0.1:{listening.sockets[0].getsockname()[1]}/")
         lean = Http1Client(build_session(ExecutorSettings()))
         try:
-            statuses = [(await lean.request("GET", url, {}, None, 64))[0] for _ in range(2)]
+            statuses = [(await lean.request("GET", url, {}, None, 64, 5))[0] for _ in range(2)]
         finally:
             await lean.close()
             listening.close()

@@ -7,6 +7,7 @@ and httpx's own httpcore, and must behave the same way on all four.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -138,6 +139,24 @@ async def test_redirects_are_not_followed(upstream: Upstream, action: HttpAction
 
     assert raised.value.http_status == 302
     assert len(upstream.seen) == 1
+
+
+async def test_a_step_past_its_timeout_is_a_retryable_timeout(
+    upstream: Upstream, action: HttpAction
+) -> None:
+    async def stalled(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(1)
+        return web.Response(text="late")
+
+    upstream.answer = stalled
+    with pytest.raises(RetryableError) as raised:
+        await action(step_task({"url": f"{upstream.url}/slow", "timeout": 0.2}))
+
+    assert raised.value.error_type == "Timeout"
+    upstream.answer = reply(text="on time")  # the client is still usable afterwards
+    output = await action(step_task({"url": f"{upstream.url}/fast"}))
+    assert isinstance(output, dict)
+    assert output["body"] == "on time"
 
 
 async def test_retry_after_travels_with_a_retryable_status(

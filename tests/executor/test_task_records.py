@@ -25,14 +25,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 # Values of each field's type, and near misses of other types.
-near_misses = (
-    st.none()
-    | st.booleans()
-    | I64
-    | st.floats()
-    | st.text()
-    | st.lists(I64, max_size=2)
-)
+near_misses = st.none() | st.booleans() | I64 | st.floats() | st.text() | st.lists(I64, max_size=2)
 USUAL: dict[str, Any] = {
     "run_id": "r-1",
     "story_id": "s",

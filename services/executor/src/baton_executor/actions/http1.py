@@ -162,9 +162,12 @@ class _Exchange(asyncio.Protocol):
         self._finish(truncated=self._room < 0, reusable=self._parser.should_keep_alive())
 
     # -- the exchange
-    async def exchange(self, request: bytes, max_bytes: int) -> Response:
+    async def exchange(self, request: bytes, max_bytes: int, deadline: float) -> Response:
+        """Send ``request`` and read its answer; TimeoutError at ``deadline`` (loop time),
+        with one timer rather than ``asyncio.timeout``'s cancellation machinery."""
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
+        timer = loop.call_at(deadline, self._fail, TimeoutError())
         # The parser of the last answer reads the next (a kept-alive connection is used
         # again only after a complete answer).
         self._received = self._headers_done = self._until_close = False
@@ -179,8 +182,10 @@ class _Exchange(asyncio.Protocol):
         try:
             await waiter
         except BaseException:
-            self._close()  # cancelled (timeout) or failed: never reused
+            self._close()  # timed out, cancelled or failed: never reused
             raise
+        finally:
+            timer.cancel()
         raw = b"".join(self._body)
         if self._truncated:
             raw = raw[:max_bytes]
@@ -276,8 +281,10 @@ class Http1Client:
         headers: dict[str, str],
         body: bytes | None,
         max_bytes: int,
+        timeout_seconds: float,
     ) -> Response:
-        """Send a request :meth:`takes` accepted and read the answer.
+        """Send a request :meth:`takes` accepted and read the answer, within
+        ``timeout_seconds`` (else TimeoutError), connecting included.
 
         Raises:
             httpx.ConnectTimeout: the connection could not be made, or the server closed
@@ -289,17 +296,18 @@ class Http1Client:
         host, port = url.raw_host or "", url.port or 80
         message = _request_bytes(method, url, host, port, headers, body)
         key = (host, port)
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
         connection, reused = self._idle_connection(key), True
         if connection is None:
-            connection, reused = await self._connect(host, port), False
+            connection, reused = await self._connect(host, port, deadline), False
         try:
-            answer = await connection.exchange(message, max_bytes)
+            answer = await connection.exchange(message, max_bytes, deadline)
         except _Dead:
             if not reused or method not in _IDEMPOTENT:
                 raise httpx.ConnectTimeout("Server disconnected") from None
-            connection = await self._connect(host, port)
+            connection = await self._connect(host, port, deadline)
             try:
-                answer = await connection.exchange(message, max_bytes)
+                answer = await connection.exchange(message, max_bytes, deadline)
             except _Dead:
                 raise httpx.ConnectTimeout("Server disconnected") from None
         if connection.reusable:
@@ -328,10 +336,11 @@ class Http1Client:
             connection._close()
         return None
 
-    async def _connect(self, host: str, port: int) -> _Exchange:
+    async def _connect(self, host: str, port: int, deadline: float) -> _Exchange:
         loop = asyncio.get_running_loop()
         try:
-            _, connection = await loop.create_connection(_Exchange, host, port)
+            async with asyncio.timeout_at(deadline):
+                _, connection = await loop.create_connection(_Exchange, host, port)
         except OSError as exc:
             # The type the aiohttp path reports for it: httpx-aiohttp's table maps
             # ClientConnectorError to its base class's ConnectTimeout.

@@ -122,9 +122,12 @@ async def send_direct(
             lean = session
 
             async def exchange_lean() -> Reply:
-                return Reply(*await lean.request(method, url, headers, body, max_bytes))
+                answer = await lean.request(method, url, headers, body, max_bytes, timeout_seconds)
+                return Reply(*answer)
 
-            return await _guarded(guard, method, url, exchange_lean, timeout_seconds, retryable)
+            return await _guarded(
+                guard, method, url, exchange_lean, timeout_seconds, retryable, timed=True
+            )
         session = session.fallback
 
     async def exchange() -> Reply:
@@ -174,9 +177,13 @@ async def _guarded(
     exchange: Callable[[], Awaitable[Reply]],
     timeout_seconds: float,
     retryable: Collection[int],
+    *,
+    timed: bool = False,
 ) -> Reply:
+    """``exchange`` through the guard, within ``timeout_seconds`` (``timed``: it keeps
+    that time itself, raising TimeoutError)."""
     if not tracing_enabled():  # no span to make: skip building its attributes
-        return await _limited(guard, method, url, exchange, timeout_seconds, retryable)
+        return await _limited(guard, method, url, exchange, timeout_seconds, retryable, timed)
     # only method, host and port: a path or query may hold a resolved secret
     with span(
         f"HTTP {method}",
@@ -187,7 +194,7 @@ async def _guarded(
             "server.port": url.port,
         },
     ) as current:
-        reply = await _limited(guard, method, url, exchange, timeout_seconds, retryable)
+        reply = await _limited(guard, method, url, exchange, timeout_seconds, retryable, timed)
         if current is not None:
             current.set_attribute("http.response.status_code", reply.status)
         return reply
@@ -200,11 +207,15 @@ async def _limited(
     exchange: Callable[[], Awaitable[Reply]],
     timeout_seconds: float,
     retryable: Collection[int],
+    timed: bool,
 ) -> Reply:
     async with guard.request(url) if guard is not None else _unguarded():
         try:
-            async with asyncio.timeout(timeout_seconds):
+            if timed:
                 reply = await exchange()
+            else:
+                async with asyncio.timeout(timeout_seconds):
+                    reply = await exchange()
         except TimeoutError:
             raise RetryableError(
                 f"{_what(method, url)}: no complete response within {timeout_seconds}s",
