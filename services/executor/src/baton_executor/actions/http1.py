@@ -178,8 +178,8 @@ class _Exchange(asyncio.Protocol):
         self._room = max_bytes
         self._decoder = None
         assert self.transport is not None
-        self.transport.write(request)
         try:
+            self.transport.write(request)
             await waiter
         except BaseException:
             self._close()  # timed out, cancelled or failed: never reused
