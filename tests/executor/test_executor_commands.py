@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from baton_common.commands import CompleteStep, FailStep
 from baton_common.envelope import Envelope, encode_record
-from baton_common.kafka import OutboundRecord, outbound, to_envelope
+from baton_common.kafka import outbound, to_envelope
 from baton_common.telemetry import current_traceparent
 from baton_executor.execution import command_envelope, command_record, completed, json_types_only
 
@@ -38,10 +38,10 @@ outputs = st.recursive(
 )
 
 
-def validated_record(command: CompleteStep | FailStep, cause: Envelope) -> OutboundRecord:
-    """What the executor wrote before: a validated envelope, encoded by the general codec."""
+def reference_envelope(command: CompleteStep | FailStep, cause: Envelope) -> Envelope:
+    """What the executor built before: a validated envelope of the command."""
     task = step_task()
-    envelope = to_envelope(
+    return to_envelope(
         command,
         id="cmd-1",
         source="baton/executor",
@@ -54,26 +54,13 @@ def validated_record(command: CompleteStep | FailStep, cause: Envelope) -> Outbo
         causationid=cause.id,
         traceparent=current_traceparent(cause.traceparent),
     )
-    return outbound("cmds", task.run_id, envelope)
 
 
 def assert_written_as_before(command: CompleteStep | FailStep, cause: Envelope = CAUSE) -> None:
     task = step_task()
-    expected = validated_record(command, cause)
+    reference = reference_envelope(command, cause)
+    expected = outbound("cmds", task.run_id, reference)  # encoded by the general codec
     envelope = command_envelope(command, task, cause, id="cmd-1", time=NOW)
-    reference = to_envelope(
-        command,
-        id="cmd-1",
-        source="baton/executor",
-        time=NOW,
-        subject=task.run_id,
-        storyid=task.story_id,
-        storyversion=task.story_version,
-        actor="baton/executor",
-        correlationid=cause.correlationid,
-        causationid=cause.id,
-        traceparent=current_traceparent(cause.traceparent),
-    )
     assert envelope == reference
     assert envelope.model_fields_set == reference.model_fields_set
     assert encode_record(envelope) == (expected.value, expected.headers)

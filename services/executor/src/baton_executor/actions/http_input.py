@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from baton_common.trusted import assembled
 from baton_executor.actions.outbound import DEFAULT_RETRYABLE
 
 __all__ = [
@@ -203,12 +204,7 @@ def _quick(value: Mapping[str, JsonValue]) -> HttpInput | None:
             state[name] = factory() if factory is not None else default
     # What model_construct does with every field given, without its per-field work
     # (it looked up a missing field's default through inspect.signature, each time).
-    model = HttpInput.__new__(HttpInput)
-    object.__setattr__(model, "__dict__", state)
-    object.__setattr__(model, "__pydantic_fields_set__", given_names)
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
-    return model
+    return assembled(HttpInput, state, given_names)
 
 
 def _defaults() -> dict[str, tuple[Callable[[], Any] | None, Any]]:

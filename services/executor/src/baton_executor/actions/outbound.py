@@ -11,6 +11,7 @@ import asyncio
 import email.message
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -182,50 +183,44 @@ async def _guarded(
 ) -> Reply:
     """``exchange`` through the guard, within ``timeout_seconds`` (``timed``: it keeps
     that time itself, raising TimeoutError)."""
-    if not tracing_enabled():  # no span to make: skip building its attributes
-        return await _limited(guard, method, url, exchange, timeout_seconds, retryable, timed)
-    # only method, host and port: a path or query may hold a resolved secret
-    with span(
-        f"HTTP {method}",
-        kind=SpanKind.CLIENT,
-        attributes={
-            "http.request.method": method,
-            "server.address": url.host,
-            "server.port": url.port,
-        },
-    ) as current:
-        reply = await _limited(guard, method, url, exchange, timeout_seconds, retryable, timed)
+    # only method, host and port: a path or query may hold a resolved secret; with
+    # tracing off no span, nor its attributes, is made
+    traced = (
+        span(
+            f"HTTP {method}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": method,
+                "server.address": url.host,
+                "server.port": url.port,
+            },
+        )
+        if tracing_enabled()
+        else _NO_SPAN
+    )
+    with traced as current:
+        async with guard.request(url) if guard is not None else _unguarded():
+            try:
+                if timed:
+                    reply = await exchange()
+                else:
+                    async with asyncio.timeout(timeout_seconds):
+                        reply = await exchange()
+            except TimeoutError:
+                raise RetryableError(
+                    f"{_what(method, url)}: no complete response within {timeout_seconds}s",
+                    error_type="Timeout",
+                ) from None
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                _raise_transport_error(exc, _what(method, url))
+            if reply.status in retryable:
+                raise status_error(reply, _what(method, url), retryable=True)
         if current is not None:
             current.set_attribute("http.response.status_code", reply.status)
         return reply
 
 
-async def _limited(
-    guard: OutboundGuard | None,
-    method: str,
-    url: httpx.URL | yarl.URL,
-    exchange: Callable[[], Awaitable[Reply]],
-    timeout_seconds: float,
-    retryable: Collection[int],
-    timed: bool,
-) -> Reply:
-    async with guard.request(url) if guard is not None else _unguarded():
-        try:
-            if timed:
-                reply = await exchange()
-            else:
-                async with asyncio.timeout(timeout_seconds):
-                    reply = await exchange()
-        except TimeoutError:
-            raise RetryableError(
-                f"{_what(method, url)}: no complete response within {timeout_seconds}s",
-                error_type="Timeout",
-            ) from None
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            _raise_transport_error(exc, _what(method, url))
-        if reply.status in retryable:
-            raise status_error(reply, _what(method, url), retryable=True)
-    return reply
+_NO_SPAN: Final = nullcontext()
 
 
 def _what(method: str, url: httpx.URL | yarl.URL) -> str:
