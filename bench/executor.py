@@ -14,8 +14,9 @@ share the executor's event loop. Goal (issue #5): 2,000 steps/s.
 It also prints the executor's CPU seconds per step (user + system time of the executor
 process from ready to the last command, from ``/proc``), the figure to compare while the
 machine is shared, and the load side's CPU (the upstream's, the command reader's and the
-task loader's): on the same cores, it must not be what limits the executor. ``--profile out.prof`` runs the executor under cProfile (stats written
-when it stops; read them with ``python -m pstats out.prof``).
+task loader's): on the same cores, it must not be what limits the executor.
+``--profile out.prof`` runs the executor under cProfile (stats written when it stops;
+read them with ``python -m pstats out.prof``).
 """
 
 from __future__ import annotations
