@@ -63,7 +63,7 @@ def test_records_sharing_attribute_objects_each_carry_their_own() -> None:
         assert encoded(event) == encode_record(event)
 
 
-def test_floats_and_huge_integers_take_the_general_path() -> None:
+def test_floats_and_huge_integers_encode_as_the_general_path() -> None:
     for data in ({"x": 1e-05}, {"x": float("nan")}, {"x": 2**64}, {"x": [{"y": 0.5}]}):
         event = envelope(data)  # type: ignore[arg-type]
         assert encoded(event) == encode_record(event)
