@@ -13,8 +13,10 @@ share the executor's event loop. Goal (issue #5): 2,000 steps/s.
 
 It also prints the executor's CPU seconds per step (user + system time of the executor
 process from ready to the last command, from ``/proc``), the figure to compare while the
-machine is shared. ``--profile out.prof`` runs the executor under cProfile (stats written
-when it stops; read them with ``python -m pstats out.prof``).
+machine is shared, and the load side's CPU (the upstream's, the command reader's and the
+task loader's): on the same cores, it must not be what limits the executor.
+``--profile out.prof`` runs the executor under cProfile (stats written when it stops;
+read them with ``python -m pstats out.prof``).
 """
 
 from __future__ import annotations
@@ -214,9 +216,11 @@ def _bench(args: argparse.Namespace) -> None:
     log = Path(args.log)
     executor: subprocess.Popen[bytes] | None = None
     try:
+        loader_started = time.process_time()
         asyncio.run(
             _load(bootstrap, topics, args.count, f"http://127.0.0.1:{upstream_port}/enrich")
         )
+        loader_cpu = time.process_time() - loader_started
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("BATON_")},
             "BATON_KAFKA_BOOTSTRAP": bootstrap,
@@ -242,9 +246,12 @@ def _bench(args: argparse.Namespace) -> None:
             )
         started = time.monotonic()
         _wait_ready(f"http://127.0.0.1:{executor_port}", executor)
-        cpu_ready = _cpu_seconds(executor.pid)
+        cpu_ready, upstream_ready = _cpu_seconds(executor.pid), _cpu_seconds(upstream.pid)
+        reader_ready = time.process_time()
         stamps = asyncio.run(_collect(bootstrap, topics, args.count, within=args.timeout))
         cpu = _cpu_seconds(executor.pid) - cpu_ready
+        upstream_cpu = _cpu_seconds(upstream.pid) - upstream_ready
+        reader_cpu = time.process_time() - reader_ready
         wall = time.monotonic() - started
     finally:
         for process in (executor, upstream):
@@ -269,6 +276,12 @@ def _bench(args: argparse.Namespace) -> None:
     print(
         f"executor CPU from ready to last command: {cpu:.2f}s  ->  "
         f"{cpu / args.count * 1e6:,.0f} µs per step"
+    )
+    # The load side shares the machine's cores: its CPU says whether it could be the limit.
+    print(
+        f"load side CPU: upstream {upstream_cpu:.2f}s ({upstream_cpu / args.count * 1e6:,.0f} µs "
+        f"per step), command reader {reader_cpu:.2f}s, task loader (before the run) "
+        f"{loader_cpu:.2f}s; load average {os.getloadavg()[0]:.1f}"
     )
 
 

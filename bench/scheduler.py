@@ -6,9 +6,12 @@ Phases (each bounded; figures are printed, never asserted):
    once; in-process fake executors answer every task immediately. Prints commands/s and
    log records/s (events on ``baton.runs`` plus task records) from the first StartRun to
    the last RunSucceeded, and a cProfile summary of where the process spent its time.
-2. latency: runs started at half the measured run rate for ``--latency-seconds``; prints
-   p50/p99 from a CompleteStep acknowledged by Kafka to the StepDispatched it causes
-   being readable (``read_committed``) on ``baton.runs``.
+2. latency: runs started at half the measured run rate (or at ``--latency-rate``, to
+   compare two versions at the same load) for ``--latency-seconds``; prints p50/p99 from a
+   CompleteStep acknowledged by Kafka to the StepDispatched it causes being readable
+   (``read_committed``) on ``baton.runs``. The bench's own heap is frozen first, so its
+   full collections (up to ~0.5 s with the throughput phase's objects alive) do not
+   delay its timestamps.
 3. recovery: one partition of a fresh ``baton.runs`` holding ``--finished`` finished runs
    and ``--waiting`` runs waiting on a step, built with the real decider and journal;
    prints the time ``rebuild_partition`` takes.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import os
 import pstats
@@ -411,6 +415,9 @@ def print_profile(stats: pstats.Stats) -> None:
 
 async def latency(harness: Harness, run_rate: float, seconds: float) -> None:
     harness.latencies.clear()
+    harness.acked.clear()
+    gc.collect()
+    gc.freeze()
     harness.measure = True
     count = max(int(run_rate * seconds), 10)
     run_ids = await harness.start_runs(count, per_second=run_rate)
@@ -557,6 +564,12 @@ async def main() -> None:
         "--max-batch", type=int, default=200, help="as the scheduler's setting (per transaction)"
     )
     parser.add_argument("--latency-seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=None,
+        help="runs/s of the latency phase (default: half the measured throughput)",
+    )
     parser.add_argument("--finished", type=int, default=20_000)
     parser.add_argument("--waiting", type=int, default=1_000)
     parser.add_argument("--skip", choices=["engine", "recovery"], action="append", default=[])
@@ -583,7 +596,7 @@ async def main() -> None:
             before = await harness.scrape()
             rate = await throughput(harness, args.runs)
             between = await harness.scrape()
-            await latency(harness, rate / 2, args.latency_seconds)
+            await latency(harness, args.latency_rate or rate / 2, args.latency_seconds)
             after = await harness.scrape()
             if before and between and after:
                 print_stages("throughput phase", between.minus(before))

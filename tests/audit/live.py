@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import asyncpg
+import kafka_topics
 from served import ServedApp
 
 from baton_audit.db import quote_ident
@@ -111,14 +112,4 @@ def namespace() -> str:
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(name, partitions, 1)])
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
+    asyncio.run(kafka_topics.create_topic(bootstrap, name, partitions))

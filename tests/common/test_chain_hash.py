@@ -10,6 +10,7 @@ import hashlib
 import json
 from datetime import timedelta, timezone
 
+import orjson
 from envelope_cases import JSON_OBJECTS, T, envelope_with
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -60,8 +61,26 @@ def test_the_edge_cases_of_each_path_hash_as_the_reference() -> None:
 
 def test_plain_json_is_only_what_orjson_writes_canonically() -> None:
     assert plain_json({"a": [1, "x", None, True, {"b": []}]})
-    assert not plain_json({"a": [1.0]})
+    assert plain_json({"a": [1.0, 0.93, -0.0, 1e16, 5e-324, 1e-4]})  # written as repr writes
+    for odd in (1e-05, 2.5e-07, float("nan"), float("inf"), -float("inf")):
+        assert not plain_json({"a": [0.5, {"b": odd}]})
     assert not plain_json({"a": ("tuple",)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats())
+def test_a_float_is_plain_only_when_orjson_writes_it_as_the_standard_library(
+    number: float,
+) -> None:
+    standard = json.dumps(number).encode()
+    assert plain_json({"x": number}) == (orjson.dumps(number) == standard)
+    event = envelope({"x": number, "n": [number]})
+    assert chain_hash(event) == reference_hash(event)
+    _, value = chained(event)
+    if plain_json({"x": number}):
+        assert value == encode_record(chained(event)[0])[0]
+    else:
+        assert value is None
 
 
 def test_chained_is_model_copy_with_the_hash_and_gives_the_record_value() -> None:
@@ -73,6 +92,9 @@ def test_chained_is_model_copy_with_the_hash_and_gives_the_record_value() -> Non
     assert event.model_dump() == expected.model_dump()
     assert draft.hash is None  # the draft is left as it was
     assert value == encode_record(event)[0]
-    floats, none = chained(envelope({"x": 0.5}))
+    floats, none = chained(envelope({"x": 1e-05}))
     assert none is None  # the reference path wrote it: no value to reuse
-    assert floats.hash == reference_hash(envelope({"x": 0.5}))
+    assert floats.hash == reference_hash(envelope({"x": 1e-05}))
+    half, value = chained(envelope({"x": 0.5}))
+    assert half.hash == reference_hash(envelope({"x": 0.5}))
+    assert value == b'{"x":0.5}'  # a float written as repr writes it: the fast path

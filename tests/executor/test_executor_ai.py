@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from outside_fakes import FakeAnthropic, FakeOpenAI, ModelTurn
 from pydantic import JsonValue
@@ -200,6 +201,81 @@ async def test_an_answer_outside_the_schema_is_retryable(
             step_task({"prompt": "p", "labels": ["a", "b"]}, action="ai.classify")
         )
     assert raised.value.error_type == "InvalidModelOutput"
+
+
+EXTRACT_SCHEMA: JsonValue = {
+    "type": "object",
+    "properties": {"amount": {"type": "integer", "minimum": 0}, "to": {"type": "string"}},
+    "required": ["amount"],
+}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"fields": {"amount": 3}, "confidence": 0.5, "reasoning": "r"},
+        {"fields": {"amount": -1}, "confidence": 0.5, "reasoning": "r"},
+        {"fields": {"to": "x"}, "confidence": 0.5, "reasoning": "r"},
+        {"fields": {"amount": 3}, "confidence": 1.5, "reasoning": "r"},
+        {"fields": {"amount": "3", "to": 4}, "reasoning": 1},
+    ],
+)
+async def test_answers_are_judged_as_jsonschema_validate_judges_them(
+    providers: Providers, openai: FakeOpenAI, answer: dict[str, JsonValue]
+) -> None:
+    """The checked schema and its validator are kept between steps (the same story step
+    sends the same schema each time): every call, first or repeated, says what
+    ``jsonschema.validate`` says of the answer against the parameters the model was sent."""
+    openai.brain = lambda m, r: ModelTurn(tool_calls=[("record_answer", answer)])
+    action = VerdictAction(providers, mode="extract")
+    task = step_task({"prompt": "p", "schema": EXTRACT_SCHEMA}, action="ai.extract")
+    for _ in range(2):
+        refused: str | None = None
+        output: JsonValue = None
+        try:
+            output = await action(task)
+        except RetryableError as exc:
+            refused = exc.message
+        parameters = openai.requests[-1].json()["tools"][0]["function"]["parameters"]
+        expected = jsonschema_verdict(answer, parameters)
+        if expected is None:
+            assert refused is None
+            assert isinstance(output, dict)
+            assert output["fields"] == answer["fields"]
+        else:
+            assert refused is not None
+            assert refused.endswith(f"answered outside the schema: {expected}")
+
+
+def jsonschema_verdict(answer: JsonValue, parameters: dict[str, Any]) -> str | None:
+    """``jsonschema.validate``'s message for the answer, None when it passes."""
+    try:
+        jsonschema.validate(answer, parameters)
+    except jsonschema.ValidationError as exc:
+        return exc.message
+    return None
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": 3},
+        {"type": "object", "properties": {"a": {"type": "integr"}}},
+        {"type": "object", "required": "a"},
+    ],
+)
+async def test_a_bad_schema_is_refused_with_check_schemas_reason_every_time(
+    providers: Providers, schema: dict[str, JsonValue]
+) -> None:
+    with pytest.raises(jsonschema.SchemaError) as expected:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    for _ in range(2):
+        with pytest.raises(PermanentError) as raised:
+            await VerdictAction(providers, mode="extract")(
+                step_task({"prompt": "p", "schema": schema}, action="ai.extract")
+            )
+        assert raised.value.error_type == "InvalidInput"
+        assert f"not a valid JSON Schema: {expected.value.message}" in raised.value.message
 
 
 async def test_a_text_json_answer_is_accepted(providers: Providers, openai: FakeOpenAI) -> None:

@@ -148,6 +148,7 @@ async def test_no_more_than_the_concurrency_limit_runs_at_once() -> None:
         await asyncio.sleep(0.05)
         assert h.action.started == ["a", "b"]
         assert h.executor.running == 2
+        assert h.metric("baton_executor_in_flight") == 2
 
         h.action.release("a")
         await until("the third attempt", lambda: "c" in h.action.started)
@@ -155,6 +156,7 @@ async def test_no_more_than_the_concurrency_limit_runs_at_once() -> None:
         h.action.release("c")
         await until("all commits", lambda: h.consumer.committed(P0) == 2)
         await until("P1 commit", lambda: h.consumer.committed(P1) == 1)
+        assert h.metric("baton_executor_in_flight") == 0
     assert all(m is None or m <= 2 for m in h.consumer.max_records_seen)
 
 

@@ -1,5 +1,5 @@
-"""The ``http`` action over the production clients and a real socket: aiohttp directly
-(the default), aiohttp under httpx, and httpx's own httpcore."""
+"""The ``http`` action over the production clients and a real socket: the lean HTTP/1.1
+client (the default), aiohttp directly, aiohttp under httpx, and httpx's own httpcore."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from outside_fakes import FakeApi, Seen
 from platform_kit import free_port
 
 from baton_executor.actions.http import HttpAction
+from baton_executor.actions.http1 import Http1Client
 from baton_executor.errors import PermanentError, RetryableError
 from baton_executor.main import build_client, build_guard, build_session
 from baton_executor.settings import ExecutorSettings
@@ -33,7 +34,7 @@ def api() -> Iterator[FakeApi]:
         yield server
 
 
-@pytest.fixture(params=["aiohttp-direct", "aiohttp", "httpcore"])
+@pytest.fixture(params=["http1", "aiohttp-direct", "aiohttp", "httpcore"])
 async def action(request: pytest.FixtureRequest) -> AsyncIterator[HttpAction]:
     transport: Literal["aiohttp", "httpcore"] = (
         "httpcore" if request.param == "httpcore" else "aiohttp"
@@ -42,6 +43,13 @@ async def action(request: pytest.FixtureRequest) -> AsyncIterator[HttpAction]:
     if request.param == "aiohttp-direct":
         async with build_session(settings) as session:
             yield HttpAction(session, guard=build_guard(settings))
+        return
+    if request.param == "http1":
+        lean = Http1Client(build_session(settings))
+        try:
+            yield HttpAction(lean, guard=build_guard(settings))
+        finally:
+            await lean.close()
         return
     async with build_client(settings) as client:
         yield HttpAction(client, guard=build_guard(settings))

@@ -1,12 +1,13 @@
 """What the ``http`` action puts on the wire and reads back, over each production client.
 
-A real aiohttp web server on a local socket answers; the action runs over aiohttp directly
-(the default, ADR 0320), aiohttp under httpx, and httpx's own httpcore, and must behave
-the same way on all three.
+A real aiohttp web server on a local socket answers; the action runs over the lean
+HTTP/1.1 client (the default, ADR 0330), aiohttp directly (ADR 0320), aiohttp under httpx,
+and httpx's own httpcore, and must behave the same way on all four.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -16,6 +17,7 @@ from aiohttp import web
 from platform_kit import free_port
 
 from baton_executor.actions.http import HttpAction
+from baton_executor.actions.http1 import Http1Client
 from baton_executor.errors import PermanentError, RetryableError
 from baton_executor.main import build_client, build_guard, build_session
 from baton_executor.settings import ExecutorSettings
@@ -55,7 +57,7 @@ async def upstream() -> AsyncIterator[Upstream]:
         await runner.cleanup()
 
 
-@pytest.fixture(params=["aiohttp-direct", "aiohttp", "httpcore"])
+@pytest.fixture(params=["http1", "aiohttp-direct", "aiohttp", "httpcore"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -68,6 +70,13 @@ async def action(kind: str) -> AsyncIterator[HttpAction]:
     if kind == "aiohttp-direct":
         async with build_session(settings) as session:
             yield HttpAction(session, guard=guard, max_response_bytes=1024)
+        return
+    if kind == "http1":
+        lean = Http1Client(build_session(settings))
+        try:
+            yield HttpAction(lean, guard=guard, max_response_bytes=1024)
+        finally:
+            await lean.close()
         return
     async with build_client(settings) as client:
         yield HttpAction(client, guard=guard, max_response_bytes=1024)
@@ -130,6 +139,24 @@ async def test_redirects_are_not_followed(upstream: Upstream, action: HttpAction
 
     assert raised.value.http_status == 302
     assert len(upstream.seen) == 1
+
+
+async def test_a_step_past_its_timeout_is_a_retryable_timeout(
+    upstream: Upstream, action: HttpAction
+) -> None:
+    async def stalled(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(1)
+        return web.Response(text="late")
+
+    upstream.answer = stalled
+    with pytest.raises(RetryableError) as raised:
+        await action(step_task({"url": f"{upstream.url}/slow", "timeout": 0.2}))
+
+    assert raised.value.error_type == "Timeout"
+    upstream.answer = reply(text="on time")  # the client is still usable afterwards
+    output = await action(step_task({"url": f"{upstream.url}/fast"}))
+    assert isinstance(output, dict)
+    assert output["body"] == "on time"
 
 
 async def test_retry_after_travels_with_a_retryable_status(

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from kafka_topics import create_topic
 
 from baton_common import ids
 from baton_common.kafka import OutboundRecord, make_consumer, make_producer, read_to_end
@@ -18,12 +18,7 @@ pytestmark = pytest.mark.integration
 
 async def test_records_land_by_key_or_partition_in_order(kafka_bootstrap: str) -> None:
     topic = f"t{uuid.uuid4().hex[:10]}.produce"
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="t-admin")
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(kafka_bootstrap, topic, partitions=3)
     keys = [f"run-{n}" for n in range(40)]
     records = [
         OutboundRecord(topic, key.encode(), (b"x" * 2000) + key.encode(), [("h", b"1")])

@@ -66,9 +66,10 @@ def _canonical(envelope: Envelope) -> tuple[bytes, bytes | None]:
 
     orjson writes the same bytes as the standard library's sorted, compact, non-ASCII
     JSON for strings, integers up to 64 bits, booleans, null, objects with string keys and
-    arrays; it writes some floats differently (``1e-05`` as ``0.00001``) and refuses larger
-    integers. So ``data`` holding only the former goes through orjson, anything else through
-    the reference path. ``tests/common/test_chain_hash.py`` checks both give the same bytes.
+    arrays, and for most floats; it writes some floats differently (``1e-05`` as
+    ``0.00001``, NaN as ``null``) and refuses larger integers. So ``data`` holding only the
+    former goes through orjson, anything else through the reference path.
+    ``tests/common/test_chain_hash.py`` checks both give the same bytes.
     """
     values = envelope.__dict__
     data = values["data"]
@@ -91,9 +92,11 @@ _PLAIN_LEAVES: Final = frozenset({str, int, bool, type(None)})
 
 
 def plain_json(data: object) -> bool:
-    """Whether ``data`` holds only dicts, lists, strings, integers, booleans and None: then
-    orjson's sorted compact output is the standard library's, byte for byte (if it accepts
-    the integers), and has no NaN or infinity."""
+    """Whether ``data`` holds only dicts, lists, strings, integers, booleans, None and
+    floats that orjson writes as the standard library does (``float.__repr__``, which
+    ``json.dumps`` uses): then orjson's sorted compact output is the standard library's,
+    byte for byte (if it accepts the integers), and has no NaN or infinity (orjson writes
+    those as ``null``, so they are not such floats)."""
     stack: list[Any] = [data]
     while stack:
         item = stack.pop()
@@ -102,6 +105,9 @@ def plain_json(data: object) -> bool:
             stack.extend(item.values())
         elif kind is list:
             stack.extend(item)
+        elif kind is float:
+            if orjson.dumps(item) != float.__repr__(item).encode():
+                return False
         elif kind not in _PLAIN_LEAVES:
             return False
     return True

@@ -41,6 +41,7 @@ PRODUCE_SECONDS: Final = Histogram(
     ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+_PRODUCE_BY_TOPIC: dict[str, Histogram] = {}
 DLQ_COPY_LIMIT: Final = 128 * 1024
 """Bytes of a value (and of each key or header) copied into a dead letter. Escaping can
 grow undecodable bytes fourfold, so a letter stays far below the broker's 1 MiB default:
@@ -80,7 +81,10 @@ class OutboundRecord:
         await producer.send_and_wait(
             self.topic, self.value, key=self.key, headers=self.headers, partition=self.partition
         )
-        PRODUCE_SECONDS.labels(self.topic).observe(time.perf_counter() - started)
+        child = _PRODUCE_BY_TOPIC.get(self.topic)
+        if child is None:  # a labelled child is looked up (under a lock) once per topic
+            child = _PRODUCE_BY_TOPIC[self.topic] = PRODUCE_SECONDS.labels(self.topic)
+        child.observe(time.perf_counter() - started)
 
 
 async def read_to_end(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumedRecord]:
@@ -142,6 +146,7 @@ def make_consumer(
     fetch_max_wait_ms: int = 500,
     max_partition_fetch_bytes: int = 1024 * 1024,
     fetch_max_bytes: int = 50 * 1024 * 1024,
+    fetch_min_bytes: int = 1,
 ) -> AIOKafkaConsumer:
     """A ``read_committed`` consumer with manual commits, starting at the earliest offset.
 
@@ -149,7 +154,8 @@ def make_consumer(
     ``read_committed`` fetch is not answered early when a transaction commits, so
     latency-sensitive consumers (the scheduler's commands) set it low.
     ``max_partition_fetch_bytes`` and ``fetch_max_bytes`` bound what one fetch returns
-    per partition and in all (aiokafka's defaults, 1 MiB and 50 MiB).
+    per partition and in all (aiokafka's defaults, 1 MiB and 50 MiB); ``fetch_min_bytes``
+    is what the broker gathers before answering a fetch early (default: anything).
     """
     return AIOKafkaConsumer(
         *topics,
@@ -163,6 +169,7 @@ def make_consumer(
         fetch_max_wait_ms=fetch_max_wait_ms,
         max_partition_fetch_bytes=max_partition_fetch_bytes,
         fetch_max_bytes=fetch_max_bytes,
+        fetch_min_bytes=fetch_min_bytes,
     )
 
 

@@ -80,7 +80,7 @@ async def submit_batches(
     any partition for a record without a key. A full batch is submitted and the next one
     started (an empty batch takes any record: aiokafka's builder never refuses the first).
     """
-    groups: dict[TopicPartition, list[OutboundRecord]] = {}
+    groups: dict[tuple[str, int], list[OutboundRecord]] = {}
     known: dict[str, list[int]] = {}
     for record in records:
         partition = record.partition
@@ -94,9 +94,10 @@ async def submit_batches(
                 partition = random.choice(partitions)  # as the default partitioner does
             else:
                 partition = partition_of(record.key, partitions)
-        groups.setdefault(TopicPartition(record.topic, partition), []).append(record)
+        groups.setdefault((record.topic, partition), []).append(record)
     submitted: list[Submitted] = []
-    for tp, grouped in groups.items():
+    for (topic, partition), grouped in groups.items():
+        tp = TopicPartition(topic, partition)
         batch = producer.create_batch()
         count = 0
         for record in grouped:

@@ -15,7 +15,7 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-__all__ = ["trusted"]
+__all__ = ["assembled", "trusted"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -56,9 +56,15 @@ def trusted(cls: type[M], /, **values: Any) -> M:
         )
     state = dict(defaults)
     state.update(values)
+    return assembled(cls, state, set(names))
+
+
+def assembled(cls: type[M], state: dict[str, Any], fields_set: set[str]) -> M:
+    """A ``cls`` holding ``state`` (every field, in field order) as it is, with
+    ``fields_set`` as the names given: ``model_construct`` with every value at hand."""
     model = cls.__new__(cls)
     object.__setattr__(model, "__dict__", state)
-    object.__setattr__(model, "__pydantic_fields_set__", set(names))
+    object.__setattr__(model, "__pydantic_fields_set__", fields_set)
     object.__setattr__(model, "__pydantic_extra__", None)
     object.__setattr__(model, "__pydantic_private__", None)
     return model

@@ -18,25 +18,25 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Protocol
 from uuid import uuid4
 
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from pydantic import ValidationError
 
 from baton_common.commands import CompleteStep
-from baton_common.envelope import Envelope, EnvelopeError, decode_record
-from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter, outbound
+from baton_common.envelope import Envelope
+from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.records import StepTask
 from baton_common.settings import TopicSettings
-from baton_common.telemetry import SpanKind, span
+from baton_common.telemetry import SpanKind, span, tracing_enabled
 from baton_executor.actions import Action
-from baton_executor.execution import command_envelope, execute
+from baton_executor.execution import command_record, execute
 from baton_executor.metrics import ExecutorMetrics
 from baton_executor.offsets import OffsetTracker, Pending
 from baton_executor.publisher import Publisher
 from baton_executor.secrets import SecretStore
+from baton_executor.task_records import TaskRejected, read_task
 
 __all__ = ["Executor", "RebalanceListener", "TaskConsumer"]
 
@@ -44,14 +44,6 @@ log = structlog.get_logger(__name__)
 
 CONSUMER_NAME = "executor"
 _MAX_PUBLISH_BACKOFF = 30.0
-_STEP_TASK: Final = StepTask.model_fields["type"].default
-
-
-def describe(exc: ValidationError, limit: int = 3) -> str:
-    """A validation error in one short line: ``field: problem; …``."""
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors()]
-    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
-    return "; ".join(parts[:limit]) + more
 
 
 class TaskConsumer(Protocol):
@@ -113,6 +105,8 @@ class Executor:
         self._reported: OrderedDict[str, None] = OrderedDict()
         self._in_progress: dict[str, asyncio.Event] = {}
         self._slot_freed = asyncio.Event()
+        # Read when scraped, rather than set twice per attempt.
+        metrics.in_flight.set_function(lambda: len(self._running))
 
     @property
     def running(self) -> int:
@@ -181,13 +175,11 @@ class Executor:
         pending = self._tracker.start(partition, record.offset)
         task = asyncio.create_task(self.handle(record), name=f"attempt {partition}@{record.offset}")
         self._running[task] = partition
-        self._metrics.in_flight.set(len(self._running))
         task.add_done_callback(lambda t: self._finished(t, pending))
 
     def _finished(self, task: asyncio.Task[None], pending: Pending) -> None:
         self._running.pop(task, None)
         self._slot_freed.set()
-        self._metrics.in_flight.set(len(self._running))
         if task.cancelled():
             return  # not reported: the record stays uncommitted and is redelivered
         if (exc := task.exception()) is not None:
@@ -207,19 +199,9 @@ class Executor:
     async def handle(self, record: ConsumedRecord) -> None:
         """Run one task record and publish its command (or its dead letter)."""
         try:
-            envelope = decode_record(record.value, record.headers)
-        except EnvelopeError as exc:
-            await self._dead_letter(record, "not_cloudevent", str(exc))
-            return
-        if envelope.type != _STEP_TASK:
-            await self._dead_letter(
-                record, "not_step_task", f"type {envelope.type!r} is not {_STEP_TASK}"
-            )
-            return
-        try:
-            task = StepTask.model_validate(envelope.data)
-        except ValidationError as exc:
-            await self._dead_letter(record, "not_step_task", f"invalid StepTask: {describe(exc)}")
+            envelope, task = read_task(record.value, record.headers)
+        except TaskRejected as exc:
+            await self._dead_letter(record, exc.reason, exc.detail)
             return
         # Bound for this attempt's logs, then reset with the tokens: cheaper than
         # bound_contextvars, which reads the whole context and binds twice.
@@ -252,6 +234,9 @@ class Executor:
             self._reported.popitem(last=False)
 
     async def _attempt(self, task: StepTask, envelope: Envelope) -> None:
+        if not tracing_enabled():  # no span to make: skip building its attributes
+            await self._run_attempt(task, envelope)
+            return
         with span(
             "baton.executor.attempt",
             parent=envelope.traceparent,
@@ -290,10 +275,16 @@ class Executor:
                 error_type=command.error_type,
                 message=command.message,
             )
-        envelope_out = command_envelope(
-            command, task, envelope, id=self._new_id(), time=self._clock()
+        await self._publish(
+            command_record(
+                command,
+                task,
+                envelope,
+                topic=self._topics.commands,
+                id=self._new_id(),
+                time=self._clock(),
+            )
         )
-        await self._publish(outbound(self._topics.commands, task.run_id, envelope_out))
         self._remember(task.attempt_id)
         return outcome
 

@@ -93,6 +93,12 @@ class ExecutorSettings(BatonSettings):
         "high concurrency, ADR 0302; the http action calls it directly, ADR 0320) or httpx's "
         "own httpcore",
     )
+    http_lean: bool = Field(
+        True,
+        description="with the aiohttp transport, the http action sends plain-HTTP requests of "
+        "the usual shape over its own lean HTTP/1.1 client (ADR 0330); HTTPS and the rest "
+        "go to aiohttp",
+    )
     mcp_servers: dict[str, McpServerSettings] = Field(
         default_factory=dict,
         description="MCP servers agents and mcp.call may use, by name, as JSON: "

@@ -29,13 +29,14 @@ from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.records import EventReceived
 from baton_common.settings import TopicSettings
 from baton_common.telemetry import span, tracing_enabled
+from baton_ingest.direct_routes import DirectRoutes
 from baton_ingest.intake import IntakeError, read_inbound
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import Publisher
 from baton_ingest.router import route
 from baton_ingest.start_records import start_run_record
 
-__all__ = ["BatchConsumer", "IngestRouter"]
+__all__ = ["BatchConsumer", "Handled", "IngestRouter"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +57,7 @@ class BatchConsumer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _Handled:
+class Handled:
     """What one record turned into: records to produce, and what to count once they are."""
 
     records: list[OutboundRecord]
@@ -148,11 +149,14 @@ class IngestRouter:
         """Route a batch and hand its outputs to the producer (acks not awaited)."""
         now = self._clock()
         records = [record for records in batches.values() for record in records]
-        handled: list[_Handled] = []
+        handled: list[Handled] = []
         for first in range(0, len(records), _YIELD_EVERY):
             if first:  # let the consumer's heartbeat and the producer's sender run
                 await asyncio.sleep(0)
-            handled.extend(map(self.handle, records[first : first + _YIELD_EVERY], repeat(now)))
+            # Story plans are fixed between two yields (the catalog changes only meanwhile).
+            direct = self.direct_routes(now)
+            chunk = records[first : first + _YIELD_EVERY]
+            handled.extend(map(self.handle, chunk, repeat(now), repeat(direct)))
         outputs = [record for h in handled for record in h.records]
         acks = await self._publisher.send_many(outputs)
         return _Sent.of(batches, handled, acks)
@@ -163,13 +167,29 @@ class IngestRouter:
         await self._consumer.commit(sent.ends)
         self._count(sent.handled)
 
-    def handle(self, record: ConsumedRecord, now: datetime | None = None) -> _Handled:
+    def direct_routes(self, now: datetime) -> DirectRoutes | None:
+        """The batch's direct path (ADR 0230), unless debug logs are on (it logs nothing
+        per event)."""
+        if log.is_enabled_for(logging.DEBUG):
+            return None
+        return DirectRoutes(self._catalog, self._topics.commands, now, self._new_id)
+
+    def handle(
+        self,
+        record: ConsumedRecord,
+        now: datetime | None = None,
+        direct: DirectRoutes | None = None,
+    ) -> Handled:
         """The records to produce for one ``baton.ingest`` record (commands or a dead letter).
 
         ``now`` is the time of the batch: a record without one gets it, and so do the
-        commands it starts.
+        commands it starts. ``direct``, the batch's direct path (:meth:`direct_routes`),
+        writes the same records for a record it can take; the general path does the rest.
         """
         now = now or self._clock()
+        if direct is not None and (decided := direct.route(record)) is not None:
+            outputs, started = decided
+            return Handled(outputs, routed=tuple(started))
         try:
             envelope, event, body = read_inbound(record, now)
         except IntakeError as exc:
@@ -186,7 +206,7 @@ class IngestRouter:
         body: dict[str, JsonValue],
         routed: Span | None,
         now: datetime,
-    ) -> _Handled:
+    ) -> Handled:
         stories = self._catalog.for_webhook(event.path) if event.path is not None else []
         routing = route(event, body, envelope.id, stories)
         if routed is not None:
@@ -213,25 +233,28 @@ class IngestRouter:
                 )
             else:
                 log.debug("event matched no story", ingest_id=envelope.id, path=event.path)
-        return _Handled(
+        return Handled(
             records,
             routed=tuple(start.story_id for start in routing.starts),
             skipped=tuple((skip.story_id, skip.reason) for skip in routing.skipped),
         )
 
-    def _count(self, handled: Sequence[_Handled]) -> None:
+    def _count(self, handled: Sequence[Handled]) -> None:
         """Count a produced and committed batch, one metric update per label."""
         routed: Counter[str] = Counter()
         skipped: Counter[tuple[str, str]] = Counter()
         dead: Counter[str] = Counter()
         unmatched = 0
         for h in handled:
-            routed.update(h.routed)
-            skipped.update(h.skipped)
-            if h.dead_letter is not None:
-                dead[h.dead_letter] += 1
-            elif not h.routed:
+            if h.routed:
+                for story in h.routed:
+                    routed[story] += 1
+            elif h.dead_letter is None:
                 unmatched += 1
+            else:
+                dead[h.dead_letter] += 1
+            for skip in h.skipped:
+                skipped[skip] += 1
         for story, n in routed.items():
             self._metrics.routed.labels(story=story).inc(n)
         for (story, reason), n in skipped.items():
@@ -243,7 +266,7 @@ class IngestRouter:
 
     def _dead_letter(
         self, record: ConsumedRecord, reason: str, detail: str, now: datetime
-    ) -> _Handled:
+    ) -> Handled:
         log.warning(
             "ingest record dead-lettered",
             topic=record.topic,
@@ -258,7 +281,7 @@ class IngestRouter:
             reason=detail,
             time=now,
         )
-        return _Handled([letter], dead_letter=reason)
+        return Handled([letter], dead_letter=reason)
 
     def _rewind(self, unsettled: Sequence[_Sent]) -> None:
         """Seek each partition back to the first offset of the oldest batch not committed."""
@@ -279,14 +302,14 @@ class _Sent:
 
     starts: dict[TopicPartition, int]
     ends: dict[TopicPartition, int]
-    handled: list[_Handled]
+    handled: list[Handled]
     acks: Awaitable[None]
 
     @classmethod
     def of(
         cls,
         batches: Mapping[TopicPartition, Sequence[ConsumedRecord]],
-        handled: list[_Handled] | None = None,
+        handled: list[Handled] | None = None,
         acks: Awaitable[None] | None = None,
     ) -> _Sent:
         present = {tp: records for tp, records in batches.items() if records}

@@ -58,4 +58,18 @@ class IngestSettings(BatonSettings):
         ge=1024,
         description="bytes the router's consumer fetches per partition in one request",
     )
+    router_fetch_min_bytes: int = Field(
+        64 * 1024,
+        ge=1,
+        description="bytes the broker gathers before answering the router's fetch (or "
+        "router_fetch_max_wait_ms passes): a trickle of webhooks is routed in fewer, larger "
+        "batches (ADR 0230); 1 answers as soon as anything arrives",
+    )
+    router_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        le=10_000,
+        description="the longest the broker holds the router's fetch waiting for "
+        "router_fetch_min_bytes: the most routing waits for a quiet webhook path",
+    )
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")

@@ -26,7 +26,15 @@ from baton_common.kafka import OutboundRecord, outbound
 from baton_common.telemetry import current_traceparent
 from baton_ingest.router import START_SOURCE, start_run_envelope, start_run_lineage
 
-__all__ = ["CONTENT_HEADER", "DIRECT", "plain", "start_run_record", "time_headers"]
+__all__ = [
+    "CONTENT_HEADER",
+    "DIRECT",
+    "TYPE_SOURCE",
+    "constant_headers",
+    "plain",
+    "start_run_record",
+    "time_headers",
+]
 
 _TYPE: Final = StartRun.model_fields["type"].default
 CONTENT_HEADER: Final = ("content-type", CONTENT_TYPE.encode())
@@ -113,11 +121,11 @@ DIRECT: Final = tuple(_ATTRIBUTES) == (
     "prevhash",
     "hash",
 ) and all(_ATTRIBUTES[n] is None for n in ("seq", "prevhash", "hash"))
-_TYPE_SOURCE: Final = (("ce_type", _TYPE.encode()), ("ce_source", START_SOURCE.encode()))
+TYPE_SOURCE: Final = (("ce_type", _TYPE.encode()), ("ce_source", START_SOURCE.encode()))
 
 
 @lru_cache(maxsize=64)
-def _constant_headers(
+def constant_headers(
     time: datetime, story_id: str, version: int | None
 ) -> tuple[tuple[str, bytes], ...]:
     """The headers between subject and causationid, the same for a story's whole batch:
@@ -134,9 +142,9 @@ def _direct_headers(start: StartRun, ingest: Envelope, id: str, time: datetime) 
     headers: list[Header] = [
         CONTENT_HEADER,
         ("ce_id", id.encode()),
-        *_TYPE_SOURCE,
+        *TYPE_SOURCE,
         ("ce_subject", start.run_id.encode()),
-        *_constant_headers(time, start.story_id, start.story_version),
+        *constant_headers(time, start.story_id, start.story_version),
         ("ce_causationid", ingest.id.encode()),
         ("ce_correlationid", (ingest.correlationid or ingest.id).encode()),
         ("ce_actor", (ingest.actor or ingest.source).encode()),

@@ -29,6 +29,7 @@ from pydantic import JsonValue, ValidationError
 
 from baton_common.commands import ErrorKind
 from baton_common.records import StepTask
+from baton_executor.actions.http1 import Http1Client
 from baton_executor.actions.http_input import HttpInput, Paginate, as_text, describe, parse_input
 from baton_executor.actions.outbound import (
     DEFAULT_RETRYABLE,
@@ -70,7 +71,8 @@ class HttpAction:
 
     Args:
         client: the shared HTTP client, built and closed in ``main``: an aiohttp session
-            (the production path, ADR 0320) or an ``httpx.AsyncClient`` built with
+            (ADR 0320), the lean HTTP/1.1 client over one (the production path, ADR 0330)
+            or an ``httpx.AsyncClient`` built with
             ``follow_redirects=False`` (tests' ``MockTransport``, the ``httpcore`` setting).
         guard: SSRF policy, per-host limits and breaker (None only in unit tests).
         max_response_bytes: response bodies beyond this are truncated (outputs must fit
@@ -80,7 +82,7 @@ class HttpAction:
 
     def __init__(
         self,
-        client: httpx.AsyncClient | aiohttp.ClientSession,
+        client: httpx.AsyncClient | aiohttp.ClientSession | Http1Client,
         *,
         guard: OutboundGuard | None = None,
         max_response_bytes: int = 256 * 1024,
@@ -113,7 +115,7 @@ class HttpAction:
             del headers[name]
         headers[IDEMPOTENCY_HEADER] = attempt_id
         body = _body(spec, headers)
-        if isinstance(self._client, aiohttp.ClientSession):
+        if isinstance(self._client, aiohttp.ClientSession | Http1Client):
             reply = await send_direct(
                 self._client,
                 self._guard,

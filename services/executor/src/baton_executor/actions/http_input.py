@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from baton_common.trusted import assembled
 from baton_executor.actions.outbound import DEFAULT_RETRYABLE
 
 __all__ = [
@@ -194,12 +195,16 @@ def _quick(value: Mapping[str, JsonValue]) -> HttpInput | None:
     if "json" in value:
         fields["json_body"] = value["json"]
     given_names = {"json_body" if name == "json" else name for name in value}
-    for name, (factory, default) in _DEFAULTS.items():
-        if name not in fields:
-            fields[name] = factory() if factory is not None else default
-    # Every field given: pydantic's model_construct looks up a missing field's default
-    # through inspect.signature of its factory, each time (~120 µs per input here).
-    return HttpInput.model_construct(given_names, **fields)
+    state: dict[str, Any] = {}
+    for name in _FIELD_ORDER:
+        if name in fields:
+            state[name] = fields[name]
+        else:
+            factory, default = _DEFAULTS[name]
+            state[name] = factory() if factory is not None else default
+    # What model_construct does with every field given, without its per-field work
+    # (it looked up a missing field's default through inspect.signature, each time).
+    return assembled(HttpInput, state, given_names)
 
 
 def _defaults() -> dict[str, tuple[Callable[[], Any] | None, Any]]:
@@ -218,6 +223,7 @@ def _defaults() -> dict[str, tuple[Callable[[], Any] | None, Any]]:
 
 
 _DEFAULTS: Final = _defaults()
+_FIELD_ORDER: Final = tuple(HttpInput.model_fields)
 
 
 def _plain_scalars(value: JsonValue, *, lists: bool) -> bool:

@@ -11,6 +11,7 @@ import asyncio
 import email.message
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -23,7 +24,8 @@ import yarl
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 from pydantic import JsonValue
 
-from baton_common.telemetry import SpanKind, span
+from baton_common.telemetry import SpanKind, span, tracing_enabled
+from baton_executor.actions.http1 import Http1Client
 from baton_executor.errors import ActionError, PermanentError, RetryableError
 from baton_executor.guard import OutboundGuard
 
@@ -97,7 +99,7 @@ async def send(
 
 
 async def send_direct(
-    session: aiohttp.ClientSession,
+    session: aiohttp.ClientSession | Http1Client,
     guard: OutboundGuard | None,
     method: str,
     url: yarl.URL,
@@ -108,15 +110,29 @@ async def send_direct(
     max_bytes: int,
     retryable: Collection[int] = DEFAULT_RETRYABLE,
 ) -> Reply:
-    """:func:`send` straight over an aiohttp session, without httpx's layer (ADR 0320).
+    """:func:`send` straight over an aiohttp session, without httpx's layer (ADR 0320),
+    or over the lean HTTP/1.1 client for the requests it takes (ADR 0330).
 
     Same guard, limits, classification and error types (aiohttp's errors are mapped to
     httpx's exactly as the ``httpx-aiohttp`` transport maps them). Redirects are never
     followed; no Content-Type is added that ``headers`` does not carry.
     """
 
+    if isinstance(session, Http1Client):
+        if session.takes(method, url, headers):
+            lean = session
+
+            async def exchange_lean() -> Reply:
+                answer = await lean.request(method, url, headers, body, max_bytes, timeout_seconds)
+                return Reply(*answer)
+
+            return await _guarded(
+                guard, method, url, exchange_lean, timeout_seconds, retryable, timed=True
+            )
+        session = session.fallback
+
     async def exchange() -> Reply:
-        with map_aiohttp_exceptions():
+        try:
             async with session.request(
                 method,
                 url,
@@ -125,14 +141,31 @@ async def send_direct(
                 allow_redirects=False,
                 skip_auto_headers=_SKIP_CONTENT_TYPE,
             ) as response:
-                raw, truncated = await _read_limited(response.content.iter_any(), max_bytes)
+                length = response.content_length
+                if length is not None and length <= max_bytes and _identity(response):
+                    # The whole body, of a size known to fit: no chunk loop.
+                    raw, truncated = await response.read(), False
+                else:
+                    raw, truncated = await _read_limited(response.content.iter_any(), max_bytes)
                 joined: dict[str, str] = {}
                 for name, value in response.headers.items():
                     key = name.lower()
                     joined[key] = f"{joined[key]}, {value}" if key in joined else value
                 return Reply(response.status, joined, raw, truncated)
+        except Exception:
+            # Entered only on an error: a generator-based context manager on every
+            # request costs more than the mapping it does.
+            with map_aiohttp_exceptions():
+                raise
 
     return await _guarded(guard, method, url, exchange, timeout_seconds, retryable)
+
+
+def _identity(response: aiohttp.ClientResponse) -> bool:
+    """No content coding: the body read is as long as ``Content-Length`` says (a
+    decompressed body may be far longer)."""
+    coding = response.headers.get("Content-Encoding")
+    return coding is None or coding.strip().lower() == "identity"
 
 
 _SKIP_CONTENT_TYPE: Final = frozenset({"Content-Type"})
@@ -145,21 +178,34 @@ async def _guarded(
     exchange: Callable[[], Awaitable[Reply]],
     timeout_seconds: float,
     retryable: Collection[int],
+    *,
+    timed: bool = False,
 ) -> Reply:
-    # only method, host and port: a path or query may hold a resolved secret
-    with span(
-        f"HTTP {method}",
-        kind=SpanKind.CLIENT,
-        attributes={
-            "http.request.method": method,
-            "server.address": url.host,
-            "server.port": url.port,
-        },
-    ) as current:
+    """``exchange`` through the guard, within ``timeout_seconds`` (``timed``: it keeps
+    that time itself, raising TimeoutError)."""
+    # only method, host and port: a path or query may hold a resolved secret; with
+    # tracing off no span, nor its attributes, is made
+    traced = (
+        span(
+            f"HTTP {method}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": method,
+                "server.address": url.host,
+                "server.port": url.port,
+            },
+        )
+        if tracing_enabled()
+        else _NO_SPAN
+    )
+    with traced as current:
         async with guard.request(url) if guard is not None else _unguarded():
             try:
-                async with asyncio.timeout(timeout_seconds):
+                if timed:
                     reply = await exchange()
+                else:
+                    async with asyncio.timeout(timeout_seconds):
+                        reply = await exchange()
             except TimeoutError:
                 raise RetryableError(
                     f"{_what(method, url)}: no complete response within {timeout_seconds}s",
@@ -172,6 +218,9 @@ async def _guarded(
         if current is not None:
             current.set_attribute("http.response.status_code", reply.status)
         return reply
+
+
+_NO_SPAN: Final = nullcontext()
 
 
 def _what(method: str, url: httpx.URL | yarl.URL) -> str:

@@ -16,10 +16,12 @@ model, the prompt as sent, the model's answer and token usage, for the run's tim
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Annotated, Final, Literal
 
 import jsonschema
+from jsonschema.exceptions import best_match
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from baton_common.records import StepTask
@@ -63,10 +65,9 @@ class ExtractInput(_AiInput):
 
     @model_validator(mode="after")
     def _object_schema(self) -> ExtractInput:
-        try:
-            jsonschema.Draft202012Validator.check_schema(self.schema_)
-        except jsonschema.SchemaError as exc:
-            raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
+        problem = _schema_problem(json.dumps(self.schema_))
+        if problem is not None:
+            raise ValueError(f"not a valid JSON Schema: {problem}")
         if self.schema_.get("type") != "object":
             raise ValueError('the schema must describe an object ("type": "object")')
         return self
@@ -139,13 +140,12 @@ class VerdictAction:
             exc.message = redactor.text(exc.message)
             raise
         answer = _answer(completion)
-        try:
-            jsonschema.validate(answer, parameters)
-        except jsonschema.ValidationError as exc:
+        error = best_match(_answer_validator(json.dumps(parameters)).iter_errors(answer))
+        if error is not None:
             raise RetryableError(
-                f"{provider.name} model {model} answered outside the schema: {exc.message}",
+                f"{provider.name} model {model} answered outside the schema: {error.message}",
                 error_type="InvalidModelOutput",
-            ) from None
+            )
         output: dict[str, JsonValue] = {
             key: answer[key],
             "confidence": answer["confidence"],
@@ -162,6 +162,29 @@ class VerdictAction:
             raise PermanentError(
                 f"invalid input: {describe(exc)}", error_type="InvalidInput"
             ) from None
+
+
+# A story's steps send the same schemas over and over: checking a schema against the
+# meta-schema costs far more than validating an answer with it, so both are kept per
+# schema text (its JSON, keys in their order, so a check sees the schema as written).
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_problem(schema_json: str) -> str | None:
+    """What ``check_schema`` says is wrong with the schema, or None when it is valid."""
+    try:
+        jsonschema.Draft202012Validator.check_schema(json.loads(schema_json))
+    except jsonschema.SchemaError as exc:
+        return exc.message
+    return None
+
+
+@functools.lru_cache(maxsize=256)
+def _answer_validator(parameters_json: str) -> jsonschema.Draft202012Validator:
+    """The validator ``jsonschema.validate(answer, parameters)`` builds, without checking
+    ``parameters`` again: the answer's schema is labels (always valid) or a schema
+    ``ExtractInput`` checked."""
+    return jsonschema.Draft202012Validator(json.loads(parameters_json))
 
 
 def _answer(completion: Completion) -> dict[str, JsonValue]:

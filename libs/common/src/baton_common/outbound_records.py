@@ -1,11 +1,14 @@
-"""The scheduler's outbound records, encoded without the general codec's checks.
+"""Outbound records encoded without the general codec's checks, for hot paths.
 
-Every envelope the scheduler writes carries ``data`` dumped by pydantic in JSON mode and
-attributes it set itself. When ``data`` holds no float and no integer beyond 64 bits,
-orjson's sorted output is final (``encode_record`` would only look for NaN and infinities
-in it), and the events and tasks of a command share most attribute objects, whose
-header text is computed once. The bytes are those of :func:`baton_common.envelope.encode_record`
-(``tests/scheduler/test_records.py``); anything else goes through it.
+Envelopes built by a service itself carry ``data`` dumped by pydantic in JSON mode (or
+values a JSON parser returned) and attributes the service set. When ``data`` is
+``hashing.plain_json`` (no NaN or infinity, no float orjson writes otherwise than the
+standard library, no integer beyond 64 bits), orjson's sorted output is final
+(``encode_record`` would only look for NaN and infinities in it), and records written together (a
+scheduler command's events and tasks, an executor's commands) share attribute objects,
+whose header text is computed once. The bytes are those of
+:func:`baton_common.envelope.encode_record` (``tests/common/test_outbound_records.py``);
+anything else goes through it. Used by the scheduler and the executor (ADR 0330).
 """
 
 from __future__ import annotations
