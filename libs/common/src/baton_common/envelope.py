@@ -26,6 +26,8 @@ from pydantic import (
     create_model,
 )
 
+from baton_common.trusted import assembled
+
 __all__ = [
     "CONTENT_TYPE",
     "Envelope",
@@ -110,7 +112,7 @@ def build_envelope(attributes: Mapping[str, object], data: dict[str, JsonValue])
         ValidationError: as ``Envelope.model_validate`` would for the same attributes.
     """
     checked = _Attributes.model_validate(attributes)
-    return _assembled(checked.__dict__, checked.model_fields_set, data)
+    return _assembled(dict(checked.__dict__), checked.model_fields_set, data)
 
 
 _DEFAULTS: Final = {name: field.default for name, field in Envelope.model_fields.items()}
@@ -129,19 +131,15 @@ def unchecked_envelope(attributes: Mapping[str, object], data: dict[str, JsonVal
 
 
 def _assembled(
-    attributes: Mapping[str, object], fields_set: Iterable[str], data: dict[str, JsonValue]
+    values: dict[str, object], fields_set: Iterable[str], data: dict[str, JsonValue]
 ) -> Envelope:
-    values = dict(attributes)
+    """An envelope holding ``values`` (every attribute, in field order; taken, not
+    copied) and ``data``."""
     values["data"] = data
     given = set(fields_set)
     given.add("data")
     # What ``model_construct`` does, without its per-field default handling (all are set).
-    envelope = Envelope.__new__(Envelope)
-    object.__setattr__(envelope, "__dict__", values)
-    object.__setattr__(envelope, "__pydantic_fields_set__", given)
-    object.__setattr__(envelope, "__pydantic_extra__", None)
-    object.__setattr__(envelope, "__pydantic_private__", None)
-    return envelope
+    return assembled(Envelope, values, given)
 
 
 def encode_record(envelope: Envelope) -> tuple[bytes, list[Header]]:

@@ -12,6 +12,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from baton_common.envelope import Envelope
+from baton_common.trusted import assembled
 
 __all__ = [
     "GENESIS",
@@ -52,12 +53,7 @@ def chained(draft: Envelope) -> tuple[Envelope, bytes | None]:
     canonical, data_json = _canonical(draft)
     values = draft.__dict__.copy()
     values["hash"] = hashlib.sha256(canonical).hexdigest()
-    envelope = Envelope.__new__(Envelope)
-    object.__setattr__(envelope, "__dict__", values)
-    object.__setattr__(envelope, "__pydantic_fields_set__", draft.model_fields_set | {"hash"})
-    object.__setattr__(envelope, "__pydantic_extra__", None)
-    object.__setattr__(envelope, "__pydantic_private__", None)
-    return envelope, data_json
+    return assembled(Envelope, values, draft.model_fields_set | {"hash"}), data_json
 
 
 def _canonical(envelope: Envelope) -> tuple[bytes, bytes | None]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
 from pydantic import BaseModel
 
 from baton_common import ids
-from baton_common.envelope import Envelope
+from baton_common.envelope import Envelope, unchecked_envelope
 from baton_common.events import (
     ApprovalDenied,
     ApprovalEscalated,
@@ -124,27 +123,13 @@ def journal(
     return Entry(envelopes, tasks, changed, values)
 
 
-_DEFAULTS: Final = {
-    name: field.default for name, field in Envelope.model_fields.items() if name != "data"
-}
-
-
 def _draft(payload: BaseModel, **attributes: object) -> Envelope:
     """``to_envelope(payload, **attributes)`` for the journal's own attributes (ids it
     made, the command's log time, strings and ints taken from validated envelopes and
     states), which validation would return unchanged: the envelope is built as
     ``build_envelope`` builds it, without validating them again."""
     data = payload.model_dump(mode="json")
-    values: dict[str, object] = dict(_DEFAULTS)
-    values.update(attributes)
-    values["type"] = data["type"]
-    values["data"] = data
-    envelope = Envelope.__new__(Envelope)
-    object.__setattr__(envelope, "__dict__", values)
-    object.__setattr__(envelope, "__pydantic_fields_set__", {*attributes, "type", "data"})
-    object.__setattr__(envelope, "__pydantic_extra__", None)
-    object.__setattr__(envelope, "__pydantic_private__", None)
-    return envelope
+    return unchecked_envelope({**attributes, "type": data["type"]}, data)
 
 
 def _tasks(
