@@ -34,11 +34,16 @@ from baton_common.envelope import Envelope, Header, loads_json
 from baton_common.expressions import ExpressionError, evaluate_condition
 from baton_common.kafka import ConsumedRecord, OutboundRecord
 from baton_common.story import Story
-from baton_common.telemetry import current_traceparent, tracing_enabled
+from baton_common.telemetry import tracing_enabled
 from baton_common.trusted import trusted
 from baton_ingest.intake import EVENT_RECEIVED, STRUCTURED
 from baton_ingest.router import dedup_key
-from baton_ingest.start_records import CONTENT_HEADER, DIRECT, TYPE_SOURCE, constant_headers
+from baton_ingest.start_records import (
+    DIRECT,
+    constant_headers,
+    lineage_headers,
+    start_headers,
+)
 
 __all__ = ["DirectRoutes"]
 
@@ -266,25 +271,12 @@ class DirectRoutes:
             values.append((plan, run_id, value))
         if not values:
             return [], []
-        lineage: list[Header] = [
-            ("ce_causationid", ingested.id.encode()),
-            ("ce_correlationid", ingested.correlationid.encode()),
-            ("ce_actor", ingested.actor),
-        ]
-        traceparent = ingested.traceparent
-        passed = current_traceparent(traceparent) if traceparent is not None else None
-        if passed is not None:
-            lineage.append(("ce_traceparent", passed.encode()))
+        lineage = lineage_headers(
+            ingested.id, ingested.correlationid, ingested.actor, ingested.traceparent
+        )
         records = []
         for plan, run_id, value in values:
             key_bytes = run_id.encode()
-            headers: list[Header] = [
-                CONTENT_HEADER,
-                ("ce_id", self._new_id().encode()),
-                *TYPE_SOURCE,
-                ("ce_subject", key_bytes),
-                *plan.headers,
-                *lineage,
-            ]
+            headers = start_headers(self._new_id(), key_bytes, plan.headers, lineage)
             records.append(OutboundRecord(self._topic, key_bytes, value, headers))
         return records, [plan.story_id for plan, _, _ in values]

@@ -13,6 +13,7 @@ differently (non-finite floats, integers beyond 64 bits, lone surrogates).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Final
@@ -31,7 +32,9 @@ __all__ = [
     "DIRECT",
     "TYPE_SOURCE",
     "constant_headers",
+    "lineage_headers",
     "plain",
+    "start_headers",
     "start_run_record",
     "time_headers",
 ]
@@ -136,22 +139,50 @@ def constant_headers(
     return time_headers(time) + tuple(story)
 
 
-def _direct_headers(start: StartRun, ingest: Envelope, id: str, time: datetime) -> list[Header]:
-    """The headers ``encode_record`` writes for the StartRun envelope, in its order."""
-    traceparent = current_traceparent(ingest.traceparent)
+def lineage_headers(
+    causation: str, correlation: str, actor: bytes, traceparent: str | None
+) -> list[Header]:
+    """The headers after storyversion: the ingest event's id, correlation, actor, and the
+    traceparent passed on (``current_traceparent``), the same for all its commands."""
     headers: list[Header] = [
+        ("ce_causationid", causation.encode()),
+        ("ce_correlationid", correlation.encode()),
+        ("ce_actor", actor),
+    ]
+    passed = current_traceparent(traceparent)
+    if passed is not None:
+        headers.append(("ce_traceparent", passed.encode()))
+    return headers
+
+
+def start_headers(
+    id: str, subject: bytes, story: tuple[Header, ...], lineage: Sequence[Header]
+) -> list[Header]:
+    """The headers ``encode_record`` writes for a StartRun envelope, in its order: ``story``
+    from :func:`constant_headers`, ``lineage`` from :func:`lineage_headers`."""
+    return [
         CONTENT_HEADER,
         ("ce_id", id.encode()),
         *TYPE_SOURCE,
-        ("ce_subject", start.run_id.encode()),
-        *constant_headers(time, start.story_id, start.story_version),
-        ("ce_causationid", ingest.id.encode()),
-        ("ce_correlationid", (ingest.correlationid or ingest.id).encode()),
-        ("ce_actor", (ingest.actor or ingest.source).encode()),
+        ("ce_subject", subject),
+        *story,
+        *lineage,
     ]
-    if traceparent is not None:
-        headers.append(("ce_traceparent", traceparent.encode()))
-    return headers
+
+
+def _direct_headers(start: StartRun, ingest: Envelope, id: str, time: datetime) -> list[Header]:
+    """The headers ``encode_record`` writes for the StartRun envelope, in its order."""
+    return start_headers(
+        id,
+        start.run_id.encode(),
+        constant_headers(time, start.story_id, start.story_version),
+        lineage_headers(
+            ingest.id,
+            ingest.correlationid or ingest.id,
+            (ingest.actor or ingest.source).encode(),
+            ingest.traceparent,
+        ),
+    )
 
 
 def start_run_record(
