@@ -66,12 +66,18 @@ class _Exchange(asyncio.Protocol):
         self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
         self._parser = httptools.HttpResponseParser(self)
+        self._expect(0)
+
+    def _expect(self, max_bytes: int) -> None:
+        """Ready to read one answer of at most ``max_bytes`` of body. The parser of the
+        last answer reads the next (a kept-alive connection is used again only after a
+        complete answer)."""
         self._received = self._headers_done = self._until_close = False
         self._complete = self._over = self._truncated = self._reusable = False
         self._status = 0
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
-        self._room = 0
+        self._room = max_bytes
         self._decoder: zlib._Decompress | _Deflate | None = None
 
     # -- asyncio.Protocol
@@ -168,15 +174,7 @@ class _Exchange(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
         timer = loop.call_at(deadline, self._fail, TimeoutError())
-        # The parser of the last answer reads the next (a kept-alive connection is used
-        # again only after a complete answer).
-        self._received = self._headers_done = self._until_close = False
-        self._complete = self._over = self._truncated = self._reusable = False
-        self._status = 0
-        self._headers = {}
-        self._body = []
-        self._room = max_bytes
-        self._decoder = None
+        self._expect(max_bytes)
         assert self.transport is not None
         try:
             self.transport.write(request)
