@@ -17,7 +17,8 @@ from baton_common.commands import CompleteStep, FailStep
 from baton_common.envelope import Envelope, encode_record
 from baton_common.kafka import outbound, to_envelope
 from baton_common.telemetry import current_traceparent
-from baton_executor.execution import command_envelope, command_record, completed, json_types_only
+from baton_common.trusted import json_types_only
+from baton_executor.execution import command_envelope, command_record, completed
 
 from .tasks import step_task
 

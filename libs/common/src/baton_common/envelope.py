@@ -36,6 +36,7 @@ __all__ = [
     "build_envelope",
     "decode_record",
     "decode_record_finite",
+    "describe",
     "encode_record",
     "loads_json",
     "unchecked_envelope",
@@ -247,6 +248,13 @@ def decode_record_finite(
         return Envelope.model_validate({**attrs, "data": data}), False
     except ValidationError as exc:
         raise EnvelopeError(f"invalid envelope: {_first_error(exc)}") from exc
+
+
+def describe(exc: ValidationError, limit: int = 3) -> str:
+    """A record's validation error in one short line: ``field: problem; …``."""
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors()]
+    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
+    return "; ".join(parts[:limit]) + more
 
 
 def _first_error(exc: ValidationError) -> str:

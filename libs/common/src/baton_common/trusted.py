@@ -10,12 +10,13 @@ Python; both cost more than the rest of the work. :func:`trusted` does what
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-__all__ = ["assembled", "trusted"]
+__all__ = ["assembled", "json_types_only", "trusted"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -68,3 +69,30 @@ def assembled(cls: type[M], state: dict[str, Any], fields_set: set[str]) -> M:
     object.__setattr__(model, "__pydantic_extra__", None)
     object.__setattr__(model, "__pydantic_private__", None)
     return model
+
+
+_LEAVES: Final = frozenset({str, int, bool, type(None)})
+
+
+def json_types_only(value: object) -> bool:
+    """Whether ``value`` holds only dicts with text keys, lists, strings, integers,
+    booleans, None and finite floats: a ``JsonValue`` that validation keeps as it is, and
+    that orjson writes as the standard library does but for some floats' spelling (no NaN
+    or infinity, which orjson would write as null)."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    return False
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif kind not in _LEAVES:
+            return False
+    return True

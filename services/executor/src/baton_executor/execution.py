@@ -9,10 +9,9 @@ value resolved is redacted from the output and the error message it reports.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import orjson
 import structlog
@@ -24,7 +23,7 @@ from baton_common.kafka import OutboundRecord
 from baton_common.outbound_records import record
 from baton_common.records import StepTask
 from baton_common.telemetry import current_traceparent
-from baton_common.trusted import trusted
+from baton_common.trusted import json_types_only, trusted
 from baton_executor.actions import Action
 from baton_executor.errors import ActionError, PermanentError, RetryableError
 from baton_executor.secrets import Redactor, SecretStore
@@ -57,31 +56,6 @@ def completed(task: StepTask, output: JsonValue) -> CompleteStep:
     return CompleteStep(
         run_id=task.run_id, step=task.step, attempt_id=task.attempt_id, output=output
     )
-
-
-_LEAVES: Final = frozenset({str, int, bool, type(None)})
-
-
-def json_types_only(value: object) -> bool:
-    """Whether ``value`` holds only dicts with text keys, lists, strings, integers,
-    booleans, None and finite floats: a ``JsonValue`` that validation keeps as it is."""
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            for key in item:
-                if type(key) is not str:
-                    return False
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
-        elif kind is float:
-            if not math.isfinite(item):
-                return False
-        elif kind not in _LEAVES:
-            return False
-    return True
 
 
 def failed(task: StepTask, error: ActionError, redactor: Redactor | None = None) -> FailStep:

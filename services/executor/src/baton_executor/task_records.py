@@ -15,7 +15,13 @@ from typing import Any, Final
 
 from pydantic import JsonValue, ValidationError
 
-from baton_common.envelope import Envelope, EnvelopeError, Header, decode_record_finite
+from baton_common.envelope import (
+    Envelope,
+    EnvelopeError,
+    Header,
+    decode_record_finite,
+    describe,
+)
 from baton_common.records import StepTask
 from baton_common.trusted import trusted
 
@@ -35,13 +41,6 @@ class TaskRejected(Exception):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-def describe(exc: ValidationError, limit: int = 3) -> str:
-    """A validation error in one short line: ``field: problem; …``."""
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors()]
-    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
-    return "; ".join(parts[:limit]) + more
 
 
 def read_task(

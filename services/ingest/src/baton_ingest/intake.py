@@ -25,6 +25,7 @@ from baton_common.envelope import (
     EnvelopeError,
     build_envelope,
     decode_record,
+    describe,
     loads_json,
     unchecked_envelope,
 )
@@ -32,7 +33,7 @@ from baton_common.kafka import ConsumedRecord
 from baton_common.records import EventReceived
 from baton_common.trusted import trusted
 
-__all__ = ["IntakeError", "describe", "read_inbound"]
+__all__ = ["IntakeError", "read_inbound"]
 
 EVENT_RECEIVED: Final = EventReceived.model_fields["type"].default
 _EVENT_FIELDS: Final = EventReceived.model_fields.keys()
@@ -46,14 +47,6 @@ class IntakeError(ValueError):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
-
-
-def describe(exc: ValidationError, limit: int = 3) -> str:
-    """A validation error in one short line: ``field: problem; …``."""
-    errors = exc.errors()
-    parts = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in errors]
-    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
-    return "; ".join(parts[:limit]) + more
 
 
 class _Headers:

@@ -18,8 +18,8 @@ from pydantic import JsonValue
 from baton_common.envelope import Header
 from baton_common.kafka import OutboundRecord, outbound, to_envelope
 from baton_common.records import EventReceived
-from baton_common.trusted import trusted
-from baton_ingest.start_records import CONTENT_HEADER, DIRECT, plain, time_headers
+from baton_common.trusted import json_types_only, trusted
+from baton_ingest.start_records import CONTENT_HEADER, DIRECT, time_headers
 
 __all__ = ["received_record"]
 
@@ -40,7 +40,7 @@ def received_record(
     """The record of webhook event ``body`` received on ``path``, with envelope id ``id``."""
     source = f"baton/ingest/webhook/{path}"
     value: bytes | None = None
-    if DIRECT and plain(body):
+    if DIRECT and json_types_only(body):
         try:
             value = orjson.dumps(
                 {"body": body, "path": path, "type": EVENT_RECEIVED}, option=orjson.OPT_SORT_KEYS

@@ -12,19 +12,19 @@ differently (non-finite floats, integers beyond 64 bits, lone surrogates).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Final
 
 import orjson
-from pydantic import JsonValue, TypeAdapter
+from pydantic import TypeAdapter
 
 from baton_common.commands import StartRun
 from baton_common.envelope import CONTENT_TYPE, Envelope, Header
 from baton_common.kafka import OutboundRecord, outbound
 from baton_common.telemetry import current_traceparent
+from baton_common.trusted import json_types_only
 from baton_ingest.router import START_SOURCE, start_run_envelope, start_run_lineage
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "TYPE_SOURCE",
     "constant_headers",
     "lineage_headers",
-    "plain",
     "start_headers",
     "start_run_record",
     "time_headers",
@@ -57,26 +56,6 @@ def _time_text(time: datetime) -> str:
     """An envelope time as encode_record writes it (one per batch: cached)."""
     text: str = _TIME.dump_python(time, mode="json")
     return text
-
-
-def plain(value: JsonValue) -> bool:
-    """No float that orjson would write as null (NaN, infinities) anywhere in ``value``."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None:
-            continue
-        if kind is float:
-            if not math.isfinite(item):  # type: ignore[arg-type]
-                return False
-        elif kind is dict:
-            stack.extend(item.values())  # type: ignore[union-attr]
-        elif kind is list:
-            stack.extend(item)  # type: ignore[arg-type]
-        else:
-            return False  # a subclass or another type: let the general path decide
-    return True
 
 
 def _plain_fields(start: StartRun) -> dict[str, object] | None:
@@ -194,7 +173,7 @@ def start_run_record(
         data = start.model_dump(mode="json", exclude=_TRIGGER)
     data["trigger"] = start.trigger
     value: bytes | None = None
-    if plain(start.trigger):
+    if json_types_only(start.trigger):
         try:
             value = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         except (orjson.JSONEncodeError, TypeError):
