@@ -16,7 +16,6 @@ from typing import Final, TypeVar
 from baton_audit.attempts import AttemptFinished, AttemptStarted
 from baton_audit.db import Connection, EncodedJsonb, encode_jsonb
 from baton_audit.projection import ApprovalDecision, ApprovalEscalation, ApprovalRequest, RunRow
-from baton_audit.run_rows import RUN_COLUMNS
 
 __all__ = ["write_attempts", "write_gate_changes", "write_runs"]
 
@@ -39,81 +38,79 @@ def _unnest(columns: str) -> str:
     return f"(select {', '.join(found)} from jsonb_array_elements($1::jsonb) as e (r)) as v"
 
 
-def _set(names: str, source: str) -> str:
-    return ", ".join(f"{name} = {source}.{name}" for name in names.split(", "))
+def _names(columns: str) -> list[str]:
+    """The names of ``columns`` (``"c1 t1, c2 t2, ..."``)."""
+    return [column.split(" ")[0] for column in columns.split(", ")]
 
 
-_RUN_VALUES: Final = _unnest(
+def _set(names: Iterable[str], source: str) -> str:
+    return ", ".join(f"{name} = {source}.{name}" for name in names)
+
+
+def _upsert(table: str, columns: str, *, key: str, kept: str = "", select: str = "*") -> str:
+    """Insert the rows of ``$1`` (``columns`` as :func:`_unnest` takes them) into
+    ``table``; a row whose ``key`` exists gets every column but the key's and ``kept``."""
+    names = _names(columns)
+    fixed = {*key.split(", "), *kept.split(", ")}
+    return (
+        f"insert into {table} ({', '.join(names)}) select {select} from {_unnest(columns)}"
+        f" on conflict ({key}) do update set "
+        + _set((n for n in names if n not in fixed), "excluded")
+    )
+
+
+_RUNS: Final = (
     "run_id text, story_id text, story_version integer, status text, started_at timestamptz,"
     " ended_at timestamptz, last_seq bigint, correlation_id text, dedup_key text,"
     " event_count integer, updated_at timestamptz, state jsonb"
 )
-_RUN_SET: Final = RUN_COLUMNS.removeprefix("run_id, ")
 # The rows the batch found are locked by it, so they exist: a plain update.
 _UPDATE_RUNS: Final = (
-    f"update runs set {_set(_RUN_SET, 'v')} from {_RUN_VALUES} where runs.run_id = v.run_id"
+    f"update runs set {_set((n for n in _names(_RUNS) if n != 'run_id'), 'v')}"
+    f" from {_unnest(_RUNS)}"
+    " where runs.run_id = v.run_id"
 )
 # Another writer may have inserted a run meanwhile (a rebalance): the insert then updates it.
-_INSERT_RUNS: Final = (
-    f"insert into runs ({RUN_COLUMNS}) select * from {_RUN_VALUES}"
-    f" on conflict (run_id) do update set {_set(_RUN_SET, 'excluded')}"
-)
+_INSERT_RUNS: Final = _upsert("runs", _RUNS, key="run_id")
 
 # approvers go as jsonb arrays: PostgreSQL's arrays of arrays must all have one length.
 _APPROVERS: Final = (
     "array(select a from jsonb_array_elements_text(v.approvers) with ordinality as t (a, n)"
     " order by n)"
 )
-_REQUEST: Final = (
-    "insert into approvals (gate_id, run_id, step, approvers, message, requested_at,"
-    f" requested_event_id) select gate_id, run_id, step, {_APPROVERS}, message, requested_at,"
-    " requested_event_id from "
-    + _unnest(
-        "gate_id text, run_id text, step text, approvers jsonb, message text,"
-        " requested_at timestamptz, requested_event_id text"
-    )
-    + " on conflict (gate_id) do update set "
-    + _set("run_id, step, approvers, message, requested_at, requested_event_id", "excluded")
+_REQUEST: Final = _upsert(
+    "approvals",
+    "gate_id text, run_id text, step text, approvers jsonb, message text,"
+    " requested_at timestamptz, requested_event_id text",
+    key="gate_id",
+    select=f"gate_id, run_id, step, {_APPROVERS}, message, requested_at, requested_event_id",
 )
 _ESCALATION: Final = (
     f"update approvals set approvers = {_APPROVERS}"
     f" from {_unnest('gate_id text, approvers jsonb')} where approvals.gate_id = v.gate_id"
 )
-_DECISION: Final = (
-    "insert into approvals (gate_id, run_id, step, decided_at, decision, approver, comment,"
-    " channel, decided_event_id) select * from "
-    + _unnest(
-        "gate_id text, run_id text, step text, decided_at timestamptz, decision text,"
-        " approver text, comment text, channel text, decided_event_id text"
-    )
-    + " on conflict (gate_id) do update set "
-    + _set("decided_at, decision, approver, comment, channel, decided_event_id", "excluded")
+_DECISION: Final = _upsert(
+    "approvals",
+    "gate_id text, run_id text, step text, decided_at timestamptz, decision text,"
+    " approver text, comment text, channel text, decided_event_id text",
+    key="gate_id",
+    kept="run_id, step",  # the request's
 )
-_DISPATCH: Final = (
-    "insert into step_attempts (attempt_id, run_id, step, attempt, action, queue, input,"
-    " dispatched_at, dispatched_event_id) select * from "
-    + _unnest(
-        "attempt_id text, run_id text, step text, attempt integer, action text, queue text,"
-        " input jsonb, dispatched_at timestamptz, dispatched_event_id text"
-    )
-    + " on conflict (run_id, attempt_id) do update set "
-    + _set("step, attempt, action, queue, input, dispatched_at, dispatched_event_id", "excluded")
+_DISPATCH: Final = _upsert(
+    "step_attempts",
+    "attempt_id text, run_id text, step text, attempt integer, action text, queue text,"
+    " input jsonb, dispatched_at timestamptz, dispatched_event_id text",
+    key="run_id, attempt_id",
 )
 # A second result for the same attempt is ignored by the scheduler; the first one stays.
 _FINISH: Final = (
-    "insert into step_attempts (attempt_id, run_id, step, attempt, outcome, finished_at,"
-    " finished_event_id, output, error_kind, error_type, error_message, will_retry)"
-    " select * from "
-    + _unnest(
+    _upsert(
+        "step_attempts",
         "attempt_id text, run_id text, step text, attempt integer, outcome text,"
         " finished_at timestamptz, finished_event_id text, output jsonb, error_kind text,"
-        " error_type text, error_message text, will_retry boolean"
-    )
-    + " on conflict (run_id, attempt_id) do update set "
-    + _set(
-        "outcome, finished_at, finished_event_id, output, error_kind, error_type,"
-        " error_message, will_retry",
-        "excluded",
+        " error_type text, error_message text, will_retry boolean",
+        key="run_id, attempt_id",
+        kept="step, attempt",  # the dispatch's
     )
     + " where step_attempts.outcome is null"
 )
