@@ -18,6 +18,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 
 from baton_common.envelope import Envelope, Header, build_envelope, encode_record
+from baton_common.metrics import labelled
 from baton_common.records import DeadLetter
 
 __all__ = [
@@ -41,7 +42,6 @@ PRODUCE_SECONDS: Final = Histogram(
     ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-_PRODUCE_BY_TOPIC: dict[str, Histogram] = {}
 DLQ_COPY_LIMIT: Final = 128 * 1024
 """Bytes of a value (and of each key or header) copied into a dead letter. Escaping can
 grow undecodable bytes fourfold, so a letter stays far below the broker's 1 MiB default:
@@ -81,10 +81,7 @@ class OutboundRecord:
         await producer.send_and_wait(
             self.topic, self.value, key=self.key, headers=self.headers, partition=self.partition
         )
-        child = _PRODUCE_BY_TOPIC.get(self.topic)
-        if child is None:  # a labelled child is looked up (under a lock) once per topic
-            child = _PRODUCE_BY_TOPIC[self.topic] = PRODUCE_SECONDS.labels(self.topic)
-        child.observe(time.perf_counter() - started)
+        labelled(PRODUCE_SECONDS, self.topic).observe(time.perf_counter() - started)
 
 
 async def read_to_end(consumer: AIOKafkaConsumer) -> AsyncIterator[ConsumedRecord]:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 
 from baton_common.kafka import PRODUCE_SECONDS, OutboundRecord
+from baton_common.metrics import labelled
 from baton_common.partition_batches import Submitted, submit_batches
 
 __all__ = ["send_batches"]
@@ -33,4 +34,4 @@ async def _acknowledged(submitted: list[Submitted], started: float) -> None:
     await asyncio.gather(*(batch.delivery for batch in submitted))  # retrieves every error
     elapsed = time.perf_counter() - started
     for batch in submitted:
-        PRODUCE_SECONDS.labels(batch.partition.topic).observe(elapsed)
+        labelled(PRODUCE_SECONDS, batch.partition.topic).observe(elapsed)

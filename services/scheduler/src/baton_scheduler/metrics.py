@@ -1,12 +1,11 @@
 """The scheduler's Prometheus metrics."""
 
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
-from prometheus_client.metrics import MetricWrapperBase
 
 from baton_common.envelope import Envelope
+from baton_common.metrics import labelled
 from baton_common.state import RunState
 
 COMMANDS = Counter(
@@ -83,21 +82,6 @@ _FINISHED = {
     "baton.run.failed.v1": "failed",
     "baton.run.cancelled.v1": "cancelled",
 }
-
-
-_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
-_CHILDREN: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
-
-
-def labelled(metric: _Metric, *values: str) -> _Metric:
-    """``metric.labels(*values)``, looked up once per label set: ``labels`` checks and
-    converts its arguments and takes a lock on every call, and the command loop counts
-    a few outcomes per command. Label sets are few (types, outcomes, story ids)."""
-    key = (metric, values)
-    child = _CHILDREN.get(key)
-    if child is None:
-        child = _CHILDREN[key] = metric.labels(*values)
-    return child  # type: ignore[return-value]
 
 
 def observe_events(events: Sequence[Envelope], states: Mapping[str, RunState]) -> None:
