@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -137,15 +137,17 @@ def tracing_enabled() -> bool:
     return _State.tracer is not None
 
 
-@contextmanager
 def span(
     name: str,
     *,
     parent: str | None = None,
     attributes: Mapping[str, AttributeValue | None] | None = None,
     kind: SpanKind = SpanKind.INTERNAL,
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """A span, current for the block; ``None`` when tracing is off.
+
+    With tracing off nothing is made but the call: hot paths (a webhook, a routed event,
+    a step attempt, an outbound request) open a span each without checking first.
 
     Args:
         name: the span's name (``baton.<service>.<what>``).
@@ -158,8 +160,21 @@ def span(
     """
     tracer = _State.tracer
     if tracer is None:
-        yield None
-        return
+        return _NO_SPAN
+    return _sdk_span(tracer, name, parent, attributes, kind)
+
+
+_NO_SPAN: Final[AbstractContextManager[None]] = nullcontext()
+
+
+@contextmanager
+def _sdk_span(
+    tracer: Any,
+    name: str,
+    parent: str | None,
+    attributes: Mapping[str, AttributeValue | None] | None,
+    kind: SpanKind,
+) -> Iterator[Span]:
     attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
     context = _PROPAGATOR.extract({"traceparent": parent}) if parent else None
     logged = {_LOG_KEYS[k]: v for k, v in attrs.items() if k in _LOG_KEYS}

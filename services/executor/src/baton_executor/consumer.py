@@ -29,7 +29,7 @@ from baton_common.envelope import Envelope
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.records import StepTask
 from baton_common.settings import TopicSettings
-from baton_common.telemetry import SpanKind, span, tracing_enabled
+from baton_common.telemetry import SpanKind, span
 from baton_executor.actions import Action
 from baton_executor.execution import command_record, execute
 from baton_executor.metrics import ExecutorMetrics
@@ -234,9 +234,6 @@ class Executor:
             self._reported.popitem(last=False)
 
     async def _attempt(self, task: StepTask, envelope: Envelope) -> None:
-        if not tracing_enabled():  # no span to make: skip building its attributes
-            await self._run_attempt(task, envelope)
-            return
         with span(
             "baton.executor.attempt",
             parent=envelope.traceparent,

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton_common.catalog import StoryCatalog
 from baton_common.ids import uuid4_text
-from baton_common.telemetry import SpanKind, current_traceparent, span, tracing_enabled
+from baton_common.telemetry import SpanKind, current_traceparent, span
 from baton_ingest.auth import AuthFailure, WebhookAuth
 from baton_ingest.bodies import JSON_TYPES, NDJSON_TYPES, BodyError, parse_json, parse_ndjson
 from baton_ingest.metrics import IngestMetrics
@@ -115,8 +115,6 @@ def webhook_endpoint(
         structlog.contextvars.bind_contextvars(webhook=path)
         incoming = request.headers.get("traceparent")
         try:
-            if not tracing_enabled():  # no span to open: skip the context manager
-                return await _receive(path, request, incoming)
             with span(
                 "baton.ingest.webhook",
                 parent=incoming,

@@ -28,7 +28,7 @@ from baton_common.envelope import Envelope
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.records import EventReceived
 from baton_common.settings import TopicSettings
-from baton_common.telemetry import span, tracing_enabled
+from baton_common.telemetry import span
 from baton_ingest.direct_routes import DirectRoutes
 from baton_ingest.intake import IntakeError, read_inbound
 from baton_ingest.metrics import IngestMetrics
@@ -194,8 +194,6 @@ class IngestRouter:
             envelope, event, body = read_inbound(record, now)
         except IntakeError as exc:
             return self._dead_letter(record, exc.reason, exc.detail, now)
-        if not tracing_enabled():  # no span to open: skip the context manager per event
-            return self._route(envelope, event, body, None, now)
         with span("baton.ingest.route", parent=envelope.traceparent) as routed:
             return self._route(envelope, event, body, routed, now)
 

@@ -11,7 +11,6 @@ import asyncio
 import email.message
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -24,7 +23,7 @@ import yarl
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 from pydantic import JsonValue
 
-from baton_common.telemetry import SpanKind, span, tracing_enabled
+from baton_common.telemetry import SpanKind, span
 from baton_executor.actions.http1 import Http1Client
 from baton_executor.errors import ActionError, PermanentError, RetryableError
 from baton_executor.guard import OutboundGuard
@@ -183,22 +182,16 @@ async def _guarded(
 ) -> Reply:
     """``exchange`` through the guard, within ``timeout_seconds`` (``timed``: it keeps
     that time itself, raising TimeoutError)."""
-    # only method, host and port: a path or query may hold a resolved secret; with
-    # tracing off no span, nor its attributes, is made
-    traced = (
-        span(
-            f"HTTP {method}",
-            kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": method,
-                "server.address": url.host,
-                "server.port": url.port,
-            },
-        )
-        if tracing_enabled()
-        else _NO_SPAN
-    )
-    with traced as current:
+    # only method, host and port: a path or query may hold a resolved secret
+    with span(
+        f"HTTP {method}",
+        kind=SpanKind.CLIENT,
+        attributes={
+            "http.request.method": method,
+            "server.address": url.host,
+            "server.port": url.port,
+        },
+    ) as current:
         async with guard.request(url) if guard is not None else _unguarded():
             try:
                 if timed:
@@ -218,9 +211,6 @@ async def _guarded(
         if current is not None:
             current.set_attribute("http.response.status_code", reply.status)
         return reply
-
-
-_NO_SPAN: Final = nullcontext()
 
 
 def _what(method: str, url: httpx.URL | yarl.URL) -> str:
