@@ -13,6 +13,7 @@ from baton_common.state import RunState, RunStatus
 from baton_common.story import parse_story
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import Entry, journal
+from baton_scheduler.snapshot import state_json
 from baton_scheduler.store import RunStore, compact
 
 STORY = parse_story(
@@ -101,3 +102,16 @@ def test_after_the_window_a_compact_slot_starts_a_new_generation() -> None:
         "baton.run.started.v1",
         "baton.step.dispatched.v1",
     ]
+
+
+def test_a_finished_run_is_kept_as_its_snapshot_json() -> None:
+    full = finished().run
+    store = RunStore()
+    store.apply({RUN: (2, full)})
+    assert store.running() == []
+    assert store.of_partition(2) == {RUN: state_json(compact(full))}
+    assert store.of_partition(1) == {}
+    assert store.get(RUN) == compact(full)
+    assert len(store) == 1
+    assert store.drop_partitions([2]) == 1
+    assert store.get(RUN) is None

@@ -102,7 +102,7 @@ async def test_rebuilt_states_rearm_their_timers() -> None:
     _, store, bus, clock, _ = setup()
     producer: AIOKafkaProducer = bus
     fresh = TimerLoop(store, producer, "baton.commands", clock=clock)  # after a restart
-    fresh.track(store.states())
+    fresh.track(store.running())
     clock.now = T0 + timedelta(hours=1)
     assert await fresh.fire_due() == 2
     assert {c.kind for *_, c, _ in bus.sent} == {"step_timeout", "run_timeout"}

@@ -34,7 +34,7 @@ from baton_scheduler.journal import journal
 from baton_scheduler.produce import send_records
 from baton_scheduler.rate_window import StartWindow
 from baton_scheduler.recovery import rebuild_partition
-from baton_scheduler.snapshot import load_snapshot, snapshot_records
+from baton_scheduler.snapshot import load_snapshot, snapshot_records, state_json
 from baton_scheduler.store import RunStore, compact
 from baton_scheduler.timer_loop import TimerLoop
 
@@ -106,7 +106,7 @@ class Engine:
                 self._runs_end[partition] = rebuilt.end_offset
                 self._since_snapshot[partition] = 0
             self.assigned |= set(partitions)
-            self.timers.track(self.store.states())
+            self.timers.track(self.store.running())
             _freeze_heap()
         finally:
             self.recovering = False
@@ -205,7 +205,9 @@ class Engine:
             if covered is None or not due:
                 continue
             states = self.store.of_partition(p)
-            states.update({r: compact(s) for r, (part, s) in staged.items() if part == p})
+            states.update(
+                {r: state_json(compact(s)) for r, (part, s) in staged.items() if part == p}
+            )
             started = time.perf_counter()
             records_out = snapshot_records(
                 snapshot_topic=self._topics.snapshots,

@@ -11,25 +11,30 @@ chunks carrying its snapshot id.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from baton_common.envelope import EnvelopeError, decode_record
+from baton_common.envelope import EnvelopeError, decode_record, unchecked_envelope
+from baton_common.hashing import plain_json
 from baton_common.kafka import OutboundRecord, outbound, to_envelope
+from baton_common.outbound_records import record as encoded_record
 from baton_common.state import RunState
 
-__all__ = ["Snapshot", "load_snapshot", "snapshot_records"]
+__all__ = ["Snapshot", "load_snapshot", "snapshot_records", "state_json"]
 
 log = structlog.get_logger(__name__)
 
 SOURCE = "baton/scheduler/snapshots"
 CHUNK_BYTES = 256 * 1024  # well under Kafka's default 1 MiB record limit
+CHUNK_TYPE: Final = "baton.snapshot.chunk.v1"
 
 
 class SnapshotManifest(BaseModel):
@@ -47,7 +52,7 @@ class SnapshotManifest(BaseModel):
 class SnapshotChunk(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: Literal["baton.snapshot.chunk.v1"] = "baton.snapshot.chunk.v1"
+    type: Literal["baton.snapshot.chunk.v1"] = CHUNK_TYPE
     snapshot_id: str
     index: int
     states: list[RunState]
@@ -63,34 +68,61 @@ def _key(runs_topic: str, partition: int, suffix: str) -> str:
     return f"{runs_topic}:{partition}:{suffix}"
 
 
+def state_json(state: RunState) -> bytes:
+    """One run state as a snapshot chunk holds it: the JSON ``encode_record`` writes for
+    ``state.model_dump(mode="json")`` (sorted keys; the standard library's when orjson
+    would write something else, as for NaN)."""
+    data = state.model_dump(mode="json")
+    if plain_json(data):
+        try:
+            return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits, a surrogate
+            pass
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
 def snapshot_records(
     *,
     snapshot_topic: str,
     runs_topic: str,
     partition: int,
     runs_offset: int,
-    states: Iterable[RunState],
+    states: Iterable[RunState | bytes],
     snapshot_id: str,
     time: datetime,
 ) -> list[OutboundRecord]:
-    """The records of one snapshot: chunks of states, then the manifest."""
-    chunks: list[list[RunState]] = [[]]
+    """The records of one snapshot: chunks of states, then the manifest.
+
+    A state may be given as its :func:`state_json` already (the run store keeps finished
+    runs so): a chunk's value is its states' JSON put together, not dumped again.
+    """
+    chunks: list[list[bytes]] = [[]]
     size = 0
     count = 0
     for state in states:
-        weight = len(state.model_dump_json())
-        if chunks[-1] and size + weight > CHUNK_BYTES:
+        encoded = state if isinstance(state, bytes) else state_json(state)
+        if chunks[-1] and size + len(encoded) > CHUNK_BYTES:
             chunks.append([])
             size = 0
-        chunks[-1].append(state)
-        size += weight
+        chunks[-1].append(encoded)
+        size += len(encoded)
         count += 1
     records = []
     for index, chunk in enumerate(chunks):
-        payload = SnapshotChunk(snapshot_id=snapshot_id, index=index, states=chunk)
+        value = orjson.dumps(
+            {
+                "type": CHUNK_TYPE,
+                "snapshot_id": snapshot_id,
+                "index": index,
+                "states": [orjson.Fragment(s) for s in chunk],
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
         key = _key(runs_topic, partition, f"chunk:{index}")
-        envelope = to_envelope(payload, id=f"{snapshot_id}:{index}", source=SOURCE, time=time)
-        records.append(outbound(snapshot_topic, key, envelope, partition=0))
+        attributes = {"id": f"{snapshot_id}:{index}", "type": CHUNK_TYPE, "source": SOURCE}
+        # the envelope names the record's attributes; its value is the chunk JSON above
+        envelope = unchecked_envelope({**attributes, "time": time}, {})
+        records.append(encoded_record(snapshot_topic, key, envelope, partition=0, value=value))
     manifest = SnapshotManifest(
         snapshot_id=snapshot_id,
         runs_topic=runs_topic,

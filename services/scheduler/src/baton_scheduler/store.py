@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from baton_common.state import RunState
+from baton_scheduler.snapshot import state_json
 
 __all__ = ["RunStore", "compact"]
 
@@ -30,29 +31,47 @@ class RunStore:
 
     Changes made while a Kafka transaction is open are staged by the caller and
     applied with :meth:`apply` only after the transaction commits. Finished runs are
-    kept :func:`compact`.
+    kept :func:`compact` and as their snapshot JSON (ADR 0150): bytes, which the cyclic
+    garbage collector does not walk (a state is a handful of containers it would walk on
+    every full collection) and which a snapshot writes as they are. Reading one back
+    (a late command, dedup, the API) parses it.
     """
 
     def __init__(self) -> None:
-        self._runs: dict[str, RunState] = {}
+        self._running: dict[str, RunState] = {}
+        self._finished: dict[str, bytes] = {}
         self._partition_of: dict[str, int] = {}
 
     def get(self, run_id: str) -> RunState | None:
-        return self._runs.get(run_id)
+        state = self._running.get(run_id)
+        if state is not None:
+            return state
+        encoded = self._finished.get(run_id)
+        return None if encoded is None else RunState.model_validate_json(encoded)
 
     def partition_of(self, run_id: str) -> int | None:
         return self._partition_of.get(run_id)
 
-    def of_partition(self, partition: int) -> dict[str, RunState]:
-        """The runs of one partition (a copy)."""
-        return {r: self._runs[r] for r, p in self._partition_of.items() if p == partition}
+    def of_partition(self, partition: int) -> dict[str, bytes]:
+        """The runs of one partition as their snapshot JSON (a copy): a finished run's
+        is kept, a running run's is written now."""
+        return {
+            r: self._finished[r] if r in self._finished else state_json(self._running[r])
+            for r, p in self._partition_of.items()
+            if p == partition
+        }
 
-    def states(self) -> list[RunState]:
-        return list(self._runs.values())
+    def running(self) -> list[RunState]:
+        """The runs not finished yet (the only ones holding timers)."""
+        return list(self._running.values())
 
     def apply(self, changes: Mapping[str, tuple[int, RunState]]) -> None:
         for run_id, (partition, state) in changes.items():
-            self._runs[run_id] = compact(state)
+            if state.finished:
+                self._finished[run_id] = state_json(compact(state))
+                self._running.pop(run_id, None)
+            else:
+                self._running[run_id] = state
             self._partition_of[run_id] = partition
 
     def drop_partitions(self, partitions: Iterable[int]) -> int:
@@ -60,9 +79,10 @@ class RunStore:
         gone = set(partitions)
         stale = [run for run, p in self._partition_of.items() if p in gone]
         for run_id in stale:
-            del self._runs[run_id]
+            self._running.pop(run_id, None)
+            self._finished.pop(run_id, None)
             del self._partition_of[run_id]
         return len(stale)
 
     def __len__(self) -> int:
-        return len(self._runs)
+        return len(self._partition_of)
