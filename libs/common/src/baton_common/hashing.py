@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -22,12 +23,16 @@ __all__ = [
     "chained",
     "find_break",
     "plain_json",
+    "sealed",
     "verify_chain",
 ]
 
 GENESIS = "0" * 64
 
 _ATTRIBUTES: Final = tuple(name for name in Envelope.model_fields if name not in ("hash", "data"))
+_ENVELOPE_DEFAULTS: Final = {
+    name: field.default for name, field in Envelope.model_fields.items() if name != "data"
+}
 _TIME: Final = TypeAdapter(datetime)
 
 
@@ -38,7 +43,7 @@ def chain_hash(envelope: Envelope) -> str:
     The canonical JSON is ``json.dumps(envelope.model_dump(mode="json", exclude={"hash"}),
     sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` encoded as UTF-8.
     """
-    return hashlib.sha256(_canonical(envelope)[0]).hexdigest()
+    return hashlib.sha256(_canonical(envelope.__dict__)[0]).hexdigest()
 
 
 def chained(draft: Envelope) -> tuple[Envelope, bytes | None]:
@@ -50,15 +55,42 @@ def chained(draft: Envelope) -> tuple[Envelope, bytes | None]:
     the record value ``encode_record`` writes for it, so the caller need not dump ``data``
     again.
     """
-    canonical, data_json = _canonical(draft)
-    values = draft.__dict__.copy()
+    return _sealed(draft.__dict__.copy(), draft.model_fields_set | {"hash"})
+
+
+def sealed(attributes: Mapping[str, object], data: dict[str, Any]) -> tuple[Envelope, bytes | None]:
+    """``chained(unchecked_envelope(attributes, data))`` without building the draft: the
+    same envelope (values, defaults, fields-set) and JSON, one envelope built instead of
+    two. The caller vouches for the attributes as for ``unchecked_envelope``."""
+    values = dict(_ENVELOPE_DEFAULTS)
+    values.update(attributes)
+    values["data"] = data
+    given = set(attributes)
+    given.update(("data", "hash"))
+    return _sealed(values, given)
+
+
+def _sealed(values: dict[str, Any], fields_set: set[str]) -> tuple[Envelope, bytes | None]:
+    """An envelope of ``values`` (every field; taken, not copied) with ``hash`` set."""
+    canonical, data_json = _canonical(values)
     values["hash"] = hashlib.sha256(canonical).hexdigest()
-    return assembled(Envelope, values, draft.model_fields_set | {"hash"}), data_json
+    return assembled(Envelope, values, fields_set), data_json
 
 
-def _canonical(envelope: Envelope) -> tuple[bytes, bytes | None]:
-    """The canonical JSON bytes :func:`chain_hash` digests, and ``data``'s part of them
-    when orjson wrote them.
+# The last time written, and its text: a command's events share one time object.
+_last_time: tuple[object, str] = (None, "")
+
+
+def _time_text(time: datetime) -> str:
+    global _last_time
+    if _last_time[0] is not time:
+        _last_time = (time, _TIME.dump_python(time, mode="json"))
+    return _last_time[1]
+
+
+def _canonical(values: dict[str, Any]) -> tuple[bytes, bytes | None]:
+    """The canonical JSON bytes :func:`chain_hash` digests for an envelope's ``values``
+    (its ``__dict__``), and ``data``'s part of them when orjson wrote them.
 
     orjson writes the same bytes as the standard library's sorted, compact, non-ASCII
     JSON for strings, integers up to 64 bits, booleans, null, objects with string keys and
@@ -67,7 +99,6 @@ def _canonical(envelope: Envelope) -> tuple[bytes, bytes | None]:
     former goes through orjson, anything else through the reference path.
     ``tests/common/test_chain_hash.py`` checks both give the same bytes.
     """
-    values = envelope.__dict__
     data = values["data"]
     if plain_json(data):
         try:
@@ -76,9 +107,10 @@ def _canonical(envelope: Envelope) -> tuple[bytes, bytes | None]:
             pass
         else:
             content = {name: values[name] for name in _ATTRIBUTES}
-            content["time"] = _TIME.dump_python(values["time"], mode="json")
+            content["time"] = _time_text(values["time"])
             content["data"] = orjson.Fragment(data_json)
             return orjson.dumps(content, option=orjson.OPT_SORT_KEYS), data_json
+    envelope = assembled(Envelope, dict(values), set(values))
     content = envelope.model_dump(mode="json", exclude={"hash"})
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return canonical.encode(), None

@@ -26,7 +26,7 @@ from baton_common.events import (
     RunSucceeded,
     StepDispatched,
 )
-from baton_common.hashing import GENESIS, chained
+from baton_common.hashing import GENESIS, sealed
 from baton_common.records import GateClosed, StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState, StepStatus, evolve, stamped
@@ -80,47 +80,66 @@ def journal(
     values: list[bytes | None] = []
     tasks: list[Task] = []
     changed: dict[str, RunState] = {}
+    # per run: seq and hash of its newest event so far; the states in ``changed`` are
+    # stamped with them once, at the end (nothing in between reads a state's own)
+    heads: dict[str, tuple[int, str]] = {}
     for index, event in enumerate(events):
-        state = changed.get(event.run_id) or states.get(event.run_id)
+        run_id = event.run_id
+        state = changed.get(run_id) or states.get(run_id)
         before = state
-        seq = (state.seq if state is not None else 0) + 1
+        head = heads.get(run_id)
+        if head is None and state is not None:
+            head = (state.seq, state.last_hash)
         in_chain = state is not None or event.type == "baton.run.started.v1"
         story_id = state.story_id if state is not None else getattr(event, "story_id", None)
         version = (
             state.story_version if state is not None else getattr(event, "story_version", None)
         )
-        draft = _draft(
+        seq = (head[0] if head is not None else 0) + 1
+        envelope, value = _sealed(
             event,
             id=ids.child_id(command.id, index),
             source=SOURCE,
             time=now,
-            subject=event.run_id,
+            subject=run_id,
             storyid=story_id,
             storyversion=version,
             causationid=command.id,
-            correlationid=command.correlationid or event.run_id,
+            correlationid=command.correlationid or run_id,
             actor=command.actor,
             traceparent=command.traceparent,
             seq=seq if in_chain else None,
-            prevhash=(state.last_hash if state is not None else GENESIS) if in_chain else None,
+            prevhash=(head[1] if head is not None else GENESIS) if in_chain else None,
         )
-        envelope, value = chained(draft)
         envelopes.append(envelope)
         values.append(value)
         if in_chain:
+            hash_ = envelope.hash or ""
             known = evolved[index] if evolved is not None else None
-            if known is not None and known.run_id == event.run_id:
-                state = stamped(known, seq=seq, hash=envelope.hash or "")
+            if known is not None and known.run_id == run_id:
+                state = known
             else:
-                state = evolve(state, event, seq=seq, hash=envelope.hash or "", time=now)
-            changed[event.run_id] = state
+                state = evolve(state, event, seq=seq, hash=hash_, time=now)
+            changed[run_id] = state
+            heads[run_id] = (seq, hash_)
         if state is not None:
             tasks.extend(_tasks(event, envelope, before, state, topics, now))
             calls = call_commands(event, envelope, state, topics, now)
         else:
             calls = rejected_call(event, command, topics, now)
         tasks.extend(Task(topic, key, env) for topic, key, env in calls)
+    for run_id, state in changed.items():
+        seq, hash_ = heads[run_id]
+        if state.seq != seq or state.last_hash != hash_:
+            changed[run_id] = stamped(state, seq=seq, hash=hash_)
     return Entry(envelopes, tasks, changed, values)
+
+
+def _sealed(payload: BaseModel, **attributes: object) -> tuple[Envelope, bytes | None]:
+    """``chained(_draft(payload, **attributes))``, the envelope built once."""
+    data = payload.model_dump(mode="json")
+    attributes["type"] = data["type"]
+    return sealed(attributes, data)
 
 
 def _draft(payload: BaseModel, **attributes: object) -> Envelope:
