@@ -26,8 +26,6 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from scheduler import STORY, STORY_TEXT, command_envelope, new_traceparent, topics_for
-
 from baton_common import ids
 from baton_common.catalog import StoryCatalog
 from baton_common.commands import CompleteStep, StartRun
@@ -35,6 +33,7 @@ from baton_common.envelope import encode_record
 from baton_common.records import StoryPublished
 from baton_common.service import configure_logging
 from baton_scheduler.engine import Engine, Staged
+from scheduler import STORY, STORY_TEXT, command_envelope, new_traceparent, topics_for
 
 # the story's steps in the order their CompleteSteps arrive (fetch, the fan-out, then on)
 ORDER = ["fetch", "a", "b", "c", "d", "join", "act", "close"]

@@ -30,16 +30,19 @@ _NAMESPACE_BYTES: Final = _NAMESPACE.bytes
 def uuid5_text(name: str) -> str:
     """``str(uuid.uuid5(<Baton's namespace>, name))``, without building a ``UUID`` object.
 
-    The router computes one per ingested event; ``UUID.__init__`` and ``__str__`` are most
-    of uuid5's cost. Same SHA-1, same version and variant bits, same text.
+    The router computes one per ingested event, the scheduler several per command;
+    ``UUID.__init__`` and ``__str__`` are most of uuid5's cost. Same SHA-1, same version
+    and variant bits, same text: the version nibble is ``5`` and the variant nibble's top
+    bits ``10``, set on the hex text directly.
     """
-    digest = bytearray(
-        hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
+    text = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).hexdigest()
+    return (
+        f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:32]}"
     )
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# the hex digit with its top two bits set to 10 (RFC 4122 variant), by hex digit
+_VARIANT: Final = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 _V4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))

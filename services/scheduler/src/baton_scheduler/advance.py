@@ -55,7 +55,13 @@ def advance(run: Builder, story: Story) -> None:
             ):
                 start_step(run, name, step)
                 state = run.run
-                progressed = True
+                # a step left dispatched, delayed or waiting meets no other step's needs:
+                # only one done at once (skipped, failed, not needed) may let a step
+                # before it in the story start, and an exploded one (maybe of no items)
+                # may implode, on another pass
+                started = state.steps.get(name, NOT_STARTED)
+                if started.status.done or started.items is not None:
+                    progressed = True
     _finish_if_done(run, story)
 
 
