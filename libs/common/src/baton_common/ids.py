@@ -36,9 +36,7 @@ def uuid5_text(name: str) -> str:
     bits ``10``, set on the hex text directly.
     """
     text = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).hexdigest()
-    return (
-        f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:32]}"
-    )
+    return f"{text[:8]}-{text[8:12]}-5{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:32]}"
 
 
 # the hex digit with its top two bits set to 10 (RFC 4122 variant), by hex digit
