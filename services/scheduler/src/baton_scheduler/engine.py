@@ -44,6 +44,11 @@ log = structlog.get_logger(__name__)
 
 Staged = dict[str, tuple[int, RunState]]
 
+# Deciding yields to the event loop this often, so the transaction's requests (its
+# AddOffsetsToTxn first) are sent and answered while the batch is decided; once per
+# command was a loop turn (a poll of the sockets) per command (ADR 0150).
+YIELD_SECONDS = 0.002
+
 
 class Engine:
     """Owns the command consumer, the transactional producer and the run store."""
@@ -167,9 +172,12 @@ class Engine:
             )
             try:
                 outs: list[OutboundRecord] = []
+                yielded = 0.0  # the producer's sender task runs every YIELD_SECONDS meanwhile
                 for records in batches.values():
                     for record in records:
-                        await asyncio.sleep(0)  # the producer's sender task runs meanwhile
+                        if (now := time.perf_counter()) - yielded >= YIELD_SECONDS:
+                            await asyncio.sleep(0)
+                            yielded = now
                         outs.extend(await self.handle(record, staged))
                 stages.lap("decide")
                 await offsets_added
