@@ -20,8 +20,6 @@ import os
 import pstats
 import sys
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -32,6 +30,7 @@ from baton_common.commands import CompleteStep, StartRun
 from baton_common.envelope import encode_record
 from baton_common.records import StoryPublished
 from baton_common.service import configure_logging
+from baton_common.testing import Record
 from baton_scheduler.engine import Engine, Staged
 from scheduler import STORY, STORY_TEXT, command_envelope, new_traceparent, topics_for
 
@@ -39,22 +38,10 @@ from scheduler import STORY, STORY_TEXT, command_envelope, new_traceparent, topi
 ORDER = ["fetch", "a", "b", "c", "d", "join", "act", "close"]
 
 
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    timestamp: int
-
-
 def commands(runs: int) -> list[Record]:
     """Every command of ``runs`` runs, wave by wave (all StartRuns, then each step)."""
     run_ids = [ids.uuid4_text() for _ in range(runs)]
     out: list[Record] = []
-    stamp = int(datetime.now(UTC).timestamp() * 1000)
     waves: list[list[StartRun | CompleteStep]] = [
         [StartRun(run_id=r, story_id=STORY.id, trigger={"n": n}) for n, r in enumerate(run_ids)]
     ]
@@ -71,7 +58,7 @@ def commands(runs: int) -> list[Record]:
         for command in wave:
             value, headers = encode_record(command_envelope(command, new_traceparent()))
             key = command.run_id.encode()
-            out.append(Record("c", 0, len(out), key, value, tuple(headers), stamp))
+            out.append(Record("c", 0, len(out), key, value, tuple(headers)))
     return out
 
 
