@@ -115,6 +115,53 @@ def _compiled_template(source: str) -> Template:
     return _ENV.from_string(source)
 
 
+_OUTPUT: Final = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_Planned = tuple[tuple[str, ...], tuple[Plan, ...]]
+
+
+@lru_cache(maxsize=4096)
+def _planned_template(source: str) -> _Planned | None:
+    """A text template made only of text and ``{{ expr }}`` outputs whose expressions
+    all have plans (``http://x/{{ event.n }}``), as its texts and plans; None for any
+    other (blocks, comments, whitespace control, a trailing newline Jinja2 would drop,
+    an expression without a plan).
+
+    Jinja2 renders such a template as the texts with ``str(finalize(value))`` of each
+    output between them; :func:`_render_planned` does the same without building a
+    template context and running generated code.
+    """
+    if "{%" in source or "{#" in source or source.endswith("\n"):
+        return None
+    texts: list[str] = []
+    plans: list[Plan] = []
+    position = 0
+    for match in _OUTPUT.finditer(source):
+        expression = match.group(1)
+        if expression[:1] in "-+" or expression[-1:] in "-+":
+            return None  # whitespace control, or an expression Jinja2 reads otherwise
+        plan = _planned_expression(expression.strip())
+        if plan is None:
+            return None
+        texts.append(source[position : match.start()])
+        plans.append(plan)
+        position = match.end()
+    texts.append(source[position:])
+    if any("{{" in text or "}}" in text for text in texts):
+        return None
+    return tuple(texts), tuple(plans)
+
+
+def _render_planned(planned: _Planned, context: Mapping[str, object]) -> str:
+    """Render a template :func:`_planned_template` split; raises :class:`Unplanned` as
+    the plans do."""
+    texts, plans = planned
+    parts = [texts[0]]
+    for plan, text in zip(plans, texts[1:], strict=True):
+        parts.append(str(_finalize(plan(context))))
+        parts.append(text)
+    return "".join(parts)
+
+
 def evaluate_condition(source: str, context: Mapping[str, JsonValue]) -> bool:
     """Evaluate a condition such as ``event.severity == "high"`` to a bool.
 
@@ -151,6 +198,12 @@ def render_value(value: JsonValue, context: Mapping[str, JsonValue]) -> JsonValu
         # "{{ a }}/{{ b }}" also starts with {{ and ends with }}: that is text, not one expression
         if match is not None and "{{" not in match.group("expr"):
             return _to_json(_evaluate(match.group("expr"), _with_secrets(context)), value)
+        planned = _planned_template(value)
+        if planned is not None:
+            try:
+                return _render_planned(planned, _with_secrets(context))
+            except Unplanned:
+                pass  # Jinja2 decides, and words any error
         try:
             return _compiled_template(value).render(_with_secrets(context))
         except TemplateError as exc:
