@@ -27,6 +27,7 @@ __all__ = [
     "Row",
     "column",
     "create_pool",
+    "has_non_finite",
     "load_migrations",
     "migrate",
     "ping",
@@ -95,9 +96,19 @@ def _encode_jsonb(value: object, *, finite: bool = False) -> bytes:
         encoded = orjson.dumps(value, option=_STRICT)
     except (orjson.JSONEncodeError, TypeError):
         encoded = b""
-    if not encoded or (not finite and b"null" in encoded and _has_non_finite(value)):
-        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    if not encoded or (not finite and b"null" in encoded and has_non_finite(value)):
+        encoded = json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, default=_fragment_value
+        ).encode()
     return _JSONB_VERSION + encoded
+
+
+def _fragment_value(value: object) -> object:
+    """What the standard library writes for an ``orjson.Fragment`` (JSON encoded already,
+    e.g. a run's state, ``set_writes``): the value its text holds."""
+    if isinstance(value, orjson.Fragment):
+        return json.loads(value.contents)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def encode_jsonb(value: object, *, finite: bool = False) -> EncodedJsonb:
@@ -113,11 +124,16 @@ def encode_jsonb(value: object, *, finite: bool = False) -> EncodedJsonb:
 # check at C speed (a walk over the value in Python cost a third of the projection's time,
 # since nearly every document holds a null and so needs the check).
 _FINITE_ONLY: Final = json.JSONEncoder(
-    allow_nan=False, check_circular=False, ensure_ascii=False, separators=(",", ":")
+    allow_nan=False,
+    check_circular=False,
+    ensure_ascii=False,
+    separators=(",", ":"),
+    default=_fragment_value,
 )
 
 
-def _has_non_finite(value: object) -> bool:
+def has_non_finite(value: object) -> bool:
+    """Whether ``value`` holds a NaN or an infinity (which PostgreSQL's jsonb refuses)."""
     try:
         _FINITE_ONLY.encode(value)
     except ValueError:

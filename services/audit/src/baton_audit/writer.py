@@ -96,6 +96,10 @@ class _Batch:
     runs: dict[str, RunRow] = field(default_factory=dict)
     stored: frozenset[str] = frozenset()
     """The runs whose rows exist (locked by this batch)."""
+    finite: set[str] = field(default_factory=set)
+    """The runs whose state is known to hold no NaN or infinity (``RunRows``)."""
+    all_finite: bool = True
+    """Every payload of the batch was parsed by orjson: none holds a NaN or infinity."""
     approvals: list[ApprovalRequest | ApprovalDecision | ApprovalEscalation] = field(
         default_factory=list
     )
@@ -196,8 +200,9 @@ class AuditWriter:
             return unusable
         batch = _Batch()
         run_ids = sorted({envelope.subject or "" for _, envelope, _ in decoded})
-        batch.runs = await self._rows.lock(conn, run_ids)
+        batch.runs, batch.finite = await self._rows.lock(conn, run_ids)
         batch.stored = frozenset(batch.runs)
+        batch.finite.update(run_id for run_id in run_ids if run_id not in batch.stored)
         unknown = 0
         logs: dict[str, list[tuple[Envelope, RunEvent | None]]] = {}
         for record, envelope, finite in decoded:
@@ -222,6 +227,9 @@ class AuditWriter:
                 )
             )
             logs.setdefault(run_id, []).append((envelope, event))
+            if not finite:
+                batch.finite.discard(run_id)
+                batch.all_finite = False
             change = approval_change(envelope, event)
             if change is not None:
                 batch.approvals.append(change)
@@ -238,7 +246,7 @@ class AuditWriter:
         if unknown:
             EVENTS.labels("false").inc(unknown)
         await self._write(conn, batch)
-        self._rows.keep(batch.runs.values())
+        self._rows.keep(batch.runs.values(), batch.finite)
         return unusable
 
     async def _stored_offsets(
@@ -266,9 +274,9 @@ class AuditWriter:
         await conn.copy_records_to_table(
             "events", records=[_values(row) for row in batch.events], columns=_EVENT_COLUMNS
         )
-        await write_runs(conn, batch.runs.values(), batch.stored)
+        await write_runs(conn, batch.runs.values(), batch.stored, batch.finite)
         await write_gate_changes(conn, batch.approvals)
-        await write_attempts(conn, batch.started, batch.finished)
+        await write_attempts(conn, batch.started, batch.finished, finite=batch.all_finite)
         if batch.finished:
             interactions = await self._interactions(conn, batch)
             if interactions:
