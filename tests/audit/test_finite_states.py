@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import orjson
 import pytest
+from pydantic import JsonValue
 
 from baton_audit.admin import checksum
 from baton_audit.db import Pool, encode_jsonb
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.integration
 
 def states() -> list[RunState]:
     found: list[RunState] = []
-    odd_output = {
+    odd_output: dict[str, JsonValue] = {
         "floats": [0.1, 1e16, 1e-7, 1.5e300, 5e-324, -0.0, 2.0**53, 123.456],
         "ints": [0, -1, 2**63 - 1, -(2**63)],
         "text": '\u00e9\u4e2d\U0001f600 "quoted" \\ \n\t\u0001',
