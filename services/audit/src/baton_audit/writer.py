@@ -52,29 +52,7 @@ log = structlog.get_logger(__name__)
 Unusable = tuple[ConsumedRecord, str]
 """A record that cannot be applied, and why (it goes to the dead-letter topic)."""
 
-_EVENT_COLUMNS: Final = [
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "id",
-    "run_id",
-    "seq",
-    "type",
-    "time",
-    "source",
-    "causationid",
-    "correlationid",
-    "actor",
-    "storyid",
-    "storyversion",
-    "prevhash",
-    "hash",
-    "data",
-    "time_text",
-    "specversion",
-    "datacontenttype",
-    "traceparent",
-]
+_EVENT_COLUMNS: Final = list(EventRow._fields)
 _AI: Final = (
     "insert into ai_interactions (attempt_id, run_id, step, attempt, action, provider, model,"
     " prompt, response, tool_calls, input_tokens, output_tokens, occurred_at, event_id, record)"
@@ -111,7 +89,10 @@ _GETTERS: dict[type, Callable[[object], tuple[object, ...]]] = {}
 
 
 def _values(row: object) -> tuple[object, ...]:
-    """A dataclass's field values, not copied (``dataclasses.astuple`` deep-copies them)."""
+    """A dataclass's field values, not copied (``dataclasses.astuple`` deep-copies them);
+    a named tuple as it is."""
+    if isinstance(row, tuple):
+        return row
     kind = type(row)
     getter = _GETTERS.get(kind)
     if getter is None:
@@ -271,9 +252,7 @@ class AuditWriter:
         return {column(row, "kafka_offset", int) for row in stored}
 
     async def _write(self, conn: Connection, batch: _Batch) -> None:
-        await conn.copy_records_to_table(
-            "events", records=[_values(row) for row in batch.events], columns=_EVENT_COLUMNS
-        )
+        await conn.copy_records_to_table("events", records=batch.events, columns=_EVENT_COLUMNS)
         await write_runs(conn, batch.runs.values(), batch.stored, batch.finite)
         await write_gate_changes(conn, batch.approvals)
         await write_attempts(conn, batch.started, batch.finished, finite=batch.all_finite)
