@@ -43,7 +43,7 @@ from baton_common.envelope import Envelope, EnvelopeError, decode_record, decode
 from baton_common.events import RunEvent
 from baton_common.kafka import ConsumedRecord
 from baton_common.records import StoryPublished
-from baton_common.telemetry import record_span
+from baton_common.telemetry import record_span, tracing_enabled
 
 __all__ = ["AuditWriter", "Unusable"]
 
@@ -186,14 +186,16 @@ class AuditWriter:
         batch.finite.update(run_id for run_id in run_ids if run_id not in batch.stored)
         unknown = 0
         logs: dict[str, list[tuple[Envelope, RunEvent | None]]] = {}
+        traced = tracing_enabled()  # once a batch: the span's attributes cost even unrecorded
         for record, envelope, finite in decoded:
             run_id = envelope.subject or ""
             event, problem = parse_event(envelope)
-            record_span(
-                "baton.audit.store",
-                parent=envelope.traceparent,
-                attributes={"baton.run_id": run_id, "baton.event": envelope.type},
-            )
+            if traced:
+                record_span(
+                    "baton.audit.store",
+                    parent=envelope.traceparent,
+                    attributes={"baton.run_id": run_id, "baton.event": envelope.type},
+                )
             if problem is not None:
                 unknown += 1
                 log.warning("event stored without effect", event_id=envelope.id, reason=problem)
