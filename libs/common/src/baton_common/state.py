@@ -168,6 +168,8 @@ def _step(state: RunState, name: str, **changes: object) -> dict[str, StepState]
 
 
 def _drop_step_timers(state: RunState, step: str) -> dict[str, Timer]:
+    if not state.timers:
+        return state.timers  # states are never changed in place: the empty dict is shared
     return {k: t for k, t in state.timers.items() if not (t.step == step and t.kind in _STEP_BOUND)}
 
 
