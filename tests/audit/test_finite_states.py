@@ -15,7 +15,7 @@ import pytest
 from pydantic import JsonValue
 
 from baton_audit.admin import checksum
-from baton_audit.db import Pool, encode_jsonb
+from baton_audit.db import JsonText, Pool, encode_jsonb
 from baton_audit.run_rows import RunRows
 from baton_audit.writer import AuditWriter
 from baton_common.events import StepSucceeded, TimerScheduled
@@ -80,7 +80,7 @@ async def test_a_serialized_state_is_the_dumped_document(pool: Pool) -> None:
     serializer = RunState.__pydantic_serializer__
     async with pool.acquire() as conn:
         for state in states():
-            fast = encode_jsonb(orjson.Fragment(serializer.to_json(state)), finite=True)
+            fast = encode_jsonb(JsonText(serializer.to_json(state)), finite=True)
             dumped = encode_jsonb(state.model_dump(mode="json"))
             same = await conn.fetchrow(
                 "select $1::jsonb = $2::jsonb as equal, $1::jsonb::text = $2::jsonb::text as text",
@@ -153,3 +153,30 @@ async def test_a_state_read_back_with_an_overflowing_number_is_not_taken_as_fini
     assert math.isinf(big)
     assert locked.finite == set()
     assert clean.rows == {}
+
+
+async def test_a_batch_mixing_finite_and_other_states_keeps_every_value(pool: Pool) -> None:
+    # A payload with an integer beyond 64 bits is parsed by the standard library (not
+    # known finite) yet stored: its run's state goes through the check while the others
+    # in the same document go as serialized.
+    log = interleaved(4)
+    digits = b"123456789012345678901234567"
+    culprit = 2 * 4 + 1
+    log[culprit] = with_value(log[culprit], b"0.7", digits)
+    projector = projector_on(pool)
+
+    for start in range(0, len(log), 4):
+        await projector.apply_batch(TOPIC, 0, log[start : start + 4])
+
+    assert projector._publisher.records == []  # type: ignore[attr-defined]
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "select run_id, state -> 'steps' -> 'verdict' -> 'output' ->> 'confidence' as c"
+            " from runs order by run_id"
+        )
+    assert [(r["run_id"], r["c"]) for r in rows] == [
+        ("a0", "0.7"),
+        ("a1", digits.decode()),
+        ("a2", "0.7"),
+        ("a3", "0.7"),
+    ]

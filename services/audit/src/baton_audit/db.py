@@ -22,6 +22,7 @@ from baton_common.postgres import Migration, Row, column, ping, quote_ident
 __all__ = [
     "Connection",
     "EncodedJsonb",
+    "JsonText",
     "Migration",
     "Pool",
     "Row",
@@ -93,21 +94,31 @@ def _encode_jsonb(value: object, *, finite: bool = False) -> bytes:
     # null (NaN, infinities), so PostgreSQL gives the same verdict on them as before.
     # ``finite``: the caller knows the value holds no NaN or infinity (no check needed).
     try:
-        encoded = orjson.dumps(value, option=_STRICT)
+        encoded = orjson.dumps(value, option=_STRICT, default=_json_text_fragment)
     except (orjson.JSONEncodeError, TypeError):
         encoded = b""
     if not encoded or (not finite and b"null" in encoded and has_non_finite(value)):
         encoded = json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, default=_fragment_value
+            value, separators=(",", ":"), ensure_ascii=False, default=_json_text_value
         ).encode()
     return _JSONB_VERSION + encoded
 
 
-def _fragment_value(value: object) -> object:
-    """What the standard library writes for an ``orjson.Fragment`` (JSON encoded already,
-    e.g. a run's state, ``set_writes``): the value its text holds."""
-    if isinstance(value, orjson.Fragment):
-        return json.loads(value.contents)
+class JsonText(bytes):
+    """A value's JSON text, written into a jsonb document as that value: orjson copies
+    it in as it is; the standard library (the fallback, the NaN check) reads it first.
+    A run's state serialized by pydantic goes so (``set_writes``, ADR 0550)."""
+
+
+def _json_text_fragment(value: object) -> orjson.Fragment:
+    if type(value) is JsonText:
+        return orjson.Fragment(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _json_text_value(value: object) -> object:
+    if type(value) is JsonText:
+        return json.loads(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
@@ -128,7 +139,7 @@ _FINITE_ONLY: Final = json.JSONEncoder(
     check_circular=False,
     ensure_ascii=False,
     separators=(",", ":"),
-    default=_fragment_value,
+    default=_json_text_value,
 )
 
 

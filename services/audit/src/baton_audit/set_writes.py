@@ -13,10 +13,8 @@ from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
-import orjson
-
 from baton_audit.attempts import AttemptFinished, AttemptStarted
-from baton_audit.db import Connection, EncodedJsonb, encode_jsonb
+from baton_audit.db import Connection, EncodedJsonb, JsonText, encode_jsonb
 from baton_audit.projection import ApprovalDecision, ApprovalEscalation, ApprovalRequest, RunRow
 from baton_common.state import RunState
 
@@ -178,13 +176,13 @@ _STATE: Final = RunState.__pydantic_serializer__
 
 def _state(state: RunState | None, *, finite: bool) -> object:
     """A run's state as the runs document holds it: a finite one as pydantic's serializer
-    writes it (JSON already, the document it gives ``model_dump(mode="json")`` but in a
-    third of the time); any other as ``model_dump``, for the codec to check (pydantic's
-    JSON would write NaN as null, where PostgreSQL must refuse it)."""
+    writes it (JSON already, the document ``model_dump(mode="json")`` gives, in a third of
+    the time); any other as ``model_dump``, for the codec to check (pydantic's JSON would
+    write NaN as null, where PostgreSQL must refuse it)."""
     if state is None:
         return None
     if finite:
-        return orjson.Fragment(_STATE.to_json(state))
+        return JsonText(_STATE.to_json(state))
     return state.model_dump(mode="json")
 
 
