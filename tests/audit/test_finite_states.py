@@ -15,10 +15,10 @@ import pytest
 from pydantic import JsonValue
 
 from baton_audit.admin import checksum
-from baton_audit.db import JsonText, Pool, encode_jsonb
+from baton_audit.db import JsonText, Pool, encode_jsonb, load_migrations
 from baton_audit.run_rows import RunRows
 from baton_audit.writer import AuditWriter
-from baton_common.events import StepSucceeded, TimerScheduled
+from baton_common.events import RunStarted, StepSucceeded, TimerScheduled
 from baton_common.kafka import ConsumedRecord
 from baton_common.state import RunState, replay
 from baton_common.testing import Record
@@ -27,6 +27,7 @@ from .conftest import PoolFactory
 from .fakes import (
     KEPT_RUNS,
     STORIES_TOPIC,
+    STORY,
     T0,
     TOPIC,
     approved_run,
@@ -67,21 +68,63 @@ def states() -> list[RunState]:
                 attempt=1,
                 fire_at=T0 + timedelta(microseconds=1),
             ),
+            TimerScheduled(run_id="a2", timer_id="run", kind="run_timeout", fire_at=T0),
         ],
         first_seq=3,
     )
     state = replay([*run, *odd])
     assert state is not None
     found.append(state)
+    nulls = RunStarted(
+        run_id="n1",
+        story_id=STORY,
+        story_version=1,
+        trigger={"a": None, "b": {"c": None}, "d": [None], "e": ""},
+        dedup_key="k",
+    )
+    state = replay(chain("n1", [nulls]))
+    assert state is not None
+    found.append(state)
     return found
+
+
+async def test_a_state_stored_without_its_none_fields_reads_back_the_same(pool: Pool) -> None:
+    # Stored as the writer stores it now, and as it stored it before, then rewritten by
+    # migration 0550's statement: all three read back as the same state (jsonb's own
+    # reading of some floats, e.g. 1.5e300 as an integer, is the same for all three).
+    rewrite = next(m for m in load_migrations() if m.version == 550).sql
+    serializer = RunState.__pydantic_serializer__
+    insert = (
+        "insert into runs (run_id, status, event_count, updated_at, state)"
+        " values ($1, 'running', 1, now(), $2)"
+    )
+    read = "select state, state::text as text from runs where run_id = $1"
+    async with pool.acquire() as conn:
+        for n, state in enumerate(states()):
+            small = JsonText(serializer.to_json(state, exclude_none=True))
+            await conn.execute(insert, f"new{n}", encode_jsonb(small, finite=True))
+            await conn.execute(insert, f"old{n}", encode_jsonb(state.model_dump(mode="json")))
+            before = await conn.fetchrow(read, f"old{n}")
+            await conn.execute(rewrite)
+            after = await conn.fetchrow(read, f"old{n}")
+            now = await conn.fetchrow(read, f"new{n}")
+            assert before is not None
+            assert after is not None
+            assert now is not None
+            assert after["text"] == now["text"], state
+            assert len(str(now["text"])) < len(str(before["text"]))
+            states_read = [RunState.model_validate(r["state"]) for r in (before, after, now)]
+            assert states_read[0] == states_read[1] == states_read[2]
+            dumped = [s.model_dump(mode="json") for s in states_read]
+            assert dumped[0] == dumped[1] == dumped[2]
 
 
 async def test_a_serialized_state_is_the_dumped_document(pool: Pool) -> None:
     serializer = RunState.__pydantic_serializer__
     async with pool.acquire() as conn:
         for state in states():
-            fast = encode_jsonb(JsonText(serializer.to_json(state)), finite=True)
-            dumped = encode_jsonb(state.model_dump(mode="json"))
+            fast = encode_jsonb(JsonText(serializer.to_json(state, exclude_none=True)))
+            dumped = encode_jsonb(state.model_dump(mode="json", exclude_none=True))
             same = await conn.fetchrow(
                 "select $1::jsonb = $2::jsonb as equal, $1::jsonb::text = $2::jsonb::text as text",
                 fast,

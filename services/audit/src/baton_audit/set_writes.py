@@ -175,15 +175,16 @@ _STATE: Final = RunState.__pydantic_serializer__
 
 
 def _state(state: RunState | None, *, finite: bool) -> object:
-    """A run's state as the runs document holds it: a finite one as pydantic's serializer
-    writes it (JSON already, the document ``model_dump(mode="json")`` gives, in a third of
-    the time); any other as ``model_dump``, for the codec to check (pydantic's JSON would
-    write NaN as null, where PostgreSQL must refuse it)."""
+    """A run's state as the runs document holds it, without the fields that hold None
+    (migration 0550; they read back as their default, None): a finite one as pydantic's
+    serializer writes it (JSON already, the document ``model_dump(mode="json")`` gives, in
+    a third of the time); any other as ``model_dump``, for the codec to check (pydantic's
+    JSON would write NaN as null, where PostgreSQL must refuse it)."""
     if state is None:
         return None
     if finite:
-        return JsonText(_STATE.to_json(state))
-    return state.model_dump(mode="json")
+        return JsonText(_STATE.to_json(state, exclude_none=True))
+    return state.model_dump(mode="json", exclude_none=True)
 
 
 def _run_args(run: RunRow, *, finite: bool) -> Row:
