@@ -34,6 +34,7 @@ from prometheus_client import REGISTRY
 from baton_audit.admin import positions
 from baton_audit.consumer import Projector
 from baton_audit.db import Pool, create_pool, migrate, quote_ident
+from baton_audit.heap import settle_heap
 from baton_audit.main import create_app
 from baton_audit.settings import AuditSettings
 from baton_audit.writer import AuditWriter
@@ -182,6 +183,7 @@ async def bench_store(url: str, runs: int, *, interleaved: bool) -> None:
         part = by_partition.setdefault(r.partition or 0, [])
         part.append(Record(r.topic, r.partition or 0, len(part), r.key, r.value, tuple(r.headers)))
     pool, schema = await fresh_pool(url)
+    settle_heap(AuditSettings.model_fields["gc_threshold"].default)  # as the service starts
     writer = AuditWriter(
         runs_topic="baton.runs",
         stories_topic="baton.stories",

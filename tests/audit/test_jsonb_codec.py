@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from baton_audit.db import _decode_jsonb, _encode_jsonb
+from baton_audit.db import JsonText, _decode_jsonb, _encode_jsonb, has_non_finite
 
 DOCUMENTS: list[object] = [
     {"a": "\u00e9\u4e2d", "b": [1, 2.5, None, True], "c": {"z": 1}},
@@ -43,3 +43,20 @@ def test_types_the_standard_library_refuses_are_refused() -> None:
 
     with pytest.raises(TypeError):
         _encode_jsonb({"t": datetime(2026, 1, 1, tzinfo=UTC)})
+
+
+def test_a_fragment_is_written_as_its_value_on_either_path() -> None:
+    # A run's state goes as pydantic's JSON (JsonText, ADR 0550); when orjson
+    # refuses the document around it (an integer beyond 64 bits), the standard library
+    # writes the fragment's value, and the NaN check reads through it.
+    state = JsonText(b'{"steps":{"a":{"output":null}},"n":[1,2.5]}')
+    fast = _encode_jsonb([["r1", 1, state]])
+    slow = _encode_jsonb([["r1", 2**70, state]])
+    assert json.loads(fast[1:]) == [["r1", 1, {"steps": {"a": {"output": None}}, "n": [1, 2.5]}]]
+    assert json.loads(slow[1:]) == [
+        ["r1", 2**70, {"steps": {"a": {"output": None}}, "n": [1, 2.5]}]
+    ]
+    assert not has_non_finite([state])
+    assert has_non_finite([state, math.inf])
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        _encode_jsonb([object()])

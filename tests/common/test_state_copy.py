@@ -53,3 +53,35 @@ def test_evolve_leaves_earlier_states_and_other_runs_steps_alone() -> None:
     assert other.steps["a"].output is None
     assert _PENDING_STEP == StepState()
     assert not _PENDING_STEP.model_fields_set
+
+
+def test_the_first_state_is_the_validated_one() -> None:
+    events = [
+        RunStarted(run_id="r", story_id="s", story_version=1, trigger={"n": [1, 2.5, None]}),
+        RunStarted(
+            run_id="r",
+            story_id="s",
+            story_version=3,
+            trigger={"alert": {"id": "A-1"}},
+            dedup_key="k",
+            dedup_until="2026-12-01T00:00:00Z",
+            ingest_id="i",
+            dedup_slot="slot",
+            parent_run_id="p",
+            parent_step="call",
+            parent_attempt_id="pa",
+            initiator="alice",
+        ),
+    ]
+    for event in events:
+        state = evolve(None, event, seq=1, hash="h1", time=T)
+        # the state's fields the event carries, as validation takes them
+        carried = {
+            n: getattr(event, n) for n in RunState.model_fields if n in type(event).model_fields
+        }
+        expected = RunState(**carried, steps={}, started_at=T, seq=1, last_hash="h1")
+        assert state == expected
+        assert state.model_fields_set == expected.model_fields_set
+        assert list(state.__dict__) == list(expected.__dict__)
+        assert state.model_dump_json() == expected.model_dump_json()
+        assert RunState.model_validate(state.model_dump()) == state

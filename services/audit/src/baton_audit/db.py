@@ -22,11 +22,13 @@ from baton_common.postgres import Migration, Row, column, ping, quote_ident
 __all__ = [
     "Connection",
     "EncodedJsonb",
+    "JsonText",
     "Migration",
     "Pool",
     "Row",
     "column",
     "create_pool",
+    "has_non_finite",
     "load_migrations",
     "migrate",
     "ping",
@@ -92,12 +94,32 @@ def _encode_jsonb(value: object, *, finite: bool = False) -> bytes:
     # null (NaN, infinities), so PostgreSQL gives the same verdict on them as before.
     # ``finite``: the caller knows the value holds no NaN or infinity (no check needed).
     try:
-        encoded = orjson.dumps(value, option=_STRICT)
+        encoded = orjson.dumps(value, option=_STRICT, default=_json_text_fragment)
     except (orjson.JSONEncodeError, TypeError):
         encoded = b""
-    if not encoded or (not finite and b"null" in encoded and _has_non_finite(value)):
-        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    if not encoded or (not finite and b"null" in encoded and has_non_finite(value)):
+        encoded = json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, default=_json_text_value
+        ).encode()
     return _JSONB_VERSION + encoded
+
+
+class JsonText(bytes):
+    """A value's JSON text, written into a jsonb document as that value: orjson copies
+    it in as it is; the standard library (the fallback, the NaN check) reads it first.
+    A run's state serialized by pydantic goes so (``set_writes``, ADR 0550)."""
+
+
+def _json_text_fragment(value: object) -> orjson.Fragment:
+    if type(value) is JsonText:
+        return orjson.Fragment(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _json_text_value(value: object) -> object:
+    if type(value) is JsonText:
+        return json.loads(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def encode_jsonb(value: object, *, finite: bool = False) -> EncodedJsonb:
@@ -113,11 +135,16 @@ def encode_jsonb(value: object, *, finite: bool = False) -> EncodedJsonb:
 # check at C speed (a walk over the value in Python cost a third of the projection's time,
 # since nearly every document holds a null and so needs the check).
 _FINITE_ONLY: Final = json.JSONEncoder(
-    allow_nan=False, check_circular=False, ensure_ascii=False, separators=(",", ":")
+    allow_nan=False,
+    check_circular=False,
+    ensure_ascii=False,
+    separators=(",", ":"),
+    default=_json_text_value,
 )
 
 
-def _has_non_finite(value: object) -> bool:
+def has_non_finite(value: object) -> bool:
+    """Whether ``value`` holds a NaN or an infinity (which PostgreSQL's jsonb refuses)."""
     try:
         _FINITE_ONLY.encode(value)
     except ValueError:

@@ -15,6 +15,7 @@ from baton_audit.api import Admin, audit_router
 from baton_audit.consumer import PositionListener, Projector
 from baton_audit.db import Pool, create_pool, migrate, ping
 from baton_audit.governance_api import governance_router
+from baton_audit.heap import settle_heap
 from baton_audit.settings import AuditSettings
 from baton_audit.store import AuditStore
 from baton_audit.writer import AuditWriter
@@ -141,6 +142,7 @@ def create_app(
                 running.projector = projector
 
             running.pool, running.store, running.publisher = pool, AuditStore(pool), sink
+            settle_heap(settings.gc_threshold)
             log.info("audit started", consuming=consume)
             try:
                 yield

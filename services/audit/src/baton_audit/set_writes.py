@@ -9,13 +9,14 @@ into what applying them one by one, in log order, left behind (``_merged``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from baton_audit.attempts import AttemptFinished, AttemptStarted
-from baton_audit.db import Connection, EncodedJsonb, encode_jsonb
+from baton_audit.db import Connection, EncodedJsonb, JsonText, encode_jsonb
 from baton_audit.projection import ApprovalDecision, ApprovalEscalation, ApprovalRequest, RunRow
+from baton_common.state import RunState
 
 __all__ = ["write_attempts", "write_gate_changes", "write_runs"]
 
@@ -116,14 +117,15 @@ _FINISH: Final = (
 )
 
 
-def _document(rows: Iterable[Row]) -> EncodedJsonb:
+def _document(rows: Iterable[Row], *, finite: bool) -> EncodedJsonb:
     """Rows as one jsonb array (their times as ``_time`` gives them).
 
     One document rather than an array per column: asyncpg checks every element of an
     array against the collection ABCs in Python, which cost more than the row's write.
-    The codec's checks hold (NaN or infinity anywhere and PostgreSQL refuses the batch).
+    The codec's checks hold (NaN or infinity anywhere and PostgreSQL refuses the batch)
+    unless ``finite``: the caller knows the rows hold no NaN or infinity.
     """
-    return encode_jsonb(list(rows))
+    return encode_jsonb(list(rows), finite=finite)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -162,12 +164,30 @@ def _earlier(earlier: T, later: T) -> T:
     return earlier
 
 
-async def _execute(conn: Connection, statement: str, rows: Sequence[Row]) -> None:
+async def _execute(
+    conn: Connection, statement: str, rows: Sequence[Row], *, finite: bool = False
+) -> None:
     if rows:
-        await conn.execute(statement, _document(rows))
+        await conn.execute(statement, _document(rows, finite=finite))
 
 
-def _run_args(run: RunRow) -> Row:
+_STATE: Final = RunState.__pydantic_serializer__
+
+
+def _state(state: RunState | None, *, finite: bool) -> object:
+    """A run's state as the runs document holds it, without the fields that hold None
+    (migration 0550; they read back as their default, None): a finite one as pydantic's
+    serializer writes it (JSON already, the document ``model_dump(mode="json")`` gives, in
+    a third of the time); any other as ``model_dump``, for the codec to check (pydantic's
+    JSON would write NaN as null, where PostgreSQL must refuse it)."""
+    if state is None:
+        return None
+    if finite:
+        return JsonText(_STATE.to_json(state, exclude_none=True))
+    return state.model_dump(mode="json", exclude_none=True)
+
+
+def _run_args(run: RunRow, *, finite: bool) -> Row:
     return (
         run.run_id,
         run.story_id,
@@ -180,15 +200,23 @@ def _run_args(run: RunRow) -> Row:
         run.dedup_key,
         run.event_count,
         _time(run.updated_at),
-        run.state.model_dump(mode="json") if run.state is not None else None,
+        _state(run.state, finite=finite),
     )
 
 
-async def write_runs(conn: Connection, runs: Iterable[RunRow], stored: frozenset[str]) -> None:
-    """Write one row per run (a batch folds each run once); ``stored``: rows that exist."""
-    rows = [_run_args(run) for run in runs]
-    await _execute(conn, _UPDATE_RUNS, [r for r in rows if r[0] in stored])
-    await _execute(conn, _INSERT_RUNS, [r for r in rows if r[0] not in stored])
+async def write_runs(
+    conn: Connection, runs: Iterable[RunRow], stored: frozenset[str], finite: Container[str]
+) -> None:
+    """Write one row per run (a batch folds each run once); ``stored``: rows that exist;
+    ``finite``: runs whose state is known to hold no NaN or infinity."""
+    rows: list[Row] = []
+    checked = True  # every state is finite: no check over the document
+    for run in runs:
+        known = run.run_id in finite
+        checked = checked and known
+        rows.append(_run_args(run, finite=known))
+    await _execute(conn, _UPDATE_RUNS, [r for r in rows if r[0] in stored], finite=checked)
+    await _execute(conn, _INSERT_RUNS, [r for r in rows if r[0] not in stored], finite=checked)
 
 
 def _decision(earlier: ApprovalDecision, later: ApprovalDecision) -> ApprovalDecision:
@@ -210,7 +238,8 @@ async def write_gate_changes(
     conn: Connection, changes: Sequence[ApprovalRequest | ApprovalDecision | ApprovalEscalation]
 ) -> None:
     """Requests, then escalations, then decisions: a decision may arrive in the same batch
-    as its request, and each writes its own columns, so this order gives the log's result."""
+    as its request, and each writes its own columns, so this order gives the log's result.
+    Their rows hold text, lists of text and None only: no NaN check (``finite``)."""
     requests = [c for c in changes if isinstance(c, ApprovalRequest)]
     await _execute(
         conn,
@@ -227,12 +256,14 @@ async def write_gate_changes(
             )
             for r in _merged(requests, _gate, _later)
         ],
+        finite=True,
     )
     escalations = [c for c in changes if isinstance(c, ApprovalEscalation)]
     await _execute(
         conn,
         _ESCALATION,
         [(e.gate_id, e.approvers) for e in _merged(escalations, _gate, _later)],
+        finite=True,
     )
     decisions = [c for c in changes if isinstance(c, ApprovalDecision)]
     await _execute(
@@ -252,13 +283,19 @@ async def write_gate_changes(
             )
             for d in _merged(decisions, _gate, _decision)
         ],
+        finite=True,
     )
 
 
 async def write_attempts(
-    conn: Connection, started: Sequence[AttemptStarted], finished: Sequence[AttemptFinished]
+    conn: Connection,
+    started: Sequence[AttemptStarted],
+    finished: Sequence[AttemptFinished],
+    *,
+    finite: bool = False,
 ) -> None:
-    """Dispatches (a later one rewrites the row), then results (the first one stays)."""
+    """Dispatches (a later one rewrites the row), then results (the first one stays).
+    ``finite``: their inputs and outputs are known to hold no NaN or infinity."""
     await _execute(
         conn,
         _DISPATCH,
@@ -276,6 +313,7 @@ async def write_attempts(
             )
             for a in _merged(started, _attempt, _later)
         ],
+        finite=finite,
     )
     await _execute(
         conn,
@@ -297,4 +335,5 @@ async def write_attempts(
             )
             for f in _merged(finished, _attempt, _earlier)
         ],
+        finite=finite,
     )

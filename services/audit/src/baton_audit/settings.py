@@ -41,6 +41,13 @@ class AuditSettings(BatonSettings):
         "batch reads only their event counts from PostgreSQL (0: read every row in full); "
         "a kept run of 6-10 events takes about 7 KB, so 20,000 take about 140 MB",
     )
+    gc_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="objects of net growth between two young-generation collections "
+        "(Python's default is 700, which a batch's records set off dozens of times, each "
+        "walking the batch again); 0 keeps Python's default (ADR 0550)",
+    )
     group_id: str = "baton-audit"
     publish_timeout_seconds: float = Field(
         15.0, gt=0, description="how long a dead letter waits for Kafka's acknowledgement"

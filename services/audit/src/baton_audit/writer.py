@@ -43,7 +43,7 @@ from baton_common.envelope import Envelope, EnvelopeError, decode_record, decode
 from baton_common.events import RunEvent
 from baton_common.kafka import ConsumedRecord
 from baton_common.records import StoryPublished
-from baton_common.telemetry import record_span
+from baton_common.telemetry import record_span, tracing_enabled
 
 __all__ = ["AuditWriter", "Unusable"]
 
@@ -52,29 +52,7 @@ log = structlog.get_logger(__name__)
 Unusable = tuple[ConsumedRecord, str]
 """A record that cannot be applied, and why (it goes to the dead-letter topic)."""
 
-_EVENT_COLUMNS: Final = [
-    "kafka_topic",
-    "kafka_partition",
-    "kafka_offset",
-    "id",
-    "run_id",
-    "seq",
-    "type",
-    "time",
-    "source",
-    "causationid",
-    "correlationid",
-    "actor",
-    "storyid",
-    "storyversion",
-    "prevhash",
-    "hash",
-    "data",
-    "time_text",
-    "specversion",
-    "datacontenttype",
-    "traceparent",
-]
+_EVENT_COLUMNS: Final = list(EventRow._fields)
 _AI: Final = (
     "insert into ai_interactions (attempt_id, run_id, step, attempt, action, provider, model,"
     " prompt, response, tool_calls, input_tokens, output_tokens, occurred_at, event_id, record)"
@@ -96,6 +74,10 @@ class _Batch:
     runs: dict[str, RunRow] = field(default_factory=dict)
     stored: frozenset[str] = frozenset()
     """The runs whose rows exist (locked by this batch)."""
+    finite: set[str] = field(default_factory=set)
+    """The runs whose state is known to hold no NaN or infinity (``RunRows``)."""
+    all_finite: bool = True
+    """Every payload of the batch was parsed by orjson: none holds a NaN or infinity."""
     approvals: list[ApprovalRequest | ApprovalDecision | ApprovalEscalation] = field(
         default_factory=list
     )
@@ -107,7 +89,10 @@ _GETTERS: dict[type, Callable[[object], tuple[object, ...]]] = {}
 
 
 def _values(row: object) -> tuple[object, ...]:
-    """A dataclass's field values, not copied (``dataclasses.astuple`` deep-copies them)."""
+    """A dataclass's field values, not copied (``dataclasses.astuple`` deep-copies them);
+    a named tuple as it is."""
+    if isinstance(row, tuple):
+        return row
     kind = type(row)
     getter = _GETTERS.get(kind)
     if getter is None:
@@ -196,18 +181,21 @@ class AuditWriter:
             return unusable
         batch = _Batch()
         run_ids = sorted({envelope.subject or "" for _, envelope, _ in decoded})
-        batch.runs = await self._rows.lock(conn, run_ids)
+        batch.runs, batch.finite = await self._rows.lock(conn, run_ids)
         batch.stored = frozenset(batch.runs)
+        batch.finite.update(run_id for run_id in run_ids if run_id not in batch.stored)
         unknown = 0
         logs: dict[str, list[tuple[Envelope, RunEvent | None]]] = {}
+        traced = tracing_enabled()  # once a batch: the span's attributes cost even unrecorded
         for record, envelope, finite in decoded:
             run_id = envelope.subject or ""
             event, problem = parse_event(envelope)
-            record_span(
-                "baton.audit.store",
-                parent=envelope.traceparent,
-                attributes={"baton.run_id": run_id, "baton.event": envelope.type},
-            )
+            if traced:
+                record_span(
+                    "baton.audit.store",
+                    parent=envelope.traceparent,
+                    attributes={"baton.run_id": run_id, "baton.event": envelope.type},
+                )
             if problem is not None:
                 unknown += 1
                 log.warning("event stored without effect", event_id=envelope.id, reason=problem)
@@ -222,6 +210,9 @@ class AuditWriter:
                 )
             )
             logs.setdefault(run_id, []).append((envelope, event))
+            if not finite:
+                batch.finite.discard(run_id)
+                batch.all_finite = False
             change = approval_change(envelope, event)
             if change is not None:
                 batch.approvals.append(change)
@@ -238,7 +229,7 @@ class AuditWriter:
         if unknown:
             EVENTS.labels("false").inc(unknown)
         await self._write(conn, batch)
-        self._rows.keep(batch.runs.values())
+        self._rows.keep(batch.runs.values(), batch.finite)
         return unusable
 
     async def _stored_offsets(
@@ -263,12 +254,10 @@ class AuditWriter:
         return {column(row, "kafka_offset", int) for row in stored}
 
     async def _write(self, conn: Connection, batch: _Batch) -> None:
-        await conn.copy_records_to_table(
-            "events", records=[_values(row) for row in batch.events], columns=_EVENT_COLUMNS
-        )
-        await write_runs(conn, batch.runs.values(), batch.stored)
+        await conn.copy_records_to_table("events", records=batch.events, columns=_EVENT_COLUMNS)
+        await write_runs(conn, batch.runs.values(), batch.stored, batch.finite)
         await write_gate_changes(conn, batch.approvals)
-        await write_attempts(conn, batch.started, batch.finished)
+        await write_attempts(conn, batch.started, batch.finished, finite=batch.all_finite)
         if batch.finished:
             interactions = await self._interactions(conn, batch)
             if interactions:
