@@ -61,7 +61,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap = settings.kafka_bootstrap
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
-            producer = make_producer(bootstrap, client_id="baton-ingest")
+            producer = make_producer(
+                bootstrap, client_id="baton-ingest", linger_ms=settings.webhook_linger_ms
+            )
             stack.push_async_callback(producer.stop)
             stories = make_consumer(
                 bootstrap, settings.topics.stories, group_id=None, client_id="baton-ingest-stories"

@@ -25,6 +25,13 @@ class IngestSettings(BatonSettings):
     max_in_flight: int = Field(
         1000, ge=1, description="webhook publishes awaiting Kafka at once; beyond it, 429"
     )
+    webhook_linger_ms: int = Field(
+        5,
+        ge=0,
+        le=1000,
+        description="how long a webhook's record waits for others to share its produce "
+        "request: fewer requests per webhook, more latency before the 202 (ADR 0240)",
+    )
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 429 and 503")
     max_ndjson_lines: int = Field(
         10_000, ge=1, description="events in one NDJSON body; more gets 422"
