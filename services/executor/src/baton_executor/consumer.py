@@ -19,12 +19,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import UTC, datetime
 from typing import Protocol
-from uuid import uuid4
 
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from baton_common.commands import CompleteStep
+from baton_common.ids import uuid4_text
 from baton_common.envelope import Envelope
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.records import StepTask
@@ -82,7 +82,7 @@ class Executor:
         recent_attempts: int = 10_000,
         commit_interval_seconds: float = 0.2,
         clock: Callable[[], datetime] = _utcnow,
-        new_id: Callable[[], str] = lambda: str(uuid4()),
+        new_id: Callable[[], str] = uuid4_text,
     ) -> None:
         self._consumer = consumer
         self._publisher = publisher
