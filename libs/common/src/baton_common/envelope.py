@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -96,7 +95,11 @@ _Attributes = create_model(  # type: ignore[call-overload]
     },
 )
 _TIME: Final = TypeAdapter(datetime)
-_LONG_NUMBER: Final = re.compile(rb"\d{19}")
+# Every ASCII digit as "1", any other byte as "0": a run of 19 digits (where an integer
+# may exceed 64 bits) is then a run of 19 ones, found at C speed; a regular expression
+# scanning for one cost more than orjson's parse of the whole record.
+_DIGITS_AS_ONES: Final = bytes(0x31 if 0x30 <= b <= 0x39 else 0x30 for b in range(256))
+_LONG_NUMBER: Final = b"1" * 19
 _SORTED: Final = (
     orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 )
@@ -196,7 +199,7 @@ def loads_json(value: bytes) -> tuple[Any, bool]:
     Raises:
         whatever ``json.loads`` raises for ``value``.
     """
-    if _LONG_NUMBER.search(value) is None:
+    if _LONG_NUMBER not in value.translate(_DIGITS_AS_ONES):
         try:
             return orjson.loads(value), True
         except orjson.JSONDecodeError:

@@ -24,8 +24,8 @@ import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from baton_common.commands import CompleteStep
-from baton_common.ids import uuid4_text
 from baton_common.envelope import Envelope
+from baton_common.ids import uuid4_text
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.records import StepTask
 from baton_common.settings import TopicSettings

@@ -46,6 +46,7 @@ from baton_executor.settings import ExecutorSettings
 
 __all__ = [
     "GC_THRESHOLDS",
+    "PRODUCE_BATCH_BYTES",
     "build_actions",
     "build_client",
     "build_guard",
@@ -56,6 +57,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+PRODUCE_BATCH_BYTES: Final = 256 * 1024
+"""Bytes of one partition's commands in one produce request (aiokafka's default: 16 KiB)."""
 GC_THRESHOLDS: Final = (50_000, 20, 10)
 """The collector's thresholds once start-up is done (ADR 0340): a young collection per
 50,000 net allocations of container objects rather than 700."""
@@ -213,7 +216,12 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
                 if settings.http_lean:
                     session = Http1Client(session, max_idle_per_host=settings.concurrency * 2)
                 stack.push_async_callback(session.close)
-            producer = make_producer(bootstrap, client_id="baton-executor")
+            # One command per attempt, acknowledged before the attempt ends: while a produce
+            # request is out, a partition's next records gather in one batch, and a full
+            # batch makes every further send wait for its drain (ADR 0340).
+            producer = make_producer(
+                bootstrap, client_id="baton-executor", max_batch_size=PRODUCE_BATCH_BYTES
+            )
             stack.push_async_callback(producer.stop)
             stack.callback(publisher.attach, None)
             consumer = make_consumer(
