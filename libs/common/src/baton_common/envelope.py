@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -115,11 +116,47 @@ def build_envelope(attributes: Mapping[str, object], data: dict[str, JsonValue])
     Raises:
         ValidationError: as ``Envelope.model_validate`` would for the same attributes.
     """
+    values = _usual_attributes(attributes)
+    if values is not None:
+        return _assembled(values, attributes.keys(), data)
     checked = _Attributes.model_validate(attributes)
     return _assembled(dict(checked.__dict__), checked.model_fields_set, data)
 
 
 _DEFAULTS: Final = {name: field.default for name, field in Envelope.model_fields.items()}
+_KNOWN: Final = frozenset(_ATTRS)
+_REQUIRED: Final = frozenset(n for n in _ATTRS if Envelope.model_fields[n].is_required())
+_INTEGERS: Final = frozenset(n for n in _ATTRS if Envelope.model_fields[n].annotation == int | None)
+# The services' clocks write UTC with "Z" and microseconds (or none); pydantic's zone.
+_USUAL_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z", re.ASCII)
+_PYDANTIC_UTC: Final = _TIME.validate_python("2000-01-01T00:00:00Z").tzinfo
+
+
+def _usual_attributes(attributes: Mapping[str, object]) -> dict[str, object] | None:
+    """Every attribute's value (defaults included) as validation gives it, for attributes
+    of the usual shape: known names, the required ones given, text values, integers of
+    plain digits, ``time`` as the services write it. None otherwise: validation decides.
+    ``tests/common/test_envelope_codec.py`` compares both roads."""
+    if not (_REQUIRED <= attributes.keys() <= _KNOWN):
+        return None
+    values = dict(_DEFAULTS)
+    for name, value in attributes.items():
+        if type(value) is not str:
+            return None
+        if name == "time":
+            if _USUAL_TIME.fullmatch(value) is None:
+                return None
+            try:
+                values[name] = datetime.fromisoformat(value).replace(tzinfo=_PYDANTIC_UTC)
+            except ValueError:  # a day or an hour out of range: validation's message
+                return None
+        elif name in _INTEGERS:
+            if not (value.isascii() and value.isdigit() and len(value) <= 18):
+                return None
+            values[name] = int(value)
+        else:
+            values[name] = value
+    return values
 
 
 def unchecked_envelope(attributes: Mapping[str, object], data: dict[str, JsonValue]) -> Envelope:

@@ -176,7 +176,9 @@ class Executor:
 
     def _start(self, partition: TopicPartition, record: ConsumedRecord) -> None:
         pending = self._tracker.start(partition, record.offset)
-        task = asyncio.create_task(self.handle(record), name=f"attempt {partition}@{record.offset}")
+        # topic/partition@offset: a TopicPartition's repr is a Python-level namedtuple repr
+        name = f"attempt {partition.topic}/{partition.partition}@{record.offset}"
+        task = asyncio.create_task(self.handle(record), name=name)
         self._running[task] = partition
         task.add_done_callback(lambda t: self._finished(t, pending))
 
