@@ -269,6 +269,7 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
             # out of the collector's sight, full collections walk only what steps make,
             # ~200 ms each before (ADR 0330).
             gc.freeze()
+            stack.callback(gc.unfreeze)
             # Young collections every 700 net allocations walked the objects of the
             # attempts in flight again and again (~5% of a step's CPU); steps free what
             # they make by reference counting, so cycles are rare and wait longer (ADR 0340).
