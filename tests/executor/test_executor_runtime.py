@@ -19,9 +19,9 @@ async def test_the_running_app_collects_rarely_and_gives_the_collector_back(
     before = gc.get_threshold()
     assert before != GC_THRESHOLDS
     namespace = f"rt{uuid4().hex[:8]}"
-    names = TopicSettings().model_dump(exclude={"task_queues"})
-    topics = TopicSettings(
-        **{k: f"{namespace}.{v}" for k, v in names.items() if isinstance(v, str)}, partitions=1
+    names = {k: v for k, v in TopicSettings().model_dump().items() if isinstance(v, str)}
+    topics = TopicSettings.model_validate(
+        {**{k: f"{namespace}.{v}" for k, v in names.items()}, "partitions": 1}
     )
     await provision_topics(kafka_bootstrap, topics)
     settings = ExecutorSettings(
