@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import JsonValue, ValidationError
 
 from baton_common.commands import StartRun
@@ -80,6 +83,10 @@ CASES: list[tuple[str, bytes | None, list[Header]]] = [
     ("NaN, which only the standard library reads", b'{"a":NaN,"b":Infinity}', GOOD),
     ("lone surrogate escape", b'{"a":"\\ud800"}', GOOD),
     ("integer beyond 64 bits", b'{"a":123456789012345678901234567890}', GOOD),
+    ("integer just beyond 64 bits", b'{"a":[18446744073709551616]}', GOOD),
+    ("negative integer beyond 64 bits", b'{"a":{"b":-99999999999999999999}}', GOOD),
+    ("19-digit integer within 64 bits", b'{"a":1234567890123456789,"b":18}', GOOD),
+    ("long run of digits in a string", b'{"a":"x12345678901234567890y"}', GOOD),
     ("UTF-8 byte order mark", b'\xef\xbb\xbf{"a":1}', GOOD),
     ("UTF-16 value", '{"a":1}'.encode("utf-16"), GOOD),
     ("duplicate keys", b'{"a":1,"a":2}', GOOD),
@@ -197,3 +204,57 @@ def test_build_envelope_is_a_frozen_envelope() -> None:
     with pytest.raises(ValidationError):
         envelope.id = "other"  # type: ignore[misc]
     assert envelope.model_copy(update={"hash": "h"}).hash == "h"
+
+
+TIMES = st.one_of(
+    st.datetimes(min_value=datetime(1, 1, 1), timezones=st.just(UTC)).map(  # noqa: DTZ001
+        lambda t: t.isoformat().replace("+00:00", "Z")
+    ),
+    st.from_regex(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?(Z|[+-]\d\d:\d\d)?\Z"),
+    st.text(max_size=30),
+)
+INTEGER_TEXT = st.one_of(
+    st.integers(min_value=0, max_value=10**20).map(str),
+    st.from_regex(r"\A[ +-]?[0-9]{0,22}[ _]?[0-9]{0,3}\Z"),
+    st.text(max_size=5),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"id": st.text(max_size=5), "type": st.text(max_size=5), "source": st.just("s")},
+        optional={
+            "time": TIMES,
+            "subject": st.text(max_size=5),
+            "storyversion": INTEGER_TEXT,
+            "seq": INTEGER_TEXT,
+            "actor": st.text(max_size=5),
+            "traceparent": st.text(max_size=5),
+            "colour": st.just("blue"),
+        },
+    )
+)
+def test_header_attributes_build_what_validation_builds(attributes: dict[str, str]) -> None:
+    """The usual attributes' quick road and validation give the same envelope, or both
+    refuse (generated near misses: other time formats and zones, signs, padding)."""
+    data: dict[str, JsonValue] = {"a": 1}
+    refused = reason_of(lambda: Envelope.model_validate({**attributes, "data": data}))
+    if refused is not None:
+        assert reason_of(lambda: build_envelope(attributes, data)) == refused
+        return
+    expected = Envelope.model_validate({**attributes, "data": data})
+    got = build_envelope(attributes, data)
+    assert got == expected
+    assert got.model_fields_set == expected.model_fields_set
+    assert type(got.time.tzinfo) is type(expected.time.tzinfo)
+    assert got.model_dump(mode="json") == expected.model_dump(mode="json")
+
+
+def reason_of(build: Callable[[], Envelope]) -> list[tuple[object, ...]] | None:
+    """Each error's location, type and message if ``build`` is refused, else None."""
+    try:
+        build()
+    except ValidationError as exc:
+        return [(e["loc"], e["type"], e["msg"]) for e in exc.errors()]
+    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from envelope_cases import JSON_OBJECTS, T
 from envelope_cases import envelope_with as envelope
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import JsonValue
 
-from baton_common.envelope import encode_record
+from baton_common.envelope import decode_record, encode_record
 from baton_common.hashing import chained
 from baton_common.kafka import outbound
 from baton_common.outbound_records import encoded, record
@@ -40,6 +40,14 @@ def test_any_envelope_encodes_as_encode_record(
     reused = chained(event)[1]
     if reused is not None:
         assert encoded(event, reused) == encode_record(event)
+
+
+def test_times_in_any_zone_encode_as_encode_record() -> None:
+    zones = [timezone(timedelta(hours=2)), timezone(timedelta(0)), timezone(-timedelta(hours=5))]
+    decoded = decode_record(*encode_record(envelope({"a": 1}))).time  # pydantic's own zone
+    for time in [T.astimezone(zone) for zone in zones] + [decoded, T.replace(microsecond=0)]:
+        event = envelope({"a": 1}, time=time)
+        assert encoded(event) == encode_record(event)
 
 
 def test_records_of_one_command_and_the_next_carry_their_own_time() -> None:

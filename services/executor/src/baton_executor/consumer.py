@@ -19,19 +19,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import UTC, datetime
 from typing import Protocol
-from uuid import uuid4
 
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
 from baton_common.commands import CompleteStep
 from baton_common.envelope import Envelope
+from baton_common.ids import uuid4_text
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.records import StepTask
 from baton_common.settings import TopicSettings
 from baton_common.telemetry import SpanKind, span
 from baton_executor.actions import Action
 from baton_executor.execution import command_record, execute
+from baton_executor.log_context import AttemptLogContext
 from baton_executor.metrics import ExecutorMetrics
 from baton_executor.offsets import OffsetTracker, Pending
 from baton_executor.publisher import Publisher
@@ -82,7 +83,7 @@ class Executor:
         recent_attempts: int = 10_000,
         commit_interval_seconds: float = 0.2,
         clock: Callable[[], datetime] = _utcnow,
-        new_id: Callable[[], str] = lambda: str(uuid4()),
+        new_id: Callable[[], str] = uuid4_text,
     ) -> None:
         self._consumer = consumer
         self._publisher = publisher
@@ -103,7 +104,9 @@ class Executor:
         self._commit_interval = commit_interval_seconds
         self._last_commit = 0.0
         self._reported: OrderedDict[str, None] = OrderedDict()
-        self._in_progress: dict[str, asyncio.Event] = {}
+        # Attempts running here, with the event redeliveries of them wait on (if any).
+        self._in_progress: dict[str, asyncio.Event | None] = {}
+        self._log_context = AttemptLogContext()
         self._slot_freed = asyncio.Event()
         # Read when scraped, rather than set twice per attempt.
         metrics.in_flight.set_function(lambda: len(self._running))
@@ -173,7 +176,9 @@ class Executor:
 
     def _start(self, partition: TopicPartition, record: ConsumedRecord) -> None:
         pending = self._tracker.start(partition, record.offset)
-        task = asyncio.create_task(self.handle(record), name=f"attempt {partition}@{record.offset}")
+        # topic/partition@offset: a TopicPartition's repr is a Python-level namedtuple repr
+        name = f"attempt {partition.topic}/{partition.partition}@{record.offset}"
+        task = asyncio.create_task(self.handle(record), name=name)
         self._running[task] = partition
         task.add_done_callback(lambda t: self._finished(t, pending))
 
@@ -203,30 +208,26 @@ class Executor:
         except TaskRejected as exc:
             await self._dead_letter(record, exc.reason, exc.detail)
             return
-        # Bound for this attempt's logs, then reset with the tokens: cheaper than
-        # bound_contextvars, which reads the whole context and binds twice.
-        tokens = structlog.contextvars.bind_contextvars(
-            run_id=task.run_id,
-            story_id=task.story_id,
-            step=task.step,
-            attempt_id=task.attempt_id,
-            action=task.action,
-        )
+        tokens = self._log_context.bind(task)
         try:
-            while (earlier := self._in_progress.get(task.attempt_id)) is not None:
-                await earlier.wait()  # the same attempt, delivered again while it runs here
+            running = self._in_progress
+            while task.attempt_id in running:  # delivered again while it runs here
+                waiter = running[task.attempt_id]
+                if waiter is None:  # made only when needed: redeliveries are rare
+                    waiter = running[task.attempt_id] = asyncio.Event()
+                await waiter.wait()
             if task.attempt_id in self._reported:
                 self._metrics.duplicates.inc()
                 log.info("attempt already reported; redelivery not run again")
                 return
-            done = self._in_progress[task.attempt_id] = asyncio.Event()
+            running[task.attempt_id] = None
             try:
                 await self._attempt(task, envelope)
             finally:
-                del self._in_progress[task.attempt_id]
-                done.set()
+                if (waiter := running.pop(task.attempt_id)) is not None:
+                    waiter.set()
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            self._log_context.reset(tokens)
 
     def _remember(self, attempt_id: str) -> None:
         self._reported[attempt_id] = None

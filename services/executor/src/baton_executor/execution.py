@@ -33,7 +33,6 @@ __all__ = ["command_envelope", "command_record", "completed", "execute", "failed
 log = structlog.get_logger(__name__)
 
 StepCommand = CompleteStep | FailStep
-_OUTPUT: Final = {"output"}
 _SOURCE: Final = "baton/executor"
 MAX_MESSAGE_CHARS: Final = 2000
 
@@ -145,8 +144,14 @@ def command_envelope(
     version come from the validated task and its envelope, ``time`` from the clock.
     """
     if isinstance(command, CompleteStep) and json_types_only(command.output):
-        data = command.model_dump(mode="json", exclude=_OUTPUT)
-        data["output"] = command.output  # JSON types already: dumping would copy it
+        # model_dump(mode="json") of its text fields; the output holds JSON types already
+        data: dict[str, JsonValue] = {
+            "run_id": command.run_id,
+            "type": command.type,
+            "step": command.step,
+            "attempt_id": command.attempt_id,
+            "output": command.output,
+        }
     else:
         data = command.model_dump(mode="json")
     return unchecked_envelope(

@@ -173,7 +173,7 @@ class _Exchange(asyncio.Protocol):
         with one timer rather than ``asyncio.timeout``'s cancellation machinery."""
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
-        timer = loop.call_at(deadline, self._fail, TimeoutError())
+        timer = loop.call_at(deadline, self._time_out)
         self._expect(max_bytes)
         assert self.transport is not None
         try:
@@ -200,6 +200,9 @@ class _Exchange(asyncio.Protocol):
             self._close()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _time_out(self) -> None:
+        self._fail(TimeoutError())
 
     def _fail(self, exc: BaseException) -> None:
         self._close()

@@ -136,6 +136,8 @@ class HttpInput(BaseModel):
         return "json_body" in self.model_fields_set
 
     def retryable(self) -> frozenset[int]:
+        if self.retry_on_status is None and not self.expect_status:
+            return DEFAULT_RETRYABLE  # the usual step: no sets built per request
         chosen = DEFAULT_RETRYABLE if self.retry_on_status is None else self.retry_on_status
         return frozenset(chosen) - frozenset(self.expect_status or ())
 
