@@ -34,7 +34,6 @@ from prometheus_client import REGISTRY
 from baton_audit.admin import positions
 from baton_audit.consumer import Projector
 from baton_audit.db import Pool, create_pool, migrate, quote_ident
-from baton_audit.heap import settle_heap
 from baton_audit.main import create_app
 from baton_audit.settings import AuditSettings
 from baton_audit.writer import AuditWriter
@@ -49,6 +48,7 @@ from baton_common.events import (
     StepSucceeded,
 )
 from baton_common.hashing import GENESIS, chain_hash
+from baton_common.heap import settle_heap
 from baton_common.kafka import OutboundRecord, make_producer, outbound, to_envelope
 from baton_common.settings import TopicSettings
 from baton_common.testing import Record, eventually

@@ -15,11 +15,11 @@ from baton_audit.api import Admin, audit_router
 from baton_audit.consumer import PositionListener, Projector
 from baton_audit.db import Pool, create_pool, migrate, ping
 from baton_audit.governance_api import governance_router
-from baton_audit.heap import settle_heap
 from baton_audit.settings import AuditSettings
 from baton_audit.store import AuditStore
 from baton_audit.writer import AuditWriter
 from baton_common.auth import Gatekeeper, authenticator_of, identity_router
+from baton_common.heap import release_heap, settle_heap
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
 from baton_common.publishing import KafkaPublisher, Publisher
@@ -142,7 +142,7 @@ def create_app(
                 running.projector = projector
 
             running.pool, running.store, running.publisher = pool, AuditStore(pool), sink
-            settle_heap(settings.gc_threshold)
+            stack.callback(release_heap, settle_heap(settings.gc_threshold))
             log.info("audit started", consuming=consume)
             try:
                 yield

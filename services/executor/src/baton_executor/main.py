@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
@@ -21,6 +20,7 @@ from httpx_aiohttp import AiohttpTransport
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from baton_common.auth import Gatekeeper, authenticator_of, identity_router
+from baton_common.heap import release_heap, settle_heap
 from baton_common.kafka import make_consumer, make_producer
 from baton_common.lag import watch_lag
 from baton_common.readiness import kafka_reachable
@@ -45,7 +45,7 @@ from baton_executor.secrets import SecretStore
 from baton_executor.settings import ExecutorSettings
 
 __all__ = [
-    "GC_THRESHOLDS",
+    "GC_YOUNG_THRESHOLD",
     "PRODUCE_BATCH_BYTES",
     "build_actions",
     "build_client",
@@ -59,7 +59,7 @@ log = structlog.get_logger(__name__)
 
 PRODUCE_BATCH_BYTES: Final = 256 * 1024
 """Bytes of one partition's commands in one produce request (aiokafka's default: 16 KiB)."""
-GC_THRESHOLDS: Final = (50_000, 20, 10)
+GC_YOUNG_THRESHOLD: Final = 50_000
 """The collector's thresholds once start-up is done (ADR 0340): a young collection per
 50,000 net allocations of container objects rather than 700."""
 
@@ -265,16 +265,10 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
                 await executor.drain(settings.shutdown_grace_seconds)
 
             stack.push_async_callback(stop)
-            # What start-up built (modules, models, clients) lives as long as the process:
-            # out of the collector's sight, full collections walk only what steps make,
-            # ~200 ms each before (ADR 0330).
-            gc.freeze()
-            stack.callback(gc.unfreeze)
-            # Young collections every 700 net allocations walked the objects of the
-            # attempts in flight again and again (~5% of a step's CPU); steps free what
-            # they make by reference counting, so cycles are rare and wait longer (ADR 0340).
-            stack.callback(gc.set_threshold, *gc.get_threshold())
-            gc.set_threshold(*GC_THRESHOLDS)
+            # Start-up's objects out of the collector's sight (full collections walked them,
+            # ~200 ms each, ADR 0330); young collections every 700 net allocations walked
+            # the attempts in flight again and again (~5% of a step's CPU, ADR 0340).
+            stack.callback(release_heap, settle_heap(GC_YOUNG_THRESHOLD))
             log.info("executor started", topics=topics, bootstrap=bootstrap)
             yield
         log.info("executor stopped")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
@@ -17,6 +16,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from baton_common.auth import Gatekeeper, authenticator_of, identity_router
 from baton_common.catalog import StoryCatalog, follow_stories
+from baton_common.heap import settle_heap
 from baton_common.kafka import ConsumedRecord, make_consumer, make_producer, read_to_end
 from baton_common.lag import watch_lag
 from baton_common.readiness import kafka_reachable
@@ -239,8 +239,7 @@ def run() -> None:
     # Every object alive now (modules, models, templates, the app) out of the collector's
     # reach: a full collection, which the router's and webhooks' allocations set off
     # often, no longer walks them (ADR 0230; the scheduler does the same, ADR 0120).
-    gc.collect()
-    gc.freeze()
+    settle_heap()
     # Webhooks first, before FastAPI's own layers too (ADR 0220): the same endpoint and
     # error bodies; an unexpected error is uvicorn's 500, as the server-error layer's.
     uvicorn.run(

@@ -7,7 +7,6 @@ Events, task records and the consumer offsets of a batch commit atomically
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from pydantic import ValidationError
 from baton_common.catalog import StoryCatalog
 from baton_common.commands import COMMAND_ADAPTER, Command, StartRun
 from baton_common.envelope import Envelope, EnvelopeError, decode_record
+from baton_common.heap import settle_heap
 from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
 from baton_common.metrics import labelled
 from baton_common.outbound_records import record as encoded_record
@@ -112,7 +112,8 @@ class Engine:
                 self._since_snapshot[partition] = 0
             self.assigned |= set(partitions)
             self.timers.track(self.store.running())
-            _freeze_heap()
+            # The recovered run states out of the collector's reach (ADR 0120).
+            settle_heap(what="recovery")
         finally:
             self.recovering = False
 
@@ -352,19 +353,6 @@ class Engine:
             started = self._starts.count(story.id, context.now)
             self._starts.note(story.id, context.now)
         return replace(context, policies=self._policies.current(), started_last_minute=started)
-
-
-def _freeze_heap() -> None:
-    """Collect once, then move every object alive (the recovered run states) out of the
-    collector's reach: a full collection no longer walks them (ADR 0120)."""
-    started = time.process_time()
-    gc.collect()
-    gc.freeze()
-    log.info(
-        "heap frozen after recovery",
-        frozen_objects=gc.get_freeze_count(),
-        cpu_seconds=round(time.process_time() - started, 3),
-    )
 
 
 def _log_time(record: ConsumedRecord) -> datetime:
