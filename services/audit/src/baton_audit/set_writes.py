@@ -10,6 +10,7 @@ into what applying them one by one, in log order, left behind (``_merged``).
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Hashable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
@@ -221,17 +222,7 @@ async def write_runs(
 
 def _decision(earlier: ApprovalDecision, later: ApprovalDecision) -> ApprovalDecision:
     # An update of the row leaves the run and step its insert gave.
-    return ApprovalDecision(
-        gate_id=later.gate_id,
-        run_id=earlier.run_id,
-        step=earlier.step,
-        decision=later.decision,
-        approver=later.approver,
-        comment=later.comment,
-        channel=later.channel,
-        decided_at=later.decided_at,
-        decided_event_id=later.decided_event_id,
-    )
+    return replace(later, run_id=earlier.run_id, step=earlier.step)
 
 
 async def write_gate_changes(
