@@ -43,6 +43,8 @@ def records(states: list[RunState | bytes]) -> list[tuple[bytes | None, object]]
 def test_chunks_from_json_match_the_general_codec() -> None:
     statuses = [RunStatus.RUNNING, RunStatus.SUCCEEDED]
     states = [state(n, status=statuses[n % 2]) for n in range(5)]
+    # a float orjson writes otherwise than the standard library (0.00001, not 1e-05)
+    states.append(state(5, trigger={"score": 1e-05}))
     chunk = SnapshotChunk(snapshot_id="runs:3:42", index=0, states=states)
     envelope = to_envelope(chunk, id="runs:3:42:0", source="baton/scheduler/snapshots", time=T)
     reference = outbound("snap", "runs:3:chunk:0", envelope, partition=0)

@@ -34,6 +34,7 @@ __all__ = [
     "EnvelopeError",
     "Header",
     "build_envelope",
+    "data_json",
     "decode_record",
     "decode_record_finite",
     "describe",
@@ -193,11 +194,12 @@ def encode_record(envelope: Envelope) -> tuple[bytes, list[Header]]:
         if isinstance(value, datetime):
             value = _TIME.dump_python(value, mode="json")
         headers.append((_PREFIX + name, str(value).encode()))
-    return _dumps(envelope.data), headers
+    return data_json(envelope.data), headers
 
 
-def _dumps(data: dict[str, JsonValue]) -> bytes:
-    """Compact JSON with sorted keys (UTF-8, not ASCII-escaped).
+def data_json(data: dict[str, JsonValue]) -> bytes:
+    """A record's value for ``data``: compact JSON with sorted keys (UTF-8, not
+    ASCII-escaped), as :func:`encode_record` writes it.
 
     orjson when it can say the same thing: it writes NaN and infinities as null and refuses
     integers beyond 64 bits and lone surrogates, where the standard library keeps them.

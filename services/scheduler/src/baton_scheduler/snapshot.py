@@ -11,7 +11,6 @@ chunks carrying its snapshot id.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,8 +21,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from baton_common.envelope import EnvelopeError, decode_record, unchecked_envelope
-from baton_common.hashing import plain_json
+from baton_common.envelope import EnvelopeError, data_json, decode_record, unchecked_envelope
 from baton_common.kafka import OutboundRecord, outbound, to_envelope
 from baton_common.outbound_records import record as encoded_record
 from baton_common.state import RunState
@@ -70,15 +68,8 @@ def _key(runs_topic: str, partition: int, suffix: str) -> str:
 
 def state_json(state: RunState) -> bytes:
     """One run state as a snapshot chunk holds it: the JSON ``encode_record`` writes for
-    ``state.model_dump(mode="json")`` (sorted keys; the standard library's when orjson
-    would write something else, as for NaN)."""
-    data = state.model_dump(mode="json")
-    if plain_json(data):
-        try:
-            return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-        except (orjson.JSONEncodeError, TypeError):  # an integer beyond 64 bits, a surrogate
-            pass
-    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    ``state.model_dump(mode="json")``."""
+    return data_json(state.model_dump(mode="json"))
 
 
 def snapshot_records(
