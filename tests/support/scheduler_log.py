@@ -8,10 +8,13 @@ from pathlib import Path
 from pydantic import BaseModel, JsonValue
 
 from baton_common import ids
-from baton_common.commands import Command, FireTimer, StartRun
-from baton_common.envelope import Envelope
+from baton_common.commands import COMMAND_ADAPTER, Command, FireTimer, StartRun
+from baton_common.envelope import Envelope, encode_record
+from baton_common.events import RunEvent
+from baton_common.hashing import sealed
+from baton_common.kafka import to_envelope
 from baton_common.policy import Policy
-from baton_common.records import StepTask
+from baton_common.records import GateClosed, GateOpened, GateReminder, StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
 from baton_common.story import Story, parse_story
@@ -47,11 +50,17 @@ class Log:
 
     def send(self, command: Command, *, at: datetime = T0) -> list[str]:
         self.count += 1
+        # every other command carries an actor, a correlation id and a traceparent, so
+        # the journal's records are checked with and without them
+        odd = self.count % 2 == 1
         cmd_env = Envelope(
             id=f"cmd-{self.count}",
             type=command.type,
             source="test",
             time=at,
+            actor="operator" if odd else None,
+            correlationid=f"corr-{self.count}" if odd else None,
+            traceparent=f"00-{self.count:032x}-{self.count:016x}-01" if odd else None,
             data=command.model_dump(mode="json"),
         )
         state = self.runs.get(command.run_id)
@@ -65,6 +74,7 @@ class Log:
         assert_same_entry(entry, journal(known, decision.events, cmd_env, at, TopicSettings()))
         for event in decision.events:  # the decider builds some without validation
             assert_validated(event)
+        assert_general_records(entry, decision.events)
         for task in entry.tasks:
             data = task.envelope.data
             if data["type"] == "baton.task.step.v1":
@@ -102,6 +112,40 @@ def assert_same_entry(entry: Entry, reference: Entry) -> None:
     for run_id, state in entry.states.items():
         assert state.__dict__ == reference.states[run_id].__dict__
         assert state.model_fields_set == reference.states[run_id].model_fields_set
+
+
+def assert_general_records(entry: Entry, events: list[RunEvent]) -> None:
+    """The journal's envelopes and records are the general path's (ADR 0170):
+    ``hashing.sealed`` of the event's ``model_dump``, ``to_envelope`` for a task, and
+    ``encode_record`` of either, byte for byte and field for field."""
+    for event, envelope, record in zip(events, entry.events, entry.records, strict=True):
+        given = {n: getattr(envelope, n) for n in envelope.model_fields_set - {"data", "hash"}}
+        reference, _ = sealed(given, event.model_dump(mode="json"))
+        assert_same_envelope(envelope, reference)
+        assert record == encode_record(reference)
+    for task in entry.tasks:
+        env = task.envelope
+        payload = _payload(env.data)
+        given = {n: getattr(env, n) for n in env.model_fields_set - {"data"}}
+        assert_same_envelope(env, to_envelope(payload, **given))
+        if task.record is not None:
+            assert task.record == encode_record(env)
+
+
+def _payload(data: dict[str, JsonValue]) -> BaseModel:
+    """A task record's or a call command's payload, validated."""
+    kinds = (StepTask, GateOpened, GateClosed, GateReminder)
+    for kind in kinds:
+        if data["type"] == kind.model_fields["type"].default:
+            return kind.model_validate(data)
+    return COMMAND_ADAPTER.validate_python(data)
+
+
+def assert_same_envelope(envelope: Envelope, reference: Envelope) -> None:
+    assert envelope == reference
+    assert envelope.__dict__ == reference.__dict__
+    assert envelope.model_fields_set == reference.model_fields_set
+    assert envelope.model_dump_json() == reference.model_dump_json()
 
 
 def _unchained(states: dict[str, RunState]) -> dict[str, RunState]:

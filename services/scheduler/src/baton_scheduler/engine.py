@@ -283,6 +283,7 @@ class Engine:
         self, record: ConsumedRecord, envelope: Envelope, command: Command, staged: Staged
     ) -> list[OutboundRecord]:
         now = _log_time(record)
+        partition = record.partition
 
         def lookup(run_id: str) -> RunState | None:
             return staged[run_id][1] if run_id in staged else self.store.get(run_id)
@@ -333,17 +334,17 @@ class Engine:
             command=command.type,
             events=[e.type for e in entry.events],
         )
-        runs = [
-            encoded_record(
-                self._topics.runs,
-                e.subject or command.run_id,
-                e,
-                partition=record.partition,
-                value=value,
-            )
-            for e, value in zip(entry.events, entry.values, strict=True)
+        runs = self._topics.runs
+        out = [
+            OutboundRecord(runs, (e.subject or command.run_id).encode(), value, headers, partition)
+            for e, (value, headers) in zip(entry.events, entry.records, strict=True)
         ]
-        return runs + [encoded_record(t.topic, t.key, t.envelope) for t in entry.tasks]
+        for t in entry.tasks:
+            if t.record is None:
+                out.append(encoded_record(t.topic, t.key, t.envelope))
+            else:
+                out.append(OutboundRecord(t.topic, t.key.encode(), *t.record))
+        return out
 
     def _policy_context(self, context: Context, command: Command, story: Story | None) -> Context:
         """The policies in force, and for a StartRun its story's recent starts (ADR 0910)."""

@@ -26,13 +26,14 @@ from baton_common.events import (
     RunSucceeded,
     StepDispatched,
 )
-from baton_common.hashing import GENESIS, sealed
+from baton_common.hashing import GENESIS
 from baton_common.records import GateClosed, StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState, StepStatus, evolve, stamped
 from baton_common.trusted import trusted
 from baton_scheduler.calls import call_commands, rejected_call
 from baton_scheduler.gate_records import GateRecord, gate_records
+from baton_scheduler.sealing import Encoded, Sealer, model_data
 
 __all__ = ["SOURCE", "Entry", "Task", "journal"]
 
@@ -44,6 +45,7 @@ class Task:
     topic: str
     key: str
     envelope: Envelope
+    record: Encoded | None = None  # its value and headers, when the journal wrote them
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ class Entry:
     events: list[Envelope]
     tasks: list[Task]
     states: dict[str, RunState]
-    values: list[bytes | None]  # per event: its record value when the hash already wrote it
+    records: list[Encoded]  # per event: its record value and headers
 
 
 def journal(
@@ -76,8 +78,9 @@ def journal(
     which the journal stamps with ``seq`` and hash rather than evolving again.
     """
     evolved = after if len(after) == len(events) else None
+    sealer = Sealer(command, now, SOURCE)
     envelopes: list[Envelope] = []
-    values: list[bytes | None] = []
+    records: list[Encoded] = []
     tasks: list[Task] = []
     changed: dict[str, RunState] = {}
     # per run: seq and hash of its newest event so far; the states in ``changed`` are
@@ -96,23 +99,18 @@ def journal(
             state.story_version if state is not None else getattr(event, "story_version", None)
         )
         seq = (head[0] if head is not None else 0) + 1
-        envelope, value = _sealed(
+        envelope, record = sealer.event(
             event,
             id=ids.child_id(command.id, index),
-            source=SOURCE,
-            time=now,
             subject=run_id,
             storyid=story_id,
             storyversion=version,
-            causationid=command.id,
             correlationid=command.correlationid or run_id,
-            actor=command.actor,
-            traceparent=command.traceparent,
             seq=seq if in_chain else None,
             prevhash=(head[1] if head is not None else GENESIS) if in_chain else None,
         )
         envelopes.append(envelope)
-        values.append(value)
+        records.append(record)
         if in_chain:
             hash_ = envelope.hash or ""
             known = evolved[index] if evolved is not None else None
@@ -123,7 +121,7 @@ def journal(
             changed[run_id] = state
             heads[run_id] = (seq, hash_)
         if state is not None:
-            tasks.extend(_tasks(event, envelope, before, state, topics, now))
+            tasks.extend(_tasks(event, envelope, before, state, topics, sealer))
             calls = call_commands(event, envelope, state, topics, now)
         else:
             calls = rejected_call(event, command, topics, now)
@@ -132,14 +130,7 @@ def journal(
         seq, hash_ = heads[run_id]
         if state.seq != seq or state.last_hash != hash_:
             changed[run_id] = stamped(state, seq=seq, hash=hash_)
-    return Entry(envelopes, tasks, changed, values)
-
-
-def _sealed(payload: BaseModel, **attributes: object) -> tuple[Envelope, bytes | None]:
-    """``chained(_draft(payload, **attributes))``, the envelope built once."""
-    data = payload.model_dump(mode="json")
-    attributes["type"] = data["type"]
-    return sealed(attributes, data)
+    return Entry(envelopes, tasks, changed, records)
 
 
 def _draft(payload: BaseModel, **attributes: object) -> Envelope:
@@ -147,7 +138,7 @@ def _draft(payload: BaseModel, **attributes: object) -> Envelope:
     made, the command's log time, strings and ints taken from validated envelopes and
     states), which validation would return unchanged: the envelope is built as
     ``build_envelope`` builds it, without validating them again."""
-    data = payload.model_dump(mode="json")
+    data = model_data(payload)[0]
     return unchecked_envelope({**attributes, "type": data["type"]}, data)
 
 
@@ -157,26 +148,11 @@ def _tasks(
     before: RunState | None,
     after: RunState,
     topics: TopicSettings,
-    now: datetime,
+    sealer: Sealer,
 ) -> list[Task]:
     def task(topic: str, payload: StepTask | GateRecord, n: int = 0) -> Task:
-        return Task(
-            topic,
-            after.run_id,
-            _draft(
-                payload,
-                id=ids.child_id(envelope.id, n),
-                source=SOURCE,
-                time=now,
-                subject=after.run_id,
-                storyid=after.story_id,
-                storyversion=after.story_version,
-                causationid=envelope.id,
-                correlationid=envelope.correlationid,
-                actor=envelope.actor,
-                traceparent=envelope.traceparent,
-            ),
-        )
+        drafted, record = sealer.task(payload, id=ids.child_id(envelope.id, n), cause=envelope)
+        return Task(topic, after.run_id, drafted, record)
 
     match event:
         case StepDispatched() if event.child_run_id is None:
