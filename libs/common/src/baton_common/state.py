@@ -75,7 +75,10 @@ class StepStatus(StrEnum):
 
     @property
     def done(self) -> bool:
-        return self in {StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED}
+        return self in _DONE
+
+
+_DONE: Final = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED})
 
 
 class StepState(BaseModel):

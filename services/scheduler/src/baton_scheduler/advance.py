@@ -14,7 +14,7 @@ there is nothing to undo. A plain ``CancelRun`` still stops the run at once (ADR
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from baton_common.events import (
     CompensationExtended,
@@ -30,6 +30,9 @@ from baton_scheduler.progress import NOT_STARTED, Builder, dispatch_any
 from baton_scheduler.starting import implode, needs_done, start_step
 
 __all__ = ["advance", "begin_closing", "handlers_for"]
+
+_PENDING: Final = StepStatus.PENDING
+_DONE: Final = frozenset(s for s in StepStatus if s.done)
 
 
 def advance(run: Builder, story: Story) -> None:
@@ -47,12 +50,10 @@ def advance(run: Builder, story: Story) -> None:
         progressed = len(run.events) > before
         state = run.run  # changes only when a step starts
         for name, step in story.steps.items():
-            current = state.steps.get(name, NOT_STARTED)
+            current = state.steps.get(name)  # None: not started (pending, attempt 0)
             if (
-                current.status is StepStatus.PENDING
-                and current.attempt == 0
-                and needs_done(state, step)
-            ):
+                current is None or (current.status is _PENDING and current.attempt == 0)
+            ) and needs_done(state, step):
                 start_step(run, name, step)
                 state = run.run
                 # a step left dispatched, delayed or waiting meets no other step's needs:
@@ -172,10 +173,16 @@ def _finish_if_done(run: Builder, story: Story) -> None:
     state = run.run
     if state.finished or state.closing is not None:
         return
-    failed = [n for n in story.steps if state.steps.get(n, NOT_STARTED).status is StepStatus.FAILED]
-    if failed:
-        step = state.steps[failed[0]]
-        begin_closing(run, story, "failed", step.error or "step failed", step=failed[0])
-        return
-    if all(state.steps.get(n, NOT_STARTED).status.done for n in story.steps):
+    steps = state.steps
+    all_done = True
+    for name in story.steps:  # the first failed step in story order closes the run
+        step = steps.get(name)
+        if step is None:  # not started: pending
+            all_done = False
+        elif step.status is StepStatus.FAILED:
+            begin_closing(run, story, "failed", step.error or "step failed", step=name)
+            return
+        elif step.status not in _DONE:
+            all_done = False
+    if all_done:
         run.emit(trusted(RunSucceeded, run_id=state.run_id))

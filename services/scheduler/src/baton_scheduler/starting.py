@@ -6,6 +6,7 @@ Pure like the rest of the decider: ``now`` is the deciding command's log time.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Final
 
 from pydantic import JsonValue
 
@@ -26,12 +27,22 @@ from baton_scheduler.progress import (
 __all__ = ["delay_done", "implode", "needs_done", "start_step"]
 
 
+_DONE: Final = frozenset(s for s in StepStatus if s.done)
+
+
 def needs_done(state: RunState, step: Step) -> bool:
     """Whether the step can be decided: every need done, or (``join: any``) one succeeded."""
-    statuses = [state.steps.get(n, NOT_STARTED).status for n in step.needs]
-    if step.join == "any" and StepStatus.SUCCEEDED in statuses:
-        return True
-    return all(s.done for s in statuses)
+    steps = state.steps
+    if step.join == "any":
+        statuses = [steps.get(n, NOT_STARTED).status for n in step.needs]
+        if StepStatus.SUCCEEDED in statuses:
+            return True
+        return all(s in _DONE for s in statuses)
+    for need in step.needs:  # a need not started yet is pending: not done
+        found = steps.get(need)
+        if found is None or found.status not in _DONE:
+            return False
+    return True
 
 
 def start_step(run: Builder, name: str, step: Step) -> None:
