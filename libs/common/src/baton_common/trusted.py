@@ -48,7 +48,7 @@ def trusted(cls: type[M], /, **values: Any) -> M:
     Raises:
         TypeError: a required field is missing or a name is not a field.
     """
-    defaults, required = _defaults(cls)
+    defaults, required = _DEFAULTS[cls] if cls in _DEFAULTS else _defaults(cls)
     names = values.keys()
     if not (required <= names <= defaults.keys()):
         raise TypeError(
@@ -64,11 +64,14 @@ def assembled(cls: type[M], state: dict[str, Any], fields_set: set[str]) -> M:
     """A ``cls`` holding ``state`` (every field, in field order) as it is, with
     ``fields_set`` as the names given: ``model_construct`` with every value at hand."""
     model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", state)
-    object.__setattr__(model, "__pydantic_fields_set__", fields_set)
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+    _set(model, "__dict__", state)
+    _set(model, "__pydantic_fields_set__", fields_set)
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
     return model
+
+
+_set: Final = object.__setattr__
 
 
 _LEAVES: Final = frozenset({str, int, bool, type(None)})

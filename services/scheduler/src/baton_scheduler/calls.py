@@ -14,6 +14,7 @@ those children are cancelled with ``compensate: true`` too.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
 from pydantic import JsonValue
 
@@ -38,6 +39,11 @@ __all__ = ["CallCommand", "call_commands", "rejected_call"]
 SOURCE = "baton/scheduler"
 
 CallCommand = tuple[str, str, Envelope]  # (topic, key, envelope)
+
+# the events that may call another run (a sub-story's start, a result, a cancel cascade)
+_CALLING: Final = frozenset(
+    {StepDispatched, RunSucceeded, RunFailed, RunCancelled, CompensationStarted}
+)
 
 
 def _command(
@@ -64,6 +70,9 @@ def call_commands(
     event: RunEvent, cause: Envelope, after: RunState, topics: TopicSettings, now: datetime
 ) -> list[CallCommand]:
     """The cross-run commands ``event`` (already applied in ``after``) implies."""
+    kind = type(event)
+    if kind not in _CALLING or (isinstance(event, StepDispatched) and not event.child_run_id):
+        return []  # most events call nothing
     out: list[CallCommand] = []
     if isinstance(event, StepDispatched) and event.child_run_id and event.child_story_id:
         start = StartRun(

@@ -125,7 +125,8 @@ def journal(
             calls = call_commands(event, envelope, state, topics, now)
         else:
             calls = rejected_call(event, command, topics, now)
-        tasks.extend(Task(topic, key, env) for topic, key, env in calls)
+        if calls:
+            tasks.extend(Task(topic, key, env) for topic, key, env in calls)
     for run_id, state in changed.items():
         seq, hash_ = heads[run_id]
         if state.seq != seq or state.last_hash != hash_:

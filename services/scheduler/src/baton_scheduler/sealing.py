@@ -91,41 +91,68 @@ def model_data(model: BaseModel) -> tuple[dict[str, Any], bool]:
     JSON values are plain: a shallow copy of them, without pydantic's serializer walking
     each JSON value with a Python discriminator.
     """
-    checked = _checked_fields(type(model))
-    values = model.__dict__
-    if checked is not None and all((v := values[n]) is None or plain_json(v) for n in checked):
-        return dict(values), True
+    cls = type(model)
+    checked = _CHECKED[cls] if cls in _CHECKED else _checked_fields(cls)
+    if checked is not None:
+        values = model.__dict__
+        for name in checked:
+            value = values[name]
+            if value is not None and not plain_json(value):
+                break
+        else:
+            return dict(values), True
     data = model.model_dump(mode="json")
     return data, plain_json(data)
 
 
 class _Shared:
     """What a command's records for one run share: envelope values, canonical content
-    and header blocks."""
+    (all but ``id``, ``type``, ``seq``, ``prevhash``, ``hash`` and ``data``) and header
+    blocks (before and after the causation id, and the traceparent)."""
 
     __slots__ = ("after_cause", "before_cause", "content", "traceparent", "values")
 
     def __init__(self, values: dict[str, Any], time_text: str, time_header: bytes) -> None:
         self.values = values
-        content = {
-            n: values[n] for n in _DEFAULTS if n not in ("id", "type", "seq", "prevhash", "hash")
+        subject, storyid, version = values["subject"], values["storyid"], values["storyversion"]
+        correlationid, actor, traceparent = (
+            values["correlationid"],
+            values["actor"],
+            values["traceparent"],
+        )
+        self.content = {
+            "source": values["source"],
+            "subject": subject,
+            "time": time_text,
+            "specversion": values["specversion"],
+            "datacontenttype": values["datacontenttype"],
+            "storyid": storyid,
+            "storyversion": version,
+            "causationid": values["causationid"],
+            "correlationid": correlationid,
+            "actor": actor,
+            "traceparent": traceparent,
         }
-        content["time"] = time_text
-        self.content = content
-
-        def header(name: str) -> list[Header]:
-            value = values[name]
-            if value is None:
-                return []
-            return [("ce_" + name, time_header if name == "time" else str(value).encode())]
-
-        self.before_cause = [
-            h
-            for n in ("source", "subject", "time", "specversion", "storyid", "storyversion")
-            for h in header(n)
+        before: list[Header] = [
+            ("ce_source", str(values["source"]).encode()),
+            ("ce_subject", str(subject).encode()),
+            ("ce_time", time_header),
+            ("ce_specversion", str(values["specversion"]).encode()),
         ]
-        self.after_cause = header("correlationid") + header("actor")
-        self.traceparent = header("traceparent")
+        if storyid is not None:
+            before.append(("ce_storyid", str(storyid).encode()))
+        if version is not None:
+            before.append(("ce_storyversion", str(version).encode()))
+        self.before_cause = before
+        after: list[Header] = []
+        if correlationid is not None:
+            after.append(("ce_correlationid", str(correlationid).encode()))
+        if actor is not None:
+            after.append(("ce_actor", str(actor).encode()))
+        self.after_cause = after
+        self.traceparent = (
+            [] if traceparent is None else [("ce_traceparent", str(traceparent).encode())]
+        )
 
 
 class Sealer:
