@@ -45,9 +45,10 @@ def advance(run: Builder, story: Story) -> None:
     progressed = True
     while progressed and not run.run.finished:
         progressed = False
-        before = len(run.events)
-        implode(run, story)
-        progressed = len(run.events) > before
+        if _has_for_each(story):  # only a for_each step's children implode
+            before = len(run.events)
+            implode(run, story)
+            progressed = len(run.events) > before
         state = run.run  # changes only when a step starts
         for name, step in story.steps.items():
             current = state.steps.get(name)  # None: not started (pending, attempt 0)
@@ -64,6 +65,22 @@ def advance(run: Builder, story: Story) -> None:
                 if started.status.done or started.items is not None:
                     progressed = True
     _finish_if_done(run, story)
+
+
+# per story (by identity, the story held): whether a step explodes
+_FOR_EACH: dict[int, tuple[Story, bool]] = {}
+
+
+def _has_for_each(story: Story) -> bool:
+    found = _FOR_EACH.get(id(story))
+    if found is None or found[0] is not story:
+        if len(_FOR_EACH) >= 1024:  # story versions are few; tests make many
+            _FOR_EACH.clear()
+        found = _FOR_EACH[id(story)] = (
+            story,
+            any(s.for_each is not None for s in story.steps.values()),
+        )
+    return found[1]
 
 
 def handlers_for(

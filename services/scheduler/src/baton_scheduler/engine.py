@@ -28,7 +28,7 @@ from baton_common.policy_catalog import PolicyCatalog
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState
 from baton_common.story import Story
-from baton_common.telemetry import hot_span
+from baton_common.telemetry import hot_span, tracing_enabled
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.journal import journal
@@ -272,6 +272,8 @@ class Engine:
                 )
             ]
         metrics.COMMAND_LATENCY.observe(_age(record))
+        if not tracing_enabled():  # hot_span would give the envelope's traceparent back
+            return await self._decide(record, envelope, command, staged)
         with hot_span(
             "baton.scheduler.decide",
             parent=envelope.traceparent,

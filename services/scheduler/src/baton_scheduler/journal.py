@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Final
 
 from pydantic import BaseModel
 
@@ -26,7 +27,7 @@ from baton_common.events import (
     RunSucceeded,
     StepDispatched,
 )
-from baton_common.hashing import GENESIS
+from baton_common.hashing import GENESIS, plain_json
 from baton_common.records import GateClosed, StepTask
 from baton_common.settings import TopicSettings
 from baton_common.state import RunState, StepStatus, evolve, stamped
@@ -38,6 +39,7 @@ from baton_scheduler.sealing import Encoded, Sealer, model_data
 __all__ = ["SOURCE", "Entry", "Task", "journal"]
 
 SOURCE = "baton/scheduler"
+_STEP_TASK: Final = StepTask.model_fields["type"].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,26 @@ def _tasks(
         return Task(topic, after.run_id, drafted, record)
 
     match event:
+        case StepDispatched() if (
+            event.child_run_id is None and event.policy is None and plain_json(event.input)
+        ):
+            # the StepTask's model_dump, written directly: every value is JSON already
+            data: dict[str, Any] = {
+                "type": _STEP_TASK,
+                "run_id": event.run_id,
+                "story_id": after.story_id,
+                "story_version": after.story_version,
+                "step": event.step,
+                "attempt": event.attempt,
+                "attempt_id": event.attempt_id,
+                "action": event.action,
+                "input": event.input,
+                "policy": None,
+            }
+            drafted, record = sealer.task_data(
+                data, True, id=ids.child_id(envelope.id, 0), cause=envelope
+            )
+            return [Task(topics.task_topic(event.queue), after.run_id, drafted, record)]
         case StepDispatched() if event.child_run_id is None:
             return [
                 task(

@@ -258,6 +258,13 @@ class Sealer:
         """A task record caused by the event ``cause``: ``journal._draft``'s envelope
         (``cause``'s subject, story, correlation, actor and traceparent) and its record."""
         data, plain = model_data(payload)
+        return self.task_data(data, plain, id=id, cause=cause)
+
+    def task_data(
+        self, data: dict[str, Any], plain: bool, *, id: str, cause: Envelope
+    ) -> tuple[Envelope, Encoded]:
+        """:meth:`task` for a payload's ``model_dump(mode="json")`` and whether it is
+        ``plain_json``."""
         shared = self._for(
             cause.subject or "", cause.storyid, cause.storyversion, cause.correlationid
         )
