@@ -191,6 +191,10 @@ def _finish_if_done(run: Builder, story: Story) -> None:
     if state.finished or state.closing is not None:
         return
     steps = state.steps
+    if len(steps) < len(story.steps) and all(
+        s.status is not StepStatus.FAILED for s in steps.values()
+    ):
+        return  # a story step not started yet (steps holds only started ones), none failed
     all_done = True
     for name in story.steps:  # the first failed step in story order closes the run
         step = steps.get(name)

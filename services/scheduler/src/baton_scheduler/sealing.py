@@ -169,6 +169,7 @@ class Sealer:
         self._time_text: str = _TIME.dump_python(now, mode="json")
         self._time_header = self._time_text.encode()
         self._shared: dict[tuple[object, ...], _Shared] = {}
+        self._last: tuple[Envelope, _Shared] | None = None  # the last event sealed
 
     def _for(
         self, subject: str, storyid: str | None, storyversion: int | None, correlationid: str | None
@@ -230,6 +231,7 @@ class Sealer:
         values["hash"] = hash_
         values["data"] = data
         envelope = assembled(Envelope, values, set(_EVENT_SET))
+        self._last = (envelope, shared)
         headers = [_CONTENT_TYPE, ("ce_id", id.encode()), ("ce_type", kind.encode())]
         headers += shared.before_cause
         headers.append(("ce_causationid", self._command.id.encode()))
@@ -265,9 +267,13 @@ class Sealer:
     ) -> tuple[Envelope, Encoded]:
         """:meth:`task` for a payload's ``model_dump(mode="json")`` and whether it is
         ``plain_json``."""
-        shared = self._for(
-            cause.subject or "", cause.storyid, cause.storyversion, cause.correlationid
-        )
+        last = self._last
+        if last is not None and last[0] is cause:  # tasks follow the event causing them
+            shared = last[1]
+        else:
+            shared = self._for(
+                cause.subject or "", cause.storyid, cause.storyversion, cause.correlationid
+            )
         kind = data["type"]
         values = shared.values.copy()
         values["id"] = id
