@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import types
 import typing
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -105,6 +105,15 @@ def model_data(model: BaseModel) -> tuple[dict[str, Any], bool]:
     return data, plain_json(data)
 
 
+def _time_text(time: datetime) -> str:
+    """pydantic's JSON text of ``time``; for the services' UTC clocks, ``isoformat`` with
+    "Z" is the same text (as ``outbound_records`` writes headers)."""
+    if time.tzinfo is UTC:
+        return time.isoformat()[:-6] + "Z"
+    text: str = _TIME.dump_python(time, mode="json")
+    return text
+
+
 class _Shared:
     """What a command's records for one run share: envelope values, canonical content
     (all but ``id``, ``type``, ``seq``, ``prevhash``, ``hash`` and ``data``) and header
@@ -166,7 +175,7 @@ class Sealer:
         self._command = command
         self._now = now
         self._source = source
-        self._time_text: str = _TIME.dump_python(now, mode="json")
+        self._time_text = _time_text(now)
         self._time_header = self._time_text.encode()
         self._shared: dict[tuple[object, ...], _Shared] = {}
         self._last: tuple[Envelope, _Shared] | None = None  # the last event sealed
