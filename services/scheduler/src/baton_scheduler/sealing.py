@@ -105,6 +105,19 @@ def model_data(model: BaseModel) -> tuple[dict[str, Any], bool]:
     return data, plain_json(data)
 
 
+_TYPE_HEADERS: dict[str, Header] = {}
+
+
+def _type_header(kind: str) -> Header:
+    """The ``ce_type`` header of a record type (a few dozen, each encoded once)."""
+    found = _TYPE_HEADERS.get(kind)
+    if found is None:
+        found = ("ce_type", kind.encode())
+        if len(_TYPE_HEADERS) < 256:
+            _TYPE_HEADERS[kind] = found
+    return found
+
+
 def _time_text(time: datetime) -> str:
     """pydantic's JSON text of ``time``; for the services' UTC clocks, ``isoformat`` with
     "Z" is the same text (as ``outbound_records`` writes headers)."""
@@ -173,6 +186,7 @@ class Sealer:
 
     def __init__(self, command: Envelope, now: datetime, source: str) -> None:
         self._command = command
+        self._causation: Header = ("ce_causationid", command.id.encode())
         self._now = now
         self._source = source
         self._time_text = _time_text(now)
@@ -241,9 +255,9 @@ class Sealer:
         values["data"] = data
         envelope = assembled(Envelope, values, set(_EVENT_SET))
         self._last = (envelope, shared)
-        headers = [_CONTENT_TYPE, ("ce_id", id.encode()), ("ce_type", kind.encode())]
+        headers = [_CONTENT_TYPE, ("ce_id", id.encode()), _type_header(kind)]
         headers += shared.before_cause
-        headers.append(("ce_causationid", self._command.id.encode()))
+        headers.append(self._causation)
         headers += shared.after_cause
         if seq is not None:
             headers.append(("ce_seq", str(seq).encode()))
@@ -297,7 +311,7 @@ class Sealer:
                 plain = False
         if not plain:
             return envelope, encoded(envelope)
-        headers = [_CONTENT_TYPE, ("ce_id", id.encode()), ("ce_type", kind.encode())]
+        headers = [_CONTENT_TYPE, ("ce_id", id.encode()), _type_header(kind)]
         headers += shared.before_cause
         headers.append(("ce_causationid", cause.id.encode()))
         headers += shared.after_cause
