@@ -40,6 +40,20 @@ __all__ = ["SOURCE", "Entry", "Task", "journal"]
 
 SOURCE = "baton/scheduler"
 _STEP_TASK: Final = StepTask.model_fields["type"].default
+# the events that may imply task records (a step task, a gate's records, gates closed)
+_TASKING: Final = frozenset(
+    {
+        StepDispatched,
+        ApprovalRequested,
+        ApprovalGranted,
+        ApprovalDenied,
+        ApprovalEscalated,
+        ApprovalReminded,
+        RunSucceeded,
+        RunFailed,
+        RunCancelled,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +167,9 @@ def _tasks(
     topics: TopicSettings,
     sealer: Sealer,
 ) -> list[Task]:
+    if type(event) not in _TASKING:
+        return []  # most events imply no task record
+
     def task(topic: str, payload: StepTask | GateRecord, n: int = 0) -> Task:
         drafted, record = sealer.task(payload, id=ids.child_id(envelope.id, n), cause=envelope)
         return Task(topic, after.run_id, drafted, record)
