@@ -52,7 +52,8 @@ def create_app(
     """
     catalog = StoryCatalog()
     catalog_ready = asyncio.Event()
-    publisher = KafkaPublisher()
+    # Webhook records linger in the publisher's own batches (ADR 0250), not the producer's.
+    publisher = KafkaPublisher(linger_seconds=settings.webhook_linger_ms / 1000)
     metrics = IngestMetrics(registry)
     tasks: dict[str, asyncio.Task[None]] = {}
     producers: list[AIOKafkaProducer] = []
@@ -61,9 +62,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap = settings.kafka_bootstrap
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
-            producer = make_producer(
-                bootstrap, client_id="baton-ingest", linger_ms=settings.webhook_linger_ms
-            )
+            producer = make_producer(bootstrap, client_id="baton-ingest", linger_ms=0)
             stack.push_async_callback(producer.stop)
             stories = make_consumer(
                 bootstrap, settings.topics.stories, group_id=None, client_id="baton-ingest-stories"
@@ -248,4 +247,5 @@ def run() -> None:
         port=settings.http_port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # nothing reads the client's address; a scan per request
     )
