@@ -62,7 +62,12 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bootstrap = settings.kafka_bootstrap
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
-            producer = make_producer(bootstrap, client_id="baton-ingest", linger_ms=0)
+            producer = make_producer(
+                bootstrap,
+                client_id="baton-ingest",
+                linger_ms=0,
+                max_batch_size=settings.webhook_batch_bytes,
+            )
             stack.push_async_callback(producer.stop)
             stories = make_consumer(
                 bootstrap, settings.topics.stories, group_id=None, client_id="baton-ingest-stories"
