@@ -24,6 +24,7 @@ from baton_common.service import configure_logging, operations_router
 from baton_common.telemetry import configure_tracing
 from baton_ingest.api import WebhookFastPath, webhook_endpoint, webhook_routes
 from baton_ingest.consumer import IngestRouter
+from baton_ingest.corked import CorkedHttpTools
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import KafkaPublisher
 from baton_ingest.secrets import EnvironmentSecrets, SecretResolver
@@ -253,4 +254,5 @@ def run() -> None:
         log_config=None,
         access_log=False,
         proxy_headers=False,  # nothing reads the client's address; a scan per request
+        http=CorkedHttpTools,  # an answer's head and body in one write (ADR 0250)
     )
