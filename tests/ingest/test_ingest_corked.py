@@ -1,4 +1,4 @@
-"""``CorkedTransport``: the writes of one loop turn reach the socket in one ``write``."""
+"""``CorkedTransport``: an answer's head and body reach the socket in one ``write``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 
 from baton_ingest.corked import CorkedTransport
+
+HEAD = b"HTTP/1.1 202 Accepted\r\ncontent-length: 17\r\n\r\n"
 
 
 @dataclass
@@ -27,27 +29,37 @@ class _Transport:
         self.paused = True
 
 
-async def test_one_turns_writes_go_out_together_in_order() -> None:
+async def test_a_head_goes_out_with_its_body_and_other_writes_at_once() -> None:
     transport = _Transport()
     corked = CorkedTransport(transport)  # type: ignore[arg-type]
-    corked.write(b"HTTP/1.1 202 Accepted\r\n\r\n")
-    corked.write(b'{"accepted":true}')
+    corked.write(HEAD)
     assert transport.writes == []
-    await asyncio.sleep(0)
-    assert transport.writes == [b'HTTP/1.1 202 Accepted\r\n\r\n{"accepted":true}']
+    corked.write(b'{"accepted":true}')
+    assert transport.writes == [HEAD + b'{"accepted":true}']
 
+    corked.write(b"HTTP/1.1 100 Continue")  # not a whole head: written as it comes
+    assert transport.writes[1:] == [b"HTTP/1.1 100 Continue"]
+    await asyncio.sleep(0)
+    assert len(transport.writes) == 2
+
+
+async def test_a_head_without_a_body_goes_out_at_the_end_of_the_turn() -> None:
+    transport = _Transport()
+    corked = CorkedTransport(transport)  # type: ignore[arg-type]
+    corked.write(HEAD)
+    await asyncio.sleep(0)
+    assert transport.writes == [HEAD]
     corked.write(b"next")
-    await asyncio.sleep(0)
-    assert transport.writes[1:] == [b"next"]
+    assert transport.writes == [HEAD, b"next"]
 
 
-async def test_close_writes_what_is_pending_first_and_the_rest_passes_through() -> None:
+async def test_close_writes_a_held_head_first_and_the_rest_passes_through() -> None:
     transport = _Transport()
     corked = CorkedTransport(transport)  # type: ignore[arg-type]
     corked.pause_reading()
-    corked.write(b"last words")
+    corked.write(HEAD)
     corked.close()
     await asyncio.sleep(0)
-    assert transport.writes == [b"last words"]
+    assert transport.writes == [HEAD]
     assert transport.closed
     assert transport.paused
