@@ -244,7 +244,7 @@ def run() -> None:
     # Every object alive now (modules, models, templates, the app) out of the collector's
     # reach: a full collection, which the router's and webhooks' allocations set off
     # often, no longer walks them (ADR 0230; the scheduler does the same, ADR 0120).
-    settle_heap()
+    settle_heap(settings.gc_threshold)
     # Webhooks first, before FastAPI's own layers too (ADR 0220): the same endpoint and
     # error bodies; an unexpected error is uvicorn's 500, as the server-error layer's.
     uvicorn.run(

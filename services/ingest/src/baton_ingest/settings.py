@@ -85,4 +85,11 @@ class IngestSettings(BatonSettings):
         description="the longest the broker holds the router's fetch waiting for "
         "router_fetch_min_bytes: the most routing waits for a quiet webhook path",
     )
+    gc_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="objects of net growth between two young-generation collections "
+        "(0: Python's default); webhooks and routed records free what they make by "
+        "reference counting (ADR 0250)",
+    )
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")
