@@ -19,6 +19,7 @@ import pytest
 from baton_common.kafka import OutboundRecord, make_producer
 from baton_common.testing import eventually
 from baton_ingest.gathered import GatheredSends
+from baton_ingest.publisher import KafkaPublisher, PublisherUnavailable
 
 from .kit import new_namespace, prepare, read_all
 
@@ -162,6 +163,21 @@ async def test_a_batch_past_its_deadline_before_hand_over_is_never_written() -> 
     assert producer.handed[1] == [b"c"]
     producer.acks[1].set_result(None)
     assert await third == [None]
+
+
+async def test_no_producer_or_no_metadata_is_every_records_error_and_sends_nothing() -> None:
+    unattached = await KafkaPublisher().deliver(_records("a", "b"), 1)
+    assert [type(r) for r in unattached] == [PublisherUnavailable, PublisherUnavailable]
+
+    class _NoMetadata(_Producer):
+        async def partitions_for(self, topic: str) -> set[int]:
+            raise TimeoutError("no metadata")
+
+    producer = _NoMetadata()
+    outcomes = await GatheredSends(producer, linger=0).deliver(_records("a", "b"), 1)
+    assert [type(r) for r in outcomes] == [TimeoutError, TimeoutError]
+    await asyncio.sleep(0.01)
+    assert producer.handed == []
 
 
 def _handed(producer: _Producer, count: int) -> Any:

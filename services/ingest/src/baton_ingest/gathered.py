@@ -84,10 +84,13 @@ class GatheredSends:
 
         ``within`` (seconds) bounds the wait from the moment a record's batch was opened.
         """
+        try:
+            partitions = [(record.topic, await self._partition(record)) for record in records]
+        except Exception as exc:  # no metadata for the topic: nothing was sent
+            return [exc] * len(records)
         waits: list[tuple[asyncio.Future[None], int]] = []
         joined: _Batch | None = None
-        for record in records:
-            tp = (record.topic, await self._partition(record))
+        for record, tp in zip(records, partitions, strict=True):
             batch = self._open.get(tp)
             if batch is None:
                 batch = self._new(tp, within)

@@ -27,7 +27,8 @@ class Publisher(Protocol):
         self, records: Sequence[OutboundRecord], within: float
     ) -> list[BaseException | None]:
         """Send every record, sharing produce batches with concurrent callers; for each,
-        None once acknowledged, else the error (``TimeoutError`` after ``within`` seconds)."""
+        None once acknowledged, else the error (``TimeoutError`` after ``within`` seconds).
+        Never raises: an unavailable producer is every record's error."""
         ...
 
     async def send_many(self, records: list[OutboundRecord]) -> Awaitable[None]:
@@ -72,7 +73,7 @@ class KafkaPublisher:
         self, records: Sequence[OutboundRecord], within: float
     ) -> list[BaseException | None]:
         if self._gathered is None:
-            raise PublisherUnavailable("the Kafka producer is not started")
+            return [PublisherUnavailable("the Kafka producer is not started")] * len(records)
         return await self._gathered.deliver(records, within)
 
     async def send_many(self, records: list[OutboundRecord]) -> Awaitable[None]:
