@@ -38,6 +38,7 @@ from baton_common.partition_batches import partition_of
 __all__ = ["GatheredSends"]
 
 _Partition = tuple[str, int]
+_KNOWN_SECONDS = 60.0  # how long a topic's partitions and the keys' choices are reused
 
 
 class _Batch:
@@ -74,6 +75,7 @@ class GatheredSends:
         self._outstanding: dict[_Partition, int] = {}  # handed over, not yet settled
         self._partitions: dict[str, list[int]] = {}
         self._chosen: dict[tuple[str, bytes], int] = {}
+        self._known_until = 0.0
         self._loop = asyncio.get_running_loop()
         self._submitting: set[asyncio.Future[None]] = set()
 
@@ -117,17 +119,22 @@ class GatheredSends:
         return results
 
     async def _partition(self, record: OutboundRecord) -> int:
+        """The record's own partition, else the default partitioner's choice (murmur2 of
+        the key, cached per key along with the topic's partitions for a minute)."""
         if record.partition is not None:
             return record.partition
+        now = self._loop.time()
+        if now >= self._known_until:  # the topic may have grown: look again
+            self._partitions.clear()
+            self._chosen.clear()
+            self._known_until = now + _KNOWN_SECONDS
         key = record.key
         if key is None:  # any partition, as the default partitioner does
             return random.choice(await self._partitions_of(record.topic))
         chosen = self._chosen.get((record.topic, key))
         if chosen is None:
             chosen = partition_of(key, await self._partitions_of(record.topic))
-            if len(self._chosen) > 10_000:  # one entry per webhook path; bounded anyway
-                self._chosen.clear()
-            self._chosen[record.topic, key] = chosen
+            self._chosen[record.topic, key] = chosen  # one per webhook path and minute
         return chosen
 
     async def _partitions_of(self, topic: str) -> list[int]:
