@@ -165,11 +165,13 @@ def webhook_endpoint(
         content_type = length = incoming = None
         for name, value in raw:  # the first of a repeated header wins, as in Headers
             if name == b"content-type":
-                content_type = content_type or value
+                if content_type is None:
+                    content_type = value
             elif name == b"content-length":
-                length = length or value
-            elif name == b"traceparent":
-                incoming = incoming or value
+                if length is None:
+                    length = value
+            elif name == b"traceparent" and incoming is None:
+                incoming = value
         traceparent = None if incoming is None else incoming.decode("latin-1")
         if not tracing_enabled():
             return await _receive(path, raw, content_type, length, traceparent, receive)
@@ -201,7 +203,7 @@ def webhook_endpoint(
         else:
             text = "" if content_type is None else content_type.decode("latin-1")
             media_type = text.split(";")[0].strip().lower()
-        if media_type not in JSON_TYPES | NDJSON_TYPES:
+        if media_type not in _MEDIA_TYPES:
             reject(
                 path,
                 415,
@@ -319,6 +321,7 @@ RawHeaders = list[tuple[bytes, bytes]]
 Accept = Callable[[str, RawHeaders, Receive], Awaitable[tuple[int, bytes]]]
 _PREFIX: Final = "/webhooks/"
 _JSON_CONTENT: Final = (b"content-type", b"application/json")
+_MEDIA_TYPES: Final = JSON_TYPES | NDJSON_TYPES
 
 
 def _json(content: dict[str, object]) -> bytes:
