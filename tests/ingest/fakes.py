@@ -33,6 +33,15 @@ class FakePublisher:
     async def publish_many(self, records: list[OutboundRecord]) -> None:
         await (await self.send_many(records))
 
+    async def deliver(
+        self, records: Sequence[OutboundRecord], within: float
+    ) -> list[BaseException | None]:
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self.publish(r), within) for r in records),
+            return_exceptions=True,
+        )
+        return [r if isinstance(r, BaseException) else None for r in results]
+
     async def send_many(self, records: list[OutboundRecord]) -> Awaitable[None]:
         return asyncio.ensure_future(self._all(records))
 

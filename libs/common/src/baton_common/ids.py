@@ -43,18 +43,15 @@ def uuid5_text(name: str) -> str:
 _VARIANT: Final = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
-_V4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
-_V4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
-
-
 def uuid4_text() -> str:
     """``str(uuid.uuid4())``, without building a ``UUID`` object.
 
     The router gives every command it writes a random id; the same 16 random bytes,
-    version and variant bits as ``uuid.uuid4``, and the same text.
+    version and variant bits as ``uuid.uuid4``, and the same text, set on the hex text
+    directly as :func:`uuid5_text` does (half the cost of the integer arithmetic).
     """
-    text = f"{(int.from_bytes(os.urandom(16)) & _V4_CLEAR) | _V4_SET:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    text = os.urandom(16).hex()
+    return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-{_VARIANT[text[16]]}{text[17:20]}-{text[20:]}"
 
 
 def run_id_for(story_id: str, key: str) -> str:

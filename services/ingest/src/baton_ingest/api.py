@@ -8,8 +8,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, NoReturn
 
@@ -17,38 +20,47 @@ import orjson
 import structlog
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import JsonValue
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton_common.catalog import StoryCatalog
 from baton_common.ids import uuid4_text
-from baton_common.telemetry import SpanKind, current_traceparent, span
+from baton_common.telemetry import SpanKind, current_traceparent, span, tracing_enabled
 from baton_ingest.auth import AuthFailure, WebhookAuth
-from baton_ingest.bodies import JSON_TYPES, NDJSON_TYPES, BodyError, parse_json, parse_ndjson
+from baton_ingest.bodies import (
+    JSON_TYPES,
+    NDJSON_TYPES,
+    BodyError,
+    parse_json_checked,
+    parse_ndjson,
+)
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import Publisher
 from baton_ingest.received_records import received_record
 from baton_ingest.secrets import SecretResolver
 from baton_ingest.settings import IngestSettings
 
-__all__ = ["WebhookFastPath", "webhook_endpoint", "webhook_routes"]
+__all__ = ["WebhookEndpoint", "WebhookFastPath", "webhook_endpoint", "webhook_routes"]
 
 log = structlog.get_logger(__name__)
+_debug = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def webhook_routes(endpoint: Endpoint) -> APIRouter:
+def webhook_routes(endpoint: WebhookEndpoint) -> APIRouter:
     """``POST /webhooks/{path}`` answered by ``endpoint``.
 
     A plain Starlette route: the hot path skips FastAPI's per-request dependency solving.
     """
     router = APIRouter(tags=["webhooks"])
-    router.add_route("/webhooks/{path}", endpoint, methods=["POST"])
+    router.add_route("/webhooks/{path}", endpoint.answer, methods=["POST"])
     return router
 
 
@@ -59,14 +71,15 @@ class WebhookFastPath:
     about as much CPU as the webhook itself (ADR 0220). This middleware sits where
     ``add_middleware`` puts it (inside the server-error layer, so a crash is still a
     500) and hands a request whose path matches ``/webhooks/{path}`` exactly as the
-    route would to the same endpoint, rendering an ``HTTPException`` as FastAPI's
-    handler does. Anything else — another method or path, a ``root_path`` — goes on to
-    the app, so the route stays the reference behaviour.
+    route would to the same endpoint, with no ``Request`` or ``Response`` object (ADR
+    0250): the answer is two ASGI messages, and an ``HTTPException`` is rendered by
+    FastAPI's own handler. Anything else — another method or path, a ``root_path`` —
+    goes on to the app, so the route stays the reference behaviour.
     """
 
-    def __init__(self, app: ASGIApp, endpoint: Endpoint) -> None:
+    def __init__(self, app: ASGIApp, endpoint: WebhookEndpoint) -> None:
         self._app = app
-        self._endpoint = endpoint
+        self._accept = endpoint.accept
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
@@ -76,15 +89,45 @@ class WebhookFastPath:
                 and len(path) > len(_PREFIX)
                 and "/" not in path[len(_PREFIX) :]
             ):
-                scope["path_params"] = {"path": path[len(_PREFIX) :]}
-                request = Request(scope, receive, send)
                 try:
-                    response = await self._endpoint(request)
+                    status, content = await self._accept(
+                        path[len(_PREFIX) :], scope["headers"], receive
+                    )
                 except StarletteHTTPException as exc:
+                    scope["path_params"] = {"path": path[len(_PREFIX) :]}
+                    request = Request(scope, receive, send)
                     response = await http_exception_handler(request, exc)
-                await response(scope, receive, send)
+                    await response(scope, receive, send)
+                    return
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [
+                            (b"content-length", str(len(content)).encode()),
+                            _JSON_CONTENT,
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": content})
                 return
         await self._app(scope, receive, send)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """The webhook handler: ``accept`` answers a request's status and JSON body from its
+    path, raw ASGI headers and ``receive``; ``answer`` is the same as a Starlette
+    endpoint."""
+
+    accept: Accept
+
+    async def answer(self, request: Request) -> Response:
+        """The route's endpoint: what ``accept`` answers, as a ``Response``."""
+        status, content = await self.accept(
+            request.path_params["path"], request.scope["headers"], request.receive
+        )
+        return Response(content, status_code=status, media_type="application/json")
 
 
 def webhook_endpoint(
@@ -96,119 +139,151 @@ def webhook_endpoint(
     secrets: SecretResolver,
     metrics: IngestMetrics,
     clock: Callable[[], datetime] = _utcnow,
-) -> Endpoint:
+) -> WebhookEndpoint:
     """The webhook handler, over the given catalog and publisher."""
     budget = _Budget()
     auth = WebhookAuth(secrets)
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
+    topic = settings.topics.ingest
+    timeout = settings.publish_timeout_seconds
+    accepted = metrics.accepted
+    publish_seconds = metrics.publish_seconds
 
     def reject(
-        status: int, reason: str, detail: str, headers: dict[str, str] | None = None
+        path: str, status: int, reason: str, detail: str, headers: dict[str, str] | None = None
     ) -> NoReturn:
         metrics.rejected.labels(reason=reason).inc()
-        log.info("webhook rejected", status=status, reason=reason, detail=detail)
+        log.info("webhook rejected", webhook=path, status=status, reason=reason, detail=detail)
         raise HTTPException(status_code=status, detail=detail, headers=headers)
 
-    async def receive_webhook(request: Request) -> Response:
-        """Accept an event for the stories listening on ``path``."""
-        path: str = request.path_params["path"]
-        structlog.contextvars.bind_contextvars(webhook=path)
-        incoming = request.headers.get("traceparent")
-        try:
-            with span(
-                "baton.ingest.webhook",
-                parent=incoming,
-                kind=SpanKind.SERVER,
-                attributes={"baton.webhook": path, "http.request.method": "POST"},
-            ):
-                return await _receive(path, request, incoming)
-        finally:
-            structlog.contextvars.unbind_contextvars("webhook")
+    async def accept(path: str, raw: RawHeaders, receive: Receive) -> tuple[int, bytes]:
+        """Accept an event for the stories listening on ``path``.
 
-    async def _receive(path: str, request: Request, incoming: str | None) -> Response:
+        Its log lines name the webhook themselves (binding it to the context per request
+        cost more than the lines: ADR 0250).
+        """
+        content_type = length = incoming = None
+        for name, value in raw:  # the first of a repeated header wins, as in Headers
+            if name == b"content-type":
+                if content_type is None:
+                    content_type = value
+            elif name == b"content-length":
+                if length is None:
+                    length = value
+            elif name == b"traceparent" and incoming is None:
+                incoming = value
+        traceparent = None if incoming is None else incoming.decode("latin-1")
+        if not tracing_enabled():
+            return await _receive(path, raw, content_type, length, traceparent, receive)
+        with span(
+            "baton.ingest.webhook",
+            parent=traceparent,
+            kind=SpanKind.SERVER,
+            attributes={"baton.webhook": path, "http.request.method": "POST"},
+        ):
+            return await _receive(path, raw, content_type, length, traceparent, receive)
+
+    async def _receive(
+        path: str,
+        raw: RawHeaders,
+        content_type: bytes | None,
+        length: bytes | None,
+        incoming: str | None,
+        receive: Receive,
+    ) -> tuple[int, bytes]:
         if not catalog_ready.is_set():
-            reject(503, "not_ready", "the story catalog is still loading", retry_after)
+            reject(path, 503, "not_ready", "the story catalog is still loading", retry_after)
         stories = [
             s for s in catalog.for_webhook(path) if s.trigger.webhook and s.trigger.webhook.http
         ]
         if not stories:
-            reject(404, "not_found", f"no active story listens on webhook path {path!r}")
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type not in JSON_TYPES | NDJSON_TYPES:
+            reject(path, 404, "not_found", f"no active story listens on webhook path {path!r}")
+        if content_type == b"application/json":  # the common case, as parsed below
+            media_type = "application/json"
+        else:
+            text = "" if content_type is None else content_type.decode("latin-1")
+            media_type = text.split(";")[0].strip().lower()
+        if media_type not in _MEDIA_TYPES:
             reject(
+                path,
                 415,
                 "unsupported_media_type",
                 "content-type must be application/json or application/x-ndjson, "
                 f"got {media_type or 'none'!r}",
             )
-        body = await _read_body(request, settings.max_body_bytes, reject)
+        body = await _read_body(path, length, receive, settings.max_body_bytes, reject)
         now = clock()
         try:
-            authenticated = auth.check(stories, request.headers, body, now)
+            authenticated = auth.check(stories, Headers(raw=raw), body, now)
         except AuthFailure as failure:
-            reject(failure.status, failure.reason, failure.detail, failure.headers)
+            reject(path, failure.status, failure.reason, failure.detail, failure.headers)
+        checked = False  # whether orjson read the event (JSON types only)
         try:
             if media_type in NDJSON_TYPES:
                 events = parse_ndjson(body, settings.max_ndjson_lines)
             else:
-                events = [parse_json(body)]
+                event, checked = parse_json_checked(body)
+                events = [event]
         except BodyError as exc:
             metrics.rejected.labels(reason="invalid_json").inc()
-            log.info("webhook rejected", status=422, reason="invalid_json", detail=exc.detail)
+            log.info(
+                "webhook rejected",
+                webhook=path,
+                status=422,
+                reason="invalid_json",
+                detail=exc.detail,
+            )
             content: dict[str, object] = {"detail": exc.detail}
             if exc.errors:
                 content["errors"] = exc.errors
-            return JSONResponse(content, status_code=422)
+            return 422, _json(content)
 
         if budget.used + len(events) > settings.max_in_flight:
-            reject(429, "overloaded", "too many webhooks awaiting Kafka; retry later", retry_after)
+            reject(
+                path,
+                429,
+                "overloaded",
+                "too many webhooks awaiting Kafka; retry later",
+                retry_after,
+            )
         budget.used += len(events)
         try:
-            ids = await _publish_all(path, events, now, current_traceparent(incoming))
+            ids = await _publish_all(path, events, now, current_traceparent(incoming), checked)
         finally:
             budget.used -= len(events)
         auth.remember(authenticated, now)
-        metrics.accepted.inc(len(events))
-        log.debug("webhook accepted", ids=ids, stories=[s.id for s in stories])
+        accepted.inc(len(events))
+        if _debug.isEnabledFor(logging.DEBUG):  # the check, without structlog's proxy
+            log.debug("webhook accepted", webhook=path, ids=ids, stories=[s.id for s in stories])
         if media_type in NDJSON_TYPES:
-            return _accepted({"ids": ids, "accepted": len(ids)})
-        return _accepted({"id": ids[0], "accepted": True})
+            return 202, orjson.dumps({"ids": ids, "accepted": len(ids)})
+        return 202, b'{"id":"' + ids[0].encode() + b'","accepted":true}'
 
     async def _publish_all(
-        path: str, events: list[dict[str, JsonValue]], now: datetime, traceparent: str | None
+        path: str,
+        events: list[dict[str, JsonValue]],
+        now: datetime,
+        traceparent: str | None,
+        checked: bool,
     ) -> list[str]:
         """Publish every event and wait for all acks; 503 if any is not durable."""
         ids = [uuid4_text() for _ in events]
         records = [
             received_record(
-                settings.topics.ingest,
+                topic,
                 path,
                 payload,
                 id=event_id,
                 time=now,
                 traceparent=traceparent,
+                checked=checked,
             )
             for event_id, payload in zip(ids, events, strict=True)
         ]
         started = time.perf_counter()
-        results: list[BaseException | None]
-        if len(records) == 1:  # the common case, without a task per record
-            try:
-                async with asyncio.timeout(settings.publish_timeout_seconds):
-                    await publisher.publish(records[0])
-                results = [None]
-            except Exception as exc:
-                results = [exc]
-        else:
-            results = await asyncio.gather(
-                *(
-                    asyncio.wait_for(publisher.publish(r), timeout=settings.publish_timeout_seconds)
-                    for r in records
-                ),
-                return_exceptions=True,
-            )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
+        results = await publisher.deliver(records, timeout)
+        if any(results):
+            failures = [r for r in results if r is not None]
             durable = len(results) - len(failures)
             first = failures[0]
             partial = (
@@ -218,28 +293,42 @@ def webhook_endpoint(
             )
             if isinstance(first, TimeoutError):
                 reject(
+                    path,
                     503,
                     "kafka_timeout",
                     f"Kafka did not acknowledge within {settings.publish_timeout_seconds}s"
                     + partial,
                     retry_after,
                 )
-            log.warning("webhook publish failed", error=f"{type(first).__name__}: {first}")
-            reject(503, "kafka_error", "the event could not be made durable" + partial, retry_after)
-        metrics.publish_seconds.observe(time.perf_counter() - started)
+            log.warning(
+                "webhook publish failed", webhook=path, error=f"{type(first).__name__}: {first}"
+            )
+            reject(
+                path,
+                503,
+                "kafka_error",
+                "the event could not be made durable" + partial,
+                retry_after,
+            )
+        publish_seconds.observe(time.perf_counter() - started)
         return ids
 
-    return receive_webhook
+    return WebhookEndpoint(accept)
 
 
 Reject = Callable[..., NoReturn]
-Endpoint = Callable[[Request], Awaitable[Response]]
+RawHeaders = list[tuple[bytes, bytes]]
+Accept = Callable[[str, RawHeaders, Receive], Awaitable[tuple[int, bytes]]]
 _PREFIX: Final = "/webhooks/"
+_JSON_CONTENT: Final = (b"content-type", b"application/json")
+_MEDIA_TYPES: Final = JSON_TYPES | NDJSON_TYPES
 
 
-def _accepted(content: dict[str, object]) -> Response:
-    """202 with ``content`` as compact JSON (what ``JSONResponse`` writes, by orjson)."""
-    return Response(orjson.dumps(content), status_code=202, media_type="application/json")
+def _json(content: dict[str, object]) -> bytes:
+    """``content`` as ``JSONResponse`` writes it."""
+    return json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode()
 
 
 class _Budget:
@@ -248,15 +337,27 @@ class _Budget:
     used: int = 0
 
 
-async def _read_body(request: Request, limit: int, reject: Reject) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        reject(413, "too_large", f"body is {declared} bytes; the limit is {limit}")
+async def _read_body(
+    path: str, length: bytes | None, receive: Receive, limit: int, reject: Reject
+) -> bytes:
+    """The request's body from its ASGI messages (as ``Request.stream`` reads them)."""
+    if length is not None:
+        declared = length.decode("latin-1")
+        if declared.isdigit() and int(declared) > limit:
+            reject(path, 413, "too_large", f"body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            reject(413, "too_large", f"body exceeds the limit of {limit} bytes")
+            reject(path, 413, "too_large", f"body exceeds the limit of {limit} bytes")
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk
+            chunks.append(chunk)
+            return b"".join(chunks)
         chunks.append(chunk)
-    return b"".join(chunks)

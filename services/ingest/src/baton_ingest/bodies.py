@@ -9,7 +9,15 @@ from pydantic import JsonValue
 
 from baton_common.envelope import loads_json
 
-__all__ = ["JSON_TYPES", "NDJSON_TYPES", "BodyError", "LineError", "parse_json", "parse_ndjson"]
+__all__ = [
+    "JSON_TYPES",
+    "NDJSON_TYPES",
+    "BodyError",
+    "LineError",
+    "parse_json",
+    "parse_json_checked",
+    "parse_ndjson",
+]
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
@@ -66,15 +74,25 @@ def parse_json(body: bytes) -> dict[str, JsonValue]:
     Raises:
         BodyError: not JSON, or not an object.
     """
+    return parse_json_checked(body)[0]
+
+
+def parse_json_checked(body: bytes) -> tuple[dict[str, JsonValue], bool]:
+    """:func:`parse_json`, and whether orjson read the body: then it holds JSON types
+    only (no NaN or infinity), so writing it again needs no check.
+
+    Raises:
+        BodyError: not JSON, or not an object.
+    """
     try:
         document, strict = loads_json(body)
     except Exception:  # the standard library's verdict, worded below
         strict = False
     if strict and type(document) is dict:
         parsed: dict[str, JsonValue] = document
-        return parsed
+        return parsed, True
     try:
-        return _object(body)
+        return _object(body), False
     except ValueError as exc:
         raise BodyError(f"body {exc}") from exc
 

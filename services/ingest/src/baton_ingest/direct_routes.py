@@ -55,6 +55,7 @@ _NOT_TEXT: Final = frozenset(
     for name, field in Envelope.model_fields.items()
     if name != "time" and field.annotation not in (str, str | None)
 )
+_NOT_TEXT_HEADERS: Final = frozenset("ce_" + name for name in _NOT_TEXT)
 _TIME: Final = TypeAdapter(datetime)
 Decided = tuple[list[OutboundRecord], list[str]]
 
@@ -128,6 +129,14 @@ def _json_object(value: bytes | None) -> dict[str, JsonValue] | None:
     return parsed
 
 
+def _binary_cloudevent(record: ConsumedRecord) -> bool:
+    """Whether any header is named ``ce_type`` (in any case), as ``read_inbound`` tests."""
+    for key, _ in record.headers:
+        if key == "ce_type" or key.lower() == "ce_type":
+            return True
+    return False
+
+
 def _raw(record: ConsumedRecord) -> _Ingested | None:
     """A raw-JSON record (``source`` header), as ``read_inbound`` would read it."""
     found: dict[str, bytes] = {}
@@ -180,7 +189,7 @@ def _received(record: ConsumedRecord) -> _Ingested | None:
         or id is None
         or source is None
         or time is None
-        or any(name[3:] in _NOT_TEXT for name in attributes)
+        or not _NOT_TEXT_HEADERS.isdisjoint(attributes)
     ):
         return None
     try:
@@ -234,10 +243,7 @@ class DirectRoutes:
         if not self._on:
             return None
         # read_inbound's test for a CloudEvent in binary mode: any header named ce_type.
-        if any(key.lower() == "ce_type" for key, _ in record.headers):
-            ingested = _received(record)
-        else:
-            ingested = _raw(record)
+        ingested = _received(record) if _binary_cloudevent(record) else _raw(record)
         if ingested is None:
             return None
         if ingested.path is None:

@@ -24,6 +24,7 @@ from baton_common.service import configure_logging, operations_router
 from baton_common.telemetry import configure_tracing
 from baton_ingest.api import WebhookFastPath, webhook_endpoint, webhook_routes
 from baton_ingest.consumer import IngestRouter
+from baton_ingest.corked import CorkedHttpTools
 from baton_ingest.metrics import IngestMetrics
 from baton_ingest.publisher import KafkaPublisher
 from baton_ingest.secrets import EnvironmentSecrets, SecretResolver
@@ -52,7 +53,8 @@ def create_app(
     """
     catalog = StoryCatalog()
     catalog_ready = asyncio.Event()
-    publisher = KafkaPublisher()
+    # Webhook records linger in the publisher's own batches (ADR 0250), not the producer's.
+    publisher = KafkaPublisher(linger_seconds=settings.webhook_linger_ms / 1000)
     metrics = IngestMetrics(registry)
     tasks: dict[str, asyncio.Task[None]] = {}
     producers: list[AIOKafkaProducer] = []
@@ -62,7 +64,10 @@ def create_app(
         bootstrap = settings.kafka_bootstrap
         async with AsyncExitStack() as stack:  # unwinds in reverse, also if startup fails
             producer = make_producer(
-                bootstrap, client_id="baton-ingest", linger_ms=settings.webhook_linger_ms
+                bootstrap,
+                client_id="baton-ingest",
+                linger_ms=0,
+                max_batch_size=settings.webhook_batch_bytes,
             )
             stack.push_async_callback(producer.stop)
             stories = make_consumer(
@@ -239,7 +244,7 @@ def run() -> None:
     # Every object alive now (modules, models, templates, the app) out of the collector's
     # reach: a full collection, which the router's and webhooks' allocations set off
     # often, no longer walks them (ADR 0230; the scheduler does the same, ADR 0120).
-    settle_heap()
+    settle_heap(settings.gc_threshold)
     # Webhooks first, before FastAPI's own layers too (ADR 0220): the same endpoint and
     # error bodies; an unexpected error is uvicorn's 500, as the server-error layer's.
     uvicorn.run(
@@ -248,4 +253,6 @@ def run() -> None:
         port=settings.http_port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # nothing reads the client's address; a scan per request
+        http=CorkedHttpTools,  # an answer's head and body in one write (ADR 0250)
     )

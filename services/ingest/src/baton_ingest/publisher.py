@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
 from baton_common.kafka import OutboundRecord
 from baton_ingest.batches import send_batches
+from baton_ingest.gathered import GatheredSends
 
 __all__ = ["KafkaPublisher", "Publisher", "PublisherUnavailable"]
 
@@ -20,6 +21,14 @@ class Publisher(Protocol):
 
     async def publish_many(self, records: list[OutboundRecord]) -> None:
         """Send every record, then wait until the broker acknowledged all of them."""
+        ...
+
+    async def deliver(
+        self, records: Sequence[OutboundRecord], within: float
+    ) -> list[BaseException | None]:
+        """Send every record, sharing produce batches with concurrent callers; for each,
+        None once acknowledged, else the error (``TimeoutError`` after ``within`` seconds).
+        Never raises: an unavailable producer is every record's error."""
         ...
 
     async def send_many(self, records: list[OutboundRecord]) -> Awaitable[None]:
@@ -38,8 +47,10 @@ class PublisherUnavailable(RuntimeError):
 class KafkaPublisher:
     """A :class:`Publisher` over the producer that ``main`` starts in the app's lifespan."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, linger_seconds: float = 0.0) -> None:
         self._producer: AIOKafkaProducer | None = None
+        self._linger = linger_seconds
+        self._gathered: GatheredSends | None = None
 
     @property
     def started(self) -> bool:
@@ -48,6 +59,7 @@ class KafkaPublisher:
     def attach(self, producer: AIOKafkaProducer | None) -> None:
         """Use ``producer`` (already started), or stop publishing with None."""
         self._producer = producer
+        self._gathered = None if producer is None else GatheredSends(producer, linger=self._linger)
 
     async def publish(self, record: OutboundRecord) -> None:
         if self._producer is None:
@@ -56,6 +68,13 @@ class KafkaPublisher:
 
     async def publish_many(self, records: list[OutboundRecord]) -> None:
         await (await self.send_many(records))
+
+    async def deliver(
+        self, records: Sequence[OutboundRecord], within: float
+    ) -> list[BaseException | None]:
+        if self._gathered is None:
+            return [PublisherUnavailable("the Kafka producer is not started")] * len(records)
+        return await self._gathered.deliver(records, within)
 
     async def send_many(self, records: list[OutboundRecord]) -> Awaitable[None]:
         # A partition batch at a time: one delivery future per batch, not per record.

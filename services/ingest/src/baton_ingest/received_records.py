@@ -9,7 +9,7 @@ for a body orjson would write differently, as in :mod:`baton_ingest.start_record
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 import orjson
@@ -26,6 +26,7 @@ __all__ = ["received_record"]
 EVENT_RECEIVED: Final = EventReceived.model_fields["type"].default
 _TYPE: Final = ("ce_type", EVENT_RECEIVED.encode())
 _BODY: Final = frozenset({"body"})
+_SPECVERSION: Final = time_headers(datetime(2000, 1, 1, tzinfo=UTC))[1]
 
 
 def received_record(
@@ -36,11 +37,15 @@ def received_record(
     id: str,
     time: datetime,
     traceparent: str | None,
+    checked: bool = False,
 ) -> OutboundRecord:
-    """The record of webhook event ``body`` received on ``path``, with envelope id ``id``."""
+    """The record of webhook event ``body`` received on ``path``, with envelope id ``id``.
+
+    ``checked``: the body came from orjson, so it holds JSON types only (no walk to check).
+    """
     source = f"baton/ingest/webhook/{path}"
     value: bytes | None = None
-    if DIRECT and json_types_only(body):
+    if DIRECT and (checked or json_types_only(body)):
         try:
             value = orjson.dumps(
                 {"body": body, "path": path, "type": EVENT_RECEIVED}, option=orjson.OPT_SORT_KEYS
@@ -61,7 +66,11 @@ def received_record(
     encoded_id = id.encode()
     headers: list[Header] = [CONTENT_HEADER, ("ce_id", encoded_id), _TYPE]
     headers.append(("ce_source", source.encode()))
-    headers.extend(time_headers(time))
+    if time.tzinfo is UTC:  # as the envelope writes it: ISO 8601, Z for UTC
+        headers.append(("ce_time", time.isoformat().removesuffix("+00:00").encode() + b"Z"))
+        headers.append(_SPECVERSION)
+    else:
+        headers.extend(time_headers(time))
     headers.append(("ce_correlationid", encoded_id))
     if traceparent is not None:
         headers.append(("ce_traceparent", traceparent.encode()))

@@ -32,6 +32,12 @@ class IngestSettings(BatonSettings):
         description="how long a webhook's record waits for others to share its produce "
         "request: fewer requests per webhook, more latency before the 202 (ADR 0240)",
     )
+    webhook_batch_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="bytes of one partition's webhook records per produce batch: what "
+        "arrives while the previous batch awaits its ack goes in one (ADR 0250)",
+    )
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 429 and 503")
     max_ndjson_lines: int = Field(
         10_000, ge=1, description="events in one NDJSON body; more gets 422"
@@ -78,5 +84,12 @@ class IngestSettings(BatonSettings):
         le=10_000,
         description="the longest the broker holds the router's fetch waiting for "
         "router_fetch_min_bytes: the most routing waits for a quiet webhook path",
+    )
+    gc_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="objects of net growth between two young-generation collections "
+        "(0: Python's default); webhooks and routed records free what they make by "
+        "reference counting (ADR 0250)",
     )
     error_backoff_seconds: float = Field(1.0, ge=0, description="pause after a Kafka error")

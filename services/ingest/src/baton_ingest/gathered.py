@@ -1,0 +1,201 @@
+"""Webhook records gathered into one producer batch per partition (ADR 0250).
+
+``AIOKafkaProducer.send`` costs a coroutine, a metadata wait, a partitioner call, an
+accumulator lookup and a delivery future per record, and each webhook then waited on its
+own timer. Concurrent webhooks write to a handful of partitions (the key is the webhook
+path), so :class:`GatheredSends` appends their records to one open batch builder per
+partition (aiokafka's public ``create_batch``) and hands it to the producer
+(``send_batch``) as one batch with one delivery future; each caller waits on a plain
+future of its own, settled when that batch is acknowledged (``acks=all``) or fails, or
+when the batch's deadline passes.
+
+When a batch is handed over follows aiokafka's own accumulator: a partition's open batch
+waits ``linger`` for company, and while an earlier batch of that partition is still
+awaiting its ack it keeps gathering (as aiokafka's next batch does while a produce
+request is in flight); a batch that is full goes at once. ADR 0220's attempt handed a
+closed batch over every loop turn, and those small batches queued behind each other.
+
+A batch whose deadline passes before it was handed over is dropped: its callers get
+``TimeoutError`` (503) and none of its records is written. After hand-over a timeout
+cannot take a record back (it may still be written, as before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+import time
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
+
+from baton_common.kafka import PRODUCE_SECONDS, OutboundRecord
+from baton_common.metrics import labelled
+from baton_common.partition_batches import partition_of
+
+__all__ = ["GatheredSends"]
+
+_Partition = tuple[str, int]
+_KNOWN_SECONDS = 60.0  # how long a topic's partitions and the keys' choices are reused
+
+
+class _Batch:
+    """One partition's open or handed-over batch and the callers waiting on it."""
+
+    __slots__ = ("builder", "deadline", "handed", "ripe", "tp", "waiters")
+
+    def __init__(self, tp: _Partition, builder: BatchBuilder) -> None:
+        self.tp = tp
+        self.builder = builder
+        self.waiters: list[asyncio.Future[None]] = []
+        self.ripe = False  # lingered long enough to go
+        self.handed = False
+        self.deadline: asyncio.TimerHandle | None = None
+
+    def settle(self, error: BaseException | None) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+        for waiter in self.waiters:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(copy.copy(error))
+
+
+class GatheredSends:
+    """Sends records of concurrent callers a partition batch at a time (see the module)."""
+
+    def __init__(self, producer: AIOKafkaProducer, *, linger: float) -> None:
+        self._producer = producer
+        self._linger = linger
+        self._open: dict[_Partition, _Batch] = {}
+        self._outstanding: dict[_Partition, int] = {}  # handed over, not yet settled
+        self._partitions: dict[str, list[int]] = {}
+        self._chosen: dict[tuple[str, bytes], int] = {}
+        self._known_until = 0.0
+        self._loop = asyncio.get_running_loop()
+        self._submitting: set[asyncio.Future[None]] = set()
+
+    async def deliver(
+        self, records: Sequence[OutboundRecord], within: float
+    ) -> list[BaseException | None]:
+        """Send ``records``; for each, None once acknowledged, else why it is not.
+
+        ``within`` (seconds) bounds the wait from the moment a record's batch was opened.
+        """
+        try:
+            partitions = [(record.topic, await self._partition(record)) for record in records]
+        except Exception as exc:  # no metadata for the topic: nothing was sent
+            return [exc] * len(records)
+        waits: list[tuple[asyncio.Future[None], int]] = []
+        joined: _Batch | None = None
+        for record, tp in zip(records, partitions, strict=True):
+            batch = self._open.get(tp)
+            if batch is None:
+                batch = self._new(tp, within)
+            if not self._append(batch, record):
+                self._hand_over(batch)  # full: it goes now
+                batch = self._new(tp, within)
+                self._append(batch, record)  # an empty builder takes any record
+            if batch is joined:
+                waiter, count = waits[-1]
+                waits[-1] = (waiter, count + 1)
+            else:
+                waiter = self._loop.create_future()
+                batch.waiters.append(waiter)
+                waits.append((waiter, 1))
+                joined = batch
+        results: list[BaseException | None] = []
+        for waiter, count in waits:
+            try:
+                await waiter
+                outcome: BaseException | None = None
+            except Exception as exc:
+                outcome = exc
+            results.extend([outcome] * count)
+        return results
+
+    async def _partition(self, record: OutboundRecord) -> int:
+        """The record's own partition, else the default partitioner's choice (murmur2 of
+        the key, cached per key along with the topic's partitions for a minute)."""
+        if record.partition is not None:
+            return record.partition
+        now = self._loop.time()
+        if now >= self._known_until:  # the topic may have grown: look again
+            self._partitions.clear()
+            self._chosen.clear()
+            self._known_until = now + _KNOWN_SECONDS
+        key = record.key
+        if key is None:  # any partition, as the default partitioner does
+            return random.choice(await self._partitions_of(record.topic))
+        chosen = self._chosen.get((record.topic, key))
+        if chosen is None:
+            chosen = partition_of(key, await self._partitions_of(record.topic))
+            self._chosen[record.topic, key] = chosen  # one per webhook path and minute
+        return chosen
+
+    async def _partitions_of(self, topic: str) -> list[int]:
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            partitions = self._partitions[topic] = sorted(
+                await self._producer.partitions_for(topic)
+            )
+        return partitions
+
+    def _append(self, batch: _Batch, record: OutboundRecord) -> bool:
+        appended = batch.builder.append(
+            timestamp=None, key=record.key, value=record.value, headers=record.headers
+        )
+        return appended is not None
+
+    def _new(self, tp: _Partition, timeout: float) -> _Batch:
+        batch = _Batch(tp, self._producer.create_batch())
+        self._open[tp] = batch
+        batch.deadline = self._loop.call_later(timeout, self._expire, batch)
+        if self._linger > 0:
+            self._loop.call_later(self._linger, self._lingered, batch)
+        else:  # the records of this loop turn go together
+            self._loop.call_soon(self._lingered, batch)
+        return batch
+
+    def _lingered(self, batch: _Batch) -> None:
+        batch.ripe = True
+        if self._open.get(batch.tp) is batch and not self._outstanding.get(batch.tp):
+            self._hand_over(batch)
+
+    def _hand_over(self, batch: _Batch) -> None:
+        if self._open.get(batch.tp) is batch:
+            del self._open[batch.tp]
+        batch.handed = True
+        self._outstanding[batch.tp] = self._outstanding.get(batch.tp, 0) + 1
+        task = asyncio.ensure_future(self._submit(batch))
+        self._submitting.add(task)
+        task.add_done_callback(self._submitting.discard)
+
+    async def _submit(self, batch: _Batch) -> None:
+        topic, partition = batch.tp
+        started = time.perf_counter()
+        try:
+            delivery = await self._producer.send_batch(batch.builder, topic, partition=partition)
+            await delivery
+        except Exception as exc:
+            batch.settle(exc)
+        else:
+            batch.settle(None)
+            labelled(PRODUCE_SECONDS, topic).observe(time.perf_counter() - started)
+        finally:
+            self._outstanding[batch.tp] -= 1
+            waiting = self._open.get(batch.tp)
+            if waiting is not None and waiting.ripe and not self._outstanding[batch.tp]:
+                self._hand_over(waiting)
+
+    def _expire(self, batch: _Batch) -> None:
+        """The batch's deadline passed: its callers get TimeoutError; if it was not handed
+        over yet, it never will be."""
+        if self._open.get(batch.tp) is batch:
+            del self._open[batch.tp]
+        batch.deadline = None
+        batch.settle(TimeoutError())

@@ -1,0 +1,187 @@
+"""Webhook records gathered into one producer batch per partition (``GatheredSends``).
+
+On the real Kafka: concurrent callers' records share batches, land on the partition
+``send`` picks for their key, keep each caller's order, and are all acknowledged. With a
+stand-in producer (the hand-over rules, not Kafka): a partition's next batch waits for the
+previous one's ack, a full batch goes at once, a failure reaches every caller of its batch,
+and a batch whose deadline passes before it was handed over is never written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from baton_common.kafka import OutboundRecord, make_producer
+from baton_common.testing import eventually
+from baton_ingest.gathered import GatheredSends
+from baton_ingest.publisher import KafkaPublisher, PublisherUnavailable
+
+from .kit import new_namespace, prepare, read_all
+
+
+@pytest.mark.integration
+async def test_concurrent_callers_share_batches_land_where_send_puts_them_in_order(
+    kafka_bootstrap: str,
+) -> None:
+    topics = await prepare(kafka_bootstrap, new_namespace(), [])
+    gathered_topic, single = topics.commands, topics.runs  # same partition count
+    keys = [str(uuid.uuid4()).encode() for _ in range(5)]
+    producer = make_producer(kafka_bootstrap, client_id="test-gathered", linger_ms=0)
+    await producer.start()
+    handed: list[int] = []
+    send_batch = producer.send_batch
+
+    async def counting(batch: Any, topic: str, *, partition: int) -> Any:
+        handed.append(batch.record_count())
+        return await send_batch(batch, topic, partition=partition)
+
+    producer.send_batch = counting
+    try:
+        sends = GatheredSends(producer, linger=0.005)
+
+        async def caller(n: int) -> list[BaseException | None]:
+            key = keys[n % len(keys)]
+            records = [
+                OutboundRecord(gathered_topic, key, f"{n}.{line}".encode(), [("n", b"%d" % n)])
+                for line in range(1 + n % 3)  # some callers send several records (NDJSON)
+            ]
+            return await sends.deliver(records, 30.0)
+
+        results = await asyncio.gather(*(caller(n) for n in range(300)))
+        for key in keys:
+            await producer.send(single, b"reference", key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    assert all(outcome is None for outcomes in results for outcome in outcomes)
+    written = await read_all(kafka_bootstrap, gathered_topic)
+    expected = {f"{n}.{line}".encode() for n in range(300) for line in range(1 + n % 3)}
+    assert sorted(r.value or b"" for r in written) == sorted(expected)  # each once
+    assert len(handed) < len(written) / 5  # batches, not records
+    where = {r.key: r.partition for r in await read_all(kafka_bootstrap, single)}
+    assert all(r.partition == where[r.key] for r in written)
+    for n in range(300):  # a caller's records stay in its order
+        mine = [v for r in written if (v := r.value or b"").startswith(f"{n}.".encode())]
+        assert mine == sorted(mine)
+    assert written[0].headers[0][0] == "n"
+
+
+@dataclass
+class _Builder:
+    """Stands in for aiokafka's batch builder: ``capacity`` records fit."""
+
+    capacity: int
+    records: list[bytes] = field(default_factory=list)
+
+    def append(self, *, timestamp: None, key: bytes | None, value: bytes, headers: Any) -> Any:
+        if len(self.records) >= self.capacity and self.records:
+            return None
+        self.records.append(value)
+        return object()
+
+    def record_count(self) -> int:
+        return len(self.records)
+
+
+@dataclass
+class _Producer:
+    """Stands in for the producer's batch API; each handed batch waits for ``acks``."""
+
+    capacity: int = 100
+    handed: list[list[bytes]] = field(default_factory=list)
+    acks: list[asyncio.Future[None]] = field(default_factory=list)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def create_batch(self) -> _Builder:
+        return _Builder(self.capacity)
+
+    async def send_batch(self, batch: _Builder, topic: str, *, partition: int) -> Any:
+        self.handed.append(batch.records)
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.acks.append(ack)
+        return ack
+
+
+def _records(*values: str) -> list[OutboundRecord]:
+    return [OutboundRecord("t", b"path", v.encode(), []) for v in values]
+
+
+async def test_a_partition_gathers_while_its_previous_batch_awaits_the_ack() -> None:
+    producer = _Producer()
+    sends = GatheredSends(producer, linger=0)
+    first = asyncio.create_task(sends.deliver(_records("a"), 30))
+    await eventually(_handed(producer, 1), within=5, what="the first batch handed over")
+    later = [asyncio.create_task(sends.deliver(_records(v), 30)) for v in "bcd"]
+    await asyncio.sleep(0.05)
+    assert producer.handed == [[b"a"]]  # b, c, d wait for a's ack
+
+    producer.acks[0].set_result(None)
+    assert await first == [None]
+    await eventually(_handed(producer, 2), within=5, what="the second batch handed over")
+    assert producer.handed[1] == [b"b", b"c", b"d"]
+    producer.acks[1].set_exception(RuntimeError("broker says no"))
+    outcomes = await asyncio.gather(*later)
+    assert all(isinstance(o[0], RuntimeError) for o in outcomes)
+
+
+async def test_a_full_batch_goes_at_once_and_a_callers_records_keep_their_order() -> None:
+    producer = _Producer(capacity=2)
+    sends = GatheredSends(producer, linger=60)  # only fullness hands a batch over here
+    delivery = asyncio.create_task(sends.deliver(_records("1", "2", "3", "4", "5"), 30))
+    await eventually(_handed(producer, 2), within=5, what="two full batches handed over")
+    assert producer.handed == [[b"1", b"2"], [b"3", b"4"]]
+    producer.acks[0].set_result(None)
+    producer.acks[1].set_result(None)
+    await asyncio.sleep(0.05)
+    assert not delivery.done()  # "5" lingers in an open batch
+    delivery.cancel()
+
+
+async def test_a_batch_past_its_deadline_before_hand_over_is_never_written() -> None:
+    producer = _Producer()
+    sends = GatheredSends(producer, linger=0)
+    first = asyncio.create_task(sends.deliver(_records("a"), 0.2))
+    await eventually(_handed(producer, 1), within=5, what="the first batch handed over")
+    second = await sends.deliver(_records("b"), 0.1)  # waits behind a's ack, which never comes
+
+    assert isinstance(second[0], TimeoutError)
+    assert isinstance((await first)[0], TimeoutError)
+    producer.acks[0].set_result(None)
+    await asyncio.sleep(0.05)
+    assert producer.handed == [[b"a"]]  # b was dropped, not written late
+
+    third = asyncio.create_task(sends.deliver(_records("c"), 5))
+    await eventually(_handed(producer, 2), within=5, what="the next batch handed over")
+    assert producer.handed[1] == [b"c"]
+    producer.acks[1].set_result(None)
+    assert await third == [None]
+
+
+async def test_no_producer_or_no_metadata_is_every_records_error_and_sends_nothing() -> None:
+    unattached = await KafkaPublisher().deliver(_records("a", "b"), 1)
+    assert [type(r) for r in unattached] == [PublisherUnavailable, PublisherUnavailable]
+
+    class _NoMetadata(_Producer):
+        async def partitions_for(self, topic: str) -> set[int]:
+            raise TimeoutError("no metadata")
+
+    producer = _NoMetadata()
+    outcomes = await GatheredSends(producer, linger=0).deliver(_records("a", "b"), 1)
+    assert [type(r) for r in outcomes] == [TimeoutError, TimeoutError]
+    await asyncio.sleep(0.01)
+    assert producer.handed == []
+
+
+def _handed(producer: _Producer, count: int) -> Any:
+    async def probe() -> bool:
+        return len(producer.handed) >= count
+
+    return probe
