@@ -60,7 +60,8 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         txn_retry.install()  # a refused AddOffsetsToTxn is asked again after 5 ms
-        txn_requests.install()  # a transaction's requests follow each other from one task
+        if settings.txn_request_chain:
+            txn_requests.install()  # a transaction's requests follow each other from one task
         producer = make_producer(
             bootstrap,
             client_id="baton-scheduler",
