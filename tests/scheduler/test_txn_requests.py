@@ -96,6 +96,15 @@ async def test_partitions_two_commits_wrote_join_the_next_transaction_with_its_o
     txn.partition_added(runs)
     # while `tasks` is being added, the sender holds back every partition's records
     assert txn.partitions_to_add() == {runs, tasks}
+    txn.partition_added(tasks)
+    txn.maybe_add_partition_to_txn(runs)  # a record for `runs`; none for `tasks`
+    txn.consumer_group_added("g")
+    txn.offset_committed(TopicPartition("commands", 0), 1, "g")
+    txn.committing_transaction()
+    txn.complete_transaction()
+    txn.begin_transaction()
+    txn.add_offsets_to_txn({TopicPartition("commands", 0): OffsetAndMetadata(2, "")}, "g")
+    assert txn._pending_txn_partitions == {runs}  # `tasks` got no record: not foreseen again
 
 
 @pytest.mark.integration

@@ -82,11 +82,12 @@ def _kick(sender: Any) -> asyncio.Task[None] | None:
 
 class _Transactions(transaction_manager.TransactionManager):  # type: ignore[misc]
     """aiokafka's transaction state for a producer that uses the chain: new work starts
-    it, and the partitions both previous commits wrote join a transaction with its
-    offsets (foreseen), so they are added while the batch is decided."""
+    it, and the partitions records went to in both previous commits join a transaction
+    with its offsets (foreseen), so they are added while the batch is decided."""
 
     _baton_sender: Any = None
-    _baton_written: frozenset[TopicPartition] = frozenset()
+    _baton_used: frozenset[TopicPartition] = frozenset()  # records went there, this one
+    _baton_written: frozenset[TopicPartition] = frozenset()  # ... in the last commit
     _baton_foreseen: frozenset[TopicPartition] = frozenset()
 
     def notify_task_waiter(self) -> None:
@@ -102,17 +103,26 @@ class _Transactions(transaction_manager.TransactionManager):  # type: ignore[mis
         adding: set[TopicPartition] = self._pending_txn_partitions
         return adding | self._txn_partitions if adding else adding
 
+    def begin_transaction(self) -> None:
+        super().begin_transaction()
+        self._baton_used = frozenset()
+
+    def maybe_add_partition_to_txn(self, tp: TopicPartition) -> None:
+        """A record goes to ``tp`` (the producer calls this for every record)."""
+        if self.transactional_id is not None and tp not in self._baton_used:
+            self._baton_used = self._baton_used | {tp}
+        super().maybe_add_partition_to_txn(tp)
+
     def add_offsets_to_txn(self, offsets: Any, group_id: str) -> Any:
         added = super().add_offsets_to_txn(offsets, group_id)
-        for tp in self._baton_foreseen:
-            self.maybe_add_partition_to_txn(tp)
+        for tp in self._baton_foreseen:  # added, not used: no record went there yet
+            super().maybe_add_partition_to_txn(tp)
         return added
 
     def complete_transaction(self) -> None:
         if self.state is transaction_manager.TransactionState.COMMITTING_TRANSACTION:
-            written = frozenset(self._txn_partitions)
-            self._baton_foreseen = written & self._baton_written
-            self._baton_written = written
+            self._baton_foreseen = self._baton_used & self._baton_written
+            self._baton_written = self._baton_used
         super().complete_transaction()
 
 
