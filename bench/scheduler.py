@@ -428,8 +428,11 @@ async def latency(
     gc.collect()
     gc.freeze()
     assert observer.stdin is not None
+    assert observer.stdout is not None
     observer.stdin.write(b"measure\n")
     observer.stdin.flush()
+    if (await asyncio.to_thread(observer.stdout.readline)).strip() != b"measuring":
+        raise RuntimeError("the observer process did not begin measuring")
     harness.measure = True
     count = max(int(run_rate * seconds), 10)
     run_ids = await harness.start_runs(count, per_second=run_rate)
@@ -461,8 +464,8 @@ def print_latencies(label: str, latencies: list[float]) -> None:
 async def start_observer(bootstrap: str, runs_topic: str) -> subprocess.Popen[bytes]:
     """The latency phase's observer of ``baton.runs`` as a process of its own, so its
     stamps do not wait for this process's event loop, which also runs the fake executors
-    and the driver (ADR 0160). Started before the throughput phase: it reads along from
-    then on, so it is warm when the latency phase begins."""
+    and the driver (ADR 0160). Started before the throughput phase (so its start-up is
+    over when the latency phase begins), it reads nothing until told to measure."""
     observer = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
         [sys.executable, THIS_FILE, "--observe", runs_topic],
         env={**os.environ, "BATON_KAFKA_BOOTSTRAP": bootstrap},
@@ -489,11 +492,12 @@ async def stop_observer(observer: subprocess.Popen[bytes]) -> list[tuple[str, fl
 
 
 async def observe(bootstrap: str, runs_topic: str) -> None:
-    """The observer process (``--observe TOPIC``): reads ``read_committed`` from the end of
-    ``runs_topic``; once a ``measure`` line arrives on its standard input it stamps each
-    StepDispatched with ``time.perf_counter()`` when its fetch returns (``CLOCK_MONOTONIC``
-    on Linux: the bench process's clock too), and prints one line per record, its
-    causation id and the stamp, when its standard input closes."""
+    """The observer process (``--observe TOPIC``): idle (its partitions paused) until a
+    ``measure`` line arrives on its standard input; then reads ``read_committed`` from the
+    end of ``runs_topic``, answers ``measuring``, stamps each StepDispatched with
+    ``time.perf_counter()`` when its fetch returns (``CLOCK_MONOTONIC`` on Linux: the bench
+    process's clock too), and prints one line per record, its causation id and the stamp,
+    when its standard input closes."""
     consumer = make_consumer(
         bootstrap, runs_topic, group_id=None, client_id="bench-observer", fetch_max_wait_ms=20
     )
@@ -501,9 +505,7 @@ async def observe(bootstrap: str, runs_topic: str) -> None:
     try:
         while not consumer.assignment():
             await consumer.getmany(timeout_ms=50)
-        await consumer.seek_to_end()
-        for tp in consumer.assignment():
-            await consumer.position(tp)  # the end, resolved before the phase begins
+        consumer.pause(*consumer.assignment())  # nothing read in the throughput phase
         stop = asyncio.Event()
         measure = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -518,10 +520,18 @@ async def observe(bootstrap: str, runs_topic: str) -> None:
         loop.add_reader(sys.stdin.fileno(), closed)
         print("ready", flush=True)
         seen: list[str] = []
+        measuring = False
         while not stop.is_set():
+            if measure.is_set() and not measuring:
+                await consumer.seek_to_end()
+                for tp in consumer.assignment():
+                    await consumer.position(tp)  # the end, resolved before the phase begins
+                consumer.resume(*consumer.assignment())
+                measuring = True
+                print("measuring", flush=True)
             batches = await consumer.getmany(timeout_ms=50, max_records=1000)
             stamp = time.perf_counter()
-            if not measure.is_set():
+            if not measuring:
                 continue
             for records in batches.values():
                 for record in records:
