@@ -131,7 +131,7 @@ async def start_scheduler_process(
     fetch_max_wait_ms: int,
     profile: bool,
     max_batch: int,
-    txn_chain: bool = True,
+    txn_chain: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """The real scheduler service as its own process, on this bench's topics, and the
     URL of its HTTP app."""
@@ -191,7 +191,7 @@ class Harness:
         separate: bool,
         profile: bool,
         max_batch: int = 200,
-        txn_chain: bool = True,
+        txn_chain: bool = False,
     ) -> None:
         self.max_batch = max_batch
         self.txn_chain = txn_chain
@@ -673,9 +673,9 @@ async def main() -> None:
         "--max-batch", type=int, default=200, help="as the scheduler's setting (per transaction)"
     )
     parser.add_argument(
-        "--no-txn-chain",
+        "--txn-chain",
         action="store_true",
-        help="the scheduler's transactions without ADR 0160's request chain (for A/B)",
+        help="the scheduler's transactions with ADR 0160's request chain (for A/B)",
     )
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument(
@@ -706,7 +706,7 @@ async def main() -> None:
             separate=args.scheduler == "process",
             profile=args.profile_scheduler,
             max_batch=args.max_batch,
-            txn_chain=not args.no_txn_chain,
+            txn_chain=args.txn_chain,
         )
         await harness.start()
         observer = await start_observer(bootstrap, topics.runs)

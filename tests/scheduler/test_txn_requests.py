@@ -16,7 +16,7 @@ from baton_common.kafka import make_consumer, make_producer, read_to_end
 from baton_common.settings import TopicSettings
 from baton_common.topics import provision_topics
 from baton_scheduler import txn_requests
-from baton_scheduler.txn_requests import _Transactions, next_request
+from baton_scheduler.txn_requests import next_request
 
 
 async def pending(txn: TransactionManager) -> list[tuple[str, bool]]:
@@ -76,35 +76,6 @@ async def test_nothing_to_do_is_no_request() -> None:
     txn.set_pid_and_epoch(1, 0)
     txn.begin_transaction()
     assert next_request(SimpleNamespace(_txn_manager=txn)) is None
-
-
-async def test_partitions_two_commits_wrote_join_the_next_transaction_with_its_offsets() -> None:
-    txn = _Transactions("t", 60_000)
-    txn.set_pid_and_epoch(1, 0)
-    runs, tasks, other = (TopicPartition(t, 0) for t in ("runs", "tasks", "other"))
-    for written in ({runs, tasks}, {runs, tasks, other}):
-        txn.begin_transaction()
-        for tp in written:
-            txn.maybe_add_partition_to_txn(tp)
-            txn.partition_added(tp)
-        txn.committing_transaction()
-        txn.complete_transaction()
-    txn.begin_transaction()
-    assert txn.partitions_to_add() == set()
-    txn.add_offsets_to_txn({TopicPartition("commands", 0): OffsetAndMetadata(1, "")}, "g")
-    assert txn._pending_txn_partitions == {runs, tasks}  # `other` only once: not foreseen
-    txn.partition_added(runs)
-    # while `tasks` is being added, the sender holds back every partition's records
-    assert txn.partitions_to_add() == {runs, tasks}
-    txn.partition_added(tasks)
-    txn.maybe_add_partition_to_txn(runs)  # a record for `runs`; none for `tasks`
-    txn.consumer_group_added("g")
-    txn.offset_committed(TopicPartition("commands", 0), 1, "g")
-    txn.committing_transaction()
-    txn.complete_transaction()
-    txn.begin_transaction()
-    txn.add_offsets_to_txn({TopicPartition("commands", 0): OffsetAndMetadata(2, "")}, "g")
-    assert txn._pending_txn_partitions == {runs}  # `tasks` got no record: not foreseen again
 
 
 @pytest.mark.integration

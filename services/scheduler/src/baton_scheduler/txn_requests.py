@@ -28,7 +28,6 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from aiokafka import TopicPartition
 from aiokafka.producer import sender as aiokafka_sender
 from aiokafka.producer import transaction_manager
 
@@ -82,48 +81,15 @@ def _kick(sender: Any) -> asyncio.Task[None] | None:
 
 class _Transactions(transaction_manager.TransactionManager):  # type: ignore[misc]
     """aiokafka's transaction state for a producer that uses the chain: new work starts
-    it, and the partitions records went to in both previous commits join a transaction
-    with its offsets (foreseen), so they are added while the batch is decided."""
+    it at once."""
 
     _baton_sender: Any = None
-    _baton_used: frozenset[TopicPartition] = frozenset()  # records went there, this one
-    _baton_written: frozenset[TopicPartition] = frozenset()  # ... in the last commit
-    _baton_foreseen: frozenset[TopicPartition] = frozenset()
 
     def notify_task_waiter(self) -> None:
         super().notify_task_waiter()
         sender = self._baton_sender
         if sender is not None and sender._sender_task is not None:
             _kick(sender)
-
-    def partitions_to_add(self) -> set[TopicPartition]:
-        """What the sender routine holds back: while any partition is being added, every
-        partition of the transaction, so no produce request meets the coordinator in the
-        middle of a state change of this transaction (ADR 0120)."""
-        adding: set[TopicPartition] = self._pending_txn_partitions
-        return adding | self._txn_partitions if adding else adding
-
-    def begin_transaction(self) -> None:
-        super().begin_transaction()
-        self._baton_used = frozenset()
-
-    def maybe_add_partition_to_txn(self, tp: TopicPartition) -> None:
-        """A record goes to ``tp`` (the producer calls this for every record)."""
-        if self.transactional_id is not None and tp not in self._baton_used:
-            self._baton_used = self._baton_used | {tp}
-        super().maybe_add_partition_to_txn(tp)
-
-    def add_offsets_to_txn(self, offsets: Any, group_id: str) -> Any:
-        added = super().add_offsets_to_txn(offsets, group_id)
-        for tp in self._baton_foreseen:  # added, not used: no record went there yet
-            super().maybe_add_partition_to_txn(tp)
-        return added
-
-    def complete_transaction(self) -> None:
-        if self.state is transaction_manager.TransactionState.COMMITTING_TRANSACTION:
-            self._baton_foreseen = self._baton_used & self._baton_written
-            self._baton_written = self._baton_used
-        super().complete_transaction()
 
 
 _original_init = aiokafka_sender.Sender.__init__
