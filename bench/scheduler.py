@@ -9,9 +9,10 @@ Phases (each bounded; figures are printed, never asserted):
 2. latency: runs started at half the measured run rate (or at ``--latency-rate``, to
    compare two versions at the same load) for ``--latency-seconds``; prints p50/p99 from a
    CompleteStep acknowledged by Kafka to the StepDispatched it causes being readable
-   (``read_committed``) on ``baton.runs``. The bench's own heap is frozen first, so its
-   full collections (up to ~0.5 s with the throughput phase's objects alive) do not
-   delay its timestamps.
+   (``read_committed``) on ``baton.runs``, as an observer process of its own fetched it
+   (and, for comparison, as this process's event loop, busy with the fake executors,
+   got to it). The bench's own heap is frozen first, so its full collections (up to
+   ~0.5 s with the throughput phase's objects alive) do not delay its timestamps.
 3. recovery: one partition of a fresh ``baton.runs`` holding ``--finished`` finished runs
    and ``--waiting`` runs waiting on a step, built with the real decider and journal;
    prints the time ``rebuild_partition`` takes.
@@ -120,6 +121,7 @@ def free_port() -> int:
 
 
 PROFILE = "/tmp/baton-bench-scheduler.prof"
+THIS_FILE = os.path.abspath(__file__)
 
 
 async def start_scheduler_process(
@@ -129,6 +131,7 @@ async def start_scheduler_process(
     fetch_max_wait_ms: int,
     profile: bool,
     max_batch: int,
+    txn_chain: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """The real scheduler service as its own process, on this bench's topics, and the
     URL of its HTTP app."""
@@ -145,6 +148,7 @@ async def start_scheduler_process(
         "BATON_SCHEDULER_TRANSACTIONAL_ID": f"{namespace}-s-0",
         "BATON_SCHEDULER_FETCH_MAX_WAIT_MS": str(fetch_max_wait_ms),
         "BATON_SCHEDULER_MAX_BATCH": str(max_batch),
+        "BATON_SCHEDULER_TXN_REQUEST_CHAIN": str(txn_chain).lower(),
         **{
             f"BATON_TOPICS__{name.upper()}": str(value)
             for name, value in topics.model_dump().items()
@@ -187,8 +191,10 @@ class Harness:
         separate: bool,
         profile: bool,
         max_batch: int = 200,
+        txn_chain: bool = False,
     ) -> None:
         self.max_batch = max_batch
+        self.txn_chain = txn_chain
         self.separate = separate
         self.profile = profile
         self.process: subprocess.Popen[bytes] | None = None
@@ -252,6 +258,7 @@ class Harness:
                 self.fetch_max_wait_ms,
                 self.profile,
                 self.max_batch,
+                self.txn_chain,
             )
             return
         self.engine.subscribe()
@@ -413,27 +420,129 @@ def print_profile(stats: pstats.Stats) -> None:
         print("   ", line[:150])
 
 
-async def latency(harness: Harness, run_rate: float, seconds: float) -> None:
+async def latency(
+    harness: Harness, run_rate: float, seconds: float, observer: subprocess.Popen[bytes]
+) -> None:
     harness.latencies.clear()
     harness.acked.clear()
     gc.collect()
     gc.freeze()
+    assert observer.stdin is not None
+    assert observer.stdout is not None
+    observer.stdin.write(b"measure\n")
+    observer.stdin.flush()
+    if (await asyncio.to_thread(observer.stdout.readline)).strip() != b"measuring":
+        raise RuntimeError("the observer process did not begin measuring")
     harness.measure = True
     count = max(int(run_rate * seconds), 10)
     run_ids = await harness.start_runs(count, per_second=run_rate)
     await harness.wait_done(run_ids, within=300)
     harness.measure = False
-    lat = sorted(harness.latencies)
+    seen = await stop_observer(observer)
+    label = f"latency at {run_rate:.1f} runs/s ({run_rate * RECORDS_PER_RUN:.0f} records/s)"
+    acked = harness.acked
+    print_latencies(
+        f"{label}, observer process",
+        [stamp - acked[cause] for cause, stamp in seen if cause in acked],
+    )
+    print_latencies("  the same, observed in the bench's own event loop", harness.latencies)
+
+
+def print_latencies(label: str, latencies: list[float]) -> None:
+    lat = sorted(latencies)
     if not lat:
-        print("latency: no samples")
+        print(f"{label}: no samples")
         return
     p50 = statistics.median(lat) * 1000
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000
     print(
-        f"latency at {run_rate:.1f} runs/s ({run_rate * RECORDS_PER_RUN:.0f} records/s), "
-        f"{len(lat)} samples: CompleteStep acked -> next StepDispatched readable: "
+        f"{label}, {len(lat)} samples: CompleteStep acked -> next StepDispatched readable: "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {lat[-1] * 1000:.1f} ms"
     )
+
+
+async def start_observer(bootstrap: str, runs_topic: str) -> subprocess.Popen[bytes]:
+    """The latency phase's observer of ``baton.runs`` as a process of its own, so its
+    stamps do not wait for this process's event loop, which also runs the fake executors
+    and the driver (ADR 0160). Started before the throughput phase (so its start-up is
+    over when the latency phase begins), it reads nothing until told to measure."""
+    observer = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+        [sys.executable, THIS_FILE, "--observe", runs_topic],
+        env={**os.environ, "BATON_KAFKA_BOOTSTRAP": bootstrap},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert observer.stdout is not None
+    ready = await asyncio.to_thread(observer.stdout.readline)
+    if ready.strip() != b"ready":
+        observer.kill()
+        raise RuntimeError("the observer process did not start")
+    return observer
+
+
+async def stop_observer(observer: subprocess.Popen[bytes]) -> list[tuple[str, float]]:
+    """Each StepDispatched the observer read: its causation id and when it was fetched."""
+    assert observer.stdin is not None
+    assert observer.stdout is not None
+    observer.stdin.close()  # the observer's signal to print what it saw and end
+    text = await asyncio.to_thread(observer.stdout.read)
+    await asyncio.to_thread(observer.wait, 30)
+    pairs = (line.split() for line in text.decode().splitlines())
+    return [(cause, float(stamp)) for cause, stamp in pairs]
+
+
+async def observe(bootstrap: str, runs_topic: str) -> None:
+    """The observer process (``--observe TOPIC``): idle (its partitions paused) until a
+    ``measure`` line arrives on its standard input; then reads ``read_committed`` from the
+    end of ``runs_topic``, answers ``measuring``, stamps each StepDispatched with
+    ``time.perf_counter()`` when its fetch returns (``CLOCK_MONOTONIC`` on Linux: the bench
+    process's clock too), and prints one line per record, its causation id and the stamp,
+    when its standard input closes."""
+    consumer = make_consumer(
+        bootstrap, runs_topic, group_id=None, client_id="bench-observer", fetch_max_wait_ms=20
+    )
+    await consumer.start()
+    try:
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=50)
+        consumer.pause(*consumer.assignment())  # nothing read in the throughput phase
+        stop = asyncio.Event()
+        measure = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def closed() -> None:
+            line = os.read(sys.stdin.fileno(), 64)
+            if line:
+                measure.set()
+            else:
+                stop.set()
+
+        loop.add_reader(sys.stdin.fileno(), closed)
+        print("ready", flush=True)
+        seen: list[str] = []
+        measuring = False
+        while not stop.is_set():
+            if measure.is_set() and not measuring:
+                await consumer.seek_to_end()
+                for tp in consumer.assignment():
+                    await consumer.position(tp)  # the end, resolved before the phase begins
+                consumer.resume(*consumer.assignment())
+                measuring = True
+                print("measuring", flush=True)
+            batches = await consumer.getmany(timeout_ms=50, max_records=1000)
+            stamp = time.perf_counter()
+            if not measuring:
+                continue
+            for records in batches.values():
+                for record in records:
+                    headers = dict(record.headers)
+                    if headers.get("ce_type") == b"baton.step.dispatched.v1":
+                        cause = headers.get("ce_causationid", b"-").decode()
+                        seen.append(f"{cause} {stamp!r}\n")
+        sys.stdout.write("".join(seen))
+        sys.stdout.flush()
+    finally:
+        await consumer.stop()
 
 
 async def write_runs(
@@ -563,6 +672,11 @@ async def main() -> None:
     parser.add_argument(
         "--max-batch", type=int, default=200, help="as the scheduler's setting (per transaction)"
     )
+    parser.add_argument(
+        "--txn-chain",
+        action="store_true",
+        help="the scheduler's transactions with ADR 0160's request chain (for A/B)",
+    )
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument(
         "--latency-rate",
@@ -573,9 +687,13 @@ async def main() -> None:
     parser.add_argument("--finished", type=int, default=20_000)
     parser.add_argument("--waiting", type=int, default=1_000)
     parser.add_argument("--skip", choices=["engine", "recovery"], action="append", default=[])
+    parser.add_argument("--observe", metavar="TOPIC", help=argparse.SUPPRESS)  # the observer
     args = parser.parse_args()
     configure_logging("bench", "WARNING")
     bootstrap = os.environ.get("BATON_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    if args.observe:
+        await observe(bootstrap, args.observe)
+        return
     namespace = f"bench{uuid.uuid4().hex[:8]}"
     if "engine" not in args.skip:
         topics = topics_for(namespace, args.partitions)
@@ -588,15 +706,17 @@ async def main() -> None:
             separate=args.scheduler == "process",
             profile=args.profile_scheduler,
             max_batch=args.max_batch,
+            txn_chain=args.txn_chain,
         )
         await harness.start()
+        observer = await start_observer(bootstrap, topics.runs)
         try:
             await harness.start_runs(5)  # warm up connections and caches
             await asyncio.sleep(2)
             before = await harness.scrape()
             rate = await throughput(harness, args.runs)
             between = await harness.scrape()
-            await latency(harness, args.latency_rate or rate / 2, args.latency_seconds)
+            await latency(harness, args.latency_rate or rate / 2, args.latency_seconds, observer)
             after = await harness.scrape()
             if before and between and after:
                 print_stages("throughput phase", between.minus(before))
@@ -604,6 +724,8 @@ async def main() -> None:
             if not harness.separate:
                 await profiled(harness, max(args.runs // 3, 10))
         finally:
+            if observer.poll() is None:
+                observer.kill()
             await harness.stop()
         if harness.separate and args.profile_scheduler:
             print("profile of the scheduler process over all phases, by own time:")
