@@ -131,7 +131,6 @@ async def start_scheduler_process(
     fetch_max_wait_ms: int,
     profile: bool,
     max_batch: int,
-    txn_chain: bool = False,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """The real scheduler service as its own process, on this bench's topics, and the
     URL of its HTTP app."""
@@ -148,7 +147,6 @@ async def start_scheduler_process(
         "BATON_SCHEDULER_TRANSACTIONAL_ID": f"{namespace}-s-0",
         "BATON_SCHEDULER_FETCH_MAX_WAIT_MS": str(fetch_max_wait_ms),
         "BATON_SCHEDULER_MAX_BATCH": str(max_batch),
-        "BATON_SCHEDULER_TXN_REQUEST_CHAIN": str(txn_chain).lower(),
         **{
             f"BATON_TOPICS__{name.upper()}": str(value)
             for name, value in topics.model_dump().items()
@@ -191,10 +189,8 @@ class Harness:
         separate: bool,
         profile: bool,
         max_batch: int = 200,
-        txn_chain: bool = False,
     ) -> None:
         self.max_batch = max_batch
-        self.txn_chain = txn_chain
         self.separate = separate
         self.profile = profile
         self.process: subprocess.Popen[bytes] | None = None
@@ -258,7 +254,6 @@ class Harness:
                 self.fetch_max_wait_ms,
                 self.profile,
                 self.max_batch,
-                self.txn_chain,
             )
             return
         self.engine.subscribe()
@@ -672,11 +667,6 @@ async def main() -> None:
     parser.add_argument(
         "--max-batch", type=int, default=200, help="as the scheduler's setting (per transaction)"
     )
-    parser.add_argument(
-        "--txn-chain",
-        action="store_true",
-        help="the scheduler's transactions with ADR 0160's request chain (for A/B)",
-    )
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument(
         "--latency-rate",
@@ -706,7 +696,6 @@ async def main() -> None:
             separate=args.scheduler == "process",
             profile=args.profile_scheduler,
             max_batch=args.max_batch,
-            txn_chain=args.txn_chain,
         )
         await harness.start()
         observer = await start_observer(bootstrap, topics.runs)

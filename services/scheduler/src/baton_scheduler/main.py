@@ -19,7 +19,7 @@ from baton_common.policy_catalog import PolicyCatalog, follow_policies
 from baton_common.readiness import kafka_reachable
 from baton_common.service import configure_logging, operations_router
 from baton_common.telemetry import configure_tracing
-from baton_scheduler import metrics, txn_requests, txn_retry
+from baton_scheduler import metrics, txn_retry
 from baton_scheduler.api import RunOwner, operator_router
 from baton_scheduler.engine import Engine
 from baton_scheduler.settings import SchedulerSettings
@@ -60,8 +60,6 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         txn_retry.install()  # a refused AddOffsetsToTxn is asked again after 5 ms
-        if settings.txn_request_chain:
-            txn_requests.install()  # a transaction's requests follow each other from one task
         producer = make_producer(
             bootstrap,
             client_id="baton-scheduler",

@@ -27,6 +27,3 @@ class SchedulerSettings(BatonSettings):
     # bytes of one partition's records per produce request: a 200-command batch writes
     # ~150 KiB to a partition, which aiokafka's 16 KiB split into ~10 sequential requests
     batch_bytes: int = 512 * 1024
-    # a transaction's coordinator requests start at once and follow each other from one
-    # task (ADR 0160); off until a quiet-machine A/B shows it pays
-    txn_request_chain: bool = False
