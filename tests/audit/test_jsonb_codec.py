@@ -60,3 +60,11 @@ def test_a_fragment_is_written_as_its_value_on_either_path() -> None:
     assert has_non_finite([state, math.inf])
     with pytest.raises(TypeError, match="not JSON serializable"):
         _encode_jsonb([object()])
+
+
+def test_a_fragment_is_copied_in_as_written_by_orjson() -> None:
+    # orjson's path copies the text as it is (spaces kept); the standard library would
+    # parse it and write it again, compact: the bytes tell which path wrote the document.
+    state = JsonText(b'{"n": [1, 2.5]}')
+    assert _encode_jsonb([["r1", 1, state]], finite=True) == b'\x01[["r1",1,{"n": [1, 2.5]}]]'
+    assert _encode_jsonb([["r1", None, state]]) == b'\x01[["r1",null,{"n": [1, 2.5]}]]'

@@ -112,7 +112,9 @@ class JsonText(bytes):
 
 def _json_text_fragment(value: object) -> orjson.Fragment:
     if type(value) is JsonText:
-        return orjson.Fragment(value)
+        # orjson takes exact ``bytes`` only: given the subclass it raised, and every runs
+        # document fell back to the standard library, which parsed each state again.
+        return orjson.Fragment(bytes(value))
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
