@@ -154,8 +154,15 @@ def has_non_finite(value: object) -> bool:
     return False
 
 
+def _encode_json(value: object) -> bytes:
+    return _encode_jsonb(value)[1:]
+
+
 def _decode_jsonb(raw: bytes) -> object:
-    text = raw[1:]
+    return _decode_json(raw[1:])
+
+
+def _decode_json(text: bytes) -> object:
     # orjson reads integers beyond 64 bits (which jsonb can hold) as floats: not those.
     if _LONG_NUMBER.search(text) is None:
         try:
@@ -172,6 +179,14 @@ async def _init_connection(conn: _Codecs) -> None:
         schema="pg_catalog",
         encoder=_encode_jsonb,
         decoder=_decode_jsonb,
+        format="binary",
+    )
+    # ``json`` (a run's state, ADR 0560) is its text in binary format: read as jsonb is.
+    await conn.set_type_codec(
+        "json",
+        schema="pg_catalog",
+        encoder=_encode_json,
+        decoder=_decode_json,
         format="binary",
     )
 
