@@ -135,22 +135,23 @@ _FINISH: Final = (
 
 
 def _document(rows: Iterable[Row], *, finite: bool) -> EncodedJsonb:
-    """Rows as one jsonb array (their times as ``_time`` gives them).
+    """Rows as one jsonb array, their times as ISO 8601 text (``_time``).
 
     One document rather than an array per column: asyncpg checks every element of an
     array against the collection ABCs in Python, which cost more than the row's write.
     The codec's checks hold (NaN or infinity anywhere and PostgreSQL refuses the batch)
     unless ``finite``: the caller knows the rows hold no NaN or infinity.
     """
-    return encode_jsonb(list(rows), finite=finite)
+    return encode_jsonb(list(rows), finite=finite, times=True)
 
 
-def _time(value: datetime | None) -> str | None:
-    """A time in ISO 8601 with its offset, which PostgreSQL reads back exactly; a naive time
-    is taken as local time, as asyncpg's own encoder (``astimezone``) takes it."""
-    if value is None:
-        return None
-    return (value if value.tzinfo is not None else value.astimezone(UTC)).isoformat()
+def _time(value: datetime | None) -> datetime | None:
+    """A time with its offset, which PostgreSQL reads back exactly (the document writes it
+    as ``isoformat`` does); a naive time is taken as local time, as asyncpg's own encoder
+    (``astimezone``) takes it."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.astimezone(UTC)
 
 
 def _merged(
