@@ -57,13 +57,16 @@ def _set(names: Iterable[str], source: str) -> str:
     return ", ".join(f"{name} = {source}.{name}" for name in names)
 
 
-def _upsert(table: str, columns: str, *, key: str, kept: str = "", select: str = "*") -> str:
-    """Insert the rows of ``$1`` (``columns`` as :func:`_unnest` takes them) into
-    ``table``; a row whose ``key`` exists gets every column but the key's and ``kept``."""
-    names = _names(columns)
+def _upsert(
+    table: str, columns: str, *, key: str, kept: str = "", select: str = "*", states: bool = False
+) -> str:
+    """Insert the rows of ``$1`` (``columns`` and ``states`` as :func:`_unnest` takes them)
+    into ``table``; a row whose ``key`` exists gets every column but the key's and ``kept``."""
+    names = [*_names(columns), "state"] if states else _names(columns)
     fixed = {*key.split(", "), *kept.split(", ")}
+    source = _unnest(columns, states=states)
     return (
-        f"insert into {table} ({', '.join(names)}) select {select} from {_unnest(columns)}"
+        f"insert into {table} ({', '.join(names)}) select {select} from {source}"
         f" on conflict ({key}) do update set "
         + _set((n for n in names if n not in fixed), "excluded")
     )
@@ -77,19 +80,13 @@ _RUNS: Final = (
 # A run's state is not in the document: as a jsonb member PostgreSQL would parse it into
 # jsonb's binary form, though it is stored as json text (ADR 0560). The states go as a
 # text array beside it ($2, in the rows' order).
-_RUN_ROWS: Final = _unnest(_RUNS, states=True)
-_RUN_NAMES: Final = [*_names(_RUNS), "state"]
 # The rows the batch found are locked by it, so they exist: a plain update.
 _UPDATE_RUNS: Final = (
-    f"update runs set {_set((n for n in _RUN_NAMES if n != 'run_id'), 'v')}"
-    f" from {_RUN_ROWS} where runs.run_id = v.run_id"
+    f"update runs set {_set((n for n in [*_names(_RUNS), 'state'] if n != 'run_id'), 'v')}"
+    f" from {_unnest(_RUNS, states=True)} where runs.run_id = v.run_id"
 )
 # Another writer may have inserted a run meanwhile (a rebalance): the insert then updates it.
-_INSERT_RUNS: Final = (
-    f"insert into runs ({', '.join(_RUN_NAMES)}) select * from {_RUN_ROWS}"
-    " on conflict (run_id) do update set "
-    + _set((n for n in _RUN_NAMES if n != "run_id"), "excluded")
-)
+_INSERT_RUNS: Final = _upsert("runs", _RUNS, key="run_id", states=True)
 
 # approvers go as jsonb arrays: PostgreSQL's arrays of arrays must all have one length.
 _APPROVERS: Final = (
