@@ -321,10 +321,20 @@ class ApprovalEscalation:
     approvers: list[str]
 
 
+# Each event class has its own ``type`` (the union's discriminator): an event of another
+# type matches none of the class patterns of ``approval_change``.
+_GATE_TYPES: Final = frozenset(
+    kind.model_fields["type"].default
+    for kind in (ApprovalRequested, ApprovalGranted, ApprovalDenied, ApprovalEscalated)
+)
+
+
 def approval_change(
     envelope: Envelope, event: RunEvent | None
 ) -> ApprovalRequest | ApprovalDecision | ApprovalEscalation | None:
     """What an event changes in the ``approvals`` table, if anything."""
+    if event is None or event.type not in _GATE_TYPES:
+        return None  # most events: no walk through the class patterns below
     match event:
         case ApprovalRequested():
             return ApprovalRequest(
