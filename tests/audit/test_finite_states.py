@@ -12,11 +12,13 @@ from datetime import timedelta
 
 import orjson
 import pytest
+from asyncpg.exceptions import DataError
 from pydantic import JsonValue
 
 from baton_audit.admin import checksum
-from baton_audit.db import JsonText, Pool, encode_jsonb, load_migrations
+from baton_audit.db import Pool, encode_jsonb, load_migrations
 from baton_audit.run_rows import RunRows
+from baton_audit.set_writes import _state
 from baton_audit.writer import AuditWriter
 from baton_common.events import RunStarted, StepSucceeded, TimerScheduled
 from baton_common.kafka import ConsumedRecord
@@ -89,9 +91,11 @@ def states() -> list[RunState]:
 
 
 async def test_a_state_stored_without_its_none_fields_reads_back_the_same(pool: Pool) -> None:
-    # Stored as the writer stores it now, and as it stored it before, then rewritten by
-    # migration 0550's statement: all three read back as the same state (jsonb's own
-    # reading of some floats, e.g. 1.5e300 as an integer, is the same for all three).
+    # Stored as the writer stored it after 0550, and as it stored it before, then rewritten
+    # by migration 0550's statement: all three read back as the same state (jsonb's own
+    # reading of some floats, e.g. 1.5e300 as an integer, is the same for all three); and
+    # the json text written since 0560, read as jsonb (as the checksum reads it), is the
+    # same document, so an upgraded store and its rebuild give one checksum.
     rewrite = next(m for m in load_migrations() if m.version == 550).sql
     serializer = RunState.__pydantic_serializer__
     insert = (
@@ -100,9 +104,10 @@ async def test_a_state_stored_without_its_none_fields_reads_back_the_same(pool: 
     )
     read = "select state, state::text as text from runs where run_id = $1"
     async with pool.acquire() as conn:
+        await conn.execute("alter table runs alter column state type jsonb using state::jsonb")
         for n, state in enumerate(states()):
-            small = JsonText(serializer.to_json(state, exclude_none=True))
-            await conn.execute(insert, f"new{n}", encode_jsonb(small, finite=True))
+            small = serializer.to_json(state, exclude_none=True).decode()
+            await conn.execute(insert.replace("$2)", "$2::text::jsonb)"), f"new{n}", small)
             await conn.execute(insert, f"old{n}", encode_jsonb(state.model_dump(mode="json")))
             before = await conn.fetchrow(read, f"old{n}")
             await conn.execute(rewrite)
@@ -112,6 +117,10 @@ async def test_a_state_stored_without_its_none_fields_reads_back_the_same(pool: 
             assert after is not None
             assert now is not None
             assert after["text"] == now["text"], state
+            written = await conn.fetchval(
+                "select $1::text::json::jsonb::text", _state(state, finite=True)
+            )
+            assert written == now["text"], state
             assert len(str(now["text"])) < len(str(before["text"]))
             states_read = [RunState.model_validate(r["state"]) for r in (before, after, now)]
             assert states_read[0] == states_read[1] == states_read[2]
@@ -123,16 +132,31 @@ async def test_a_serialized_state_is_the_dumped_document(pool: Pool) -> None:
     serializer = RunState.__pydantic_serializer__
     async with pool.acquire() as conn:
         for state in states():
-            fast = encode_jsonb(JsonText(serializer.to_json(state, exclude_none=True)))
+            fast = serializer.to_json(state, exclude_none=True).decode()
             dumped = encode_jsonb(state.model_dump(mode="json", exclude_none=True))
             same = await conn.fetchrow(
-                "select $1::jsonb = $2::jsonb as equal, $1::jsonb::text = $2::jsonb::text as text",
+                "select $1::text::jsonb = $2::jsonb as equal,"
+                " $1::text::jsonb::text = $2::jsonb::text as text",
                 fast,
                 dumped,
             )
             assert same is not None
             assert same["equal"], state
             assert same["text"], state
+
+
+async def test_a_state_holding_nan_or_infinity_is_refused_by_postgresql(pool: Pool) -> None:
+    # pydantic writes NaN as null: a state not known to be finite is checked, and one that
+    # holds NaN goes as the standard library spells it, which the json column refuses (the
+    # projector then dead-letters the record); a finite one goes as pydantic writes it.
+    finite = states()[0]
+    async with pool.acquire() as conn:
+        for value in (math.nan, math.inf, -math.inf):
+            odd = finite.model_copy(update={"trigger": {"x": [1, value]}})
+            with pytest.raises(DataError):
+                await conn.fetchval("select $1::text::json", _state(odd, finite=False))
+        text = await conn.fetchval("select $1::text::json::text", _state(finite, finite=False))
+    assert text == _state(finite, finite=True)
 
 
 def with_value(record: ConsumedRecord, old: bytes, new: bytes) -> ConsumedRecord:
@@ -185,7 +209,7 @@ async def test_a_state_read_back_with_an_overflowing_number_is_not_taken_as_fini
         # jsonb holds this number exactly; Python reads it back as an infinity
         await conn.execute(
             "update runs set state = jsonb_set("
-            "state, '{trigger,big}', ('1' || repeat('0', 400) || '.5')::jsonb)"
+            "state::jsonb, '{trigger,big}', ('1' || repeat('0', 400) || '.5')::jsonb)::json"
         )
         async with conn.transaction():
             locked = await RunRows(KEPT_RUNS).lock(conn, ["a1"])

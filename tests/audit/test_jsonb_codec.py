@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from baton_audit.db import JsonText, _decode_jsonb, _encode_jsonb, has_non_finite
+from baton_audit.db import _decode_jsonb, _encode_jsonb, has_non_finite
 
 DOCUMENTS: list[object] = [
     {"a": "\u00e9\u4e2d", "b": [1, 2.5, None, True], "c": {"z": 1}},
@@ -45,18 +45,26 @@ def test_types_the_standard_library_refuses_are_refused() -> None:
         _encode_jsonb({"t": datetime(2026, 1, 1, tzinfo=UTC)})
 
 
-def test_a_fragment_is_written_as_its_value_on_either_path() -> None:
-    # A run's state goes as pydantic's JSON (JsonText, ADR 0550); when orjson
-    # refuses the document around it (an integer beyond 64 bits), the standard library
-    # writes the fragment's value, and the NaN check reads through it.
-    state = JsonText(b'{"steps":{"a":{"output":null}},"n":[1,2.5]}')
-    fast = _encode_jsonb([["r1", 1, state]])
-    slow = _encode_jsonb([["r1", 2**70, state]])
-    assert json.loads(fast[1:]) == [["r1", 1, {"steps": {"a": {"output": None}}, "n": [1, 2.5]}]]
-    assert json.loads(slow[1:]) == [
-        ["r1", 2**70, {"steps": {"a": {"output": None}}, "n": [1, 2.5]}]
+def test_times_in_rows_documents_are_written_as_isoformat_on_either_path() -> None:
+    # The set-based writes' documents carry times (``times``): orjson writes them as
+    # ``isoformat`` does; the standard library (when orjson refuses the document, here
+    # an integer beyond 64 bits) through the same ``isoformat``; a naive time is refused.
+    from datetime import UTC, datetime, timedelta, timezone
+
+    times = [
+        datetime(2026, 1, 1, tzinfo=UTC),
+        datetime(2026, 1, 1, 8, 30, 15, 250, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+        datetime(1, 1, 1, tzinfo=UTC),
     ]
-    assert not has_non_finite([state])
-    assert has_non_finite([state, math.inf])
+    for time in times:
+        expected = [["r1", time.isoformat(), None]]
+        fast = _encode_jsonb([["r1", time, None]], times=True)
+        slow = _encode_jsonb([["r1", time, 2**70]], times=True)
+        assert fast == b"\x01" + json.dumps(expected, separators=(",", ":")).encode()
+        assert json.loads(slow[1:]) == [["r1", time.isoformat(), 2**70]]
+        assert has_non_finite([time, math.nan])
+        assert not has_non_finite([time, None])
+    with pytest.raises(TypeError):
+        _encode_jsonb([["r1", datetime(2026, 1, 1), 2**70]], times=True)  # noqa: DTZ001
     with pytest.raises(TypeError, match="not JSON serializable"):
         _encode_jsonb([object()])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from pydantic import JsonValue
 
@@ -57,10 +58,19 @@ class AttemptFinished:
     will_retry: bool | None
 
 
+# Each event class has its own ``type`` (the union's discriminator): an event of another
+# type matches none of the class patterns of ``attempt_change``.
+_ATTEMPT_TYPES: Final = frozenset(
+    kind.model_fields["type"].default for kind in (StepDispatched, StepSucceeded, StepFailed)
+)
+
+
 def attempt_change(
     envelope: Envelope, event: RunEvent | None
 ) -> AttemptStarted | AttemptFinished | None:
     """What an event changes in ``step_attempts``, if anything."""
+    if event is None or event.type not in _ATTEMPT_TYPES:
+        return None  # most events: no walk through the class patterns below
     match event:
         case StepDispatched():
             return AttemptStarted(

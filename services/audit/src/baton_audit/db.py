@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import AsyncIterable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import datetime
 from typing import Final, Protocol, cast
 
 import asyncpg
@@ -22,7 +23,6 @@ from baton_common.postgres import Migration, Row, column, ping, quote_ident
 __all__ = [
     "Connection",
     "EncodedJsonb",
-    "JsonText",
     "Migration",
     "Pool",
     "Row",
@@ -76,6 +76,7 @@ _JSONB_VERSION: Final = b"\x01"
 # Types the standard library refuses are refused here too (via the fallback below).
 _LONG_NUMBER: Final = re.compile(rb"\d{19}")
 _STRICT: Final = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_ROWS: Final = orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class EncodedJsonb(bytes):
@@ -86,49 +87,44 @@ class EncodedJsonb(bytes):
     """
 
 
-def _encode_jsonb(value: object, *, finite: bool = False) -> bytes:
+def _encode_jsonb(value: object, *, finite: bool = False, times: bool = False) -> bytes:
     if type(value) is EncodedJsonb:
         return value
     # orjson for speed (most of the projection's encoding time); the standard library for
     # what orjson refuses (integers beyond 64 bits, lone surrogates) or would turn into
     # null (NaN, infinities), so PostgreSQL gives the same verdict on them as before.
     # ``finite``: the caller knows the value holds no NaN or infinity (no check needed).
+    # ``times``: aware datetimes are written as ISO 8601 text (``isoformat``'s spelling).
     try:
-        encoded = orjson.dumps(value, option=_STRICT, default=_json_text_fragment)
+        encoded = orjson.dumps(value, option=_ROWS if times else _STRICT)
     except (orjson.JSONEncodeError, TypeError):
         encoded = b""
     if not encoded or (not finite and b"null" in encoded and has_non_finite(value)):
         encoded = json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, default=_json_text_value
+            value,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            default=_iso_time if times else None,
         ).encode()
     return _JSONB_VERSION + encoded
 
 
-class JsonText(bytes):
-    """A value's JSON text, written into a jsonb document as that value: orjson copies
-    it in as it is; the standard library (the fallback, the NaN check) reads it first.
-    A run's state serialized by pydantic goes so (``set_writes``, ADR 0550)."""
-
-
-def _json_text_fragment(value: object) -> orjson.Fragment:
-    if type(value) is JsonText:
-        return orjson.Fragment(value)
-    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
-
-
-def _json_text_value(value: object) -> object:
-    if type(value) is JsonText:
-        return json.loads(value)
+def _iso_time(value: object) -> str:
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return value.isoformat()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def encode_jsonb(value: object, *, finite: bool = False) -> EncodedJsonb:
+def encode_jsonb(value: object, *, finite: bool = False, times: bool = False) -> EncodedJsonb:
     """``value`` as the codec would encode it, once, to be written as is.
 
     ``finite``: the caller knows ``value`` holds no NaN or infinity (e.g. orjson parsed
-    it), so the check for them is skipped; the bytes are the same.
+    it), so the check for them is skipped; the bytes are the same. ``times``: ``value``
+    may hold datetimes with a zone, written as ISO 8601 text (the set-based writes' rows
+    documents, ``set_writes``); orjson writes them as ``isoformat`` does, without a call
+    into Python per time.
     """
-    return EncodedJsonb(_encode_jsonb(value, finite=finite))
+    return EncodedJsonb(_encode_jsonb(value, finite=finite, times=times))
 
 
 # The standard library's C encoder refuses NaN and infinities with ``allow_nan=False``: a
@@ -139,7 +135,7 @@ _FINITE_ONLY: Final = json.JSONEncoder(
     check_circular=False,
     ensure_ascii=False,
     separators=(",", ":"),
-    default=_json_text_value,
+    default=_iso_time,
 )
 
 
@@ -152,8 +148,15 @@ def has_non_finite(value: object) -> bool:
     return False
 
 
+def _encode_json(value: object) -> bytes:
+    return _encode_jsonb(value)[1:]
+
+
 def _decode_jsonb(raw: bytes) -> object:
-    text = raw[1:]
+    return _decode_json(raw[1:])
+
+
+def _decode_json(text: bytes) -> object:
     # orjson reads integers beyond 64 bits (which jsonb can hold) as floats: not those.
     if _LONG_NUMBER.search(text) is None:
         try:
@@ -170,6 +173,14 @@ async def _init_connection(conn: _Codecs) -> None:
         schema="pg_catalog",
         encoder=_encode_jsonb,
         decoder=_decode_jsonb,
+        format="binary",
+    )
+    # ``json`` (a run's state, ADR 0560) is its text in binary format: read as jsonb is.
+    await conn.set_type_codec(
+        "json",
+        schema="pg_catalog",
+        encoder=_encode_json,
+        decoder=_decode_json,
         format="binary",
     )
 

@@ -258,28 +258,31 @@ def event_row(
     the ``run_id`` column gives the document's ``subject`` back. ``finite``: the payload
     is known to hold no NaN or infinity (``decode_record_finite``).
     """
-    return EventRow(
-        kafka_topic=topic,
-        kafka_partition=partition,
-        kafka_offset=offset,
-        id=envelope.id,
-        run_id=run_id,
-        seq=envelope.seq,
-        type=envelope.type,
-        time=envelope.time,
-        source=envelope.source,
-        causationid=envelope.causationid,
-        correlationid=envelope.correlationid,
-        actor=envelope.actor,
-        storyid=envelope.storyid,
-        storyversion=envelope.storyversion,
-        prevhash=envelope.prevhash,
-        hash=envelope.hash,
-        data=encode_jsonb(envelope.data, finite=finite),
-        time_text=_TIME.dump_python(envelope.time, mode="json"),
-        specversion=envelope.specversion,
-        datacontenttype=envelope.datacontenttype,
-        traceparent=envelope.traceparent,
+    # Positional, in the fields' order: keyword arguments cost a third of building the row.
+    return EventRow._make(
+        (
+            topic,
+            partition,
+            offset,
+            envelope.id,
+            run_id,
+            envelope.seq,
+            envelope.type,
+            envelope.time,
+            envelope.source,
+            envelope.causationid,
+            envelope.correlationid,
+            envelope.actor,
+            envelope.storyid,
+            envelope.storyversion,
+            envelope.prevhash,
+            envelope.hash,
+            encode_jsonb(envelope.data, finite=finite),
+            _TIME.dump_python(envelope.time, mode="json"),
+            envelope.specversion,
+            envelope.datacontenttype,
+            envelope.traceparent,
+        )
     )
 
 
@@ -318,10 +321,20 @@ class ApprovalEscalation:
     approvers: list[str]
 
 
+# Each event class has its own ``type`` (the union's discriminator): an event of another
+# type matches none of the class patterns of ``approval_change``.
+_GATE_TYPES: Final = frozenset(
+    kind.model_fields["type"].default
+    for kind in (ApprovalRequested, ApprovalGranted, ApprovalDenied, ApprovalEscalated)
+)
+
+
 def approval_change(
     envelope: Envelope, event: RunEvent | None
 ) -> ApprovalRequest | ApprovalDecision | ApprovalEscalation | None:
     """What an event changes in the ``approvals`` table, if anything."""
+    if event is None or event.type not in _GATE_TYPES:
+        return None  # most events: no walk through the class patterns below
     match event:
         case ApprovalRequested():
             return ApprovalRequest(

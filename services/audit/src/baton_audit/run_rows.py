@@ -84,11 +84,13 @@ class RunRows:
         ``finite``: the runs whose state is known to hold no NaN or infinity."""
         if not self._capacity:
             return
+        kept = self._kept
         for row in rows:
-            self._kept[row.run_id] = (row, row.run_id in finite)
-            self._kept.move_to_end(row.run_id)
-        while len(self._kept) > self._capacity:
-            self._kept.popitem(last=False)
+            run_id = row.run_id
+            kept[run_id] = (row, run_id in finite)
+            kept.move_to_end(run_id)
+        while len(kept) > self._capacity:
+            kept.popitem(last=False)
 
 
 async def _read(conn: Connection, run_ids: Sequence[str], *, lock: bool) -> Locked:

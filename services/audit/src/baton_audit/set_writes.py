@@ -9,13 +9,14 @@ into what applying them one by one, in log order, left behind (``_merged``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Container, Hashable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from baton_audit.attempts import AttemptFinished, AttemptStarted
-from baton_audit.db import Connection, EncodedJsonb, JsonText, encode_jsonb
+from baton_audit.db import Connection, EncodedJsonb, encode_jsonb, has_non_finite
 from baton_audit.projection import ApprovalDecision, ApprovalEscalation, ApprovalRequest, RunRow
 from baton_common.state import RunState
 
@@ -25,9 +26,10 @@ Row = tuple[object, ...]
 T = TypeVar("T")
 
 
-def _unnest(columns: str) -> str:
+def _unnest(columns: str, *, states: bool = False) -> str:
     """The rows of ``$1`` (a jsonb array of rows, each an array of values, ``_document``) as
-    ``v (c1, c2, ...)`` with the types of ``columns`` (``"c1 t1, c2 t2, ..."``)."""
+    ``v (c1, c2, ...)`` with the types of ``columns`` (``"c1 t1, c2 t2, ..."``); with
+    ``states``, and a last column ``state`` (json) from the text array ``$2``, in order."""
     found = []
     for n, column in enumerate(columns.split(", ")):
         name, kind = column.split(" ")
@@ -37,7 +39,13 @@ def _unnest(columns: str) -> str:
             found.append(f"r ->> {n} as {name}")
         else:
             found.append(f"(r ->> {n})::{kind} as {name}")
-    return f"(select {', '.join(found)} from jsonb_array_elements($1::jsonb) as e (r)) as v"
+    if not states:
+        return f"(select {', '.join(found)} from jsonb_array_elements($1::jsonb) as e (r)) as v"
+    return (
+        f"(select {', '.join(found)}, s.state::json as state"
+        " from jsonb_array_elements($1::jsonb) with ordinality as e (r, n)"
+        " join unnest($2::text[]) with ordinality as s (state, n) using (n)) as v"
+    )
 
 
 def _names(columns: str) -> list[str]:
@@ -49,13 +57,16 @@ def _set(names: Iterable[str], source: str) -> str:
     return ", ".join(f"{name} = {source}.{name}" for name in names)
 
 
-def _upsert(table: str, columns: str, *, key: str, kept: str = "", select: str = "*") -> str:
-    """Insert the rows of ``$1`` (``columns`` as :func:`_unnest` takes them) into
-    ``table``; a row whose ``key`` exists gets every column but the key's and ``kept``."""
-    names = _names(columns)
+def _upsert(
+    table: str, columns: str, *, key: str, kept: str = "", select: str = "*", states: bool = False
+) -> str:
+    """Insert the rows of ``$1`` (``columns`` and ``states`` as :func:`_unnest` takes them)
+    into ``table``; a row whose ``key`` exists gets every column but the key's and ``kept``."""
+    names = [*_names(columns), "state"] if states else _names(columns)
     fixed = {*key.split(", "), *kept.split(", ")}
+    source = _unnest(columns, states=states)
     return (
-        f"insert into {table} ({', '.join(names)}) select {select} from {_unnest(columns)}"
+        f"insert into {table} ({', '.join(names)}) select {select} from {source}"
         f" on conflict ({key}) do update set "
         + _set((n for n in names if n not in fixed), "excluded")
     )
@@ -64,16 +75,18 @@ def _upsert(table: str, columns: str, *, key: str, kept: str = "", select: str =
 _RUNS: Final = (
     "run_id text, story_id text, story_version integer, status text, started_at timestamptz,"
     " ended_at timestamptz, last_seq bigint, correlation_id text, dedup_key text,"
-    " event_count integer, updated_at timestamptz, state jsonb"
+    " event_count integer, updated_at timestamptz"
 )
+# A run's state is not in the document: as a jsonb member PostgreSQL would parse it into
+# jsonb's binary form, though it is stored as json text (ADR 0560). The states go as a
+# text array beside it ($2, in the rows' order).
 # The rows the batch found are locked by it, so they exist: a plain update.
 _UPDATE_RUNS: Final = (
-    f"update runs set {_set((n for n in _names(_RUNS) if n != 'run_id'), 'v')}"
-    f" from {_unnest(_RUNS)}"
-    " where runs.run_id = v.run_id"
+    f"update runs set {_set((n for n in [*_names(_RUNS), 'state'] if n != 'run_id'), 'v')}"
+    f" from {_unnest(_RUNS, states=True)} where runs.run_id = v.run_id"
 )
 # Another writer may have inserted a run meanwhile (a rebalance): the insert then updates it.
-_INSERT_RUNS: Final = _upsert("runs", _RUNS, key="run_id")
+_INSERT_RUNS: Final = _upsert("runs", _RUNS, key="run_id", states=True)
 
 # approvers go as jsonb arrays: PostgreSQL's arrays of arrays must all have one length.
 _APPROVERS: Final = (
@@ -119,22 +132,23 @@ _FINISH: Final = (
 
 
 def _document(rows: Iterable[Row], *, finite: bool) -> EncodedJsonb:
-    """Rows as one jsonb array (their times as ``_time`` gives them).
+    """Rows as one jsonb array, their times as ISO 8601 text (``_time``).
 
     One document rather than an array per column: asyncpg checks every element of an
     array against the collection ABCs in Python, which cost more than the row's write.
     The codec's checks hold (NaN or infinity anywhere and PostgreSQL refuses the batch)
     unless ``finite``: the caller knows the rows hold no NaN or infinity.
     """
-    return encode_jsonb(list(rows), finite=finite)
+    return encode_jsonb(list(rows), finite=finite, times=True)
 
 
-def _time(value: datetime | None) -> str | None:
-    """A time in ISO 8601 with its offset, which PostgreSQL reads back exactly; a naive time
-    is taken as local time, as asyncpg's own encoder (``astimezone``) takes it."""
-    if value is None:
-        return None
-    return (value if value.tzinfo is not None else value.astimezone(UTC)).isoformat()
+def _time(value: datetime | None) -> datetime | None:
+    """A time with its offset, which PostgreSQL reads back exactly (the document writes it
+    as ``isoformat`` does); a naive time is taken as local time, as asyncpg's own encoder
+    (``astimezone``) takes it."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.astimezone(UTC)
 
 
 def _merged(
@@ -175,20 +189,24 @@ async def _execute(
 _STATE: Final = RunState.__pydantic_serializer__
 
 
-def _state(state: RunState | None, *, finite: bool) -> object:
-    """A run's state as the runs document holds it, without the fields that hold None
-    (migration 0550; they read back as their default, None): a finite one as pydantic's
-    serializer writes it (JSON already, the document ``model_dump(mode="json")`` gives, in
-    a third of the time); any other as ``model_dump``, for the codec to check (pydantic's
-    JSON would write NaN as null, where PostgreSQL must refuse it)."""
+def _state(state: RunState | None, *, finite: bool) -> str | None:
+    """A run's state as the ``json`` column holds it: pydantic's JSON without the fields
+    that hold None (migration 0550; they read back as their default, None).
+
+    pydantic writes NaN and infinities as null, where PostgreSQL must refuse the state (the
+    projector then dead-letters the record): a state not known to be ``finite`` is checked,
+    and one that holds such a value goes as the standard library writes it (``NaN``,
+    ``Infinity``), which the ``json`` type refuses."""
     if state is None:
         return None
-    if finite:
-        return JsonText(_STATE.to_json(state, exclude_none=True))
-    return state.model_dump(mode="json", exclude_none=True)
+    if not finite:
+        dumped = state.model_dump(mode="json", exclude_none=True)
+        if has_non_finite(dumped):
+            return json.dumps(dumped)
+    return _STATE.to_json(state, exclude_none=True).decode()
 
 
-def _run_args(run: RunRow, *, finite: bool) -> Row:
+def _run_args(run: RunRow) -> Row:
     return (
         run.run_id,
         run.story_id,
@@ -201,7 +219,6 @@ def _run_args(run: RunRow, *, finite: bool) -> Row:
         run.dedup_key,
         run.event_count,
         _time(run.updated_at),
-        _state(run.state, finite=finite),
     )
 
 
@@ -210,14 +227,15 @@ async def write_runs(
 ) -> None:
     """Write one row per run (a batch folds each run once); ``stored``: rows that exist;
     ``finite``: runs whose state is known to hold no NaN or infinity."""
-    rows: list[Row] = []
-    checked = True  # every state is finite: no check over the document
+    updates: tuple[list[Row], list[str | None]] = ([], [])
+    inserts: tuple[list[Row], list[str | None]] = ([], [])
     for run in runs:
-        known = run.run_id in finite
-        checked = checked and known
-        rows.append(_run_args(run, finite=known))
-    await _execute(conn, _UPDATE_RUNS, [r for r in rows if r[0] in stored], finite=checked)
-    await _execute(conn, _INSERT_RUNS, [r for r in rows if r[0] not in stored], finite=checked)
+        rows, states = updates if run.run_id in stored else inserts
+        rows.append(_run_args(run))
+        states.append(_state(run.state, finite=run.run_id in finite))
+    for statement, (rows, states) in ((_UPDATE_RUNS, updates), (_INSERT_RUNS, inserts)):
+        if rows:  # text, numbers and None only: no NaN check (``finite``)
+            await conn.execute(statement, _document(rows, finite=True), states)
 
 
 def _decision(earlier: ApprovalDecision, later: ApprovalDecision) -> ApprovalDecision:
