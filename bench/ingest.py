@@ -4,7 +4,11 @@
 
 1. HTTP: accepted webhooks/s and p50/p99 latency, one ingest process and two (a raw
    keep-alive HTTP/1.1 load generator with a fixed number of connections, so the
-   generator costs as little CPU as possible on a 2-core machine).
+   generator costs as little CPU as possible on a 2-core machine). By default each
+   connection sends its next webhook when the last is answered (a closed loop: the
+   service's ceiling, and the latency at saturation); with ``--rate R`` they send R
+   webhooks/s between them whatever the answers do (an open loop, latency counted from
+   when each was due: the p50/p99 at that rate).
 2. Kafka-native: events/s the router turns into StartRun, 30% duplicates in the mix.
 3. The raw Kafka ceiling for records of the same size: Kafka's ProducerPerformance.
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -126,9 +131,60 @@ class _Connection(asyncio.Protocol):
             self.closed.set_result(None)
 
 
+class _PacedConnection(_Connection):
+    """A connection that sends one webhook every ``interval`` seconds from ``first``,
+    whatever the answers do (an open loop, as wrk2 paces): a request the server is slow to
+    answer waits behind the others on the connection (HTTP/1.1 pipelining), and its
+    latency runs from the moment it was due, so a stalled server is not hidden by a
+    generator that waits for it (coordinated omission)."""
+
+    def __init__(
+        self,
+        request: bytes,
+        interval: float,
+        first: float,
+        stop_at: float,
+        latencies: list[float],
+        statuses: dict[int, int],
+    ) -> None:
+        super().__init__(request, 1, stop_at, latencies, statuses)
+        self._interval = interval
+        self._due = first
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._tick()
+
+    def _tick(self) -> None:
+        assert self._transport is not None
+        if self._transport.is_closing():
+            return
+        if self._due >= self._stop_at:
+            if not self._sent:
+                self._transport.close()
+            return
+        now = time.perf_counter()
+        due = [self._due]
+        self._due += self._interval
+        while self._due <= now and self._due < self._stop_at:  # late: catch up at once
+            due.append(self._due)
+            self._due += self._interval
+        self._sent.extend(due)
+        self._transport.write(self._request * len(due))
+        asyncio.get_running_loop().call_later(max(0.0, self._due - now), self._tick)
+
+    def _send(self, count: int) -> None:
+        if self._due >= self._stop_at and not self._sent:
+            assert self._transport is not None
+            self._transport.close()
+
+
 async def http_load(
-    ports: list[int], seconds: float, connections: int, depth: int = 1
+    ports: list[int], seconds: float, connections: int, depth: int = 1, rate: float = 0.0
 ) -> tuple[str, int]:
+    """``connections`` each keeping ``depth`` requests outstanding (a closed loop), or,
+    with ``rate``, sending ``rate`` webhooks/s between them whatever the answers do."""
     body = json.dumps(ALERT).encode()
     request = (
         b"POST /webhooks/bench HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
@@ -139,9 +195,17 @@ async def http_load(
     loop = asyncio.get_running_loop()
     stop_at = time.perf_counter() + seconds
     started = time.perf_counter()
+    interval = connections / rate if rate else 0.0
+
+    def connection(n: int) -> _Connection:
+        if not rate:
+            return _Connection(request, depth, stop_at, latencies, statuses)
+        first = started + n * interval / connections  # staggered: an even stream overall
+        return _PacedConnection(request, interval, first, stop_at, latencies, statuses)
+
     opened = [
         await loop.create_connection(
-            lambda: _Connection(request, depth, stop_at, latencies, statuses),
+            functools.partial(connection, n),
             "127.0.0.1",
             ports[n % len(ports)],
         )
@@ -154,8 +218,10 @@ async def http_load(
     if not latencies:
         return f"no request accepted: {statuses}", 0
     p50, p99 = (percentile(latencies, q) * 1000 for q in (0.5, 0.99))
-    rate = len(latencies) / elapsed
-    line = f"{rate:8.0f} accepted/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   statuses {statuses}"
+    achieved = len(latencies) / elapsed
+    line = (
+        f"{achieved:8.0f} accepted/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   statuses {statuses}"
+    )
     return line, len(latencies)
 
 
@@ -175,7 +241,7 @@ QUIET = {"BATON_LOG_LEVEL": "WARNING", "BATON_INGEST_MAX_IN_FLIGHT": "5000"}
 
 
 async def bench_http(
-    bootstrap: str, seconds: float, connections: int, depth: int, logs: Path
+    bootstrap: str, seconds: float, connections: int, depth: int, rate: float, logs: Path
 ) -> None:
     # The third setting takes webhooks only; routing then runs in other processes.
     for replicas, router in ((1, "true"), (2, "true"), (1, "false")):
@@ -189,10 +255,10 @@ async def bench_http(
         start_all(processes)
         try:
             ports = [p.port for p in processes]
-            await http_load(ports, 1.0, connections, depth)  # warm-up
+            await http_load(ports, 1.0, connections, depth, rate)  # warm-up
             cpu_before = cpu_seconds(processes)
             load_before = time.process_time()
-            line, accepted = await http_load(ports, seconds, connections, depth)
+            line, accepted = await http_load(ports, seconds, connections, depth, rate)
             cpu = cpu_seconds(processes) - cpu_before
             load_cpu = time.process_time() - load_before
         finally:
@@ -201,6 +267,8 @@ async def bench_http(
         per_event = f"{cpu * 1e6 / accepted:.0f}" if accepted else "-"
         generator = f"{load_cpu * 1e6 / accepted:.0f}" if accepted else "-"
         pipelined = f" ({depth} pipelined each)" if depth > 1 else ""
+        if rate:
+            pipelined = f", sending {rate:.0f}/s between them"
         print(f"HTTP webhooks, {what}, {connections} connections{pipelined}: {line}")
         print(
             f"  {per_event} CPU µs per accepted webhook in the ingest process(es), "
@@ -367,6 +435,13 @@ async def main() -> None:
     parser.add_argument(
         "--pipeline", type=int, default=1, help="requests outstanding per connection"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="webhooks/s sent whatever the answers do (an open loop; default: each "
+        "connection sends when answered)",
+    )
     parser.add_argument("--events", type=int, default=30_000, help="Kafka-native events")
     parser.add_argument("--ceiling-records", type=int, default=300_000)
     parser.add_argument("--only", choices=["http", "kafka-native", "ceiling"], default=None)
@@ -375,7 +450,9 @@ async def main() -> None:
     print(f"bootstrap {bootstrap}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as logs:
         if args.only in (None, "http"):
-            await bench_http(bootstrap, args.seconds, args.connections, args.pipeline, Path(logs))
+            await bench_http(
+                bootstrap, args.seconds, args.connections, args.pipeline, args.rate, Path(logs)
+            )
         if args.only in (None, "kafka-native"):
             await bench_kafka_native(bootstrap, args.events, Path(logs))
     if args.only in (None, "ceiling"):
