@@ -142,22 +142,28 @@ def _usual_attributes(attributes: Mapping[str, object]) -> dict[str, object] | N
         return None
     values = dict(_DEFAULTS)
     for name, value in attributes.items():
-        if type(value) is not str:
+        if type(value) is not str or not _usual_value(values, name, value):
             return None
-        if name == "time":
-            if _USUAL_TIME.fullmatch(value) is None:
-                return None
-            try:
-                values[name] = datetime.fromisoformat(value).replace(tzinfo=_PYDANTIC_UTC)
-            except ValueError:  # a day or an hour out of range: validation's message
-                return None
-        elif name in _INTEGERS:
-            if not (value.isascii() and value.isdigit() and len(value) <= 18):
-                return None
-            values[name] = int(value)
-        else:
-            values[name] = value
     return values
+
+
+def _usual_value(values: dict[str, object], name: str, text: str) -> bool:
+    """Put the known attribute ``name``'s ``text`` in ``values`` as validation gives it,
+    if it has the usual shape; False (``values`` untouched) when validation must decide."""
+    if name == "time":
+        if _USUAL_TIME.fullmatch(text) is None:
+            return False
+        try:
+            values[name] = datetime.fromisoformat(text).replace(tzinfo=_PYDANTIC_UTC)
+        except ValueError:  # a day or an hour out of range: validation's message
+            return False
+    elif name in _INTEGERS:
+        if not (text.isascii() and text.isdigit() and len(text) <= 18):
+            return False
+        values[name] = int(text)
+    else:
+        values[name] = text
+    return True
 
 
 def unchecked_envelope(attributes: Mapping[str, object], data: dict[str, JsonValue]) -> Envelope:
@@ -268,12 +274,16 @@ def decode_record_finite(
         EnvelopeError: as :func:`decode_record`.
     """
     attrs: dict[str, object] = {}
+    values = dict(_DEFAULTS)  # the attributes as validation gives them, while usual
+    usual = True
     for key, raw in headers:
         if key.startswith(_PREFIX):
+            name = key[3:]
             try:
-                attrs[key[3:]] = raw.decode()
+                attrs[name] = text = raw.decode()
             except UnicodeDecodeError as exc:
                 raise EnvelopeError(f"header {key} is not UTF-8") from exc
+            usual = usual and name in _KNOWN and _usual_value(values, name, text)
     if "type" not in attrs:
         raise EnvelopeError("record has no ce_type header: not a CloudEvent in binary mode")
     if value is None:
@@ -286,6 +296,8 @@ def decode_record_finite(
         raise EnvelopeError("value must be a JSON object")
     try:
         if parsed_strictly:
+            if usual and _REQUIRED <= attrs.keys():  # one walk of the headers: no validation
+                return _assembled(values, attrs.keys(), data), True
             return build_envelope(attrs, data), True
         return Envelope.model_validate({**attrs, "data": data}), False
     except ValidationError as exc:

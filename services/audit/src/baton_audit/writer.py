@@ -24,7 +24,6 @@ from baton_audit.attempts import (
     attempt_change,
 )
 from baton_audit.db import Connection, column
-from baton_audit.decoding import decode_run_record
 from baton_audit.governance import APPROVED_TYPE, approval_row, write_approvals
 from baton_audit.metrics import EVENTS
 from baton_audit.projection import (
@@ -40,7 +39,7 @@ from baton_audit.projection import (
 )
 from baton_audit.run_rows import RunRows
 from baton_audit.set_writes import write_attempts, write_gate_changes, write_runs
-from baton_common.envelope import Envelope, EnvelopeError, decode_record
+from baton_common.envelope import Envelope, EnvelopeError, decode_record, decode_record_finite
 from baton_common.events import RunEvent
 from baton_common.kafka import ConsumedRecord
 from baton_common.records import StoryPublished
@@ -168,7 +167,7 @@ class AuditWriter:
                 log.info("event already stored", offset=record.offset)
                 continue
             try:
-                envelope, finite = decode_run_record(record.value, record.headers)
+                envelope, finite = decode_record_finite(record.value, record.headers)
             except EnvelopeError as exc:
                 unusable.append((record, str(exc)))
                 continue
