@@ -1,5 +1,6 @@
-"""The envelope codec's fast paths (orjson, attributes-only validation) against the
-reference behaviour they replace: plain ``json`` and ``Envelope.model_validate``.
+"""The envelope codec's fast paths (orjson, attributes-only validation, the one walk over
+a record's headers) against the reference behaviour they replace: plain ``json`` and
+``Envelope.model_validate``.
 
 Every record either decodes to the same envelope, or is refused with the same reason.
 """
@@ -23,7 +24,9 @@ from baton_common.envelope import (
     Header,
     build_envelope,
     decode_record,
+    decode_record_finite,
     encode_record,
+    loads_json,
 )
 from baton_common.kafka import to_envelope
 
@@ -70,12 +73,27 @@ def reference_decode(value: bytes | None, headers: list[Header]) -> Envelope:
         raise EnvelopeError(f"invalid envelope: {where}: {err['msg']}") from exc
 
 
-def with_header(name: str, value: bytes | None) -> list[Header]:
-    headers = [(k, v) for k, v in GOOD if k != name]
+def with_header(name: str, value: bytes | None, base: list[Header] | None = None) -> list[Header]:
+    headers = [(k, v) for k, v in (GOOD if base is None else base) if k != name]
     return headers if value is None else [*headers, (name, value)]
 
 
 VALUE = b'{"run_id":"run-1","n":[1,2.5,null,true,{"x":"\\u00e9"}]}'
+REQUIRED = {"ce_id", "ce_type", "ce_source", "ce_time"}
+# the usual shape (as the services write records): the one walk over the headers builds
+# the attributes itself, without validation
+USUAL: list[Header] = [
+    *with_header("ce_time", b"2026-11-25T08:30:15.250000Z"),
+    ("ce_storyid", b"story"),
+    ("ce_prevhash", b"0" * 64),
+    ("ce_hash", b"f" * 64),
+    ("traceparent", b"ignored: not an attribute"),
+]
+
+
+def usual_with(name: str, value: bytes | None) -> list[Header]:
+    return with_header(name, value, USUAL)
+
 
 CASES: list[tuple[str, bytes | None, list[Header]]] = [
     ("good", VALUE, GOOD),
@@ -108,11 +126,37 @@ CASES: list[tuple[str, bytes | None, list[Header]]] = [
     ("padded seq", VALUE, with_header("ce_seq", b" 12 ")),
     ("header not UTF-8", VALUE, with_header("ce_actor", b"\xff")),
     ("unknown attribute", VALUE, with_header("ce_colour", b"blue")),
+    # the usual shape and near misses of it, for the one walk over the headers
+    ("usual", VALUE, USUAL),
+    ("usual, required attributes only", VALUE, [h for h in USUAL if h[0] in REQUIRED]),
+    ("usual, whole seconds", VALUE, usual_with("ce_time", b"2026-11-25T08:30:15Z")),
+    ("usual, zero microseconds", VALUE, usual_with("ce_time", b"2026-11-25T08:30:15.000000Z")),
+    ("usual, duplicate header, last wins", VALUE, [*USUAL, ("ce_actor", b"other")]),
+    ("usual, an unusual duplicate last", VALUE, [*USUAL, ("ce_seq", b"x")]),
+    ("usual, day out of range", VALUE, usual_with("ce_time", b"2026-02-30T08:30:15Z")),
+    ("usual, offset time", VALUE, usual_with("ce_time", b"2026-11-25T10:30:15+02:00")),
+    ("usual, bad seq", VALUE, usual_with("ce_seq", b"seven")),
+    ("usual, 19-digit seq", VALUE, usual_with("ce_seq", b"1234567890123456789")),
+    ("usual, non-ASCII digits", VALUE, usual_with("ce_seq", "\u0663".encode())),
+    ("usual, fractional version", VALUE, usual_with("ce_storyversion", b"1.5")),
+    ("usual, header not UTF-8", VALUE, usual_with("ce_actor", b"\xff")),
+    ("usual, unknown attribute", VALUE, usual_with("ce_colour", b"blue")),
+    ("usual, data as a header", VALUE, usual_with("ce_data", b"{}")),
+    ("usual, no id", VALUE, usual_with("ce_id", None)),
+    ("usual, NaN", b'{"a":NaN}', USUAL),
+    ("usual, not JSON", b"{nope", USUAL),
+    ("usual, no value", None, USUAL),
 ]
 
 
 @pytest.mark.parametrize(("value", "headers"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_decode_matches_the_reference(value: bytes | None, headers: list[Header]) -> None:
+    assert_decodes_as_the_reference(value, headers)
+
+
+def assert_decodes_as_the_reference(value: bytes | None, headers: list[Header]) -> None:
+    """Same envelope (values, fields-set, field order, the time's zone object) and finite
+    flag, or the same refusal with the same reason."""
     reason: str | None = None
     try:
         expected = reference_decode(value, headers)
@@ -120,16 +164,45 @@ def test_decode_matches_the_reference(value: bytes | None, headers: list[Header]
         reason = str(exc)
     if reason is not None:
         with pytest.raises(EnvelopeError) as refused:
-            decode_record(value, headers)
+            decode_record_finite(value, headers)
         assert str(refused.value) == reason
         return
-    got = decode_record(value, headers)
+    assert value is not None
+    got, finite = decode_record_finite(value, headers)
     assert got == expected
     assert got.model_fields_set == expected.model_fields_set
+    assert list(got.__dict__) == list(expected.__dict__)  # field order
     assert json.dumps(got.model_dump(mode="json"), sort_keys=True) == json.dumps(
         expected.model_dump(mode="json"), sort_keys=True
     )
     assert type(got.time.tzinfo) is type(expected.time.tzinfo)
+    assert finite == loads_json(value)[1]
+    assert decode_record(value, headers) == got
+
+
+HEADER_TEXT = st.one_of(
+    st.text(max_size=8),
+    st.from_regex(r"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?(Z|[+-]\d\d:\d\d)?\Z"),
+    st.from_regex(r"\A[ +-]?[0-9]{0,20}\Z"),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["ce_id", "ce_type", "ce_source", "ce_time", "ce_seq", "ce_storyversion",
+             "ce_subject", "ce_actor", "ce_colour", "content-type"]
+        ),
+        HEADER_TEXT,
+    ),
+    st.sampled_from([VALUE, b'{"a":1e999}', b"[]", None]),
+)  # fmt: skip
+def test_generated_headers_decode_as_the_reference(
+    attributes: dict[str, str], value: bytes | None
+) -> None:
+    headers: list[Header] = [(k, v.encode("utf-8", "surrogatepass")) for k, v in attributes.items()]
+    assert_decodes_as_the_reference(value, headers)
 
 
 def test_the_reference_refuses_some_cases() -> None:
