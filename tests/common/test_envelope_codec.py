@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import JsonValue, ValidationError
+from pydantic import JsonValue, TypeAdapter, ValidationError
 
 from baton_common.commands import StartRun
 from baton_common.envelope import (
@@ -27,6 +27,7 @@ from baton_common.envelope import (
     decode_record_finite,
     encode_record,
     loads_json,
+    time_text,
 )
 from baton_common.kafka import to_envelope
 
@@ -331,3 +332,19 @@ def reason_of(build: Callable[[], Envelope]) -> list[tuple[object, ...]] | None:
     except ValidationError as exc:
         return [(e["loc"], e["type"], e["msg"]) for e in exc.errors()]
     return None
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        T,
+        T.replace(microsecond=0),
+        T.replace(microsecond=7),
+        datetime(1, 1, 1, tzinfo=UTC),
+        TypeAdapter(datetime).validate_python("2026-11-25T08:30:15.250000Z"),  # pydantic's UTC
+        datetime(2026, 11, 25, 10, 30, 15, tzinfo=timezone(timedelta(hours=2))),
+    ],
+    ids=["utc", "whole-seconds", "microseconds", "year-1", "pydantic-utc", "offset"],
+)
+def test_time_text_is_pydantics_json(time: datetime) -> None:
+    assert time_text(time) == TypeAdapter(datetime).dump_python(time, mode="json")

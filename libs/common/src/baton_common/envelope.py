@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -40,6 +40,7 @@ __all__ = [
     "describe",
     "encode_record",
     "loads_json",
+    "time_text",
     "unchecked_envelope",
 ]
 
@@ -198,9 +199,21 @@ def encode_record(envelope: Envelope) -> tuple[bytes, list[Header]]:
         if value is None or name == "datacontenttype":
             continue
         if isinstance(value, datetime):
-            value = _TIME.dump_python(value, mode="json")
+            value = time_text(value)
         headers.append((_PREFIX + name, str(value).encode()))
     return data_json(envelope.data), headers
+
+
+def time_text(time: datetime) -> str:
+    """An envelope time as its JSON and its ``ce_time`` header spell it (pydantic's text).
+
+    For the services' clocks (``datetime.UTC``) that is ``isoformat`` with "Z" for the
+    offset, at a fraction of the serializer's cost; any other zone goes through pydantic.
+    """
+    if time.tzinfo is UTC:
+        return time.isoformat()[:-6] + "Z"
+    text: str = _TIME.dump_python(time, mode="json")
+    return text
 
 
 def data_json(data: dict[str, JsonValue]) -> bytes:

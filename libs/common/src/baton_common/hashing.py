@@ -6,13 +6,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final, Literal
 
 import orjson
-from pydantic import TypeAdapter
 
-from baton_common.envelope import Envelope
+from baton_common.envelope import Envelope, time_text
 from baton_common.trusted import assembled
 
 __all__ = [
@@ -33,7 +31,6 @@ _ATTRIBUTES: Final = tuple(name for name in Envelope.model_fields if name not in
 _ENVELOPE_DEFAULTS: Final = {
     name: field.default for name, field in Envelope.model_fields.items() if name != "data"
 }
-_TIME: Final = TypeAdapter(datetime)
 
 
 def chain_hash(envelope: Envelope) -> str:
@@ -77,17 +74,6 @@ def _sealed(values: dict[str, Any], fields_set: set[str]) -> tuple[Envelope, byt
     return assembled(Envelope, values, fields_set), data_json
 
 
-# The last time written, and its text: a command's events share one time object.
-_last_time: tuple[object, str] = (None, "")
-
-
-def _time_text(time: datetime) -> str:
-    global _last_time
-    if _last_time[0] is not time:
-        _last_time = (time, _TIME.dump_python(time, mode="json"))
-    return _last_time[1]
-
-
 def _canonical(values: dict[str, Any]) -> tuple[bytes, bytes | None]:
     """The canonical JSON bytes :func:`chain_hash` digests for an envelope's ``values``
     (its ``__dict__``), and ``data``'s part of them when orjson wrote them.
@@ -107,7 +93,7 @@ def _canonical(values: dict[str, Any]) -> tuple[bytes, bytes | None]:
             pass
         else:
             content = {name: values[name] for name in _ATTRIBUTES}
-            content["time"] = _time_text(values["time"])
+            content["time"] = time_text(values["time"])
             content["data"] = orjson.Fragment(data_json)
             return orjson.dumps(content, option=orjson.OPT_SORT_KEYS), data_json
     envelope = assembled(Envelope, dict(values), set(values))

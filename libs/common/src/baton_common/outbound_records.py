@@ -13,13 +13,12 @@ anything else goes through it. Used by the scheduler and the executor (ADR 0330)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 import orjson
-from pydantic import TypeAdapter
 
-from baton_common.envelope import CONTENT_TYPE, Envelope, Header, encode_record
+from baton_common.envelope import CONTENT_TYPE, Envelope, Header, encode_record, time_text
 from baton_common.hashing import plain_json
 from baton_common.kafka import OutboundRecord
 
@@ -33,7 +32,6 @@ _HEADERS: Final = tuple(
     if name not in ("data", "datacontenttype")
 )
 _CONTENT_TYPE: Final = ("content-type", CONTENT_TYPE.encode())
-_TIME: Final = TypeAdapter(datetime)
 
 
 # Per attribute: the last value encoded (held, so its identity cannot be reused) and
@@ -44,10 +42,7 @@ _last: dict[str, tuple[object, Header]] = {}
 
 def _header(name: str, header: str, attribute: object) -> Header:
     if isinstance(attribute, datetime):
-        if attribute.tzinfo is UTC:  # the services' clocks: pydantic's text, "Z" for UTC
-            text = attribute.isoformat()[:-6].encode() + b"Z"
-        else:
-            text = _TIME.dump_python(attribute, mode="json").encode()
+        text = time_text(attribute).encode()
     else:
         text = str(attribute).encode()
     found = _last[name] = (attribute, (header, text))

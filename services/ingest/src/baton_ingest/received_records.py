@@ -15,7 +15,7 @@ from typing import Final
 import orjson
 from pydantic import JsonValue
 
-from baton_common.envelope import Header
+from baton_common.envelope import Header, time_text
 from baton_common.kafka import OutboundRecord, outbound, to_envelope
 from baton_common.records import EventReceived
 from baton_common.trusted import json_types_only, trusted
@@ -67,7 +67,7 @@ def received_record(
     headers: list[Header] = [CONTENT_HEADER, ("ce_id", encoded_id), _TYPE]
     headers.append(("ce_source", source.encode()))
     if time.tzinfo is UTC:  # as the envelope writes it: ISO 8601, Z for UTC
-        headers.append(("ce_time", time.isoformat().removesuffix("+00:00").encode() + b"Z"))
+        headers.append(("ce_time", time_text(time).encode()))
         headers.append(_SPECVERSION)
     else:
         headers.extend(time_headers(time))

@@ -18,10 +18,9 @@ from functools import lru_cache
 from typing import Final
 
 import orjson
-from pydantic import TypeAdapter
 
 from baton_common.commands import StartRun
-from baton_common.envelope import CONTENT_TYPE, Envelope, Header
+from baton_common.envelope import CONTENT_TYPE, Envelope, Header, time_text
 from baton_common.kafka import OutboundRecord, outbound
 from baton_common.telemetry import current_traceparent
 from baton_common.trusted import json_types_only
@@ -48,14 +47,6 @@ _ATTRIBUTES: Final = {
 }
 _HEADER_NAMES: Final = {name: "ce_" + name for name in _ATTRIBUTES}
 _TRIGGER: Final = {"trigger"}
-_TIME: Final = TypeAdapter(datetime)
-
-
-@lru_cache(maxsize=16)
-def _time_text(time: datetime) -> str:
-    """An envelope time as encode_record writes it (one per batch: cached)."""
-    text: str = _TIME.dump_python(time, mode="json")
-    return text
 
 
 def _plain_fields(start: StartRun) -> dict[str, object] | None:
@@ -79,7 +70,7 @@ def _plain_fields(start: StartRun) -> dict[str, object] | None:
 def time_headers(time: datetime) -> tuple[tuple[str, bytes], ...]:
     """The headers between subject and storyid: type, source, time and specversion."""
     return (
-        ("ce_time", _time_text(time).encode()),
+        ("ce_time", time_text(time).encode()),
         ("ce_specversion", str(_ATTRIBUTES["specversion"]).encode()),
     )
 
@@ -186,7 +177,7 @@ def start_run_record(
         )
     attributes = dict(_ATTRIBUTES)
     attributes.update(
-        id=id, type=_TYPE, source=START_SOURCE, subject=start.run_id, time=_time_text(time)
+        id=id, type=_TYPE, source=START_SOURCE, subject=start.run_id, time=time_text(time)
     )
     attributes.update(start_run_lineage(start, ingest))
     headers = [CONTENT_HEADER]

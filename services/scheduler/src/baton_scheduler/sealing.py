@@ -21,13 +21,13 @@ from __future__ import annotations
 import hashlib
 import types
 import typing
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import orjson
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
-from baton_common.envelope import CONTENT_TYPE, Envelope, Header
+from baton_common.envelope import CONTENT_TYPE, Envelope, Header, time_text
 from baton_common.hashing import plain_json, sealed
 from baton_common.outbound_records import encoded
 from baton_common.trusted import assembled
@@ -37,7 +37,6 @@ __all__ = ["Encoded", "Sealer", "model_data"]
 Encoded = tuple[bytes, list[Header]]  # a record's value and headers
 
 _CONTENT_TYPE: Final = ("content-type", CONTENT_TYPE.encode())
-_TIME: Final = TypeAdapter(datetime)
 _DEFAULTS: Final = {n: f.default for n, f in Envelope.model_fields.items() if n != "data"}
 _EVENT_SET: Final = frozenset(set(_DEFAULTS) - {"specversion", "datacontenttype"} | {"data"})
 _TASK_SET: Final = _EVENT_SET - {"seq", "prevhash", "hash"}
@@ -118,15 +117,6 @@ def _type_header(kind: str) -> Header:
     return found
 
 
-def _time_text(time: datetime) -> str:
-    """pydantic's JSON text of ``time``; for the services' UTC clocks, ``isoformat`` with
-    "Z" is the same text (as ``outbound_records`` writes headers)."""
-    if time.tzinfo is UTC:
-        return time.isoformat()[:-6] + "Z"
-    text: str = _TIME.dump_python(time, mode="json")
-    return text
-
-
 class _Shared:
     """What a command's records for one run share: envelope values, canonical content
     (all but ``id``, ``type``, ``seq``, ``prevhash``, ``hash`` and ``data``) and header
@@ -189,7 +179,7 @@ class Sealer:
         self._causation: Header = ("ce_causationid", command.id.encode())
         self._now = now
         self._source = source
-        self._time_text = _time_text(now)
+        self._time_text = time_text(now)
         self._time_header = self._time_text.encode()
         self._shared: dict[tuple[object, ...], _Shared] = {}
         self._last: tuple[Envelope, _Shared] | None = None  # the last event sealed
