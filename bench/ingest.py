@@ -33,15 +33,16 @@ from pathlib import Path
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import JsonValue
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 from platform_kit import Service  # noqa: E402
+from tests.ingest.kit import new_namespace, prepare, read_all, service  # noqa: E402
 
 from baton_common.kafka import make_producer  # noqa: E402
-from ingest.kit import new_namespace, prepare, read_all, service  # noqa: E402
 
 STORY = """
 id: bench
@@ -52,7 +53,12 @@ trigger:
 steps:
   call: {action: http, with: {url: "https://x.example/"}}
 """
-ALERT = {"alert_id": "a-000000", "severity": "high", "host": "ws-0042", "rule": "edr.proc.inject"}
+ALERT: dict[str, JsonValue] = {
+    "alert_id": "a-000000",
+    "severity": "high",
+    "host": "ws-0042",
+    "rule": "edr.proc.inject",
+}
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -8,8 +8,8 @@ difference. Shared by ``bench/scheduler.py`` and ``bench/approvals.py``.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,20 +22,28 @@ STAGES = ("decide", "offsets", "produce", "snapshot", "commit")
 class Scrape:
     """The counters of one ``/metrics`` answer, keyed by stage (and ``le`` for buckets)."""
 
-    sums: Counter[str] = field(default_factory=Counter)
-    counts: Counter[str] = field(default_factory=Counter)
-    buckets: Counter[tuple[str, float]] = field(default_factory=Counter)
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)
+    buckets: dict[tuple[str, float], float] = field(default_factory=dict)
     cpu_seconds: float = 0.0
     commands: float = 0.0
 
     def minus(self, earlier: Scrape) -> Scrape:
         return Scrape(
-            self.sums - earlier.sums,
-            self.counts - earlier.counts,
-            self.buckets - earlier.buckets,
+            _grown(self.sums, earlier.sums),
+            _grown(self.counts, earlier.counts),
+            _grown(self.buckets, earlier.buckets),
             self.cpu_seconds - earlier.cpu_seconds,
             self.commands - earlier.commands,
         )
+
+
+K = TypeVar("K")
+
+
+def _grown(later: dict[K, float], earlier: dict[K, float]) -> dict[K, float]:
+    """What each counter gained since ``earlier``, keeping only those that grew."""
+    return {k: v - earlier.get(k, 0.0) for k, v in later.items() if v > earlier.get(k, 0.0)}
 
 
 async def scrape(scheduler_url: str) -> Scrape:
@@ -63,7 +71,7 @@ def quantile(scraped: Scrape, stage: str, q: float) -> float:
     """The upper bound of the bucket holding quantile ``q`` of ``stage``."""
     bounds = sorted(le for s, le in scraped.buckets if s == stage)
     for bound in bounds:
-        if scraped.buckets[(stage, bound)] >= q * scraped.counts[stage]:
+        if scraped.buckets[(stage, bound)] >= q * scraped.counts.get(stage, 0.0):
             return bound
     return float("inf")
 
@@ -71,7 +79,7 @@ def quantile(scraped: Scrape, stage: str, q: float) -> float:
 def print_stages(title: str, scraped: Scrape) -> None:
     print(f"scheduler batch stages, {title} (p50/p99: bucket upper bounds):")
     for stage in STAGES:
-        n = scraped.counts[stage]
+        n = scraped.counts.get(stage, 0.0)
         if not n:
             continue
         print(

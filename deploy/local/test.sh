@@ -19,7 +19,7 @@ step "lint (ruff)"
 "$VENV/ruff" check .
 "$VENV/ruff" format --check .
 step "type check (mypy --strict)"
-"$VENV/mypy" libs/common/src/baton_common libs/cli/src/baton_cli services/*/src/baton_* examples/world/src/baton_world tests
+"$VENV/mypy" libs/common/src/baton_common libs/cli/src/baton_cli services/*/src/baton_* examples/world/src/baton_world tests bench
 step "JSON Schema drift"
 "$VENV/python" -m baton_common.schemas --check
 
