@@ -50,6 +50,10 @@ Staged = dict[str, tuple[int, RunState]]
 # AddOffsetsToTxn first) are sent and answered while the batch is decided; once per
 # command was a loop turn (a poll of the sockets) per command (ADR 0150).
 YIELD_SECONDS = 0.002
+# ... and this often while the offsets are not in yet: their two requests take about four
+# turns of aiokafka's sender, which at one turn every 2 ms were still pending when a
+# short batch had been decided (ADR 0180).
+OFFSETS_YIELD_SECONDS = 0.0005
 
 
 class Engine:
@@ -203,10 +207,11 @@ class Engine:
             )
             try:
                 outs: list[OutboundRecord] = []
-                yielded = 0.0  # the producer's sender task runs every YIELD_SECONDS meanwhile
+                yielded = 0.0  # the producer's sender task runs at each yield
                 for records in batches.values():
                     for record in records:
-                        if (now := time.perf_counter()) - yielded >= YIELD_SECONDS:
+                        every = YIELD_SECONDS if offsets_added.done() else OFFSETS_YIELD_SECONDS
+                        if (now := time.perf_counter()) - yielded >= every:
                             await asyncio.sleep(0)
                             await self._gather()
                             yielded = now
