@@ -31,7 +31,7 @@ from baton_common.story import Story
 from baton_common.telemetry import hot_span, tracing_enabled
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
-from baton_scheduler.held import Batches, HeldCommands
+from baton_scheduler.held import Batches, HeldCommands, gather
 from baton_scheduler.journal import journal
 from baton_scheduler.produce import send_records
 from baton_scheduler.rate_window import StartWindow
@@ -176,19 +176,8 @@ class Engine:
         return self._held.take(self._max_batch)
 
     async def _gather(self) -> None:
-        """Take what the consumer has fetched so far and hold it for the next batch.
-
-        aiokafka fetches from a broker again only once every record fetched from it has
-        been taken, so a loop that takes records only between batches leaves the
-        commands arriving during a batch at the broker until the next batch has begun
-        (they waited for two batches before their own). Taking them at each stage of a
-        batch lets the consumer fetch again at once, so the next batch starts with
-        everything that arrived while this one ran (ADR 0180). The consumer's position
-        runs ahead of the records decided; a transaction still commits the offsets of
-        its own batch's records."""
-        room = 2 * self._max_batch - self._held.count
-        if room > 0 and not _reassigning(self._consumer):
-            self._held.add(await self._consumer.getmany(timeout_ms=0, max_records=room))
+        """Hold what the consumer has fetched so far for the next batch (ADR 0180)."""
+        await gather(self._consumer, self._held, up_to=2 * self._max_batch)
 
     async def _commit_batch(
         self, batches: dict[TopicPartition, list[ConsumedRecord]], staged: Staged
@@ -402,13 +391,6 @@ class Engine:
             started = self._starts.count(story.id, context.now)
             self._starts.note(story.id, context.now)
         return replace(context, policies=self._policies.current(), started_last_minute=started)
-
-
-def _reassigning(consumer: AIOKafkaConsumer) -> bool:
-    """Whether the group is rebalancing: aiokafka's ``getmany`` then waits for the new
-    assignment, which a batch in the middle of its transaction must not do."""
-    subscription = getattr(consumer, "_subscription", None)
-    return bool(getattr(subscription, "reassignment_in_progress", False))
 
 
 def _log_time(record: ConsumedRecord) -> datetime:

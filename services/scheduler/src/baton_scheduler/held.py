@@ -1,19 +1,25 @@
 """Commands fetched ahead of the batch that will decide them (ADR 0180).
 
-The command loop takes what the consumer has fetched at each stage of a batch and holds
-it here; the next batch takes it in fetch order per partition. Whoever seeks the
-consumer drops what is held for that partition first, without awaiting in between.
+aiokafka fetches from a broker again only once every record fetched from it has been
+taken, so a command loop that takes records only between batches leaves the commands
+arriving during a batch at the broker until the next batch has begun: they waited for two
+batches before their own. The loop therefore takes what has been fetched at each stage of
+a batch (:func:`gather`) and holds it here, which lets the consumer fetch again at once;
+the next batch takes it in fetch order per partition. The consumer's position runs ahead
+of the records decided, and a transaction still commits the offsets of its own batch's
+records only. Whoever seeks the consumer drops what is held for that partition first,
+without awaiting in between.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from baton_common.kafka import ConsumedRecord
 
-__all__ = ["Batches", "HeldCommands"]
+__all__ = ["Batches", "HeldCommands", "gather"]
 
 Batches = dict[TopicPartition, list[ConsumedRecord]]
 
@@ -53,3 +59,17 @@ class HeldCommands:
     def drop_partitions(self, partitions: set[int]) -> None:
         for tp in [tp for tp in self._held if tp.partition in partitions]:
             self.drop(tp)
+
+
+async def gather(consumer: AIOKafkaConsumer, held: HeldCommands, *, up_to: int) -> None:
+    """Hold what ``consumer`` has fetched so far, without waiting, while fewer than
+    ``up_to`` records are held and no rebalance is under way (aiokafka's ``getmany`` then
+    waits for the new assignment, which a batch in the middle of its transaction must not)."""
+    room = up_to - held.count
+    if room > 0 and not _reassigning(consumer):
+        held.add(await consumer.getmany(timeout_ms=0, max_records=room))
+
+
+def _reassigning(consumer: AIOKafkaConsumer) -> bool:
+    subscription = getattr(consumer, "_subscription", None)
+    return bool(getattr(subscription, "reassignment_in_progress", False))
