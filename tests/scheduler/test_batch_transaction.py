@@ -6,22 +6,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
+from scheduler_engine import namespaced, start_runs
 
 from baton_common.catalog import StoryCatalog
-from baton_common.commands import StartRun
 from baton_common.kafka import (
     ConsumedRecord,
     OutboundRecord,
     make_consumer,
     make_producer,
-    outbound,
     read_to_end,
-    to_envelope,
 )
 from baton_common.records import StoryPublished
 from baton_common.settings import TopicSettings
@@ -34,14 +31,6 @@ pytestmark = pytest.mark.integration
 
 TEXT = "id: txn\nversion: 1\ntrigger: {webhook: {path: t}}\nsteps:\n  one: {action: http}\n"
 STAGES = ("decide", "offsets", "produce", "commit")
-
-
-def namespaced(ns: str) -> TopicSettings:
-    names = ("stories", "ingest", "commands", "runs", "approvals", "dlq", "snapshots")
-    fields: dict[str, object] = {n: f"{ns}.baton.{n}" for n in names}
-    return TopicSettings.model_validate(
-        {**fields, "tasks_prefix": f"{ns}.baton.tasks.", "partitions": 1, "ingest_partitions": 1}
-    )
 
 
 class BrokenOnce(Engine):
@@ -60,22 +49,6 @@ class BrokenOnce(Engine):
 def stage_count(stage: str) -> float:
     value = REGISTRY.get_sample_value("baton_scheduler_batch_stage_seconds_count", {"stage": stage})
     return value or 0.0
-
-
-async def start_runs(bootstrap: str, topics: TopicSettings, count: int) -> list[str]:
-    run_ids = [str(uuid.uuid4()) for _ in range(count)]
-    producer = make_producer(bootstrap, client_id="t-driver")
-    await producer.start()
-    try:
-        for run_id in run_ids:
-            command = StartRun(run_id=run_id, story_id="txn", trigger={})
-            envelope = to_envelope(
-                command, id=str(uuid.uuid4()), source="t", time=datetime.now(UTC)
-            )
-            await outbound(topics.commands, run_id, envelope).send(producer)
-    finally:
-        await producer.stop()
-    return run_ids
 
 
 async def committed_runs(bootstrap: str, topics: TopicSettings) -> set[str]:
@@ -118,7 +91,7 @@ async def test_a_failed_batch_aborts_with_its_offsets_and_a_good_one_commits_the
         broken = engine(BrokenOnce)
         broken.subscribe()
         await consumer.start()
-        run_ids = await start_runs(kafka_bootstrap, topics, 3)
+        run_ids = await start_runs(kafka_bootstrap, topics, "txn", 3)
         with pytest.raises(RuntimeError, match="injected failure"):
             await asyncio.wait_for(broken.run(), 60)
         assert gc.get_freeze_count() > 0  # the heap was frozen after recovery
