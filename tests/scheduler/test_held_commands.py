@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -20,8 +20,10 @@ from baton_common.settings import TopicSettings
 from baton_common.story import parse_story
 from baton_common.testing import eventually
 from baton_common.topics import provision_topics
+from baton_scheduler import engine as engine_module
 from baton_scheduler.engine import Engine, Staged
 from baton_scheduler.held import Batches, HeldCommands
+from baton_scheduler.produce import send_records
 
 TEXT = "id: held\nversion: 1\ntrigger: {webhook: {path: h}}\nsteps:\n  one: {action: http}\n"
 
@@ -111,7 +113,7 @@ async def engine_for(
 
 @pytest.mark.integration
 async def test_commands_arriving_in_two_waves_during_a_batch_are_decided_in_the_next(
-    kafka_bootstrap: str,
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topics = namespaced(f"t{uuid.uuid4().hex[:10]}")
     await provision_topics(kafka_bootstrap, topics)
@@ -126,6 +128,15 @@ async def test_commands_arriving_in_two_waves_during_a_batch_are_decided_in_the_
     engine, _, clients = await engine_for(kafka_bootstrap, topics, Recording)
     assert isinstance(engine, Recording)
     engine.batches, engine.during_first = [], [wave, wave]
+
+    async def slow_produce(
+        producer: AIOKafkaProducer, outs: Sequence[OutboundRecord]
+    ) -> dict[TopicPartition, int]:
+        written = await send_records(producer, outs)
+        await asyncio.sleep(0.5)  # a slow broker: time for a fetch to come back meanwhile
+        return written
+
+    monkeypatch.setattr(engine_module, "send_records", slow_produce)
     task = asyncio.create_task(engine.run())
     try:
 
@@ -138,8 +149,8 @@ async def test_commands_arriving_in_two_waves_during_a_batch_are_decided_in_the_
         await asyncio.gather(task, return_exceptions=True)
         for client in clients:
             await client.stop()
-    # the second wave reached the broker after the first had been fetched: it was taken
-    # at a later yield of the same batch, not left at the broker for a third batch
+    # the second wave reached the broker after the first had been fetched, and was
+    # fetched after a later stage of the same batch, not left at the broker for a third
     assert engine.batches[:2] == [[0, 1], [2, 3, 4, 5, 6, 7]]
     counts = await run_started_counts(kafka_bootstrap, topics)
     assert counts == dict.fromkeys(first + waves[0] + waves[1], 1)

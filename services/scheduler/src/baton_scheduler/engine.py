@@ -202,7 +202,6 @@ class Engine:
                         every = YIELD_SECONDS if offsets_added.done() else OFFSETS_YIELD_SECONDS
                         if (now := time.perf_counter()) - yielded >= every:
                             await asyncio.sleep(0)
-                            await self._gather()
                             yielded = now
                         outs.extend(await self.handle(record, staged))
                 stages.lap("decide")
