@@ -210,7 +210,6 @@ class Engine:
             finally:
                 offsets_added.cancel()  # only when deciding failed: the transaction aborts
             stages.lap("offsets")
-            await self._gather()
             written = await send_records(self._producer, outs)
             stages.lap("produce")
             await self._gather()

@@ -3,14 +3,15 @@
 aiokafka fetches from a broker again only once every record fetched from it has been
 taken, so a command loop that takes records only between batches leaves the commands
 arriving during a batch at the broker until the next batch has begun: they waited for two
-batches before their own. The loop therefore takes what has been fetched after each stage
-of a batch (:func:`gather`: after deciding, after the offsets, after the produce) and holds
-it here, which lets the consumer fetch again at once; the next batch takes it in fetch
-order per partition. Not at every yield while deciding: each take that finds records
-starts another fetch (CPU), and a command arriving then cannot join the batch anyway. The consumer's position runs ahead
-of the records decided, and a transaction still commits the offsets of its own batch's
-records only. Whoever seeks the consumer drops what is held for that partition first,
-without awaiting in between.
+batches before their own. The loop therefore takes what has been fetched after deciding
+and after the produce (:func:`gather`) and holds it here, which lets the consumer fetch
+again at once; the next batch takes it in fetch order per partition. Not at every yield
+while deciding, nor after the offsets (mostly in by then): each take that finds records
+starts another fetch (CPU), and a command arriving then cannot join the batch anyway.
+
+The consumer's position runs ahead of the records decided; a transaction still commits
+the offsets of its own batch's records only. Whoever seeks the consumer drops what is held
+for that partition first, without awaiting in between.
 """
 
 from __future__ import annotations
