@@ -10,20 +10,15 @@ import uuid
 import pytest
 from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
-from scheduler_engine import namespaced, start_runs
+from scheduler_engine import catalog_of, engine_clients, namespaced, run_until, start_runs
 
-from baton_common.catalog import StoryCatalog
 from baton_common.kafka import (
     ConsumedRecord,
     OutboundRecord,
     make_consumer,
-    make_producer,
     read_to_end,
 )
-from baton_common.records import StoryPublished
 from baton_common.settings import TopicSettings
-from baton_common.story import parse_story
-from baton_common.testing import eventually
 from baton_common.topics import provision_topics
 from baton_scheduler.engine import Engine, Staged
 
@@ -66,14 +61,9 @@ async def test_a_failed_batch_aborts_with_its_offsets_and_a_good_one_commits_the
     ns = f"t{uuid.uuid4().hex[:10]}"
     topics = namespaced(ns)
     await provision_topics(kafka_bootstrap, topics)
-    catalog = StoryCatalog()
-    catalog.add(StoryPublished(story=parse_story(TEXT), source=TEXT))
+    catalog = catalog_of(TEXT)
     group = f"{ns}-s"
-    consumer = make_consumer(kafka_bootstrap, group_id=group, client_id="t-s")
-    producer = make_producer(kafka_bootstrap, client_id="t-s", transactional_id=group)
-    recovery = make_consumer(kafka_bootstrap, group_id=None, client_id="t-r")
-    for client in (producer, recovery):
-        await client.start()
+    consumer, producer, recovery = await engine_clients(kafka_bootstrap, group)
     commands = TopicPartition(topics.commands, 0)
     before = {stage: stage_count(stage) for stage in STAGES}
 
@@ -104,16 +94,11 @@ async def test_a_failed_batch_aborts_with_its_offsets_and_a_good_one_commits_the
         await broken._rewind([commands])
         fixed = engine(Engine)
         fixed.assigned = broken.assigned
-        task = asyncio.create_task(fixed.run())
-        try:
 
-            async def offsets_committed() -> bool:
-                return bool(await consumer.committed(commands) == 3)
+        async def offsets_committed() -> bool:
+            return bool(await consumer.committed(commands) == 3)
 
-            await eventually(offsets_committed, within=30, what="the batch's offsets committed")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await run_until(fixed, offsets_committed, "the batch's offsets committed")
         assert await committed_runs(kafka_bootstrap, topics) == set(run_ids)
         assert all(stage_count(stage) > before[stage] for stage in STAGES)
     finally:

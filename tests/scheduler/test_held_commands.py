@@ -11,14 +11,17 @@ from collections.abc import Awaitable, Callable, Sequence
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
-from scheduler_engine import namespaced, run_started_counts, start_runs
+from scheduler_engine import (
+    catalog_of,
+    engine_clients,
+    namespaced,
+    run_started_counts,
+    run_until,
+    start_runs,
+)
 
-from baton_common.catalog import StoryCatalog
-from baton_common.kafka import ConsumedRecord, OutboundRecord, make_consumer, make_producer
-from baton_common.records import StoryPublished
+from baton_common.kafka import ConsumedRecord, OutboundRecord
 from baton_common.settings import TopicSettings
-from baton_common.story import parse_story
-from baton_common.testing import eventually
 from baton_common.topics import provision_topics
 from baton_scheduler import engine as engine_module
 from baton_scheduler.engine import Engine, Staged
@@ -89,19 +92,13 @@ class FailingThird(Engine):
 async def engine_for(
     bootstrap: str, topics: TopicSettings, kind: type[Engine], max_batch: int = 200
 ) -> tuple[Engine, AIOKafkaConsumer, list[AIOKafkaConsumer | AIOKafkaProducer]]:
-    catalog = StoryCatalog()
-    catalog.add(StoryPublished(story=parse_story(TEXT), source=TEXT))
     group = f"{topics.commands}-s"
-    consumer = make_consumer(bootstrap, group_id=group, client_id="t-s")
-    producer = make_producer(bootstrap, client_id="t-s", transactional_id=group)
-    recovery = make_consumer(bootstrap, group_id=None, client_id="t-r")
-    for client in (producer, recovery):
-        await client.start()
+    consumer, producer, recovery = await engine_clients(bootstrap, group)
     engine = kind(
         consumer=consumer,
         producer=producer,
         recovery_consumer=recovery,
-        catalog=catalog,
+        catalog=catalog_of(TEXT),
         topics=topics,
         group_id=group,
         max_batch=max_batch,
@@ -137,16 +134,13 @@ async def test_commands_arriving_in_two_waves_during_a_batch_are_decided_in_the_
         return written
 
     monkeypatch.setattr(engine_module, "send_records", slow_produce)
-    task = asyncio.create_task(engine.run())
+
+    async def all_started() -> bool:
+        return len(await run_started_counts(kafka_bootstrap, topics)) == 8
+
     try:
-
-        async def all_started() -> bool:
-            return len(await run_started_counts(kafka_bootstrap, topics)) == 8
-
-        await eventually(all_started, within=60, what="every run started")
+        await run_until(engine, all_started, "every run started")
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         for client in clients:
             await client.stop()
     # the second wave reached the broker after the first had been fetched, and was
@@ -165,16 +159,13 @@ async def test_an_aborted_batch_drops_what_is_held_past_it_and_decides_each_comm
     run_ids = await start_runs(kafka_bootstrap, topics, "held", 7)
     engine, consumer, clients = await engine_for(kafka_bootstrap, topics, FailingThird, 2)
     commands = TopicPartition(topics.commands, 0)
-    task = asyncio.create_task(engine.run())
+
+    async def all_committed() -> bool:
+        return bool(await consumer.committed(commands) == 7)
+
     try:
-
-        async def all_committed() -> bool:
-            return bool(await consumer.committed(commands) == 7)
-
-        await eventually(all_committed, within=60, what="every command's offset committed")
+        await run_until(engine, all_committed, "every command's offset committed")
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         for client in clients:
             await client.stop()
     assert isinstance(engine, FailingThird)

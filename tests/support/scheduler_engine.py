@@ -3,15 +3,31 @@ StartRun commands sent ahead, and the run ids committed on ``baton.runs``."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from baton_common.catalog import StoryCatalog
 from baton_common.commands import StartRun
 from baton_common.kafka import make_consumer, make_producer, outbound, read_to_end, to_envelope
+from baton_common.records import StoryPublished
 from baton_common.settings import TopicSettings
+from baton_common.story import parse_story
+from baton_common.testing import eventually
+from baton_scheduler.engine import Engine
 
-__all__ = ["namespaced", "run_started_counts", "start_runs"]
+__all__ = [
+    "catalog_of",
+    "engine_clients",
+    "namespaced",
+    "run_started_counts",
+    "run_until",
+    "start_runs",
+]
 
 
 def namespaced(ns: str, partitions: int = 1) -> TopicSettings:
@@ -57,3 +73,32 @@ async def run_started_counts(bootstrap: str, topics: TopicSettings) -> Counter[s
     finally:
         await consumer.stop()
     return counts
+
+
+async def run_until(engine: Engine, done: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Run ``engine``'s command loop until ``done()`` holds (60 s at most), then stop it."""
+    task = asyncio.create_task(engine.run())
+    try:
+        await eventually(done, within=60, what=what)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def catalog_of(text: str) -> StoryCatalog:
+    catalog = StoryCatalog()
+    catalog.add(StoryPublished(story=parse_story(text), source=text))
+    return catalog
+
+
+async def engine_clients(
+    bootstrap: str, group: str
+) -> tuple[AIOKafkaConsumer, AIOKafkaProducer, AIOKafkaConsumer]:
+    """An engine's command consumer (not started: the engine subscribes it first), its
+    transactional producer and its recovery consumer (both started)."""
+    consumer = make_consumer(bootstrap, group_id=group, client_id="t-s")
+    producer = make_producer(bootstrap, client_id="t-s", transactional_id=group)
+    recovery = make_consumer(bootstrap, group_id=None, client_id="t-r")
+    await producer.start()
+    await recovery.start()
+    return consumer, producer, recovery
