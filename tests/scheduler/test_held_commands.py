@@ -20,12 +20,12 @@ from scheduler_engine import (
     start_runs,
 )
 
-from baton_common.kafka import ConsumedRecord, OutboundRecord
+from baton_common.kafka import ConsumedRecord, OutboundRecord, make_consumer
 from baton_common.settings import TopicSettings
 from baton_common.topics import provision_topics
 from baton_scheduler import engine as engine_module
 from baton_scheduler.engine import Engine, Staged
-from baton_scheduler.held import Batches, HeldCommands
+from baton_scheduler.held import Batches, HeldCommands, reassigning
 from baton_scheduler.produce import send_records
 
 TEXT = "id: held\nversion: 1\ntrigger: {webhook: {path: h}}\nsteps:\n  one: {action: http}\n"
@@ -171,3 +171,13 @@ async def test_an_aborted_batch_drops_what_is_held_past_it_and_decides_each_comm
     assert isinstance(engine, FailingThird)
     assert engine.handled == 8  # the failed command was decided again
     assert await run_started_counts(kafka_bootstrap, topics) == dict.fromkeys(run_ids, 1)
+
+
+async def test_a_consumer_without_an_assignment_reads_as_rebalancing() -> None:
+    # aiokafka's own flag, read by name: this fails if aiokafka moves it, and taking
+    # records would then wait out a rebalance in the middle of a transaction
+    consumer = make_consumer("127.0.0.1:9", group_id="g", client_id="t-none")
+    try:
+        assert reassigning(consumer)
+    finally:
+        await consumer.stop()

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from baton_common.kafka import ConsumedRecord
 
-__all__ = ["Batches", "HeldCommands", "gather"]
+__all__ = ["Batches", "HeldCommands", "gather", "reassigning"]
 
 Batches = dict[TopicPartition, list[ConsumedRecord]]
 
@@ -69,10 +69,11 @@ async def gather(consumer: AIOKafkaConsumer, held: HeldCommands, *, up_to: int) 
     ``up_to`` records are held and no rebalance is under way (aiokafka's ``getmany`` then
     waits for the new assignment, which a batch in the middle of its transaction must not)."""
     room = up_to - held.count
-    if room > 0 and not _reassigning(consumer):
+    if room > 0 and not reassigning(consumer):
         held.add(await consumer.getmany(timeout_ms=0, max_records=room))
 
 
-def _reassigning(consumer: AIOKafkaConsumer) -> bool:
+def reassigning(consumer: AIOKafkaConsumer) -> bool:
+    """Whether ``consumer`` has no settled assignment (aiokafka's own flag)."""
     subscription = getattr(consumer, "_subscription", None)
     return bool(getattr(subscription, "reassignment_in_progress", False))
