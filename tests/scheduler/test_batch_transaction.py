@@ -6,27 +6,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import uuid
-from datetime import UTC, datetime
 
 import pytest
 from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
+from scheduler_engine import catalog_of, engine_clients, namespaced, run_until, start_runs
 
-from baton_common.catalog import StoryCatalog
-from baton_common.commands import StartRun
 from baton_common.kafka import (
     ConsumedRecord,
     OutboundRecord,
     make_consumer,
-    make_producer,
-    outbound,
     read_to_end,
-    to_envelope,
 )
-from baton_common.records import StoryPublished
 from baton_common.settings import TopicSettings
-from baton_common.story import parse_story
-from baton_common.testing import eventually
 from baton_common.topics import provision_topics
 from baton_scheduler.engine import Engine, Staged
 
@@ -34,14 +26,6 @@ pytestmark = pytest.mark.integration
 
 TEXT = "id: txn\nversion: 1\ntrigger: {webhook: {path: t}}\nsteps:\n  one: {action: http}\n"
 STAGES = ("decide", "offsets", "produce", "commit")
-
-
-def namespaced(ns: str) -> TopicSettings:
-    names = ("stories", "ingest", "commands", "runs", "approvals", "dlq", "snapshots")
-    fields: dict[str, object] = {n: f"{ns}.baton.{n}" for n in names}
-    return TopicSettings.model_validate(
-        {**fields, "tasks_prefix": f"{ns}.baton.tasks.", "partitions": 1, "ingest_partitions": 1}
-    )
 
 
 class BrokenOnce(Engine):
@@ -62,22 +46,6 @@ def stage_count(stage: str) -> float:
     return value or 0.0
 
 
-async def start_runs(bootstrap: str, topics: TopicSettings, count: int) -> list[str]:
-    run_ids = [str(uuid.uuid4()) for _ in range(count)]
-    producer = make_producer(bootstrap, client_id="t-driver")
-    await producer.start()
-    try:
-        for run_id in run_ids:
-            command = StartRun(run_id=run_id, story_id="txn", trigger={})
-            envelope = to_envelope(
-                command, id=str(uuid.uuid4()), source="t", time=datetime.now(UTC)
-            )
-            await outbound(topics.commands, run_id, envelope).send(producer)
-    finally:
-        await producer.stop()
-    return run_ids
-
-
 async def committed_runs(bootstrap: str, topics: TopicSettings) -> set[str]:
     consumer = make_consumer(bootstrap, topics.runs, group_id=None, client_id="t-check")
     await consumer.start()
@@ -93,14 +61,9 @@ async def test_a_failed_batch_aborts_with_its_offsets_and_a_good_one_commits_the
     ns = f"t{uuid.uuid4().hex[:10]}"
     topics = namespaced(ns)
     await provision_topics(kafka_bootstrap, topics)
-    catalog = StoryCatalog()
-    catalog.add(StoryPublished(story=parse_story(TEXT), source=TEXT))
+    catalog = catalog_of(TEXT)
     group = f"{ns}-s"
-    consumer = make_consumer(kafka_bootstrap, group_id=group, client_id="t-s")
-    producer = make_producer(kafka_bootstrap, client_id="t-s", transactional_id=group)
-    recovery = make_consumer(kafka_bootstrap, group_id=None, client_id="t-r")
-    for client in (producer, recovery):
-        await client.start()
+    consumer, producer, recovery = await engine_clients(kafka_bootstrap, group)
     commands = TopicPartition(topics.commands, 0)
     before = {stage: stage_count(stage) for stage in STAGES}
 
@@ -118,7 +81,7 @@ async def test_a_failed_batch_aborts_with_its_offsets_and_a_good_one_commits_the
         broken = engine(BrokenOnce)
         broken.subscribe()
         await consumer.start()
-        run_ids = await start_runs(kafka_bootstrap, topics, 3)
+        run_ids = await start_runs(kafka_bootstrap, topics, "txn", 3)
         with pytest.raises(RuntimeError, match="injected failure"):
             await asyncio.wait_for(broken.run(), 60)
         assert gc.get_freeze_count() > 0  # the heap was frozen after recovery
@@ -131,16 +94,11 @@ async def test_a_failed_batch_aborts_with_its_offsets_and_a_good_one_commits_the
         await broken._rewind([commands])
         fixed = engine(Engine)
         fixed.assigned = broken.assigned
-        task = asyncio.create_task(fixed.run())
-        try:
 
-            async def offsets_committed() -> bool:
-                return bool(await consumer.committed(commands) == 3)
+        async def offsets_committed() -> bool:
+            return bool(await consumer.committed(commands) == 3)
 
-            await eventually(offsets_committed, within=30, what="the batch's offsets committed")
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await run_until(fixed, offsets_committed, "the batch's offsets committed")
         assert await committed_runs(kafka_bootstrap, topics) == set(run_ids)
         assert all(stage_count(stage) > before[stage] for stage in STAGES)
     finally:

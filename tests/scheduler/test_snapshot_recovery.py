@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from scheduler_engine import namespaced
 
 from baton_common.catalog import StoryCatalog
 from baton_common.commands import CompleteStep, StartRun
@@ -27,14 +28,6 @@ pytestmark = pytest.mark.integration
 
 TEXT = "id: snap\nversion: 1\ntrigger: {webhook: {path: s}}\nsteps:\n  one: {action: http}\n"
 STORY = parse_story(TEXT)
-
-
-def namespaced(ns: str) -> TopicSettings:
-    names = ("stories", "ingest", "commands", "runs", "approvals", "dlq", "snapshots")
-    fields: dict[str, object] = {n: f"{ns}.baton.{n}" for n in names}
-    return TopicSettings.model_validate(
-        {**fields, "tasks_prefix": f"{ns}.baton.tasks.", "partitions": 1, "ingest_partitions": 1}
-    )
 
 
 class Scheduler:

@@ -18,7 +18,7 @@ def handler() -> AddOffsetsRetriedSooner:
 
 def test_concurrent_transactions_is_retried_after_five_ms() -> None:
     refused = SimpleNamespace(error_code=ConcurrentTransactions.errno)
-    assert handler().handle_response(refused) == CONCURRENT_RETRY_SECONDS == 0.005
+    assert handler().handle_response(refused) == CONCURRENT_RETRY_SECONDS == 0.002
 
 
 def test_other_refusals_keep_the_producer_backoff_and_success_is_success() -> None:

@@ -31,6 +31,7 @@ from baton_common.story import Story
 from baton_common.telemetry import hot_span, tracing_enabled
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
+from baton_scheduler.held import Batches, HeldCommands, gather
 from baton_scheduler.journal import journal
 from baton_scheduler.produce import send_records
 from baton_scheduler.rate_window import StartWindow
@@ -49,6 +50,10 @@ Staged = dict[str, tuple[int, RunState]]
 # AddOffsetsToTxn first) are sent and answered while the batch is decided; once per
 # command was a loop turn (a poll of the sockets) per command (ADR 0150).
 YIELD_SECONDS = 0.002
+# ... and this often while the offsets are not in yet: their two requests take about four
+# turns of aiokafka's sender, which at one turn every 2 ms were still pending when a
+# short batch had been decided (ADR 0180).
+OFFSETS_YIELD_SECONDS = 0.0005
 
 
 class Engine:
@@ -92,6 +97,7 @@ class Engine:
         self._since_snapshot: dict[int, int] = {}
         self._policies = policies
         self._starts = StartWindow()
+        self._held = HeldCommands()  # fetched for the next batch (ADR 0180)
         self._debug = log.bind().is_enabled_for(logging.DEBUG)  # as logging is configured
 
     def subscribe(self) -> None:
@@ -122,16 +128,18 @@ class Engine:
     def revoke(self, partitions: list[int]) -> None:
         dropped = self.store.drop_partitions(partitions)
         self.assigned -= set(partitions)
+        self._held.drop_partitions(set(partitions))
         log.info("partitions revoked", partitions=partitions, runs_dropped=dropped)
 
     async def run(self) -> None:
         """Process commands until cancelled."""
         while True:
-            batches = await self._consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+            batches = await self._next_batch()
             # records of a partition whose run states are not rebuilt yet (the rebalance
             # callback is still recovering it) are put back, to be decided after recovery
             unready = [tp for tp in batches if tp.partition not in self.assigned]
             for tp in unready:
+                self._held.drop(tp)  # no await between dropping and seeking
                 self._consumer.seek(tp, batches.pop(tp)[0].offset)
             if not batches:
                 if unready:
@@ -158,6 +166,19 @@ class Engine:
                 self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
+    async def _next_batch(self) -> Batches:
+        """The next batch: the commands gathered while the previous one ran, else the
+        first fetched within 0.5 s; at most ``max_batch``."""
+        await self._gather()
+        if not self._held:
+            fetched = await self._consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+            self._held.add(fetched)
+        return self._held.take(self._max_batch)
+
+    async def _gather(self) -> None:
+        """Hold what the consumer has fetched so far for the next batch (ADR 0180)."""
+        await gather(self._consumer, self._held, up_to=2 * self._max_batch)
+
     async def _commit_batch(
         self, batches: dict[TopicPartition, list[ConsumedRecord]], staged: Staged
     ) -> tuple[dict[int, int], set[int]]:
@@ -175,20 +196,23 @@ class Engine:
             )
             try:
                 outs: list[OutboundRecord] = []
-                yielded = 0.0  # the producer's sender task runs every YIELD_SECONDS meanwhile
+                yielded = 0.0  # the producer's sender task runs at each yield
                 for records in batches.values():
                     for record in records:
-                        if (now := time.perf_counter()) - yielded >= YIELD_SECONDS:
+                        every = YIELD_SECONDS if offsets_added.done() else OFFSETS_YIELD_SECONDS
+                        if (now := time.perf_counter()) - yielded >= every:
                             await asyncio.sleep(0)
                             yielded = now
                         outs.extend(await self.handle(record, staged))
                 stages.lap("decide")
+                await self._gather()
                 await offsets_added
             finally:
                 offsets_added.cancel()  # only when deciding failed: the transaction aborts
             stages.lap("offsets")
             written = await send_records(self._producer, outs)
             stages.lap("produce")
+            await self._gather()
             ends = {
                 tp.partition: end for tp, end in written.items() if tp.topic == self._topics.runs
             }
@@ -247,12 +271,16 @@ class Engine:
         return snapped
 
     async def _rewind(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            committed = await self._consumer.committed(tp)
-            if committed is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
+        """Seek ``partitions`` back to their committed offsets, dropping what is held
+        for them (fetched past the aborted batch)."""
+        committed = {tp: await self._consumer.committed(tp) for tp in partitions}
+        for tp, offset in committed.items():  # no await between dropping and seeking
+            self._held.drop(tp)
+            if offset is not None:
+                self._consumer.seek(tp, offset)
+        beginning = [tp for tp, offset in committed.items() if offset is None]
+        if beginning:
+            await self._consumer.seek_to_beginning(*beginning)
 
     async def handle(self, record: ConsumedRecord, staged: Staged) -> list[OutboundRecord]:
         """The records one command produces; ``staged`` collects the runs it changed."""

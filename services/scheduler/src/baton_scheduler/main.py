@@ -59,7 +59,7 @@ def create_app(settings: SchedulerSettings) -> FastAPI:
             client_id="baton-scheduler",
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
-        txn_retry.install()  # a refused AddOffsetsToTxn is asked again after 5 ms
+        txn_retry.install()  # a refused AddOffsetsToTxn is asked again after 2 ms
         producer = make_producer(
             bootstrap,
             client_id="baton-scheduler",

@@ -1,11 +1,12 @@
 """A transaction's ``AddOffsetsToTxn`` refused ``CONCURRENT_TRANSACTIONS`` is asked again
-after 5 ms, not after the producer's retry backoff (ADR 0150).
+after 2 ms, not after the producer's retry backoff (ADRs 0150, 0180).
 
 The refusal means the coordinator is still writing the previous commit's markers, which
 takes a few milliseconds on a local broker; about one transaction in ten begins in that
-window (ADR 0140). aiokafka retries every refused transactional request after
-``retry_backoff_ms`` (20 ms here, ADR 0120), which a short batch then waits out before it
-can send its records. Every other error, and every other request, keeps that backoff:
+window (ADR 0140). Asked again after 2 ms, every refused transaction of a probe was
+accepted at the second asking (ADR 0180). aiokafka retries every refused transactional
+request after ``retry_backoff_ms`` (20 ms here, ADR 0120), which a short batch then waits
+out before it can send its records. Every other error, and every other request, keeps that backoff:
 only this one refusal, which clears by itself, is retried sooner. aiokafka does the same
 for ``AddPartitionsToTxn`` (KAFKA-5477), at 20 ms.
 """
@@ -19,7 +20,7 @@ from aiokafka.producer import sender
 
 __all__ = ["CONCURRENT_RETRY_SECONDS", "install"]
 
-CONCURRENT_RETRY_SECONDS: Final = 0.005
+CONCURRENT_RETRY_SECONDS: Final = 0.002
 
 
 class AddOffsetsRetriedSooner(sender.AddOffsetsToTxnHandler):  # type: ignore[misc]
