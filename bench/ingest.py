@@ -441,6 +441,7 @@ def probe_summary(files: list[Path], since: float, until: float) -> list[str]:
         f"gen{g} {len(seen.get(f'gc{g}', []))} (max {max(seen.get(f'gc{g}') or [0]) * 1000:.1f})"
         for g in range(3)
     )
+    collections += f"; {sum(sum(seen.get(f'gc{g}', [])) for g in range(3)) * 1000:.0f} in all"
     return [
         f"server (request to answer) p50 {ms('server', 0.5)} ms, p99 {ms('server', 0.99)}; "
         f"of it the wait for the batch's ack p99 {ms('deliver', 0.99)}",
