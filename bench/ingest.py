@@ -354,6 +354,7 @@ async def bench_http(
     logs: Path,
     settings: list[str],
     probe: bool = False,
+    extra: dict[str, str] | None = None,
 ) -> None:
     """Each setting's processes take each load in turn: the closed loop (no rates), or
     each open-loop rate, after which the highest rate held is named."""
@@ -361,7 +362,7 @@ async def bench_http(
     for replicas, router in (HTTP_SETTINGS[name] for name in settings):
         namespace = new_namespace()
         await prepare(bootstrap, namespace, [STORY])
-        env = {**QUIET, "BATON_INGEST_ROUTER_ENABLED": router}
+        env = {**QUIET, "BATON_INGEST_ROUTER_ENABLED": router, **(extra or {})}
         probes = [logs / f"probe-{namespace}-{n}.json" for n in range(replicas)]
         processes = [
             service(
@@ -647,6 +648,14 @@ async def main() -> None:
         "webhook's time went inside them (server time, batch gathering and acks, loop "
         "lag, collections; ADR 0260)",
     )
+    parser.add_argument(
+        "--ingest-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the HTTP settings' ingest processes (repeatable), e.g. "
+        "BATON_INGEST_WEBHOOK_PRODUCERS=2",
+    )
     parser.add_argument("--events", type=int, default=30_000, help="Kafka-native events")
     parser.add_argument("--ceiling-records", type=int, default=300_000)
     parser.add_argument("--only", choices=["http", "kafka-native", "ceiling"], default=None)
@@ -664,6 +673,7 @@ async def main() -> None:
                 Path(logs),
                 args.processes or list(HTTP_SETTINGS),
                 args.probe,
+                dict(setting.split("=", 1) for setting in args.ingest_env),
             )
         if args.only in (None, "kafka-native"):
             await bench_kafka_native(bootstrap, args.events, Path(logs))
