@@ -39,13 +39,13 @@ class IngestSettings(BatonSettings):
         "arrives while the previous batch awaits its ack goes in one (ADR 0250)",
     )
     webhook_producers: int = Field(
-        2,
+        1,
         ge=1,
         le=4,
         description="Kafka producers (connections) the webhooks' batches share: with more "
         "than one, a partition's next batch need not wait for the previous one's ack "
-        "(aiokafka keeps one produce request in flight per connection); 1 is the single "
-        "producer of ADR 0250 (ADR 0260)",
+        "(aiokafka keeps one produce request in flight per connection), for smaller "
+        "batches (ADR 0260)",
     )
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 429 and 503")
     max_ndjson_lines: int = Field(
