@@ -25,24 +25,34 @@ from .kit import new_namespace, prepare, read_all
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("lanes", [1, 2])
 async def test_concurrent_callers_share_batches_land_where_send_puts_them_in_order(
-    kafka_bootstrap: str,
+    kafka_bootstrap: str, lanes: int
 ) -> None:
     topics = await prepare(kafka_bootstrap, new_namespace(), [])
     gathered_topic, single = topics.commands, topics.runs  # same partition count
     keys = [str(uuid.uuid4()).encode() for _ in range(5)]
-    producer = make_producer(kafka_bootstrap, client_id="test-gathered", linger_ms=0)
-    await producer.start()
+    producers = [
+        make_producer(
+            kafka_bootstrap, client_id=f"test-gathered-{n}", linger_ms=0, max_batch_size=2048
+        )
+        for n in range(lanes)
+    ]
+    producer = producers[0]
     handed: list[int] = []
-    send_batch = producer.send_batch
+    for lane in producers:
+        await lane.start()
+        send_batch = lane.send_batch
 
-    async def counting(batch: Any, topic: str, *, partition: int) -> Any:
-        handed.append(batch.record_count())
-        return await send_batch(batch, topic, partition=partition)
+        async def counting(
+            batch: Any, topic: str, *, partition: int, send: Any = send_batch
+        ) -> Any:
+            handed.append(batch.record_count())
+            return await send(batch, topic, partition=partition)
 
-    producer.send_batch = counting
+        lane.send_batch = counting
     try:
-        sends = GatheredSends(producer, linger=0.005)
+        sends = GatheredSends(producer, linger=0.005, more=producers[1:])
 
         async def caller(n: int) -> list[BaseException | None]:
             key = keys[n % len(keys)]
@@ -57,7 +67,8 @@ async def test_concurrent_callers_share_batches_land_where_send_puts_them_in_ord
             await producer.send(single, b"reference", key=key)
         await producer.flush()
     finally:
-        await producer.stop()
+        for lane in producers:
+            await lane.stop()
 
     assert all(outcome is None for outcomes in results for outcome in outcomes)
     written = await read_all(kafka_bootstrap, gathered_topic)
@@ -130,6 +141,46 @@ async def test_a_partition_gathers_while_its_previous_batch_awaits_the_ack() -> 
     producer.acks[1].set_exception(RuntimeError("broker says no"))
     outcomes = await asyncio.gather(*later)
     assert all(isinstance(o[0], RuntimeError) for o in outcomes)
+
+
+async def test_with_two_producers_a_partition_has_two_batches_in_flight() -> None:
+    first_lane, second_lane = _Producer(), _Producer()
+    sends = GatheredSends(first_lane, linger=0, more=[second_lane])
+    a = asyncio.create_task(sends.deliver(_records("a"), 30))
+    await eventually(_handed(first_lane, 1), within=5, what="a handed to the first producer")
+    b = asyncio.create_task(sends.deliver(_records("b"), 30))
+    await eventually(_handed(second_lane, 1), within=5, what="b handed without a's ack")
+    c = asyncio.create_task(sends.deliver(_records("c"), 30))
+    await asyncio.sleep(0.05)
+    assert (first_lane.handed, second_lane.handed) == ([[b"a"]], [[b"b"]])  # c waits
+
+    first_lane.acks[0].set_result(None)
+    assert await a == [None]
+    await eventually(_handed(first_lane, 2), within=5, what="c handed to the free producer")
+    assert first_lane.handed[1] == [b"c"]
+    first_lane.acks[1].set_result(None)
+    second_lane.acks[0].set_result(None)
+    assert await b == [None]
+    assert await c == [None]
+
+
+async def test_the_rest_of_a_callers_records_follow_their_start_on_one_producer() -> None:
+    first_lane, second_lane = _Producer(capacity=2), _Producer(capacity=2)
+    sends = GatheredSends(first_lane, linger=0, more=[second_lane])
+    delivery = asyncio.create_task(sends.deliver(_records("1", "2", "3", "4", "5"), 30))
+    await eventually(_handed(first_lane, 2), within=5, what="the caller's two full batches")
+    await asyncio.sleep(0.05)
+    # in one connection's order: the second producer, free, takes none of them
+    assert first_lane.handed == [[b"1", b"2"], [b"3", b"4"]]
+    assert second_lane.handed == []  # and "5" waits: two batches are in flight
+
+    first_lane.acks[0].set_result(None)
+    await eventually(_handed(first_lane, 3), within=5, what="5 behind 3 and 4")
+    assert first_lane.handed[2] == [b"5"]
+    assert second_lane.handed == []
+    first_lane.acks[1].set_result(None)
+    first_lane.acks[2].set_result(None)
+    assert await delivery == [None] * 5
 
 
 async def test_a_full_batch_goes_at_once_and_a_callers_records_keep_their_order() -> None:

@@ -15,6 +15,13 @@ awaiting its ack it keeps gathering (as aiokafka's next batch does while a produ
 request is in flight); a batch that is full goes at once. ADR 0220's attempt handed a
 closed batch over every loop turn, and those small batches queued behind each other.
 
+aiokafka keeps one produce request in flight per broker connection, so a batch waits for
+the previous one's ack. With more producers (``more``: lanes, each its own connection) a
+partition has as many batches in flight, each on the lane with the fewest (ADR 0260). A
+batch holding the rest of a caller's records goes on the lane of the batch holding their
+start while that one is in flight: one connection keeps a partition's batches in order,
+two would not.
+
 A batch whose deadline passes before it was handed over is dropped: its callers get
 ``TimeoutError`` (503) and none of its records is written. After hand-over a timeout
 cannot take a record back (it may still be written, as before).
@@ -44,7 +51,7 @@ _KNOWN_SECONDS = 60.0  # how long a topic's partitions and the keys' choices are
 class _Batch:
     """One partition's open or handed-over batch and the callers waiting on it."""
 
-    __slots__ = ("builder", "deadline", "handed", "ripe", "tp", "waiters")
+    __slots__ = ("after", "builder", "deadline", "handed", "lane", "ripe", "tp", "waiters")
 
     def __init__(self, tp: _Partition, builder: BatchBuilder) -> None:
         self.tp = tp
@@ -53,6 +60,8 @@ class _Batch:
         self.ripe = False  # lingered long enough to go
         self.handed = False
         self.deadline: asyncio.TimerHandle | None = None
+        self.after: _Batch | None = None  # holds the start of a caller's records in this one
+        self.lane = -1  # the producer it was handed to; -1 before, or once settled
 
     def settle(self, error: BaseException | None) -> None:
         if self.deadline is not None:
@@ -68,11 +77,19 @@ class _Batch:
 class GatheredSends:
     """Sends records of concurrent callers a partition batch at a time (see the module)."""
 
-    def __init__(self, producer: AIOKafkaProducer, *, linger: float) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        *,
+        linger: float,
+        more: Sequence[AIOKafkaProducer] = (),
+    ) -> None:
         self._producer = producer
+        self._lanes = (producer, *more)
         self._linger = linger
         self._open: dict[_Partition, _Batch] = {}
         self._outstanding: dict[_Partition, int] = {}  # handed over, not yet settled
+        self._on_lane: dict[_Partition, list[int]] = {}  # per lane, handed and unsettled
         self._partitions: dict[str, list[int]] = {}
         self._chosen: dict[tuple[str, bytes], int] = {}
         self._known_until = 0.0
@@ -98,7 +115,9 @@ class GatheredSends:
                 batch = self._new(tp, within)
             if not self._append(batch, record):
                 self._hand_over(batch)  # full: it goes now
-                batch = self._new(tp, within)
+                full, batch = batch, self._new(tp, within)
+                if full is joined:  # this caller's records go on in the next batch
+                    batch.after = full
                 self._append(batch, record)  # an empty builder takes any record
             if batch is joined:
                 waiter, count = waits[-1]
@@ -163,14 +182,24 @@ class GatheredSends:
 
     def _lingered(self, batch: _Batch) -> None:
         batch.ripe = True
-        if self._open.get(batch.tp) is batch and not self._outstanding.get(batch.tp):
+        if self._open.get(batch.tp) is batch and self._lane_free(batch.tp):
             self._hand_over(batch)
+
+    def _lane_free(self, tp: _Partition) -> bool:
+        return self._outstanding.get(tp, 0) < len(self._lanes)
 
     def _hand_over(self, batch: _Batch) -> None:
         if self._open.get(batch.tp) is batch:
             del self._open[batch.tp]
         batch.handed = True
         self._outstanding[batch.tp] = self._outstanding.get(batch.tp, 0) + 1
+        loads = self._on_lane.setdefault(batch.tp, [0] * len(self._lanes))
+        after, batch.after = batch.after, None
+        if after is not None and after.lane >= 0:  # the start of its records is in flight
+            batch.lane = after.lane
+        else:
+            batch.lane = loads.index(min(loads))
+        loads[batch.lane] += 1
         task = asyncio.ensure_future(self._submit(batch))
         self._submitting.add(task)
         task.add_done_callback(self._submitting.discard)
@@ -179,7 +208,8 @@ class GatheredSends:
         topic, partition = batch.tp
         started = time.perf_counter()
         try:
-            delivery = await self._producer.send_batch(batch.builder, topic, partition=partition)
+            lane = self._lanes[batch.lane]
+            delivery = await lane.send_batch(batch.builder, topic, partition=partition)
             await delivery
         except Exception as exc:
             batch.settle(exc)
@@ -188,8 +218,10 @@ class GatheredSends:
             labelled(PRODUCE_SECONDS, topic).observe(time.perf_counter() - started)
         finally:
             self._outstanding[batch.tp] -= 1
+            self._on_lane[batch.tp][batch.lane] -= 1
+            batch.lane = -1
             waiting = self._open.get(batch.tp)
-            if waiting is not None and waiting.ripe and not self._outstanding[batch.tp]:
+            if waiting is not None and waiting.ripe and self._lane_free(batch.tp):
                 self._hand_over(waiting)
 
     def _expire(self, batch: _Batch) -> None:

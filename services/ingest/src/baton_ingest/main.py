@@ -70,6 +70,17 @@ def create_app(
                 max_batch_size=settings.webhook_batch_bytes,
             )
             stack.push_async_callback(producer.stop)
+            lanes = [  # more connections for the webhooks' batches (ADR 0260)
+                make_producer(
+                    bootstrap,
+                    client_id=f"baton-ingest-webhooks-{n}",
+                    linger_ms=0,
+                    max_batch_size=settings.webhook_batch_bytes,
+                )
+                for n in range(1, settings.webhook_producers)
+            ]
+            for lane in lanes:
+                stack.push_async_callback(lane.stop)
             stories = make_consumer(
                 bootstrap, settings.topics.stories, group_id=None, client_id="baton-ingest-stories"
             )
@@ -96,6 +107,8 @@ def create_app(
                 )
                 stack.push_async_callback(ingest.stop)
             await producer.start()
+            for lane in lanes:
+                await lane.start()
             await stories.start()
             if ingest is not None:
                 await router_producer.start()
@@ -103,7 +116,7 @@ def create_app(
                 stack.callback(router_publisher.attach, None)
                 await ingest.start()
             cursors = await _read_cursors(bootstrap, settings.topics.schedules)
-            publisher.attach(producer)
+            publisher.attach(producer, lanes)
             stack.callback(publisher.attach, None)
             producers[:] = [producer]
             stack.callback(producers.clear)

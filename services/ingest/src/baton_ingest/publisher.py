@@ -56,10 +56,15 @@ class KafkaPublisher:
     def started(self) -> bool:
         return self._producer is not None
 
-    def attach(self, producer: AIOKafkaProducer | None) -> None:
-        """Use ``producer`` (already started), or stop publishing with None."""
+    def attach(
+        self, producer: AIOKafkaProducer | None, more: Sequence[AIOKafkaProducer] = ()
+    ) -> None:
+        """Use ``producer`` (already started), or stop publishing with None; ``deliver``'s
+        batches also go through the ``more`` producers (started too: ADR 0260)."""
         self._producer = producer
-        self._gathered = None if producer is None else GatheredSends(producer, linger=self._linger)
+        self._gathered = (
+            None if producer is None else GatheredSends(producer, linger=self._linger, more=more)
+        )
 
     async def publish(self, record: OutboundRecord) -> None:
         if self._producer is None:

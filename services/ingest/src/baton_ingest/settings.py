@@ -38,6 +38,15 @@ class IngestSettings(BatonSettings):
         description="bytes of one partition's webhook records per produce batch: what "
         "arrives while the previous batch awaits its ack goes in one (ADR 0250)",
     )
+    webhook_producers: int = Field(
+        1,
+        ge=1,
+        le=4,
+        description="Kafka producers (connections) the webhooks' batches share: with more "
+        "than one, a partition's next batch need not wait for the previous one's ack "
+        "(aiokafka keeps one produce request in flight per connection), for smaller "
+        "batches (ADR 0260)",
+    )
     retry_after_seconds: int = Field(1, ge=0, description="Retry-After sent with 429 and 503")
     max_ndjson_lines: int = Field(
         10_000, ge=1, description="events in one NDJSON body; more gets 422"
