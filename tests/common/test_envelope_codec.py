@@ -334,6 +334,14 @@ def reason_of(build: Callable[[], Envelope]) -> list[tuple[object, ...]] | None:
     return None
 
 
+_USUAL_TIME_HEADERS: list[tuple[str, bytes]] = [
+    ("ce_id", b"1"),
+    ("ce_type", b"X"),
+    ("ce_source", b"s"),
+    ("ce_time", b"2026-11-25T08:30:15.000100Z"),
+]
+
+
 @pytest.mark.parametrize(
     "time",
     [
@@ -342,9 +350,22 @@ def reason_of(build: Callable[[], Envelope]) -> list[tuple[object, ...]] | None:
         T.replace(microsecond=7),
         datetime(1, 1, 1, tzinfo=UTC),
         TypeAdapter(datetime).validate_python("2026-11-25T08:30:15.250000Z"),  # pydantic's UTC
+        TypeAdapter(datetime).validate_python("2026-11-25T08:30:15Z"),
+        TypeAdapter(datetime).validate_python("0001-01-01T00:00:00.000007Z"),
+        decode_record(b"{}", _USUAL_TIME_HEADERS).time,  # the one-walk decoder's zone
         datetime(2026, 11, 25, 10, 30, 15, tzinfo=timezone(timedelta(hours=2))),
     ],
-    ids=["utc", "whole-seconds", "microseconds", "year-1", "pydantic-utc", "offset"],
+    ids=[
+        "utc",
+        "whole-seconds",
+        "microseconds",
+        "year-1",
+        "pydantic-utc",
+        "pydantic-utc-whole-seconds",
+        "pydantic-utc-year-1",
+        "decoded",
+        "offset",
+    ],
 )
 def test_time_text_is_pydantics_json(time: datetime) -> None:
     assert time_text(time) == TypeAdapter(datetime).dump_python(time, mode="json")

@@ -15,7 +15,7 @@ def test_start_up_objects_are_frozen_and_young_collections_are_rarer_until_relea
     gc.set_threshold(700, 10, 10)
     try:
         settled = settle_heap(AuditSettings.model_fields["gc_threshold"].default)
-        assert gc.get_threshold() == (50_000, 10, 10)
+        assert gc.get_threshold() == (200_000, 10, 10)
         assert gc.get_freeze_count() > 0
         release_heap(settled)
         assert gc.get_threshold() == (700, 10, 10)

@@ -207,10 +207,12 @@ def encode_record(envelope: Envelope) -> tuple[bytes, list[Header]]:
 def time_text(time: datetime) -> str:
     """An envelope time as its JSON and its ``ce_time`` header spell it (pydantic's text).
 
-    For the services' clocks (``datetime.UTC``) that is ``isoformat`` with "Z" for the
-    offset, at a fraction of the serializer's cost; any other zone goes through pydantic.
+    For the services' clocks (``datetime.UTC``) and the times decoded from a usual
+    ``ce_time`` (pydantic's UTC zone, ``decode_record_finite``) that is ``isoformat`` with
+    "Z" for the offset, at a fraction of the serializer's cost; any other zone goes through
+    pydantic.
     """
-    if time.tzinfo is UTC:
+    if time.tzinfo is UTC or time.tzinfo is _PYDANTIC_UTC:
         return time.isoformat()[:-6] + "Z"
     text: str = _TIME.dump_python(time, mode="json")
     return text

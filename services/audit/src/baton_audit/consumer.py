@@ -37,13 +37,16 @@ records it cannot use, each with the reason."""
 
 _POLL_MS: Final = 1000
 
+Polled = dict[TopicPartition, list[ConsumedRecord]]
+"""What one poll returned: records by partition."""
+
 
 class RecordConsumer(Protocol):
     """The parts of ``AIOKafkaConsumer`` the projector uses."""
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[ConsumedRecord]]: ...
+    ) -> Polled: ...
 
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
 
@@ -183,32 +186,62 @@ class Projector:
         self._joined.set()
 
     async def run(self) -> None:
-        """Poll and apply forever; errors are logged and retried, never fatal."""
-        backoff = Backoff()
-        while True:
-            if self._resets:
-                await self._reset_now()
-            try:
-                batches = await self._consumer.getmany(
-                    timeout_ms=_POLL_MS, max_records=self._max_records
-                )
-            except Exception as exc:
-                log.warning("poll failed", error=repr(exc))
-                await backoff.wait()
-                continue
-            if self._resets:
-                continue  # a reset is pending: these records will be read again
-            # Partitions hold disjoint runs, so their batches go in concurrently, each on
-            # its own connection: one's PostgreSQL time overlaps another's Python time.
-            outcomes = await asyncio.gather(
-                *(self._apply_or_rewind(tp, records) for tp, records in batches.items() if records)
-            )
-            if all(outcomes):
-                backoff.reset()
-            else:
-                await backoff.wait()
+        """Poll and apply forever; errors are logged and retried, never fatal.
 
-    async def _apply_or_rewind(self, tp: TopicPartition, records: Sequence[ConsumedRecord]) -> bool:
+        The next poll is taken while a poll's batches are applied (ADR 0570): the consumer's
+        decoding of the next records overlaps PostgreSQL's work on these. Seeks happen
+        between polls only: a rolled-back batch's partition is sought back once the poll
+        taken meanwhile has returned, and that poll's records of the partition, which
+        follow the rolled-back ones, are dropped (read again after the seek).
+        """
+        backoff = Backoff()
+        ahead: asyncio.Future[Polled | None] | None = None
+        try:
+            while True:
+                if self._resets:
+                    await _dropped(ahead)  # a reset runs with no poll and no batch in flight
+                    ahead = None
+                    await self._reset_now()
+                polled = await (ahead if ahead is not None else self._poll())
+                ahead = None
+                if polled is None:
+                    await backoff.wait()
+                    continue
+                if self._resets:
+                    continue  # a reset is pending: these records will be read again
+                batches = {tp: records for tp, records in polled.items() if records}
+                ahead = asyncio.ensure_future(self._poll())
+                # Partitions hold disjoint runs, so their batches go in concurrently, each on
+                # its own connection: one's PostgreSQL time overlaps another's Python time.
+                outcomes = await asyncio.gather(
+                    *(self._apply_logged(tp, records) for tp, records in batches.items())
+                )
+                failed = {
+                    tp: records[0].offset
+                    for (tp, records), applied in zip(batches.items(), outcomes, strict=True)
+                    if not applied
+                }
+                if not failed:
+                    backoff.reset()
+                    continue
+                taken = await ahead
+                ahead = _done({tp: r for tp, r in (taken or {}).items() if tp not in failed})
+                for tp, offset in failed.items():
+                    self._rewind(tp, offset)
+                await backoff.wait()
+        finally:
+            await _dropped(ahead)
+
+    async def _poll(self) -> Polled | None:
+        """One poll; None if it failed (logged)."""
+        try:
+            return await self._consumer.getmany(timeout_ms=_POLL_MS, max_records=self._max_records)
+        except Exception as exc:
+            log.warning("poll failed", error=repr(exc))
+            return None
+
+    async def _apply_logged(self, tp: TopicPartition, records: Sequence[ConsumedRecord]) -> bool:
+        """Apply one partition's batch; False if it was rolled back (logged)."""
         try:
             await self.apply_batch(tp.topic, tp.partition, records)
         except Exception:
@@ -219,7 +252,6 @@ class Projector:
                 partition=tp.partition,
                 offset=records[0].offset,
             )
-            self._rewind(tp, records[0].offset)
             return False
         return True
 
@@ -333,6 +365,21 @@ class Projector:
                 return await self._handle(conn, [record])
         except (DataError, IntegrityConstraintViolationError) as exc:
             return [(record, f"database refused the record: {type(exc).__name__}: {exc}")]
+
+
+def _done(polled: Polled) -> asyncio.Future[Polled | None]:
+    """A poll already taken, to be awaited as the next one."""
+    future: asyncio.Future[Polled | None] = asyncio.get_running_loop().create_future()
+    future.set_result(polled)
+    return future
+
+
+async def _dropped(ahead: asyncio.Future[Polled | None] | None) -> None:
+    """Cancel a poll taken ahead and wait for it to end; its records are read again after
+    the seek that follows."""
+    if ahead is not None and not ahead.done():
+        ahead.cancel()
+        await asyncio.wait({ahead})
 
 
 def _observe_freshness(records: Sequence[ConsumedRecord]) -> None:

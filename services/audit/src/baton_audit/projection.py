@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final, Literal, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from baton_audit.db import EncodedJsonb, encode_jsonb
-from baton_common.envelope import Envelope
+from baton_common.envelope import Envelope, time_text
 from baton_common.events import (
     EVENT_ADAPTER,
     ApprovalDenied,
@@ -278,15 +278,12 @@ def event_row(
             envelope.prevhash,
             envelope.hash,
             encode_jsonb(envelope.data, finite=finite),
-            _TIME.dump_python(envelope.time, mode="json"),
+            time_text(envelope.time),  # pydantic's JSON of it, at a fraction of the cost
             envelope.specversion,
             envelope.datacontenttype,
             envelope.traceparent,
         )
     )
-
-
-_TIME: Final = TypeAdapter(datetime)
 
 
 @dataclass(frozen=True, slots=True)

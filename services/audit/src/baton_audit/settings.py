@@ -42,11 +42,13 @@ class AuditSettings(BatonSettings):
         "a kept run of 6-10 events takes about 7 KB, so 20,000 take about 140 MB",
     )
     gc_threshold: int = Field(
-        50_000,
+        200_000,
         ge=0,
         description="objects of net growth between two young-generation collections "
         "(Python's default is 700, which a batch's records set off dozens of times, each "
-        "walking the batch again); 0 keeps Python's default (ADR 0550)",
+        "walking the batch again); above what the batches in flight hold at once (three "
+        "partitions' shares of a poll and the poll taken ahead), so they are freed before "
+        "a collection walks them; 0 keeps Python's default (ADRs 0550, 0570)",
     )
     group_id: str = "baton-audit"
     publish_timeout_seconds: float = Field(
