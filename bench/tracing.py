@@ -78,6 +78,7 @@ def isolated(endpoint: str, commands: int, rounds: int) -> None:
     """CPU µs per command of the scheduler's tracing work alone, per way of tracing."""
     from baton_common import telemetry
     from baton_common.envelope import Envelope
+    from baton_common.trusted import replaced
 
     parent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
     envelope = Envelope(
@@ -99,7 +100,7 @@ def isolated(endpoint: str, commands: int, rounds: int) -> None:
             "baton.scheduler.decide", parent=parent, attributes=attributes
         ) as traceparent:
             if traceparent != parent:
-                envelope.model_copy(update={"traceparent": traceparent})
+                replaced(envelope, {"traceparent": traceparent})
 
     ways = {
         "off": (hot_span, {}),

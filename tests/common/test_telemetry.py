@@ -13,7 +13,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from baton_common import telemetry
-from baton_common.hot_spans import HotSpans
+from baton_common.hot_spans import HotSpan, HotSpans
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -192,3 +192,52 @@ def test_a_full_hot_span_queue_drops_the_oldest_and_counts_them() -> None:
     request.ParseFromString(data)
     names = [s.name for s in request.resource_spans[0].scope_spans[0].spans]
     assert names == ["s2", "s3", "s4"]
+
+
+TRACEPARENTS = [
+    PARENT,
+    PARENT[:-2] + "00",  # not sampled
+    PARENT[:-2] + "03",
+    PARENT[:-2] + "02",
+    PARENT[:-2] + "ff",
+    PARENT[:-2] + "0e",
+    "01" + PARENT[2:],  # a later version, same shape
+    "ff" + PARENT[2:],  # the invalid version
+    "fe" + PARENT[2:],
+    "0f" + PARENT[2:],
+    PARENT.upper(),
+    PARENT + "-extra",
+    PARENT + "\n",
+    PARENT[:-1],
+    "00-" + "0" * 32 + "-b7ad6b7169203331-01",
+    "00-0af7651916cd43dd8448eb211c80319c-" + "0" * 16 + "-01",
+    PARENT.replace("-", "_"),
+    PARENT.replace("b", "g"),
+    " " + PARENT[1:],
+    "",
+    "00",
+]
+
+
+def test_a_hot_span_reads_its_parent_as_parse_traceparent_does(
+    receiver: tuple[str, list[ExportTraceServiceRequest]],
+) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver[0]}
+    assert telemetry.configure_tracing("scheduler", env=env) is True
+    try:
+        for parent in TRACEPARENTS:
+            parsed = telemetry.parse_traceparent(parent)
+            opened = telemetry.hot_span("baton.x", parent=parent, attributes={})
+            sampled = parsed is not None and bool(parsed[2] & 1)
+            assert isinstance(opened, HotSpan) is sampled, parent
+            if parsed is not None and not sampled:
+                with opened as passed:
+                    assert passed == parent  # the parent-based sampler records no child
+            if sampled:
+                assert parsed is not None
+                with opened as child:
+                    assert child is not None
+                    assert child.split("-")[:2] == ["00", parsed[0]]
+                    assert child.split("-")[3] == "01"
+    finally:
+        telemetry.shutdown_tracing()

@@ -21,12 +21,12 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
-__all__ = ["HotSpans", "Transport"]
+from baton_common.otlp_wire import encode_request, encode_span
+
+__all__ = ["HotSpan", "HotSpans", "Transport"]
 
 AttributeValue = str | int | float | bool
 # trace id (hex), span id, parent span id (hex), name, start ns, end ns, attributes, error type
@@ -49,6 +49,42 @@ def _any_value(value: AttributeValue) -> AnyValue:
     return AnyValue(string_value=str(value))
 
 
+class HotSpan:
+    """One open hot span, a context manager yielding the ``traceparent`` its block's records
+    carry; leaving the block queues the span (with the exception's type, if one left it)."""
+
+    __slots__ = ("_attributes", "_began", "_name", "_owner", "_parent_id", "_span_id", "_trace_id")
+
+    def __init__(
+        self,
+        owner: HotSpans,
+        trace_id: str,
+        parent_id: str,
+        name: str,
+        attributes: Mapping[str, AttributeValue],
+    ) -> None:
+        self._owner = owner
+        self._trace_id = trace_id
+        self._parent_id = parent_id
+        self._name = name
+        self._attributes = attributes
+        self._span_id, self._began = owner.start()
+
+    def __enter__(self) -> str:
+        return f"00-{self._trace_id}-{self._span_id:016x}-01"
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._owner.end(
+            self._trace_id,
+            self._span_id,
+            self._parent_id,
+            self._began,
+            self._name,
+            self._attributes,
+            None if kind is None else kind.__name__,
+        )
+
+
 class HotSpans:
     """A bounded buffer of finished hot spans and the thread that exports them."""
 
@@ -64,8 +100,8 @@ class HotSpans:
         self._transport = transport
         self._resource = Resource(
             attributes=[KeyValue(key=k, value=_any_value(v)) for k, v in resource.items()]
-        )
-        self._scope = InstrumentationScope(name="baton")
+        ).SerializeToString()
+        self._scope = InstrumentationScope(name="baton").SerializeToString()
         self._delay = schedule_delay
         self._batch = max_batch
         self._queue: deque[Record] = deque(maxlen=max_queue)
@@ -75,6 +111,17 @@ class HotSpans:
         self._thread = threading.Thread(target=self._loop, name="baton-hot-spans", daemon=True)
         self._thread.start()
         atexit.register(self.shutdown)  # as the SDK's provider does: queued spans are sent
+
+    def span(
+        self,
+        trace_id: str,
+        parent_id: str,
+        name: str,
+        attributes: Mapping[str, AttributeValue],
+    ) -> HotSpan:
+        """A span, child of ``parent_id`` in ``trace_id`` (hex, as in a ``traceparent``),
+        begun now and queued when its block ends."""
+        return HotSpan(self, trace_id, parent_id, name, attributes)
 
     @staticmethod
     def start() -> tuple[int, int]:
@@ -125,30 +172,4 @@ class HotSpans:
 
     def encode(self, records: Sequence[Record]) -> bytes:
         """One serialized OTLP ``ExportTraceServiceRequest`` holding ``records``."""
-        spans = [
-            Span(
-                trace_id=bytes.fromhex(trace_id),
-                span_id=span_id.to_bytes(8, "big"),
-                parent_span_id=bytes.fromhex(parent_id),
-                name=name,
-                kind=Span.SPAN_KIND_INTERNAL,
-                start_time_unix_nano=start,
-                end_time_unix_nano=end,
-                attributes=[
-                    KeyValue(key=k, value=_any_value(v))
-                    for k, v in (
-                        attributes if error is None else {**attributes, "error.type": error}
-                    ).items()
-                ],
-                status=None
-                if error is None
-                else Status(code=Status.STATUS_CODE_ERROR, message=error),
-            )
-            for trace_id, span_id, parent_id, name, start, end, attributes, error in records
-        ]
-        scope = ScopeSpans(scope=self._scope, spans=spans)
-        request = ExportTraceServiceRequest(
-            resource_spans=[ResourceSpans(resource=self._resource, scope_spans=[scope])]
-        )
-        data: bytes = request.SerializeToString()
-        return data
+        return encode_request(self._resource, self._scope, (encode_span(*r) for r in records))

@@ -46,7 +46,6 @@ __all__ = [
 AttributeValue = str | int | float | bool
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACEPARENT: Final = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
-_SAMPLED: Final = 0x01
 _HEX: Final = frozenset("0123456789abcdef")
 _LOG_KEYS: Final = {"baton.run_id": "run_id", "baton.story_id": "story_id", "baton.step": "step"}
 
@@ -204,41 +203,45 @@ def parse_traceparent(value: str | None) -> tuple[str, str, int] | None:
     return trace_id, span_id, int(flags, 16)
 
 
-@contextmanager
 def hot_span(
     name: str, *, parent: str | None, attributes: Mapping[str, AttributeValue]
-) -> Iterator[str | None]:
-    """A span for a hot path (one per scheduler command); yields the ``traceparent`` that
-    records caused in the block carry.
+) -> AbstractContextManager[str | None]:
+    """A span for a hot path (one per scheduler command), a context manager yielding the
+    ``traceparent`` that records caused in the block carry.
 
-    Under a sampled ``parent`` it is recorded as a tuple and exported in a background
-    thread, at a small part of an SDK span's cost (ADR 0810); it is not the current span,
-    so log lines inside the block carry no trace ids and nested spans don't nest under it.
-    Without a valid parent it is an SDK :func:`span` (its sampler may start a new trace);
-    with tracing off, or an unsampled parent, ``parent`` is yielded unchanged.
+    Under a sampled ``parent`` it is a :class:`~baton_common.hot_spans.HotSpan`: queued as a
+    tuple when the block ends and exported in a background thread, at a small part of an
+    SDK span's cost (ADRs 0810, 0820); it is not the current span, so log lines inside the
+    block carry no trace ids and nested spans don't nest under it. Without a valid parent
+    it is an SDK :func:`span` (its sampler may start a new trace); with tracing off, or an
+    unsampled parent, ``parent`` is yielded unchanged.
     """
     hot = _State.hot
+    if hot is not None and parent is not None and (found := _HOT_PARENT.match(parent)):
+        if found[3] not in "13579bdf":  # the parent-based sampler records no child
+            return nullcontext(parent)
+        if found[1] != _ZERO_TRACE and found[2] != _ZERO_SPAN:
+            return hot.span(found[1], found[2], name, attributes)
     if _State.tracer is None:
-        yield parent
-        return
-    parsed = parse_traceparent(parent) if hot is not None else None
-    if hot is None or parsed is None:
-        with span(name, parent=parent, attributes=attributes):
-            yield current_traceparent(parent)
-        return
-    trace_id, parent_id, flags = parsed
-    if not flags & _SAMPLED:  # the parent-based sampler records no child of it
-        yield parent
-        return
-    span_id, began = hot.start()
-    error = None
-    try:
-        yield f"00-{trace_id}-{span_id:016x}-01"
-    except BaseException as exc:
-        error = type(exc).__name__
-        raise
-    finally:
-        hot.end(trace_id, span_id, parent_id, began, name, attributes, error)
+        return nullcontext(parent)
+    return _sdk_hot_span(name, parent, attributes)
+
+
+# parse_traceparent's rules in one match (55 characters, lowercase hex, version not ff):
+# the trace id, the parent span id and the flags' last hex digit (odd when sampled)
+_HOT_PARENT: Final = re.compile(
+    r"(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]([0-9a-f])\Z"
+)
+_ZERO_TRACE: Final = "0" * 32
+_ZERO_SPAN: Final = "0" * 16
+
+
+@contextmanager
+def _sdk_hot_span(
+    name: str, parent: str | None, attributes: Mapping[str, AttributeValue]
+) -> Iterator[str | None]:
+    with span(name, parent=parent, attributes=attributes):
+        yield current_traceparent(parent)
 
 
 def record_span(
