@@ -71,6 +71,14 @@ CASES = [
         "ValueError",
     ),
     (77, "ünïcode ✓", 5, 6, {"k" * 130: "v" * 20_000, "ü": "✓"}, "E" * 300),
+    (  # around the lengths where one length byte stops being enough
+        2**40,
+        "baton.scheduler.decide",
+        1,
+        0,
+        {"k" * 77: "v" * 39, "j" * 78: "w" * 40, "x": "y" * 127, "z": "é" * 20, "é": "e" * 38},
+        None,
+    ),
 ]
 
 

@@ -43,6 +43,8 @@ def _field(tag: bytes, payload: bytes) -> bytes:
 
 
 _KEYS: dict[str, bytes] = {}  # KeyValue.key (1) of each attribute name seen
+_NAMES: dict[str, bytes] = {}  # Span.name (5) and kind (6) of each span name seen
+_TIMES: Final = struct.Struct("<BQBQ")  # start (7) and end (8) time, fixed64 each
 
 
 def _any_value(value: AttributeValue) -> bytes:
@@ -63,6 +65,14 @@ def key_values(attributes: Mapping[str, AttributeValue]) -> bytes:
         name = _KEYS.get(key)
         if name is None:
             name = _KEYS[key] = _field(b"\x0a", key.encode()) if key else b""
+        if type(value) is str and len(value) < 40 and len(name) < 80:
+            # the usual attribute, an id or a name: every length fits in one byte
+            text = value.encode()
+            n = len(text)
+            if n < 40:
+                size = bytes((len(name) + n + 4, 0x12, n + 2, 0x0A, n))
+                out.append(b"\x4a" + size[:1] + name + size[1:] + text)
+                continue
         out.append(_field(b"\x4a", name + _field(b"\x12", _any_value(value))))
     return b"".join(out)
 
@@ -80,29 +90,23 @@ def encode_span(
     """One ``Span`` message (not yet framed as ``ScopeSpans.spans``): ids as hex text (the
     span's own as an int), times in Unix nanoseconds; an error type adds the attribute
     ``error.type`` and an error status carrying it."""
-    if error is not None:
-        attributes = {**attributes, "error.type": error}
-    parts = [
-        b"\x0a\x10",  # trace_id (1)
-        bytes.fromhex(trace_id),
-        b"\x12\x08",  # span_id (2)
-        span_id.to_bytes(8, "big"),
-        b"\x22\x08",  # parent_span_id (4)
-        bytes.fromhex(parent_id),
-    ]
-    if name:
-        parts.append(_field(b"\x2a", name.encode()))  # name (5)
-    parts.append(_INTERNAL)
-    if start:
-        parts += (b"\x39", _FIXED64.pack(start))  # start_time_unix_nano (7)
-    if end:
-        parts += (b"\x41", _FIXED64.pack(end))  # end_time_unix_nano (8)
-    parts.append(key_values(attributes))
-    if error is not None:
-        # status (15): message (2), code (3)
-        status = (_field(b"\x12", error.encode()) if error else b"") + _ERROR_CODE
-        parts.append(_field(b"\x7a", status))
-    return b"".join(parts)
+    named = _NAMES.get(name)
+    if named is None:
+        named = _NAMES[name] = (_field(b"\x2a", name.encode()) if name else b"") + _INTERNAL
+    # trace_id (1), span_id (2), parent_span_id (4), each with its length, in one go
+    ids = bytes.fromhex(f"0a10{trace_id}1208{span_id:016x}2208{parent_id}")
+    if start and end:
+        times = _TIMES.pack(0x39, start, 0x41, end)
+    else:  # proto3 leaves zero out
+        times = (b"\x39" + _FIXED64.pack(start) if start else b"") + (
+            b"\x41" + _FIXED64.pack(end) if end else b""
+        )
+    if error is None:
+        return ids + named + times + key_values(attributes)
+    attributes = {**attributes, "error.type": error}
+    # status (15): message (2), code (3)
+    status = (_field(b"\x12", error.encode()) if error else b"") + _ERROR_CODE
+    return ids + named + times + key_values(attributes) + _field(b"\x7a", status)
 
 
 def encode_request(resource: bytes, scope: bytes, spans: Iterable[bytes]) -> bytes:
@@ -113,6 +117,10 @@ def encode_request(resource: bytes, scope: bytes, spans: Iterable[bytes]) -> byt
         scope: the serialized ``InstrumentationScope`` message.
         spans: serialized ``Span`` messages (from :func:`encode_span`).
     """
-    scope_spans = _field(b"\x0a", scope) + b"".join(_field(b"\x12", s) for s in spans)
+    framed = []
+    for span in spans:
+        n = len(span)
+        framed.append(b"\x12" + (bytes((n,)) if n < 0x80 else _varint(n)) + span)
+    scope_spans = _field(b"\x0a", scope) + b"".join(framed)
     resource_spans = _field(b"\x0a", resource) + _field(b"\x12", scope_spans)
     return _field(b"\x0a", resource_spans)  # resource_spans (1)
