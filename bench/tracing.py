@@ -13,6 +13,13 @@ works off the loop). CPU per command is the steadier of the two. ``--baseline DI
 the same two arms run from another checkout (its ``.venv`` and ``bench/scheduler.py``), so
 a change is measured back to back against, say, main.
 
+``--decide`` measures instead the scheduler's whole decide path without Kafka
+(``bench/scheduler_decide.py``: ``Engine.handle`` and the store's apply, in this process),
+tracing off and on in alternating passes: CPU per command of all threads (the export
+thread's encoding and posting included, as the sink receives every span) and of this
+thread, and Python calls per command off and on (cProfile, exact). Run it with another
+checkout's ``.venv/bin/python`` to measure that checkout's code.
+
 ``--isolated`` measures instead, in this process and without Kafka, the CPU the tracing
 work of one scheduler command costs (its span, the envelope copy carrying the span's
 ``traceparent``, and encoding and exporting the span): off, an OpenTelemetry SDK span
@@ -39,6 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # scheduler_decide, for --decide
 RATE = re.compile(r"commands/s:\s*([0-9.]+)")
 CPU = re.compile(
     r"CPU ms/command:\s*([0-9.]+).*event loop thread ([0-9.]+), other threads ([0-9.]+)"
@@ -195,6 +203,58 @@ def isolated(endpoint: str, commands: int, rounds: int) -> None:
         print(f"{way:>9}: {everything:6.1f} ({hot:5.1f} hot path)  rounds: {shown}")
 
 
+def decide(endpoint: str, runs: int, rounds: int) -> None:
+    """CPU and Python calls per command of the scheduler's decide path, tracing off and on."""
+    import asyncio
+    import cProfile
+    import pstats
+
+    import scheduler_decide
+
+    from baton_common import telemetry
+    from baton_common.service import configure_logging
+
+    configure_logging("bench", "WARNING")  # as the service runs
+    records = scheduler_decide.commands(runs)
+    envs = {"off": {}, "on": {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}}
+
+    def one_pass(
+        env: dict[str, str], profile: cProfile.Profile | None = None
+    ) -> tuple[float, float]:
+        telemetry.configure_tracing("scheduler", env)
+        began = time.process_time(), time.thread_time()
+        if profile is not None:
+            profile.enable()
+        asyncio.run(scheduler_decide.one_pass(records, 30))
+        if profile is not None:
+            profile.disable()
+        loop = time.thread_time() - began[1]
+        telemetry.shutdown_tracing()  # flushes: every span is encoded and sent
+        per = 1e6 / len(records)
+        return per * (time.process_time() - began[0]), per * loop
+
+    spent: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    for n in range(rounds):
+        for way in ("off", "on") if n % 2 == 0 else ("on", "off"):
+            spent[way].append(one_pass(envs[way]))
+    calls = {}
+    for way, env in envs.items():
+        profile = cProfile.Profile()
+        one_pass(env, profile)
+        calls[way] = pstats.Stats(profile).total_calls / len(records)  # type: ignore[attr-defined]
+    print(f"decide path, {len(records)} commands a pass, {rounds} passes each, alternating:")
+    for way, figures in spent.items():
+        print(
+            f"  {way:>3}: CPU µs/command all threads {_spread([f[0] for f in figures], 1)}"
+            f"\n       this thread {_spread([f[1] for f in figures], 1)}"
+            f"\n       Python calls/command {calls[way]:.1f}"
+        )
+    change = _paired([f[0] for f in spent["off"]], [f[0] for f in spent["on"]])
+    print(f"  on vs off, all threads, per round (%): {_spread(change, 1)}")
+    off, on = (statistics.median(f[0] for f in spent[way]) for way in ("off", "on"))
+    print(f"  medians: {off:.1f} -> {on:.1f} µs/command ({100 * (on - off) / off:+.1f}%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300)
@@ -210,6 +270,9 @@ def main() -> None:
     parser.add_argument(
         "--isolated", action="store_true", help="the tracing work per command alone, no Kafka"
     )
+    parser.add_argument(
+        "--decide", action="store_true", help="the decide path without Kafka, tracing off/on"
+    )
     parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sink:
@@ -219,6 +282,9 @@ def main() -> None:
     try:
         if args.isolated:
             isolated(endpoint, 5_000, max(args.rounds, 3))
+            return
+        if args.decide:
+            decide(endpoint, args.runs, max(args.rounds, 6))
             return
         plain = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         traced = {**plain, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}

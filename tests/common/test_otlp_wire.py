@@ -11,7 +11,13 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from baton_common.hot_spans import HotSpans
-from baton_common.otlp_wire import AttributeValue, encode_request, encode_span
+from baton_common.otlp_wire import (
+    AttributeValue,
+    encode_request,
+    encode_resource,
+    encode_scope,
+    encode_span,
+)
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
@@ -51,7 +57,8 @@ def _library_span(
     )
 
 
-CASES = [
+Case = tuple[int, str, int, int, dict[str, AttributeValue], str | None]
+CASES: list[Case] = [
     (1, "baton.scheduler.decide", 1, 2, {}, None),
     (
         2**64 - 1,
@@ -83,9 +90,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=range(len(CASES)))
-def test_a_span_is_the_bytes_the_protobuf_library_writes(
-    case: tuple[int, str, int, int, dict[str, AttributeValue], str | None],
-) -> None:
+def test_a_span_is_the_bytes_the_protobuf_library_writes(case: Case) -> None:
     span_id, name, start, end, attributes, error = case
     written = encode_span(TRACE, span_id, PARENT, name, start, end, attributes, error)
     expected = _library_span(span_id, name, start, end, attributes, error)
@@ -102,9 +107,11 @@ def test_a_request_is_the_bytes_the_protobuf_library_writes() -> None:
             ResourceSpans(resource=resource, scope_spans=[ScopeSpans(scope=scope, spans=spans)])
         ]
     )
+    assert encode_resource({"service.name": "baton-x"}) == resource.SerializeToString()
+    assert encode_scope("baton") == scope.SerializeToString()
     written = encode_request(
-        resource.SerializeToString(),
-        scope.SerializeToString(),
+        encode_resource({"service.name": "baton-x"}),
+        encode_scope("baton"),
         [encode_span(TRACE, c[0], PARENT, *c[1:]) for c in CASES],
     )
     assert written == expected.SerializeToString()
@@ -117,7 +124,8 @@ class _Transport:
 
 
 def test_hot_spans_encode_their_records_with_the_resource_and_scope() -> None:
-    spans = HotSpans(_Transport(), {"service.name": "baton-scheduler", "n": 1}, schedule_delay=60)
+    resource: dict[str, AttributeValue] = {"service.name": "baton-scheduler", "n": 1, "f": 0.5}
+    spans = HotSpans(_Transport(), resource, schedule_delay=60)
     try:
         records = [(TRACE, c[0], PARENT, *c[1:]) for c in CASES]
         request = ExportTraceServiceRequest.FromString(spans.encode(records))
@@ -127,6 +135,7 @@ def test_hot_spans_encode_their_records_with_the_resource_and_scope() -> None:
     assert {kv.key: kv.value for kv in resource_spans.resource.attributes} == {
         "service.name": AnyValue(string_value="baton-scheduler"),
         "n": AnyValue(int_value=1),
+        "f": AnyValue(double_value=0.5),
     }
     [scope_spans] = resource_spans.scope_spans
     assert scope_spans.scope.name == "baton"

@@ -183,8 +183,8 @@ def test_a_full_hot_span_queue_drops_the_oldest_and_counts_them() -> None:
     spans = HotSpans(transport, {"service.name": "t"}, schedule_delay=60, max_queue=3)
     trace_id, parent_id = PARENT.split("-")[1:3]
     for n in range(5):
-        span_id, began = spans.start()
-        spans.end(trace_id, span_id, parent_id, began, f"s{n}", {"n": n})
+        with HotSpan(spans, f"s{n}", trace_id, parent_id, {"n": n}):
+            pass
     spans.shutdown()  # exports what is queued
     assert spans.dropped == 2
     [data] = transport.sent
@@ -241,3 +241,24 @@ def test_a_hot_span_reads_its_parent_as_parse_traceparent_does(
                     assert child.split("-")[3] == "01"
     finally:
         telemetry.shutdown_tracing()
+
+
+def test_hot_spans_follow_the_batch_processors_queue_and_batch_settings(
+    receiver: tuple[str, list[ExportTraceServiceRequest]],
+) -> None:
+    url, requests = receiver
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": url,
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "3",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2",
+    }
+    assert telemetry.configure_tracing("scheduler", env=env) is True
+    try:
+        for n in range(5):
+            with telemetry.hot_span(f"baton.s{n}", parent=PARENT, attributes={}):
+                pass
+    finally:
+        telemetry.shutdown_tracing()  # exports what is queued, two spans a request
+    exported = [[s.name for s in r.resource_spans[0].scope_spans[0].spans] for r in requests]
+    assert exported == [["baton.s2", "baton.s3"], ["baton.s4"]]

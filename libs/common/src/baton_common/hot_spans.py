@@ -3,12 +3,13 @@
 The scheduler decides one command in about a millisecond; an OpenTelemetry SDK span costs
 a large part of that (its ``Span`` object, attribute validation, context attach, and the
 exporter's per-span encoding), and the cost showed in scheduler throughput (ADR 0810).
-A hot span is a tuple appended to a bounded deque: ids from ``random.getrandbits`` as the
-SDK's id generator makes them, times from ``time.time_ns``. A daemon thread drains the
-deque every schedule delay (``OTEL_BSP_SCHEDULE_DELAY``, as the SDK's batch processor) into
-one ``ExportTraceServiceRequest`` built straight from the tuples and posts it through the
-SDK's own OTLP/HTTP client (endpoint, headers, compression, timeout and retries from the
-standard ``OTEL_*`` variables).
+A hot span is a slotted context manager whose end appends a tuple to a bounded deque: ids
+from ``random.getrandbits`` as the SDK's id generator makes them, times from
+``time.time_ns``. A daemon thread drains the deque every schedule delay (the SDK batch
+processor's ``OTEL_BSP_*`` settings) into ``ExportTraceServiceRequest``s written straight
+in protobuf's wire format from the tuples (:mod:`baton_common.otlp_wire`, ADR 0820) and
+posts them through the SDK's own OTLP/HTTP client (endpoint, headers, compression, timeout
+and retries from the standard ``OTEL_*`` variables).
 """
 
 from __future__ import annotations
@@ -21,10 +22,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-
-from baton_common.otlp_wire import encode_request, encode_span
+from baton_common.otlp_wire import encode_request, encode_resource, encode_scope, encode_span
 
 __all__ = ["HotSpan", "HotSpans", "Transport"]
 
@@ -39,28 +37,20 @@ class Transport(Protocol):
     def export(self, data: bytes) -> Any: ...
 
 
-def _any_value(value: AttributeValue) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    return AnyValue(string_value=str(value))
-
-
 class HotSpan:
-    """One open hot span, a context manager yielding the ``traceparent`` its block's records
-    carry; leaving the block queues the span (with the exception's type, if one left it)."""
+    """One hot span, begun when made, a context manager yielding the ``traceparent`` its
+    block's records carry: a child of ``parent_id`` in ``trace_id`` (hex, as in a
+    ``traceparent``). Leaving the block queues the span in ``owner`` (with the exception's
+    type, if one left it)."""
 
     __slots__ = ("_attributes", "_began", "_name", "_owner", "_parent_id", "_span_id", "_trace_id")
 
     def __init__(
         self,
         owner: HotSpans,
+        name: str,
         trace_id: str,
         parent_id: str,
-        name: str,
         attributes: Mapping[str, AttributeValue],
     ) -> None:
         self._owner = owner
@@ -68,20 +58,28 @@ class HotSpan:
         self._parent_id = parent_id
         self._name = name
         self._attributes = attributes
-        self._span_id, self._began = owner.start()
+        self._span_id = random.getrandbits(64) or 1  # as the SDK's random id generator
+        self._began = time.time_ns()
 
     def __enter__(self) -> str:
         return f"00-{self._trace_id}-{self._span_id:016x}-01"
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        self._owner.end(
-            self._trace_id,
-            self._span_id,
-            self._parent_id,
-            self._began,
-            self._name,
-            self._attributes,
-            None if kind is None else kind.__name__,
+        owner = self._owner
+        queue = owner._queue
+        if len(queue) == queue.maxlen:
+            owner.dropped += 1
+        queue.append(
+            (
+                self._trace_id,
+                self._span_id,
+                self._parent_id,
+                self._name,
+                self._began,
+                time.time_ns(),
+                self._attributes,
+                None if kind is None else kind.__name__,
+            )
         )
 
 
@@ -98,10 +96,8 @@ class HotSpans:
         max_batch: int = 2_048,
     ) -> None:
         self._transport = transport
-        self._resource = Resource(
-            attributes=[KeyValue(key=k, value=_any_value(v)) for k, v in resource.items()]
-        ).SerializeToString()
-        self._scope = InstrumentationScope(name="baton").SerializeToString()
+        self._resource = encode_resource(resource)
+        self._scope = encode_scope("baton")
         self._delay = schedule_delay
         self._batch = max_batch
         self._queue: deque[Record] = deque(maxlen=max_queue)
@@ -111,39 +107,6 @@ class HotSpans:
         self._thread = threading.Thread(target=self._loop, name="baton-hot-spans", daemon=True)
         self._thread.start()
         atexit.register(self.shutdown)  # as the SDK's provider does: queued spans are sent
-
-    def span(
-        self,
-        trace_id: str,
-        parent_id: str,
-        name: str,
-        attributes: Mapping[str, AttributeValue],
-    ) -> HotSpan:
-        """A span, child of ``parent_id`` in ``trace_id`` (hex, as in a ``traceparent``),
-        begun now and queued when its block ends."""
-        return HotSpan(self, trace_id, parent_id, name, attributes)
-
-    @staticmethod
-    def start() -> tuple[int, int]:
-        """A new span's id and start time (ids as the SDK's random id generator makes them)."""
-        return random.getrandbits(64) or 1, time.time_ns()
-
-    def end(
-        self,
-        trace_id: str,
-        span_id: int,
-        parent_id: str,
-        began: int,
-        name: str,
-        attributes: Mapping[str, AttributeValue],
-        error: str | None = None,
-    ) -> None:
-        """Queue a finished span; ids are hex as in a ``traceparent`` (span id an int)."""
-        if len(self._queue) == self._queue.maxlen:
-            self.dropped += 1
-        self._queue.append(
-            (trace_id, span_id, parent_id, name, began, time.time_ns(), attributes, error)
-        )
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Export what is queued and stop the thread."""

@@ -15,7 +15,14 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-__all__ = ["AttributeValue", "encode_request", "encode_span", "key_values"]
+__all__ = [
+    "AttributeValue",
+    "encode_request",
+    "encode_resource",
+    "encode_scope",
+    "encode_span",
+    "key_values",
+]
 
 AttributeValue = str | int | float | bool
 
@@ -75,6 +82,21 @@ def key_values(attributes: Mapping[str, AttributeValue]) -> bytes:
                 continue
         out.append(_field(b"\x4a", name + _field(b"\x12", _any_value(value))))
     return b"".join(out)
+
+
+def _key_value(key: str, value: AttributeValue) -> bytes:
+    name = _field(b"\x0a", key.encode()) if key else b""
+    return name + _field(b"\x12", _any_value(value))
+
+
+def encode_resource(attributes: Mapping[str, AttributeValue]) -> bytes:
+    """A ``Resource`` message: its attributes (1)."""
+    return b"".join(_field(b"\x0a", _key_value(k, v)) for k, v in attributes.items())
+
+
+def encode_scope(name: str) -> bytes:
+    """An ``InstrumentationScope`` message with only a name (1)."""
+    return _field(b"\x0a", name.encode()) if name else b""
 
 
 def encode_span(

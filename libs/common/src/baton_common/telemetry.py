@@ -27,6 +27,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from baton_common.hot_spans import HotSpan
+
 if TYPE_CHECKING:
     from baton_common.hot_spans import HotSpans
 
@@ -111,13 +113,29 @@ def _hot_spans(provider: Any, exporter: Any, env: Mapping[str, str]) -> HotSpans
     transport: Transport | None = getattr(exporter, "_client", None)  # endpoint, TLS, retries
     if transport is None or not isinstance(provider.sampler, ParentBased):
         return None
-    delay = float(env.get("OTEL_BSP_SCHEDULE_DELAY") or 5000) / 1000
     resource = {
         k: v
         for k, v in provider.resource.attributes.items()
         if isinstance(v, str | bool | int | float)
     }
-    return HotSpans(transport, resource, schedule_delay=delay)
+    # the batch processor's settings, as the SDK reads them; the queue holds 20,000 by
+    # default (the SDK's 2,048 is under half a schedule delay of one scheduler's commands)
+    return HotSpans(
+        transport,
+        resource,
+        schedule_delay=_positive(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000,
+        max_queue=int(_positive(env, "OTEL_BSP_MAX_QUEUE_SIZE", 20_000)),
+        max_batch=int(_positive(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)),
+    )
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number from ``env``; the default when unset or not one (as the SDK does)."""
+    try:
+        value = float(env.get(name) or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def shutdown_tracing() -> None:
@@ -221,7 +239,7 @@ def hot_span(
         if found[3] not in "13579bdf":  # the parent-based sampler records no child
             return nullcontext(parent)
         if found[1] != _ZERO_TRACE and found[2] != _ZERO_SPAN:
-            return hot.span(found[1], found[2], name, attributes)
+            return HotSpan(hot, name, found[1], found[2], attributes)
     if _State.tracer is None:
         return nullcontext(parent)
     return _sdk_hot_span(name, parent, attributes)
