@@ -32,6 +32,7 @@ Usage: ``BATON_KAFKA_BOOTSTRAP=127.0.0.1:9092 uv run python bench/tracing.py --r
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import statistics
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # scheduler_decide, for --decide
@@ -153,7 +155,13 @@ def isolated(endpoint: str, commands: int, rounds: int) -> None:
     """CPU µs per command of the scheduler's tracing work alone, per way of tracing."""
     from baton_common import telemetry
     from baton_common.envelope import Envelope
-    from baton_common.trusted import replaced
+
+    # a checkout before ADR 0820 (run with its own .venv/bin/python) copies with pydantic
+    replaced: Callable[[Envelope, dict[str, Any]], Envelope] = getattr(
+        importlib.import_module("baton_common.trusted"),
+        "replaced",
+        lambda model, update: model.model_copy(update=update),
+    )
 
     parent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
     envelope = Envelope(
