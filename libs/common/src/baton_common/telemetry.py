@@ -235,11 +235,16 @@ def hot_span(
     unsampled parent, ``parent`` is yielded unchanged.
     """
     hot = _State.hot
-    if hot is not None and parent is not None and (found := _HOT_PARENT.match(parent)):
-        if found[3] not in "13579bdf":  # the parent-based sampler records no child
-            return nullcontext(parent)
-        if found[1] != _ZERO_TRACE and found[2] != _ZERO_SPAN:
+    if (
+        hot is not None
+        and parent is not None
+        and (found := _HOT_PARENT.match(parent))
+        and found[1] != _ZERO_TRACE
+        and found[2] != _ZERO_SPAN
+    ):
+        if found[3] in "13579bdf":
             return HotSpan(hot, name, found[1], found[2], attributes)
+        return nullcontext(parent)  # the parent-based sampler records no child
     if _State.tracer is None:
         return nullcontext(parent)
     return _sdk_hot_span(name, parent, attributes)
