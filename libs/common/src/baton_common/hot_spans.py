@@ -22,11 +22,16 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from baton_common.otlp_wire import encode_request, encode_resource, encode_scope, encode_span
+from baton_common.otlp_wire import (
+    AttributeValue,
+    encode_request,
+    encode_resource,
+    encode_scope,
+    encode_span,
+)
 
 __all__ = ["HotSpan", "HotSpans", "Transport"]
 
-AttributeValue = str | int | float | bool
 # trace id (hex), span id, parent span id (hex), name, start ns, end ns, attributes, error type
 Record = tuple[str, int, str, str, int, int, Mapping[str, AttributeValue], str | None]
 
