@@ -1,11 +1,14 @@
-"""``evolve``'s state copies are what ``model_copy(update=...)`` gives."""
+"""``evolve``'s state copies (and the scheduler's traced envelope) are what
+``model_copy(update=...)`` gives."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from baton_common.envelope import Envelope
 from baton_common.events import RunStarted, StepDispatched, StepSucceeded
-from baton_common.state import _PENDING_STEP, RunState, StepState, StepStatus, _copied, evolve
+from baton_common.state import _PENDING_STEP, RunState, StepState, StepStatus, evolve
+from baton_common.trusted import replaced
 
 T = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 
@@ -15,19 +18,25 @@ def started() -> RunState:
     return evolve(None, event, seq=1, hash="h1", time=T)
 
 
-def test_copied_is_model_copy() -> None:
+def test_replaced_is_model_copy() -> None:
     state = started()
     update: dict[str, object] = {"seq": 2, "last_hash": "h2", "succeeded": ["a"]}
-    copied = _copied(state, update)
+    copied = replaced(state, update)
     expected = state.model_copy(update=update)
     assert copied == expected
     assert copied.model_fields_set == expected.model_fields_set
     assert copied.model_dump() == expected.model_dump()
     assert state.seq == 1
     assert state.succeeded == []
-    step = _copied(StepState(), {"status": StepStatus.DISPATCHED, "attempt": 1})
+    step = replaced(StepState(), {"status": StepStatus.DISPATCHED, "attempt": 1})
     assert step == StepState().model_copy(update={"status": StepStatus.DISPATCHED, "attempt": 1})
     assert step.model_fields_set == {"status", "attempt"}
+    envelope = Envelope(id="c", type="t", source="s", time=T, data={"run_id": "r"})
+    traced = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    expected_envelope = envelope.model_copy(update=traced)
+    assert replaced(envelope, traced) == expected_envelope
+    assert replaced(envelope, traced).model_fields_set == expected_envelope.model_fields_set
+    assert envelope.traceparent is None
 
 
 def test_evolve_leaves_earlier_states_and_other_runs_steps_alone() -> None:

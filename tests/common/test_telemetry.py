@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -13,7 +14,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from baton_common import telemetry
-from baton_common.hot_spans import HotSpans
+from baton_common.hot_spans import HotSpan, HotSpans
 
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -183,8 +184,8 @@ def test_a_full_hot_span_queue_drops_the_oldest_and_counts_them() -> None:
     spans = HotSpans(transport, {"service.name": "t"}, schedule_delay=60, max_queue=3)
     trace_id, parent_id = PARENT.split("-")[1:3]
     for n in range(5):
-        span_id, began = spans.start()
-        spans.end(trace_id, span_id, parent_id, began, f"s{n}", {"n": n})
+        with HotSpan(spans, f"s{n}", trace_id, parent_id, {"n": n}):
+            pass
     spans.shutdown()  # exports what is queued
     assert spans.dropped == 2
     [data] = transport.sent
@@ -192,3 +193,77 @@ def test_a_full_hot_span_queue_drops_the_oldest_and_counts_them() -> None:
     request.ParseFromString(data)
     names = [s.name for s in request.resource_spans[0].scope_spans[0].spans]
     assert names == ["s2", "s3", "s4"]
+
+
+TRACEPARENTS = [
+    PARENT,
+    PARENT[:-2] + "00",  # not sampled
+    PARENT[:-2] + "03",
+    PARENT[:-2] + "02",
+    PARENT[:-2] + "ff",
+    PARENT[:-2] + "0e",
+    "01" + PARENT[2:],  # a later version, same shape
+    "ff" + PARENT[2:],  # the invalid version
+    "fe" + PARENT[2:],
+    "0f" + PARENT[2:],
+    PARENT.upper(),
+    PARENT + "-extra",
+    PARENT + "\n",
+    PARENT[:-1],
+    "00-" + "0" * 32 + "-b7ad6b7169203331-01",
+    "00-0af7651916cd43dd8448eb211c80319c-" + "0" * 16 + "-01",
+    "00-" + "0" * 32 + "-b7ad6b7169203331-00",
+    "00-0af7651916cd43dd8448eb211c80319c-" + "0" * 16 + "-00",
+    PARENT.replace("-", "_"),
+    PARENT.replace("b", "g"),
+    " " + PARENT[1:],
+    "",
+    "00",
+]
+
+
+def test_a_hot_span_reads_its_parent_as_parse_traceparent_does(
+    receiver: tuple[str, list[ExportTraceServiceRequest]],
+) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver[0]}
+    assert telemetry.configure_tracing("scheduler", env=env) is True
+    try:
+        for parent in TRACEPARENTS:
+            parsed = telemetry.parse_traceparent(parent)
+            opened = telemetry.hot_span("baton.x", parent=parent, attributes={})
+            sampled = parsed is not None and bool(parsed[2] & 1)
+            assert isinstance(opened, HotSpan) is sampled, parent
+            if parsed is None:  # an SDK span, whose sampler may start a new trace
+                assert not isinstance(opened, nullcontext), parent
+            if parsed is not None and not sampled:
+                with opened as passed:
+                    assert passed == parent  # the parent-based sampler records no child
+            if sampled:
+                assert parsed is not None
+                with opened as child:
+                    assert child is not None
+                    assert child.split("-")[:2] == ["00", parsed[0]]
+                    assert child.split("-")[3] == "01"
+    finally:
+        telemetry.shutdown_tracing()
+
+
+def test_hot_spans_follow_the_batch_processors_queue_and_batch_settings(
+    receiver: tuple[str, list[ExportTraceServiceRequest]],
+) -> None:
+    url, requests = receiver
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": url,
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "3",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "2",
+    }
+    assert telemetry.configure_tracing("scheduler", env=env) is True
+    try:
+        for n in range(5):
+            with telemetry.hot_span(f"baton.s{n}", parent=PARENT, attributes={}):
+                pass
+    finally:
+        telemetry.shutdown_tracing()  # exports what is queued, two spans a request
+    exported = [[s.name for s in r.resource_spans[0].scope_spans[0].spans] for r in requests]
+    assert exported == [["baton.s2", "baton.s3"], ["baton.s4"]]

@@ -3,12 +3,13 @@
 The scheduler decides one command in about a millisecond; an OpenTelemetry SDK span costs
 a large part of that (its ``Span`` object, attribute validation, context attach, and the
 exporter's per-span encoding), and the cost showed in scheduler throughput (ADR 0810).
-A hot span is a tuple appended to a bounded deque: ids from ``random.getrandbits`` as the
-SDK's id generator makes them, times from ``time.time_ns``. A daemon thread drains the
-deque every schedule delay (``OTEL_BSP_SCHEDULE_DELAY``, as the SDK's batch processor) into
-one ``ExportTraceServiceRequest`` built straight from the tuples and posts it through the
-SDK's own OTLP/HTTP client (endpoint, headers, compression, timeout and retries from the
-standard ``OTEL_*`` variables).
+A hot span is a slotted context manager whose end appends a tuple to a bounded deque: ids
+from ``random.getrandbits`` as the SDK's id generator makes them, times from
+``time.time_ns``. A daemon thread drains the deque every schedule delay (the SDK batch
+processor's ``OTEL_BSP_*`` settings) into ``ExportTraceServiceRequest``s written straight
+in protobuf's wire format from the tuples (:mod:`baton_common.otlp_wire`, ADR 0820) and
+posts them through the SDK's own OTLP/HTTP client (endpoint, headers, compression, timeout
+and retries from the standard ``OTEL_*`` variables).
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+from baton_common.otlp_wire import (
+    AttributeValue,
+    encode_request,
+    encode_resource,
+    encode_scope,
+    encode_span,
+)
 
-__all__ = ["HotSpans", "Transport"]
+__all__ = ["HotSpan", "HotSpans", "Transport"]
 
-AttributeValue = str | int | float | bool
 # trace id (hex), span id, parent span id (hex), name, start ns, end ns, attributes, error type
 Record = tuple[str, int, str, str, int, int, Mapping[str, AttributeValue], str | None]
 
@@ -39,14 +42,50 @@ class Transport(Protocol):
     def export(self, data: bytes) -> Any: ...
 
 
-def _any_value(value: AttributeValue) -> AnyValue:
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    return AnyValue(string_value=str(value))
+class HotSpan:
+    """One hot span, begun when made, a context manager yielding the ``traceparent`` its
+    block's records carry: a child of ``parent_id`` in ``trace_id`` (hex, as in a
+    ``traceparent``). Leaving the block queues the span in ``owner`` (with the exception's
+    type, if one left it)."""
+
+    __slots__ = ("_attributes", "_began", "_name", "_owner", "_parent_id", "_span_id", "_trace_id")
+
+    def __init__(
+        self,
+        owner: HotSpans,
+        name: str,
+        trace_id: str,
+        parent_id: str,
+        attributes: Mapping[str, AttributeValue],
+    ) -> None:
+        self._owner = owner
+        self._trace_id = trace_id
+        self._parent_id = parent_id
+        self._name = name
+        self._attributes = attributes
+        self._span_id = random.getrandbits(64) or 1  # as the SDK's random id generator
+        self._began = time.time_ns()
+
+    def __enter__(self) -> str:
+        return f"00-{self._trace_id}-{self._span_id:016x}-01"
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        owner = self._owner
+        queue = owner._queue
+        if len(queue) == queue.maxlen:
+            owner.dropped += 1
+        queue.append(
+            (
+                self._trace_id,
+                self._span_id,
+                self._parent_id,
+                self._name,
+                self._began,
+                time.time_ns(),
+                self._attributes,
+                None if kind is None else kind.__name__,
+            )
+        )
 
 
 class HotSpans:
@@ -62,10 +101,8 @@ class HotSpans:
         max_batch: int = 2_048,
     ) -> None:
         self._transport = transport
-        self._resource = Resource(
-            attributes=[KeyValue(key=k, value=_any_value(v)) for k, v in resource.items()]
-        )
-        self._scope = InstrumentationScope(name="baton")
+        self._resource = encode_resource(resource)
+        self._scope = encode_scope("baton")
         self._delay = schedule_delay
         self._batch = max_batch
         self._queue: deque[Record] = deque(maxlen=max_queue)
@@ -75,28 +112,6 @@ class HotSpans:
         self._thread = threading.Thread(target=self._loop, name="baton-hot-spans", daemon=True)
         self._thread.start()
         atexit.register(self.shutdown)  # as the SDK's provider does: queued spans are sent
-
-    @staticmethod
-    def start() -> tuple[int, int]:
-        """A new span's id and start time (ids as the SDK's random id generator makes them)."""
-        return random.getrandbits(64) or 1, time.time_ns()
-
-    def end(
-        self,
-        trace_id: str,
-        span_id: int,
-        parent_id: str,
-        began: int,
-        name: str,
-        attributes: Mapping[str, AttributeValue],
-        error: str | None = None,
-    ) -> None:
-        """Queue a finished span; ids are hex as in a ``traceparent`` (span id an int)."""
-        if len(self._queue) == self._queue.maxlen:
-            self.dropped += 1
-        self._queue.append(
-            (trace_id, span_id, parent_id, name, began, time.time_ns(), attributes, error)
-        )
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Export what is queued and stop the thread."""
@@ -125,30 +140,4 @@ class HotSpans:
 
     def encode(self, records: Sequence[Record]) -> bytes:
         """One serialized OTLP ``ExportTraceServiceRequest`` holding ``records``."""
-        spans = [
-            Span(
-                trace_id=bytes.fromhex(trace_id),
-                span_id=span_id.to_bytes(8, "big"),
-                parent_span_id=bytes.fromhex(parent_id),
-                name=name,
-                kind=Span.SPAN_KIND_INTERNAL,
-                start_time_unix_nano=start,
-                end_time_unix_nano=end,
-                attributes=[
-                    KeyValue(key=k, value=_any_value(v))
-                    for k, v in (
-                        attributes if error is None else {**attributes, "error.type": error}
-                    ).items()
-                ],
-                status=None
-                if error is None
-                else Status(code=Status.STATUS_CODE_ERROR, message=error),
-            )
-            for trace_id, span_id, parent_id, name, start, end, attributes, error in records
-        ]
-        scope = ScopeSpans(scope=self._scope, spans=spans)
-        request = ExportTraceServiceRequest(
-            resource_spans=[ResourceSpans(resource=self._resource, scope_spans=[scope])]
-        )
-        data: bytes = request.SerializeToString()
-        return data
+        return encode_request(self._resource, self._scope, (encode_span(*r) for r in records))

@@ -27,6 +27,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from baton_common.hot_spans import HotSpan
+
 if TYPE_CHECKING:
     from baton_common.hot_spans import HotSpans
 
@@ -46,7 +48,6 @@ __all__ = [
 AttributeValue = str | int | float | bool
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACEPARENT: Final = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
-_SAMPLED: Final = 0x01
 _HEX: Final = frozenset("0123456789abcdef")
 _LOG_KEYS: Final = {"baton.run_id": "run_id", "baton.story_id": "story_id", "baton.step": "step"}
 
@@ -112,13 +113,29 @@ def _hot_spans(provider: Any, exporter: Any, env: Mapping[str, str]) -> HotSpans
     transport: Transport | None = getattr(exporter, "_client", None)  # endpoint, TLS, retries
     if transport is None or not isinstance(provider.sampler, ParentBased):
         return None
-    delay = float(env.get("OTEL_BSP_SCHEDULE_DELAY") or 5000) / 1000
     resource = {
         k: v
         for k, v in provider.resource.attributes.items()
         if isinstance(v, str | bool | int | float)
     }
-    return HotSpans(transport, resource, schedule_delay=delay)
+    # the batch processor's settings, as the SDK reads them; the queue holds 20,000 by
+    # default (the SDK's 2,048 is under half a schedule delay of one scheduler's commands)
+    return HotSpans(
+        transport,
+        resource,
+        schedule_delay=_positive(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000,
+        max_queue=int(_positive(env, "OTEL_BSP_MAX_QUEUE_SIZE", 20_000)),
+        max_batch=int(_positive(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 2048)),
+    )
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    """A positive number from ``env``; the default when unset or not one (as the SDK does)."""
+    try:
+        value = float(env.get(name) or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 def shutdown_tracing() -> None:
@@ -204,41 +221,50 @@ def parse_traceparent(value: str | None) -> tuple[str, str, int] | None:
     return trace_id, span_id, int(flags, 16)
 
 
-@contextmanager
 def hot_span(
     name: str, *, parent: str | None, attributes: Mapping[str, AttributeValue]
-) -> Iterator[str | None]:
-    """A span for a hot path (one per scheduler command); yields the ``traceparent`` that
-    records caused in the block carry.
+) -> AbstractContextManager[str | None]:
+    """A span for a hot path (one per scheduler command), a context manager yielding the
+    ``traceparent`` that records caused in the block carry.
 
-    Under a sampled ``parent`` it is recorded as a tuple and exported in a background
-    thread, at a small part of an SDK span's cost (ADR 0810); it is not the current span,
-    so log lines inside the block carry no trace ids and nested spans don't nest under it.
-    Without a valid parent it is an SDK :func:`span` (its sampler may start a new trace);
-    with tracing off, or an unsampled parent, ``parent`` is yielded unchanged.
+    Under a sampled ``parent`` it is a :class:`~baton_common.hot_spans.HotSpan`: queued as a
+    tuple when the block ends and exported in a background thread, at a small part of an
+    SDK span's cost (ADRs 0810, 0820); it is not the current span, so log lines inside the
+    block carry no trace ids and nested spans don't nest under it. Without a valid parent
+    it is an SDK :func:`span` (its sampler may start a new trace); with tracing off, or an
+    unsampled parent, ``parent`` is yielded unchanged.
     """
     hot = _State.hot
+    if (
+        hot is not None
+        and parent is not None
+        and (found := _HOT_PARENT.match(parent))
+        and found[1] != _ZERO_TRACE
+        and found[2] != _ZERO_SPAN
+    ):
+        if found[3] in "13579bdf":
+            return HotSpan(hot, name, found[1], found[2], attributes)
+        return nullcontext(parent)  # the parent-based sampler records no child
     if _State.tracer is None:
-        yield parent
-        return
-    parsed = parse_traceparent(parent) if hot is not None else None
-    if hot is None or parsed is None:
-        with span(name, parent=parent, attributes=attributes):
-            yield current_traceparent(parent)
-        return
-    trace_id, parent_id, flags = parsed
-    if not flags & _SAMPLED:  # the parent-based sampler records no child of it
-        yield parent
-        return
-    span_id, began = hot.start()
-    error = None
-    try:
-        yield f"00-{trace_id}-{span_id:016x}-01"
-    except BaseException as exc:
-        error = type(exc).__name__
-        raise
-    finally:
-        hot.end(trace_id, span_id, parent_id, began, name, attributes, error)
+        return nullcontext(parent)
+    return _sdk_hot_span(name, parent, attributes)
+
+
+# parse_traceparent's rules in one match (55 characters, lowercase hex, version not ff):
+# the trace id, the parent span id and the flags' last hex digit (odd when sampled)
+_HOT_PARENT: Final = re.compile(
+    r"(?!ff)[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]([0-9a-f])\Z"
+)
+_ZERO_TRACE: Final = "0" * 32
+_ZERO_SPAN: Final = "0" * 16
+
+
+@contextmanager
+def _sdk_hot_span(
+    name: str, parent: str | None, attributes: Mapping[str, AttributeValue]
+) -> Iterator[str | None]:
+    with span(name, parent=parent, attributes=attributes):
+        yield current_traceparent(parent)
 
 
 def record_span(

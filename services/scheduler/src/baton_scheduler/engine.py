@@ -29,6 +29,7 @@ from baton_common.settings import TopicSettings
 from baton_common.state import RunState
 from baton_common.story import Story
 from baton_common.telemetry import hot_span, tracing_enabled
+from baton_common.trusted import replaced
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
 from baton_scheduler.held import Batches, HeldCommands, gather
@@ -308,7 +309,7 @@ class Engine:
             attributes={"baton.run_id": command.run_id, "baton.command": command.type},
         ) as traceparent:
             if traceparent != envelope.traceparent:  # events and tasks name this span
-                envelope = envelope.model_copy(update={"traceparent": traceparent})
+                envelope = replaced(envelope, {"traceparent": traceparent})
             return await self._decide(record, envelope, command, staged)
 
     async def _decide(
