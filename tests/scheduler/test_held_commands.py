@@ -20,12 +20,12 @@ from scheduler_engine import (
     start_runs,
 )
 
-from baton_common.kafka import ConsumedRecord, OutboundRecord, make_consumer
+from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, make_consumer
 from baton_common.settings import TopicSettings
 from baton_common.topics import provision_topics
 from baton_scheduler import engine as engine_module
 from baton_scheduler.engine import Engine, Staged
-from baton_scheduler.held import Batches, HeldCommands, reassigning
+from baton_scheduler.held import HeldCommands, reassigning
 from baton_scheduler.produce import send_records
 
 TEXT = "id: held\nversion: 1\ntrigger: {webhook: {path: h}}\nsteps:\n  one: {action: http}\n"
@@ -65,7 +65,7 @@ class Recording(Engine):
     during_first: list[Callable[[], Awaitable[None]]]
 
     async def _commit_batch(
-        self, batches: Batches, staged: Staged
+        self, batches: Fetched, staged: Staged
     ) -> tuple[dict[int, int], set[int]]:
         self.batches.append([r.offset for rs in batches.values() for r in rs])
         return await super()._commit_batch(batches, staged)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel
 
@@ -26,6 +26,7 @@ __all__ = [
     "DLQ_RECORDS",
     "PRODUCE_SECONDS",
     "ConsumedRecord",
+    "Fetched",
     "OutboundRecord",
     "dead_letter",
     "make_consumer",
@@ -63,6 +64,10 @@ class ConsumedRecord(Protocol):
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
+
+
+Fetched = dict[TopicPartition, list[ConsumedRecord]]
+"""What a consumer's ``getmany`` returns: the records fetched, by partition, in offset order."""
 
 
 @dataclass(frozen=True, slots=True)

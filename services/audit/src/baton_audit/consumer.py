@@ -22,7 +22,7 @@ from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
 from baton_audit.db import Connection, Pool, column
 from baton_audit.metrics import BATCH_FAILURES, FRESHNESS, POSITION, RECORDS
-from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
+from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
 from baton_common.publishing import Publisher
 
 __all__ = ["Backoff", "PositionListener", "Projector", "RecordConsumer", "RecordHandler"]
@@ -37,16 +37,13 @@ records it cannot use, each with the reason."""
 
 _POLL_MS: Final = 1000
 
-Polled = dict[TopicPartition, list[ConsumedRecord]]
-"""What one poll returned: records by partition."""
-
 
 class RecordConsumer(Protocol):
     """The parts of ``AIOKafkaConsumer`` the projector uses."""
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> Polled: ...
+    ) -> Fetched: ...
 
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
 
@@ -195,7 +192,7 @@ class Projector:
         follow the rolled-back ones, are dropped (read again after the seek).
         """
         backoff = Backoff()
-        ahead: asyncio.Future[Polled | None] | None = None
+        ahead: asyncio.Future[Fetched | None] | None = None
         try:
             while True:
                 if self._resets:
@@ -232,7 +229,7 @@ class Projector:
         finally:
             await _dropped(ahead)
 
-    async def _poll(self) -> Polled | None:
+    async def _poll(self) -> Fetched | None:
         """One poll; None if it failed (logged)."""
         try:
             return await self._consumer.getmany(timeout_ms=_POLL_MS, max_records=self._max_records)
@@ -367,14 +364,14 @@ class Projector:
             return [(record, f"database refused the record: {type(exc).__name__}: {exc}")]
 
 
-def _done(polled: Polled) -> asyncio.Future[Polled | None]:
+def _done(polled: Fetched) -> asyncio.Future[Fetched | None]:
     """A poll already taken, to be awaited as the next one."""
-    future: asyncio.Future[Polled | None] = asyncio.get_running_loop().create_future()
+    future: asyncio.Future[Fetched | None] = asyncio.get_running_loop().create_future()
     future.set_result(polled)
     return future
 
 
-async def _dropped(ahead: asyncio.Future[Polled | None] | None) -> None:
+async def _dropped(ahead: asyncio.Future[Fetched | None] | None) -> None:
     """Cancel a poll taken ahead and wait for it to end; its records are read again after
     the seek that follows."""
     if ahead is not None and not ahead.done():

@@ -21,7 +21,7 @@ from baton_common.catalog import StoryCatalog
 from baton_common.commands import COMMAND_ADAPTER, Command, StartRun
 from baton_common.envelope import Envelope, EnvelopeError, decode_record
 from baton_common.heap import settle_heap
-from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
+from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
 from baton_common.metrics import labelled
 from baton_common.outbound_records import record as encoded_record
 from baton_common.policy_catalog import PolicyCatalog
@@ -32,7 +32,7 @@ from baton_common.telemetry import hot_span, tracing_enabled
 from baton_common.trusted import replaced
 from baton_scheduler import metrics
 from baton_scheduler.decide import Context, decide
-from baton_scheduler.held import Batches, HeldCommands, gather
+from baton_scheduler.held import HeldCommands, gather
 from baton_scheduler.journal import journal
 from baton_scheduler.produce import send_records
 from baton_scheduler.rate_window import StartWindow
@@ -167,7 +167,7 @@ class Engine:
                 self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
-    async def _next_batch(self) -> Batches:
+    async def _next_batch(self) -> Fetched:
         """The next batch: the commands gathered while the previous one ran, else the
         first fetched within 0.5 s; at most ``max_batch``."""
         await self._gather()
@@ -181,7 +181,7 @@ class Engine:
         await gather(self._consumer, self._held, up_to=2 * self._max_batch)
 
     async def _commit_batch(
-        self, batches: dict[TopicPartition, list[ConsumedRecord]], staged: Staged
+        self, batches: Fetched, staged: Staged
     ) -> tuple[dict[int, int], set[int]]:
         """Decide and produce a batch in one transaction; return the new ``baton.runs``
         end offsets per partition and the partitions snapshotted in it."""
@@ -226,7 +226,7 @@ class Engine:
 
     async def _snapshot(
         self,
-        batches: dict[TopicPartition, list[ConsumedRecord]],
+        batches: Fetched,
         staged: Staged,
         ends: dict[int, int],
     ) -> set[int]:

@@ -20,18 +20,16 @@ from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from baton_common.kafka import ConsumedRecord
+from baton_common.kafka import ConsumedRecord, Fetched
 
-__all__ = ["Batches", "HeldCommands", "gather", "reassigning"]
-
-Batches = dict[TopicPartition, list[ConsumedRecord]]
+__all__ = ["HeldCommands", "gather", "reassigning"]
 
 
 class HeldCommands:
     """Fetched records per partition, in offset order, not yet in a batch."""
 
     def __init__(self) -> None:
-        self._held: Batches = {}
+        self._held: Fetched = {}
         self.count = 0
 
     def __bool__(self) -> bool:
@@ -42,9 +40,9 @@ class HeldCommands:
             self._held.setdefault(tp, []).extend(records)
             self.count += len(records)
 
-    def take(self, limit: int) -> Batches:
+    def take(self, limit: int) -> Fetched:
         """At most ``limit`` records; a partition's rest stays held, behind the others."""
-        taken: Batches = {}
+        taken: Fetched = {}
         for tp in list(self._held):
             if limit <= 0:
                 break
