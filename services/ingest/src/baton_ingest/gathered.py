@@ -88,8 +88,7 @@ class GatheredSends:
         self._lanes = (producer, *more)
         self._linger = linger
         self._open: dict[_Partition, _Batch] = {}
-        self._outstanding: dict[_Partition, int] = {}  # handed over, not yet settled
-        self._on_lane: dict[_Partition, list[int]] = {}  # per lane, handed and unsettled
+        self._on_lane: dict[_Partition, list[int]] = {}  # handed over, not yet settled, per lane
         self._partitions: dict[str, list[int]] = {}
         self._chosen: dict[tuple[str, bytes], int] = {}
         self._known_until = 0.0
@@ -186,13 +185,12 @@ class GatheredSends:
             self._hand_over(batch)
 
     def _lane_free(self, tp: _Partition) -> bool:
-        return self._outstanding.get(tp, 0) < len(self._lanes)
+        return sum(self._on_lane.get(tp, ())) < len(self._lanes)
 
     def _hand_over(self, batch: _Batch) -> None:
         if self._open.get(batch.tp) is batch:
             del self._open[batch.tp]
         batch.handed = True
-        self._outstanding[batch.tp] = self._outstanding.get(batch.tp, 0) + 1
         loads = self._on_lane.setdefault(batch.tp, [0] * len(self._lanes))
         after, batch.after = batch.after, None
         if after is not None and after.lane >= 0:  # the start of its records is in flight
@@ -217,7 +215,6 @@ class GatheredSends:
             batch.settle(None)
             labelled(PRODUCE_SECONDS, topic).observe(time.perf_counter() - started)
         finally:
-            self._outstanding[batch.tp] -= 1
             self._on_lane[batch.tp][batch.lane] -= 1
             batch.lane = -1
             waiting = self._open.get(batch.tp)
