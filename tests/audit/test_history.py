@@ -10,7 +10,6 @@ import pytest
 from fastapi import FastAPI
 from roles_kit import ADMIN
 
-from baton_audit.consumer import Projector
 from baton_audit.db import create_pool
 from baton_audit.main import create_app
 from baton_audit.settings import AuditSettings
@@ -23,9 +22,9 @@ from .fakes import (
     STORY_YAML,
     T0,
     TOPIC,
-    FakeConsumer,
     FakePublisher,
     approved_run,
+    projector_on,
     records,
     story_records,
     triage_run,
@@ -43,14 +42,7 @@ async def client(settings: AuditSettings) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         pool = await create_pool(settings.database_url, schema=settings.db_schema, max_size=2)
         try:
-            projector = Projector(
-                consumer=FakeConsumer(),
-                pool=pool,
-                handle=WRITER.apply,
-                publisher=FakePublisher(),
-                name="audit",
-                dlq_topic="baton.dlq",
-            )
+            projector = projector_on(pool, WRITER.apply)
             await projector.apply_batch(TOPIC, 0, records(triage_run("t1")))
             log = []
             for n in range(1, 7):

@@ -18,7 +18,7 @@ from baton_common.kafka import ConsumedRecord, make_consumer, make_producer, out
 from baton_common.testing import Record, eventually
 
 from .conftest import PoolFactory
-from .fakes import T0, FakeConsumer, FakePublisher, approved_run, triage_run
+from .fakes import T0, FakePublisher, approved_run, projector_on, triage_run
 from .live import namespace
 
 pytestmark = pytest.mark.integration
@@ -63,15 +63,7 @@ class _FailsOnce:
 
 
 async def _reference(pool: Pool, topic: str, stories: str, parts: list[list[Record]]) -> None:
-    writer = AuditWriter(runs_topic=topic, stories_topic=stories)
-    projector = Projector(
-        consumer=FakeConsumer(),
-        pool=pool,
-        handle=writer.apply,
-        publisher=FakePublisher(),
-        name="audit",
-        dlq_topic="baton.dlq",
-    )
+    projector = projector_on(pool, AuditWriter(runs_topic=topic, stories_topic=stories).apply)
     for partition, records in enumerate(parts):
         await projector.apply_batch(topic, partition, records)
 
