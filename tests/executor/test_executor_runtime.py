@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from baton_common.settings import TopicSettings
 from baton_common.topics import provision_topics
-from baton_executor.main import GC_YOUNG_THRESHOLD, create_app
+from baton_executor.main import create_app
 from baton_executor.settings import ExecutorSettings
 
 
@@ -17,7 +17,7 @@ async def test_the_running_app_collects_rarely_and_gives_the_collector_back(
     kafka_bootstrap: str,
 ) -> None:
     before = gc.get_threshold()
-    assert before[0] != GC_YOUNG_THRESHOLD
+    threshold = before[0] * 7 + 3  # not what the collector has now, nor the default
     namespace = f"rt{uuid4().hex[:8]}"
     names = {k: v for k, v in TopicSettings().model_dump().items() if isinstance(v, str)}
     topics = TopicSettings.model_validate(
@@ -25,12 +25,15 @@ async def test_the_running_app_collects_rarely_and_gives_the_collector_back(
     )
     await provision_topics(kafka_bootstrap, topics)
     settings = ExecutorSettings(
-        kafka_bootstrap=kafka_bootstrap, group_id=f"{namespace}-executor", topics=topics
+        kafka_bootstrap=kafka_bootstrap,
+        group_id=f"{namespace}-executor",
+        topics=topics,
+        gc_threshold=threshold,
     )
     app = create_app(settings, registry=CollectorRegistry())
 
     async with app.router.lifespan_context(app):
-        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])
+        assert gc.get_threshold() == (threshold, *before[1:])
         assert gc.get_freeze_count() > 0  # start-up's objects are out of the collector's way
 
     assert gc.get_threshold() == before

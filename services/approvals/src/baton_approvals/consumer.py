@@ -21,7 +21,7 @@ from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
 from baton_approvals.db import Connection, Pool, column
 from baton_approvals.metrics import BATCH_FAILURES, POSITION, RECORDS
-from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
+from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
 from baton_common.publishing import Publisher
 
 __all__ = ["Backoff", "PositionListener", "Projector", "RecordConsumer", "RecordHandler"]
@@ -39,7 +39,7 @@ class RecordConsumer(Protocol):
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[ConsumedRecord]]: ...
+    ) -> Fetched: ...
 
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
 

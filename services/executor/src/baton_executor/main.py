@@ -45,7 +45,6 @@ from baton_executor.secrets import SecretStore
 from baton_executor.settings import ExecutorSettings
 
 __all__ = [
-    "GC_YOUNG_THRESHOLD",
     "PRODUCE_BATCH_BYTES",
     "build_actions",
     "build_client",
@@ -59,9 +58,6 @@ log = structlog.get_logger(__name__)
 
 PRODUCE_BATCH_BYTES: Final = 256 * 1024
 """Bytes of one partition's commands in one produce request (aiokafka's default: 16 KiB)."""
-GC_YOUNG_THRESHOLD: Final = 50_000
-"""The collector's thresholds once start-up is done (ADR 0340): a young collection per
-50,000 net allocations of container objects rather than 700."""
 
 
 class _NoCookies(CookiePolicy):
@@ -268,7 +264,7 @@ def create_app(settings: ExecutorSettings, *, registry: CollectorRegistry = REGI
             # Start-up's objects out of the collector's sight (full collections walked them,
             # ~200 ms each, ADR 0330); young collections every 700 net allocations walked
             # the attempts in flight again and again (~5% of a step's CPU, ADR 0340).
-            stack.callback(release_heap, settle_heap(GC_YOUNG_THRESHOLD))
+            stack.callback(release_heap, settle_heap(settings.gc_threshold))
             log.info("executor started", topics=topics, bootstrap=bootstrap)
             yield
         log.info("executor stopped")

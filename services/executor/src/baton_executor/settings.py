@@ -56,6 +56,13 @@ class ExecutorSettings(BatonSettings):
     recent_attempts: int = Field(
         10_000, ge=0, description="reported attempt ids remembered to skip redeliveries"
     )
+    gc_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="objects of net growth between two young-generation collections once "
+        "start-up is done (0: Python's default, 700, which walked the attempts in flight "
+        "again and again, ADR 0340)",
+    )
     secrets_dir: Path | None = Field(
         None, description="directory of mounted secret files (one file per secret name)"
     )
