@@ -35,6 +35,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
 
 from aiokafka import AIOKafkaConsumer
+from figures import percentile
 from platform_kit import build_platform, topic_env
 from stages import print_stages, scrape
 
@@ -60,11 +61,6 @@ steps:
     with: {method: POST, url: "http://127.0.0.1:9/unused"}
 """
 ALICE = {"Authorization": "Bearer tok-alice"}
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def report(name: str, seconds: list[float]) -> None:

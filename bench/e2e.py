@@ -36,6 +36,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
+from figures import cpu_seconds, percentile  # noqa: E402
 from world_kit import APPROVER, WorldStack, world_stack  # noqa: E402
 
 from baton_common import ids  # noqa: E402
@@ -43,18 +44,6 @@ from baton_common.kafka import make_consumer  # noqa: E402
 
 STORY = "phishing-triage"
 FINISHED = {b"baton.run.succeeded.v1", b"baton.run.failed.v1"}
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 @dataclass

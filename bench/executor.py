@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from figures import cpu_seconds
 
 from baton_common import ids
 from baton_common.kafka import make_consumer, make_producer, outbound, to_envelope
@@ -152,12 +153,6 @@ async def _collect(bootstrap: str, topics: TopicSettings, count: int, within: fl
     return stamps
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _executor_command(profile: str | None) -> list[str]:
     if profile is None:
         return [sys.executable, "-m", "baton_executor"]
@@ -246,11 +241,11 @@ def _bench(args: argparse.Namespace) -> None:
             )
         started = time.monotonic()
         _wait_ready(f"http://127.0.0.1:{executor_port}", executor)
-        cpu_ready, upstream_ready = _cpu_seconds(executor.pid), _cpu_seconds(upstream.pid)
+        cpu_ready, upstream_ready = cpu_seconds(executor.pid), cpu_seconds(upstream.pid)
         reader_ready = time.process_time()
         stamps = asyncio.run(_collect(bootstrap, topics, args.count, within=args.timeout))
-        cpu = _cpu_seconds(executor.pid) - cpu_ready
-        upstream_cpu = _cpu_seconds(upstream.pid) - upstream_ready
+        cpu = cpu_seconds(executor.pid) - cpu_ready
+        upstream_cpu = cpu_seconds(upstream.pid) - upstream_ready
         reader_cpu = time.process_time() - reader_ready
         wall = time.monotonic() - started
     finally:
