@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"
 
 from aiokafka import AIOKafkaConsumer
 from figures import percentile
+from namespaces import drop_namespaces
 from platform_kit import build_platform, topic_env
 from stages import print_stages, scrape
 
@@ -161,6 +162,7 @@ async def main(gates: int, stages: bool) -> None:
     finally:
         for service in services:
             service.stop()
+        await drop_namespaces(bootstrap, [platform.namespace])
 
 
 async def measure(

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from figures import cpu_seconds, percentile  # noqa: E402
+from namespaces import drop_namespaces  # noqa: E402
 from world_kit import APPROVER, WorldStack, world_stack  # noqa: E402
 
 from baton_common import ids  # noqa: E402
@@ -183,11 +184,16 @@ async def measure(stack: WorldStack, args: argparse.Namespace) -> None:
 def main(args: argparse.Namespace) -> None:
     bootstrap = os.environ["BATON_KAFKA_BOOTSTRAP"]
     database_url = os.environ["BATON_DATABASE_URL"]
-    with (
-        tempfile.TemporaryDirectory() as logs,
-        world_stack(bootstrap, database_url, Path(logs), [STORY]) as stack,
-    ):
-        asyncio.run(measure(stack, args))
+    namespaces: list[str] = []
+    try:
+        with (
+            tempfile.TemporaryDirectory() as logs,
+            world_stack(bootstrap, database_url, Path(logs), [STORY]) as stack,
+        ):
+            namespaces.append(stack.platform.namespace)
+            asyncio.run(measure(stack, args))
+    finally:  # once the services are stopped
+        asyncio.run(drop_namespaces(bootstrap, namespaces))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import httpx
 from figures import cpu_seconds
+from namespaces import drop_namespaces
 
 from baton_common import ids
 from baton_common.kafka import make_consumer, make_producer, outbound, to_envelope
@@ -255,6 +256,7 @@ def _bench(args: argparse.Namespace) -> None:
         for process in (executor, upstream):
             if process is not None:
                 process.wait(300 if args.profile else 30)  # writing a profile takes a while
+        asyncio.run(drop_namespaces(bootstrap, [namespace]))
     if len(stamps) < args.count:
         print(f"only {len(stamps)} of {args.count} steps completed within {args.timeout}s")
         sys.exit(1)
