@@ -20,7 +20,8 @@ from baton_common.kafka import (
 )
 from baton_common.settings import TopicSettings
 from baton_common.topics import provision_topics
-from baton_scheduler.engine import Engine, Staged
+from baton_scheduler.batch import Staged
+from baton_scheduler.engine import Engine
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,12 @@ from scheduler_engine import (
     start_runs,
 )
 
-from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, make_consumer
+from baton_common.kafka import ConsumedRecord, OutboundRecord, make_consumer
 from baton_common.settings import TopicSettings
 from baton_common.topics import provision_topics
 from baton_scheduler import engine as engine_module
-from baton_scheduler.engine import Engine, Staged
+from baton_scheduler.batch import Decided, Staged
+from baton_scheduler.engine import Engine, Written
 from baton_scheduler.held import HeldCommands, reassigning
 from baton_scheduler.produce import send_records
 
@@ -64,14 +65,12 @@ class Recording(Engine):
     batches: list[list[int]]
     during_first: list[Callable[[], Awaitable[None]]]
 
-    async def _commit_batch(
-        self, batches: Fetched, staged: Staged
-    ) -> tuple[dict[int, int], set[int]]:
-        self.batches.append([r.offset for rs in batches.values() for r in rs])
-        return await super()._commit_batch(batches, staged)
+    async def _commit_batch(self, batch: Decided) -> Written:
+        self.batches.append([r.offset for rs in batch.records.values() for r in rs])
+        return await super()._commit_batch(batch)
 
     async def handle(self, record: ConsumedRecord, staged: Staged) -> list[OutboundRecord]:
-        if len(self.batches) == 1 and self.during_first:
+        if not self.batches and self.during_first:
             await self.during_first.pop(0)()
         return await super().handle(record, staged)
 

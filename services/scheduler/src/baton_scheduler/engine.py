@@ -31,8 +31,9 @@ from baton_common.story import Story
 from baton_common.telemetry import hot_span, tracing_enabled
 from baton_common.trusted import replaced
 from baton_scheduler import metrics
+from baton_scheduler.batch import Decided, StageClock, Staged
 from baton_scheduler.decide import Context, decide
-from baton_scheduler.held import HeldCommands, gather
+from baton_scheduler.held import HeldCommands, gather, reassigning
 from baton_scheduler.journal import journal
 from baton_scheduler.produce import send_records
 from baton_scheduler.rate_window import StartWindow
@@ -45,16 +46,14 @@ __all__ = ["Engine"]
 
 log = structlog.get_logger(__name__)
 
-Staged = dict[str, tuple[int, RunState]]
+Written = tuple[dict[int, int], set[int]]  # baton.runs end offsets; partitions snapshotted
 
-# Deciding yields to the event loop this often, so the transaction's requests (its
-# AddOffsetsToTxn first) are sent and answered while the batch is decided; once per
-# command was a loop turn (a poll of the sockets) per command (ADR 0150).
+# Deciding yields to the event loop this often; once per command was a loop turn (a poll
+# of the sockets) per command (ADR 0150).
 YIELD_SECONDS = 0.002
-# ... and this often while the offsets are not in yet: their two requests take about four
-# turns of aiokafka's sender, which at one turn every 2 ms were still pending when a
-# short batch had been decided (ADR 0180).
-OFFSETS_YIELD_SECONDS = 0.0005
+# ... and this often while the previous batch's transaction is in flight: each of its
+# requests takes about four turns of aiokafka's sender (ADRs 0180, 0181).
+INFLIGHT_YIELD_SECONDS = 0.0005
 
 
 class Engine:
@@ -99,6 +98,7 @@ class Engine:
         self._policies = policies
         self._starts = StartWindow()
         self._held = HeldCommands()  # fetched for the next batch (ADR 0180)
+        self._inflight: Decided | None = None  # the batch whose transaction is open
         self._debug = log.bind().is_enabled_for(logging.DEBUG)  # as logging is configured
 
     def subscribe(self) -> None:
@@ -133,95 +133,157 @@ class Engine:
         log.info("partitions revoked", partitions=partitions, runs_dropped=dropped)
 
     async def run(self) -> None:
-        """Process commands until cancelled."""
-        while True:
-            batches = await self._next_batch()
-            # records of a partition whose run states are not rebuilt yet (the rebalance
-            # callback is still recovering it) are put back, to be decided after recovery
-            unready = [tp for tp in batches if tp.partition not in self.assigned]
-            for tp in unready:
-                self._held.drop(tp)  # no await between dropping and seeking
-                self._consumer.seek(tp, batches.pop(tp)[0].offset)
-            if not batches:
-                if unready:
-                    await asyncio.sleep(0.05)
-                continue
-            started = time.perf_counter()
-            staged: Staged = {}
-            try:
-                ends, snapped = await self._commit_batch(batches, staged)
-            except ProducerFenced:
-                log.error("another scheduler took over this transactional id; stopping")
-                raise
-            except (KafkaError, OSError) as exc:
-                metrics.TRANSACTION_ABORTS.inc()
-                log.warning("transaction aborted; replaying the batch", error=repr(exc))
-                await self._rewind(list(batches))
-                await asyncio.sleep(1.0)
-                continue
-            self.store.apply(staged)
-            self.timers.track(state for _, state in staged.values())
-            self._runs_end.update(ends)
-            for tp, records in batches.items():
-                since = self._since_snapshot.get(tp.partition, 0) + len(records)
-                self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        """Process commands until cancelled. A batch is decided while the previous one's
+        transaction is in flight and begins its own as soon as that one has committed
+        (ADR 0181): the decide step is off the transactions' critical path."""
+        committing: asyncio.Task[Written] | None = None
+        try:
+            while True:
+                batch = Decided()
+                failure: Exception | None = None
+                try:
+                    await self._decide_next(batch, committing)
+                except Exception as exc:  # settled below, with the transaction in flight
+                    failure = exc
+                replay = await self._settle(committing)
+                committing = None
+                if failure is not None and not isinstance(failure, KafkaError | OSError):
+                    raise failure
+                if failure is not None:
+                    metrics.TRANSACTION_ABORTS.inc()
+                    log.warning("batch failed; replaying it", error=repr(failure))
+                if failure is not None or replay:
+                    # decided on top of the aborted batch, or failed itself: decided again
+                    await self._rewind(list({*replay, *batch.records}))
+                    await asyncio.sleep(1.0)
+                    continue
+                if batch:
+                    self._inflight = batch
+                    committing = asyncio.create_task(self._commit_batch(batch))
+        finally:
+            if committing is not None:
+                committing.cancel()
+                await asyncio.wait({committing})
+            self._inflight = None
 
-    async def _next_batch(self) -> Fetched:
-        """The next batch: the commands gathered while the previous one ran, else the
-        first fetched within 0.5 s; at most ``max_batch``."""
-        await self._gather()
+    async def _decide_next(self, batch: Decided, committing: asyncio.Task[Written] | None) -> None:
+        """Decide fetched commands into ``batch`` until ``committing`` (the previous batch's
+        transaction) is done or the batch is full; with none in flight, what is fetched."""
+        while batch.count < self._max_batch:
+            taken = await self._take(self._max_batch - batch.count, committing)
+            if taken:
+                await self._decide_into(batch, taken, committing)
+            if committing is None and (batch or taken is None):
+                return
+            if committing is not None and committing.done():
+                return
+
+    async def _take(self, room: int, committing: asyncio.Task[Written] | None) -> Fetched | None:
+        """Up to ``room`` fetched commands: what is held or fetched, else the first to
+        arrive (within 0.5 s) or nothing once ``committing`` is done. ``None`` when none
+        arrived with nothing in flight."""
         if not self._held:
-            fetched = await self._consumer.getmany(timeout_ms=500, max_records=self._max_batch)
-            self._held.add(fetched)
-        return self._held.take(self._max_batch)
+            await self._gather()
+        if not self._held:
+            await self._wait_for_commands(committing)
+            if not self._held:
+                return None if committing is None else {}
+        taken = self._held.take(room)
+        # records of a partition whose run states are not rebuilt yet (the rebalance
+        # callback is still recovering it) are put back, to be decided after recovery
+        unready = [tp for tp in taken if tp.partition not in self.assigned]
+        for tp in unready:
+            self._held.drop(tp)  # no await between dropping and seeking
+            self._consumer.seek(tp, taken.pop(tp)[0].offset)
+        if unready and not taken:
+            await asyncio.sleep(0.05)
+        return taken
+
+    async def _wait_for_commands(self, committing: asyncio.Task[Written] | None) -> None:
+        """Hold the next fetched commands, waiting up to 0.5 s, or until ``committing`` is
+        done if it is sooner; never while the group is rebalancing with a transaction in
+        flight (``getmany`` then waits for the new assignment)."""
+        if committing is None:
+            self._held.add(await self._fetch())
+            return
+        if reassigning(self._consumer):
+            await asyncio.wait({committing})
+            return
+        fetch = asyncio.ensure_future(self._fetch())
+        await asyncio.wait({fetch, committing}, return_when=asyncio.FIRST_COMPLETED)
+        fetch.cancel()  # waiting only: a cancelled getmany has taken no record
+        await asyncio.wait({fetch})
+        if not fetch.cancelled():
+            self._held.add(fetch.result())
+
+    async def _fetch(self) -> Fetched:
+        fetched: Fetched = await self._consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+        return fetched
+
+    async def _decide_into(
+        self, batch: Decided, taken: Fetched, committing: asyncio.Task[Written] | None
+    ) -> None:
+        """Decide ``taken`` into ``batch``, turning the event loop often enough for the
+        transaction in flight (its requests) to go on meanwhile."""
+        every = YIELD_SECONDS if committing is None else INFLIGHT_YIELD_SECONDS
+        started = yielded = time.perf_counter()
+        for tp, records in taken.items():
+            batch.add(tp, records)
+            for record in records:
+                if (now := time.perf_counter()) - yielded >= every:
+                    await asyncio.sleep(0)
+                    yielded = now
+                batch.outs.extend(await self.handle(record, batch.staged))
+        batch.deciding += time.perf_counter() - started
+
+    async def _settle(self, committing: asyncio.Task[Written] | None) -> list[TopicPartition]:
+        """Wait for ``committing``; apply its batch once committed, or return its
+        partitions to replay once aborted."""
+        batch, self._inflight = self._inflight, None
+        if committing is None or batch is None:
+            return []
+        try:
+            ends, snapped = await committing
+        except ProducerFenced:
+            log.error("another scheduler took over this transactional id; stopping")
+            raise
+        except (KafkaError, OSError) as exc:
+            metrics.TRANSACTION_ABORTS.inc()
+            log.warning("transaction aborted; replaying the batch", error=repr(exc))
+            return list(batch.records)
+        self.store.apply(batch.staged)
+        self.timers.track(state for _, state in batch.staged.values())
+        self._runs_end.update(ends)
+        for tp, records in batch.records.items():
+            since = self._since_snapshot.get(tp.partition, 0) + len(records)
+            self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - batch.started)
+        return []
 
     async def _gather(self) -> None:
-        """Hold what the consumer has fetched so far for the next batch (ADR 0180)."""
+        """Hold what the consumer has fetched so far (ADR 0180)."""
         await gather(self._consumer, self._held, up_to=2 * self._max_batch)
 
-    async def _commit_batch(
-        self, batches: Fetched, staged: Staged
-    ) -> tuple[dict[int, int], set[int]]:
-        """Decide and produce a batch in one transaction; return the new ``baton.runs``
-        end offsets per partition and the partitions snapshotted in it."""
-        stages = _StageClock()
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+    async def _commit_batch(self, batch: Decided) -> Written:
+        """Commit a decided batch in one transaction; return the new ``baton.runs`` end
+        offsets per partition and the partitions snapshotted in it."""
+        stages = StageClock()
         async with self._producer.transaction():
-            # The consumer offsets join the transaction first, while the batch is decided,
-            # and the records go out only once they are in: a produce racing a coordinator
-            # state change (AddOffsetsToTxn) is refused by the broker's transaction
-            # verification and retried 100 ms later (ADR 0120).
-            offsets_added = asyncio.ensure_future(
-                self._producer.send_offsets_to_transaction(offsets, self._group_id)
-            )
-            try:
-                outs: list[OutboundRecord] = []
-                yielded = 0.0  # the producer's sender task runs at each yield
-                for records in batches.values():
-                    for record in records:
-                        every = YIELD_SECONDS if offsets_added.done() else OFFSETS_YIELD_SECONDS
-                        if (now := time.perf_counter()) - yielded >= every:
-                            await asyncio.sleep(0)
-                            yielded = now
-                        outs.extend(await self.handle(record, staged))
-                stages.lap("decide")
-                await self._gather()
-                await offsets_added
-            finally:
-                offsets_added.cancel()  # only when deciding failed: the transaction aborts
+            # The consumer offsets join the transaction first and the records go out only
+            # once they are in: a produce racing a coordinator state change (AddOffsetsToTxn)
+            # is refused by the broker's transaction verification (ADR 0120).
+            await self._producer.send_offsets_to_transaction(batch.offsets(), self._group_id)
             stages.lap("offsets")
-            written = await send_records(self._producer, outs)
+            written = await send_records(self._producer, batch.outs)
             stages.lap("produce")
-            await self._gather()
             ends = {
                 tp.partition: end for tp, end in written.items() if tp.topic == self._topics.runs
             }
-            snapped = await self._snapshot(batches, staged, ends)
+            snapped = await self._snapshot(batch.records, batch.staged, ends)
             if snapped:
                 stages.lap("snapshot")
         stages.lap("commit")
-        stages.record(commands=sum(len(r) for r in batches.values()), records=len(outs))
+        stages.record(decide=batch.deciding, commands=batch.count, records=len(batch.outs))
         return ends, snapped
 
     async def _snapshot(
@@ -319,10 +381,13 @@ class Engine:
         partition = record.partition
 
         def lookup(run_id: str) -> RunState | None:
-            return staged[run_id][1] if run_id in staged else self.store.get(run_id)
+            if run_id in staged:
+                return staged[run_id][1]
+            # decided in the batch whose transaction is in flight (ADR 0181)
+            inflight = self._inflight.staged if self._inflight is not None else {}
+            return inflight[run_id][1] if run_id in inflight else self.store.get(run_id)
 
-        run_id = command.run_id
-        state = staged[run_id][1] if run_id in staged else self.store.get(run_id)
+        state = lookup(command.run_id)
         current = None
         if isinstance(command, StartRun):
             # a new run, or a new dedup generation: the version the command asks for
@@ -412,29 +477,6 @@ def _reason(exc: Exception) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "command"
         return f"not a valid command: {where}: {err['msg']}"
     return str(exc)
-
-
-class _StageClock:
-    """Times the stages of one batch's transaction (``baton_scheduler_batch_stage_seconds``;
-    a debug log line per batch)."""
-
-    def __init__(self) -> None:
-        self._last = time.perf_counter()
-        self._laps: dict[str, float] = {}
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self._laps[stage] = now - self._last
-        self._last = now
-
-    def record(self, **sizes: int) -> None:
-        for stage, seconds in self._laps.items():
-            metrics.BATCH_STAGE_SECONDS.labels(stage).observe(seconds)
-        log.debug(
-            "batch committed",
-            **sizes,
-            **{f"{stage}_ms": round(s * 1000, 1) for stage, s in self._laps.items()},
-        )
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
