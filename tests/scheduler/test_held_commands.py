@@ -23,9 +23,10 @@ from scheduler_engine import (
 from baton_common.kafka import ConsumedRecord, OutboundRecord, make_consumer
 from baton_common.settings import TopicSettings
 from baton_common.topics import provision_topics
-from baton_scheduler import engine as engine_module
+from baton_scheduler import command_loop
 from baton_scheduler.batch import Decided, Staged
-from baton_scheduler.engine import Engine, Written
+from baton_scheduler.command_loop import Written
+from baton_scheduler.engine import Engine
 from baton_scheduler.held import HeldCommands, reassigning
 from baton_scheduler.produce import send_records
 
@@ -132,7 +133,7 @@ async def test_commands_arriving_in_two_waves_during_a_batch_are_decided_in_the_
         await asyncio.sleep(0.5)  # a slow broker: time for a fetch to come back meanwhile
         return written
 
-    monkeypatch.setattr(engine_module, "send_records", slow_produce)
+    monkeypatch.setattr(command_loop, "send_records", slow_produce)
 
     async def all_started() -> bool:
         return len(await run_started_counts(kafka_bootstrap, topics)) == 8
