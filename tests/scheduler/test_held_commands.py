@@ -53,6 +53,12 @@ def test_held_commands_are_taken_in_order_per_partition_up_to_the_limit() -> Non
     assert [r.offset for r in second[a]] == [4]
     assert not held
     held.add({a: records(a, range(5, 7)), b: records(b, range(12, 13))})
+    taken = held.take(3)  # 5, 6 of a; 12 of b
+    held.add({a: records(a, range(7, 8))})
+    held.put_back([(a, taken[a][1]), (b, taken[b][0])])  # taken, not decided
+    assert held.count == 3
+    assert [r.offset for r in held.take(10)[a]] == [6, 7]
+    held.add({a: records(a, range(5, 7)), b: records(b, range(12, 13))})
     held.drop_partitions({1})
     held.drop(a)
     assert held.count == 0

@@ -35,9 +35,11 @@ class Decided:
     def __bool__(self) -> bool:
         return self.count > 0
 
-    def add(self, tp: TopicPartition, records: list[ConsumedRecord]) -> None:
-        self.records.setdefault(tp, []).extend(records)
-        self.count += len(records)
+    def add(self, tp: TopicPartition, record: ConsumedRecord, outs: list[OutboundRecord]) -> None:
+        """One more command decided, and the records it produces."""
+        self.records.setdefault(tp, []).append(record)
+        self.outs.extend(outs)
+        self.count += 1
 
     def offsets(self) -> dict[TopicPartition, int]:
         """The consumer offsets committing this batch moves to."""
