@@ -40,11 +40,9 @@ Written = tuple[dict[int, int], set[int]]  # baton.runs end offsets; partitions 
 # Deciding yields to the event loop this often; once per command was a loop turn (a poll
 # of the sockets) per command (ADR 0150).
 YIELD_SECONDS = 0.002
-# ... and this often, several turns at a time, while the previous batch's transaction is
-# in flight: an answer takes aiokafka's sender about five turns to become the next
-# request (ADR 0181), which at one turn a yield waited for as many slices of deciding.
-INFLIGHT_YIELD_SECONDS = 0.001
-INFLIGHT_YIELD_TURNS = 5
+# ... and this often while the previous batch's transaction is in flight: each of its
+# requests takes about four turns of aiokafka's sender (ADRs 0180, 0181).
+INFLIGHT_YIELD_SECONDS = 0.0005
 
 
 class CommandLoop:
@@ -165,18 +163,13 @@ class CommandLoop:
         self, batch: Decided, taken: Fetched, committing: asyncio.Task[Written] | None
     ) -> None:
         """Decide ``taken`` into ``batch``, turning the event loop often enough for the
-        transaction in flight to go on meanwhile; once it is done, what is not decided
-        yet goes back to the held commands, so the next transaction begins at once."""
+        transaction in flight (its requests) to go on meanwhile."""
         every = YIELD_SECONDS if committing is None else INFLIGHT_YIELD_SECONDS
         yielded = time.perf_counter()
         commands = [(tp, record) for tp, records in taken.items() for record in records]
         for n, (tp, record) in enumerate(commands):
             if (now := time.perf_counter()) - yielded >= every:
-                for _ in range(1 if committing is None else INFLIGHT_YIELD_TURNS):
-                    await asyncio.sleep(0)
-                if committing is not None and committing.done():
-                    self._held.put_back(commands[n:])
-                    return
+                await asyncio.sleep(0)
                 yielded = now = time.perf_counter()
             try:
                 outs = await self.handle(record, batch.staged)
