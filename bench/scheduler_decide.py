@@ -31,8 +31,7 @@ from baton_common.envelope import encode_record
 from baton_common.records import StoryPublished
 from baton_common.service import configure_logging
 from baton_common.testing import Record
-from baton_scheduler.batch import Staged
-from baton_scheduler.engine import Engine
+from baton_scheduler.engine import Engine, Staged
 from scheduler import STORY, STORY_TEXT, command_envelope, new_traceparent, topics_for
 
 # the story's steps in the order their CompleteSteps arrive (fetch, the fan-out, then on)

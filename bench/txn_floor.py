@@ -80,6 +80,7 @@ async def main() -> None:
     parser.add_argument("--decide-ms", type=float, default=0.0)
     parser.add_argument("--commands", type=int, default=9, help="decide steps a transaction")
     parser.add_argument("--yield-ms", type=float, default=0.5)
+    parser.add_argument("--turns-per-yield", type=int, default=1)
     parser.add_argument("--gap-ms", type=float, default=0.0, help="wait between transactions")
     parser.add_argument("--turns", action="store_true")
     parser.add_argument("--no-offsets", action="store_true", help="records only")
@@ -132,7 +133,8 @@ async def main() -> None:
                 for _ in range(args.commands):
                     every = 0.002 if added.done() else args.yield_ms / 1000
                     if (now := time.perf_counter()) - yielded >= every:
-                        await asyncio.sleep(0)
+                        for _ in range(args.turns_per_yield):
+                            await asyncio.sleep(0)
                         yielded = now
                     burn(per)
             decided = time.perf_counter()

@@ -20,8 +20,7 @@ from baton_common.kafka import (
 )
 from baton_common.settings import TopicSettings
 from baton_common.topics import provision_topics
-from baton_scheduler.batch import Staged
-from baton_scheduler.engine import Engine
+from baton_scheduler.engine import Engine, Staged
 
 pytestmark = pytest.mark.integration
 

@@ -1,10 +1,12 @@
-"""The scheduler's engine: recovery of run states, partition ownership, and each
-command's decode → decide → journal → records; the batches and their transactions are
-:mod:`baton_scheduler.command_loop`'s.
+"""The command loop: decode → decide → journal → produce, one Kafka transaction per batch.
+
+Events, task records and the consumer offsets of a batch commit atomically
+(DESIGN.md rule 3); run states change in memory only after the commit succeeds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import replace
@@ -12,13 +14,14 @@ from datetime import UTC, datetime
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
 from pydantic import ValidationError
 
 from baton_common.catalog import StoryCatalog
 from baton_common.commands import COMMAND_ADAPTER, Command, StartRun
 from baton_common.envelope import Envelope, EnvelopeError, decode_record
 from baton_common.heap import settle_heap
-from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
+from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
 from baton_common.metrics import labelled
 from baton_common.outbound_records import record as encoded_record
 from baton_common.policy_catalog import PolicyCatalog
@@ -28,25 +31,34 @@ from baton_common.story import Story
 from baton_common.telemetry import hot_span, tracing_enabled
 from baton_common.trusted import replaced
 from baton_scheduler import metrics
-from baton_scheduler.batch import Decided, Staged
-from baton_scheduler.command_loop import CommandLoop
 from baton_scheduler.decide import Context, decide
-from baton_scheduler.held import HeldCommands
+from baton_scheduler.held import HeldCommands, gather
 from baton_scheduler.journal import journal
+from baton_scheduler.produce import send_records
 from baton_scheduler.rate_window import StartWindow
 from baton_scheduler.recovery import rebuild_partition
-from baton_scheduler.snapshot import load_snapshot
-from baton_scheduler.store import RunStore
+from baton_scheduler.snapshot import load_snapshot, snapshot_records, state_json
+from baton_scheduler.store import RunStore, compact
 from baton_scheduler.timer_loop import TimerLoop
 
 __all__ = ["Engine"]
 
 log = structlog.get_logger(__name__)
 
+Staged = dict[str, tuple[int, RunState]]
 
-class Engine(CommandLoop):
-    """Owns the command consumer, the transactional producer and the run store; decides
-    each command (the loop around it: :class:`CommandLoop`)."""
+# Deciding yields to the event loop this often, so the transaction's requests (its
+# AddOffsetsToTxn first) are sent and answered while the batch is decided; once per
+# command was a loop turn (a poll of the sockets) per command (ADR 0150).
+YIELD_SECONDS = 0.002
+# ... and this often while the offsets are not in yet: their two requests take about four
+# turns of aiokafka's sender, which at one turn every 2 ms were still pending when a
+# short batch had been decided (ADR 0180).
+OFFSETS_YIELD_SECONDS = 0.0005
+
+
+class Engine:
+    """Owns the command consumer, the transactional producer and the run store."""
 
     def __init__(
         self,
@@ -87,8 +99,6 @@ class Engine(CommandLoop):
         self._policies = policies
         self._starts = StartWindow()
         self._held = HeldCommands()  # fetched for the next batch (ADR 0180)
-        self._inflight: Decided | None = None  # the batch whose transaction is open
-        self._revocations = 0
         self._debug = log.bind().is_enabled_for(logging.DEBUG)  # as logging is configured
 
     def subscribe(self) -> None:
@@ -119,9 +129,159 @@ class Engine(CommandLoop):
     def revoke(self, partitions: list[int]) -> None:
         dropped = self.store.drop_partitions(partitions)
         self.assigned -= set(partitions)
-        self._revocations += 1  # the batch being decided is dropped (ADR 0181)
         self._held.drop_partitions(set(partitions))
         log.info("partitions revoked", partitions=partitions, runs_dropped=dropped)
+
+    async def run(self) -> None:
+        """Process commands until cancelled."""
+        while True:
+            batches = await self._next_batch()
+            # records of a partition whose run states are not rebuilt yet (the rebalance
+            # callback is still recovering it) are put back, to be decided after recovery
+            unready = [tp for tp in batches if tp.partition not in self.assigned]
+            for tp in unready:
+                self._held.drop(tp)  # no await between dropping and seeking
+                self._consumer.seek(tp, batches.pop(tp)[0].offset)
+            if not batches:
+                if unready:
+                    await asyncio.sleep(0.05)
+                continue
+            started = time.perf_counter()
+            staged: Staged = {}
+            try:
+                ends, snapped = await self._commit_batch(batches, staged)
+            except ProducerFenced:
+                log.error("another scheduler took over this transactional id; stopping")
+                raise
+            except (KafkaError, OSError) as exc:
+                metrics.TRANSACTION_ABORTS.inc()
+                log.warning("transaction aborted; replaying the batch", error=repr(exc))
+                await self._rewind(list(batches))
+                await asyncio.sleep(1.0)
+                continue
+            self.store.apply(staged)
+            self.timers.track(state for _, state in staged.values())
+            self._runs_end.update(ends)
+            for tp, records in batches.items():
+                since = self._since_snapshot.get(tp.partition, 0) + len(records)
+                self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _next_batch(self) -> Fetched:
+        """The next batch: the commands gathered while the previous one ran, else the
+        first fetched within 0.5 s; at most ``max_batch``."""
+        await self._gather()
+        if not self._held:
+            fetched = await self._consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+            self._held.add(fetched)
+        return self._held.take(self._max_batch)
+
+    async def _gather(self) -> None:
+        """Hold what the consumer has fetched so far for the next batch (ADR 0180)."""
+        await gather(self._consumer, self._held, up_to=2 * self._max_batch)
+
+    async def _commit_batch(
+        self, batches: Fetched, staged: Staged
+    ) -> tuple[dict[int, int], set[int]]:
+        """Decide and produce a batch in one transaction; return the new ``baton.runs``
+        end offsets per partition and the partitions snapshotted in it."""
+        stages = _StageClock()
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        async with self._producer.transaction():
+            # The consumer offsets join the transaction first, while the batch is decided,
+            # and the records go out only once they are in: a produce racing a coordinator
+            # state change (AddOffsetsToTxn) is refused by the broker's transaction
+            # verification and retried 100 ms later (ADR 0120).
+            offsets_added = asyncio.ensure_future(
+                self._producer.send_offsets_to_transaction(offsets, self._group_id)
+            )
+            try:
+                outs: list[OutboundRecord] = []
+                yielded = 0.0  # the producer's sender task runs at each yield
+                for records in batches.values():
+                    for record in records:
+                        every = YIELD_SECONDS if offsets_added.done() else OFFSETS_YIELD_SECONDS
+                        if (now := time.perf_counter()) - yielded >= every:
+                            await asyncio.sleep(0)
+                            yielded = now
+                        outs.extend(await self.handle(record, staged))
+                stages.lap("decide")
+                await self._gather()
+                await offsets_added
+            finally:
+                offsets_added.cancel()  # only when deciding failed: the transaction aborts
+            stages.lap("offsets")
+            written = await send_records(self._producer, outs)
+            stages.lap("produce")
+            await self._gather()
+            ends = {
+                tp.partition: end for tp, end in written.items() if tp.topic == self._topics.runs
+            }
+            snapped = await self._snapshot(batches, staged, ends)
+            if snapped:
+                stages.lap("snapshot")
+        stages.lap("commit")
+        stages.record(commands=sum(len(r) for r in batches.values()), records=len(outs))
+        return ends, snapped
+
+    async def _snapshot(
+        self,
+        batches: Fetched,
+        staged: Staged,
+        ends: dict[int, int],
+    ) -> set[int]:
+        """Add snapshots of the partitions that are due to the open transaction (ADR 0102)."""
+        if self._snapshot_every <= 0:
+            return set()
+        snapped: set[int] = set()
+        for tp, records in batches.items():
+            p = tp.partition
+            covered = ends.get(p, self._runs_end.get(p))
+            due = self._since_snapshot.get(p, 0) + len(records) >= self._snapshot_every
+            if covered is None or not due:
+                continue
+            states = self.store.of_partition(p)
+            states.update(
+                {r: state_json(compact(s)) for r, (part, s) in staged.items() if part == p}
+            )
+            started = time.perf_counter()
+            records_out = snapshot_records(
+                snapshot_topic=self._topics.snapshots,
+                runs_topic=self._topics.runs,
+                partition=p,
+                runs_offset=covered,
+                states=states.values(),
+                snapshot_id=f"{self._topics.runs}:{p}:{covered}",
+                time=datetime.now(UTC),
+            )
+            pending = [
+                await self._producer.send(
+                    out.topic, out.value, key=out.key, headers=out.headers, partition=out.partition
+                )
+                for out in records_out
+            ]
+            await asyncio.gather(*pending)
+            snapped.add(p)
+            log.info(
+                "snapshot written",
+                partition=p,
+                runs=len(states),
+                runs_offset=covered,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+        return snapped
+
+    async def _rewind(self, partitions: list[TopicPartition]) -> None:
+        """Seek ``partitions`` back to their committed offsets, dropping what is held
+        for them (fetched past the aborted batch)."""
+        committed = {tp: await self._consumer.committed(tp) for tp in partitions}
+        for tp, offset in committed.items():  # no await between dropping and seeking
+            self._held.drop(tp)
+            if offset is not None:
+                self._consumer.seek(tp, offset)
+        beginning = [tp for tp, offset in committed.items() if offset is None]
+        if beginning:
+            await self._consumer.seek_to_beginning(*beginning)
 
     async def handle(self, record: ConsumedRecord, staged: Staged) -> list[OutboundRecord]:
         """The records one command produces; ``staged`` collects the runs it changed."""
@@ -159,13 +319,10 @@ class Engine(CommandLoop):
         partition = record.partition
 
         def lookup(run_id: str) -> RunState | None:
-            if run_id in staged:
-                return staged[run_id][1]
-            # decided in the batch whose transaction is in flight (ADR 0181)
-            inflight = self._inflight.staged if self._inflight is not None else {}
-            return inflight[run_id][1] if run_id in inflight else self.store.get(run_id)
+            return staged[run_id][1] if run_id in staged else self.store.get(run_id)
 
-        state = lookup(command.run_id)
+        run_id = command.run_id
+        state = staged[run_id][1] if run_id in staged else self.store.get(run_id)
         current = None
         if isinstance(command, StartRun):
             # a new run, or a new dedup generation: the version the command asks for
@@ -255,6 +412,29 @@ def _reason(exc: Exception) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "command"
         return f"not a valid command: {where}: {err['msg']}"
     return str(exc)
+
+
+class _StageClock:
+    """Times the stages of one batch's transaction (``baton_scheduler_batch_stage_seconds``;
+    a debug log line per batch)."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._laps: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self._laps[stage] = now - self._last
+        self._last = now
+
+    def record(self, **sizes: int) -> None:
+        for stage, seconds in self._laps.items():
+            metrics.BATCH_STAGE_SECONDS.labels(stage).observe(seconds)
+        log.debug(
+            "batch committed",
+            **sizes,
+            **{f"{stage}_ms": round(s * 1000, 1) for stage, s in self._laps.items()},
+        )
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]

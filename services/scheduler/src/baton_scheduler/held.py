@@ -54,16 +54,6 @@ class HeldCommands:
                 self._held[tp] = rest
         return taken
 
-    def put_back(self, commands: Sequence[tuple[TopicPartition, ConsumedRecord]]) -> None:
-        """Hold again commands taken and not decided (in the order taken), ahead of what
-        is held for their partitions."""
-        back: Fetched = {}
-        for tp, record in commands:
-            back.setdefault(tp, []).append(record)
-        for tp, records in back.items():
-            self._held[tp] = records + self._held.get(tp, [])
-            self.count += len(records)
-
     def drop(self, partition: TopicPartition) -> None:
         self.count -= len(self._held.pop(partition, ()))
 

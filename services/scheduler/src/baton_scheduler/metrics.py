@@ -21,10 +21,10 @@ BATCH_SECONDS = Histogram(
 )
 BATCH_STAGE_SECONDS = Histogram(
     "baton_scheduler_batch_stage_seconds",
-    "Time of each stage of a command batch: decide (decode, decide, journal, build the"
-    " records; while the previous batch's transaction runs), then its transaction's"
-    " offsets (the consumer offsets joined it), produce (records sent and acknowledged),"
-    " snapshot, commit (EndTxn).",
+    "Time of each stage of a command batch's transaction: decide (decode, decide, journal,"
+    " build the records), offsets (the consumer offsets joined the transaction, after"
+    " decide), produce (records sent and acknowledged), snapshot,"
+    " commit (EndTxn).",
     ["stage"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0),
 )
