@@ -3,12 +3,15 @@
 Runs ``--transactions`` transactions back to back with the scheduler's producer settings
 (``make_producer`` as ``baton_scheduler.main`` builds it, ``txn_retry`` installed): begin,
 ``send_offsets_to_transaction`` started at once, optionally ``--decide-ms`` of CPU spent
-with the engine's yields (to compare an idle loop with a deciding one), then ``--records``
-records over the output partitions, commit. Prints per request type the round trip
-(``client.send`` called → answered), when it was sent after the transaction began, how
-many event-loop turns passed between the request being wanted and its ``client.send``
-(``--turns``: the standard asyncio loop, whose ``_run_once`` is counted), and how often
-``AddOffsetsToTxn`` was refused ``CONCURRENT_TRANSACTIONS``.
+in ``--commands`` slices with the engine's yields (``--yield-ms``, ``--turns-per-yield``;
+to compare an idle loop with a deciding one), then ``--records`` records over the output
+partitions, commit; ``--gap-ms`` waits between transactions, ``--no-offsets`` leaves the
+offsets out. Prints per request type the round trip
+(``client.send`` called → answered) and how often it was refused (``AddOffsetsToTxn``:
+``CONCURRENT_TRANSACTIONS`` while the previous commit's markers are written), when it was
+sent after the transaction began, the transaction's stages, and with ``--turns`` (the
+standard asyncio loop, whose ``_run_once`` is counted; uvloop otherwise) how many loop
+turns passed from one request's send to the next one's.
 
 Usage: ``BATON_KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python bench/txn_floor.py``
 """
@@ -175,20 +178,13 @@ def report(
     # when each request went out, relative to its transaction's begin
     print("per request: sent after the transaction began, ms")
     sent: dict[str, list[float]] = defaultdict(list)
-    turns: dict[str, list[float]] = defaultdict(list)
     j = 0
     for begun, _, _, _, end in marks:
-        prev_end = begun
         while j < len(rows) and rows[j][1] < begun:
             j += 1
         while j < len(rows) and rows[j][1] < end:
-            name, start, stop, _, turn = rows[j]
-            if name != "FetchRequest":
-                sent[name].append((start - begun) * 1000)
-                turns[name].append(turn)
-            prev_end = stop
+            sent[rows[j][0]].append((rows[j][1] - begun) * 1000)
             j += 1
-        del prev_end
     for name, xs in sent.items():
         line(name, xs)
     stage = defaultdict(list)
