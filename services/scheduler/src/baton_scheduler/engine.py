@@ -53,8 +53,12 @@ Staged = dict[str, tuple[int, RunState]]
 YIELD_SECONDS = 0.002
 # ... and this often while the offsets are not in yet: their two requests take about four
 # turns of aiokafka's sender, which at one turn every 2 ms were still pending when a
-# short batch had been decided (ADR 0180).
+# short batch had been decided (ADR 0180) ...
 OFFSETS_YIELD_SECONDS = 0.0005
+# ... and that many turns at a time: from an answer to the next request aiokafka's sender
+# takes about five turns, so at one turn a yield each request waited for as many slices of
+# deciding; a turn with nothing ready costs microseconds (ADR 0181).
+OFFSETS_YIELD_TURNS = 5
 
 
 class Engine:
@@ -200,9 +204,11 @@ class Engine:
                 yielded = 0.0  # the producer's sender task runs at each yield
                 for records in batches.values():
                     for record in records:
-                        every = YIELD_SECONDS if offsets_added.done() else OFFSETS_YIELD_SECONDS
+                        pending = not offsets_added.done()
+                        every = OFFSETS_YIELD_SECONDS if pending else YIELD_SECONDS
                         if (now := time.perf_counter()) - yielded >= every:
-                            await asyncio.sleep(0)
+                            for _ in range(OFFSETS_YIELD_TURNS if pending else 1):
+                                await asyncio.sleep(0)
                             yielded = now
                         outs.extend(await self.handle(record, staged))
                 stages.lap("decide")
