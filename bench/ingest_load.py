@@ -129,12 +129,12 @@ def go_binary() -> Path:
     return binary
 
 
-def webhooks_file(ports: list[int], webhooks: list[Webhook], into: Path) -> None:
-    """``webhooks`` for the Go generator, one JSON object per line, spread over ``ports``."""
+def webhooks_file(webhooks: list[Webhook], into: Path) -> None:
+    """``webhooks`` for the Go generator, one JSON object per line."""
     with into.open("w") as out:
-        for n, webhook in enumerate(webhooks):
+        for webhook in webhooks:
             line = {
-                "url": f"http://127.0.0.1:{ports[n % len(ports)]}/webhooks/bench",
+                "path": "/webhooks/bench",
                 "headers": {
                     "Content-Type": "application/json",
                     SIGNATURE_HEADER: webhook.signature,
@@ -150,7 +150,7 @@ async def go_load(
     """One load from the Go generator (``bench/webhook_load``, fasthttp's client)."""
     binary = go_binary()
     targets = GO_CACHE / f"webhooks-{os.getpid()}.json"
-    webhooks_file(ports, webhooks, targets)
+    webhooks_file(webhooks, targets)
     if rate:  # as the Python generator's pool: each connection used about once a second
         connections = min(connections, max(1, int(rate)))
     try:
@@ -158,6 +158,8 @@ async def go_load(
             str(binary),
             "-webhooks",
             str(targets),
+            "-addrs",
+            ",".join(f"127.0.0.1:{port}" for port in ports),
             "-rate",
             str(round(rate)),
             "-duration",

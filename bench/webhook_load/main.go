@@ -3,7 +3,7 @@
 // long each webhook took from when it fell due (ADR 0261).
 //
 // bench/ingest.py builds it on demand and drives it. The webhooks (distinct, signed) are
-// written by the bench, one JSON object per line ({"url", "headers", "body"} with a
+// written by the bench, one JSON object per line ({"path", "headers", "body"} with a
 // base64 body), so this program only sends them, in order. With -rate 0 it is a closed
 // loop instead: each of -connections sends its next webhook when the last is answered.
 package main
@@ -18,6 +18,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,7 +29,7 @@ import (
 
 // webhook is one line of the -webhooks file.
 type webhook struct {
-	URL     string            `json:"url"`
+	Path    string            `json:"path"`
 	Headers map[string]string `json:"headers"`
 	Body    []byte            `json:"body"` // base64 in the file
 }
@@ -51,6 +52,7 @@ type summary struct {
 
 func main() {
 	webhooksFile := flag.String("webhooks", "", "the webhooks to send, one JSON object per line")
+	addrs := flag.String("addrs", "127.0.0.1:8080", "host:port of each server, comma-separated")
 	rate := flag.Int("rate", 0, "webhooks per second; 0: a closed loop over -connections")
 	duration := flag.Duration("duration", 8*time.Second, "how long webhooks fall due")
 	connections := flag.Int("connections", 256, "connections (each one webhook at a time)")
@@ -75,7 +77,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "webhook_load:", err)
 		os.Exit(2)
 	}
-	load := newLoad(webhooks, *connections, *timeout)
+	load := newLoad(webhooks, strings.Split(*addrs, ","), *connections, *timeout)
 	fmt.Println(toJSON(load.run(*rate, *duration)))
 }
 
@@ -104,29 +106,25 @@ func readWebhooks(path string) ([]webhook, error) {
 	return webhooks, nil
 }
 
-// load sends its webhooks in order (round again if it runs out) over one fasthttp
-// client per address, each with at most as many connections as the workers using it.
+// load sends its webhooks in order (round again if it runs out). Each worker is one
+// connection to one of the servers (worker n to server n mod len), so the pool spreads
+// over the servers as bench/ingest.py's Python pool does, and a webhook goes to whichever
+// worker is free first, whatever its server.
 type load struct {
 	webhooks []webhook
-	clients  map[string]*fasthttp.HostClient
+	clients  []*fasthttp.HostClient
 	workers  int
 	next     atomic.Int64
 }
 
-func newLoad(webhooks []webhook, connections int, timeout time.Duration) *load {
-	clients := map[string]*fasthttp.HostClient{}
-	for _, w := range webhooks {
-		var uri fasthttp.URI
-		if err := uri.Parse(nil, []byte(w.URL)); err != nil {
-			continue
-		}
-		if _, ok := clients[string(uri.Host())]; !ok {
-			clients[string(uri.Host())] = &fasthttp.HostClient{
-				Addr:         string(uri.Host()),
-				MaxConns:     connections,
-				ReadTimeout:  timeout,
-				WriteTimeout: timeout,
-			}
+func newLoad(webhooks []webhook, addrs []string, connections int, timeout time.Duration) *load {
+	clients := make([]*fasthttp.HostClient, len(addrs))
+	for n, addr := range addrs {
+		clients[n] = &fasthttp.HostClient{
+			Addr:         addr,
+			MaxConns:     connections,
+			ReadTimeout:  timeout,
+			WriteTimeout: timeout,
 		}
 	}
 	return &load{webhooks: webhooks, clients: clients, workers: connections}
@@ -144,7 +142,8 @@ type tally struct {
 // run sends the load and sums it up.
 //
 // In the open loop webhook k (from 0) falls due at start + k/rate whatever the answers
-// do, and waits in a queue until a worker (a connection) is free; its latency runs from
+// do, and waits in a queue until a worker (a connection) is free (the one idle longest:
+// a channel serves its waiting receivers in turn); its latency runs from
 // when it fell due to its answer, so neither a late sender nor a wait for a free
 // connection hides a slow server (coordinated omission). In the closed loop a worker
 // sends whenever it is free and a latency runs from the send.
@@ -160,7 +159,8 @@ func (l *load) run(rate int, duration time.Duration) summary {
 	var workers sync.WaitGroup
 	for n := range l.workers {
 		tallies[n] = &tally{statuses: map[string]int{}, errors: map[string]int{}}
-		workers.Go(func() { l.work(tallies[n], due, stop) })
+		client := l.clients[n%len(l.clients)]
+		workers.Go(func() { l.work(client, tallies[n], due, stop) })
 	}
 	if rate > 0 {
 		pace(due, start, stop, time.Second/time.Duration(rate))
@@ -187,7 +187,7 @@ func pace(due chan<- time.Time, start, stop time.Time, interval time.Duration) {
 
 // work sends webhooks as they fall due on due (or, with no queue, back to back until
 // stop) and tallies each answer.
-func (l *load) work(t *tally, due <-chan time.Time, stop time.Time) {
+func (l *load) work(client *fasthttp.HostClient, t *tally, due <-chan time.Time, stop time.Time) {
 	request, response := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(request)
 	defer fasthttp.ReleaseResponse(response)
@@ -203,14 +203,15 @@ func (l *load) work(t *tally, due <-chan time.Time, stop time.Time) {
 		}
 		w := &l.webhooks[int(l.next.Add(1)-1)%len(l.webhooks)]
 		request.Reset()
-		request.SetRequestURI(w.URL)
+		request.SetRequestURI(w.Path)
+		request.SetHost(client.Addr)
 		request.Header.SetMethod(fasthttp.MethodPost)
 		for name, value := range w.Headers {
 			request.Header.Set(name, value)
 		}
 		request.SetBodyRaw(w.Body)
 		sent := time.Now()
-		err := l.clients[string(request.Host())].Do(request, response)
+		err := client.Do(request, response)
 		answered := time.Now()
 		t.last = answered
 		if err != nil {
