@@ -40,14 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT))
 
-from ingest_load import (  # noqa: E402
-    SECRET_ENV,
-    Generator,
-    Load,
-    http_load,
-    percentile,
-    webhooks_for,
-)
+from ingest_load import Generator, http_load  # noqa: E402
+from ingest_webhooks import SECRET_ENV, Load, percentile, webhooks_for  # noqa: E402
 from platform_kit import Service  # noqa: E402
 from tests.ingest.kit import new_namespace, prepare, read_all, service  # noqa: E402
 
