@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT))
 
-from ingest_load import Generator, http_load  # noqa: E402
+from ingest_load import Generator, go_binary, http_load  # noqa: E402
 from ingest_webhooks import SECRET_ENV, Load, percentile, webhooks_for  # noqa: E402
 from platform_kit import Service  # noqa: E402
 from tests.ingest.kit import new_namespace, prepare, read_all, service  # noqa: E402
@@ -411,6 +411,8 @@ async def main() -> None:
     args = parser.parse_args()
     bootstrap = os.environ.get("BATON_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     print(f"bootstrap {bootstrap}, {os.cpu_count()} CPUs")
+    if args.only in (None, "http") and args.generator == "go":
+        go_binary()  # built (if its sources changed) before any load, not during one
     with tempfile.TemporaryDirectory() as logs:
         if args.only in (None, "http"):
             await bench_http(

@@ -23,7 +23,7 @@ from typing import Literal
 from ingest_python_load import python_load
 from ingest_webhooks import SIGNATURE_HEADER, Load, Webhook
 
-__all__ = ["Generator", "http_load"]
+__all__ = ["Generator", "go_binary", "http_load"]
 
 Generator = Literal["go", "python"]
 

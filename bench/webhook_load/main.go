@@ -125,6 +125,9 @@ func newLoad(webhooks []webhook, addrs []string, connections int, timeout time.D
 			MaxConns:     connections,
 			ReadTimeout:  timeout,
 			WriteTimeout: timeout,
+			// The same headers as the Python generator's requests: each is a callback
+			// into Python in the server.
+			NoDefaultUserAgentHeader: true,
 		}
 	}
 	return &load{webhooks: webhooks, clients: clients, workers: connections}
@@ -149,6 +152,7 @@ type tally struct {
 // sends whenever it is free and a latency runs from the send.
 func (l *load) run(rate int, duration time.Duration) summary {
 	tallies := make([]*tally, l.workers)
+	l.connect()
 	cpuBefore, sysBefore := cpuTime()
 	start := time.Now()
 	stop := start.Add(duration)
@@ -170,6 +174,23 @@ func (l *load) run(rate int, duration time.Duration) summary {
 	out := l.sum(tallies, start)
 	out.CPUSeconds, out.SysSeconds = cpuAfter-cpuBefore, sysAfter-sysBefore
 	return out
+}
+
+// connect opens every worker's connection before the load starts (as the Python
+// generator does), with one GET /healthz each, all at once so that each needs its own
+// connection; the answers are not counted.
+func (l *load) connect() {
+	var opening sync.WaitGroup
+	for n := range l.workers {
+		client := l.clients[n%len(l.clients)]
+		opening.Go(func() {
+			status, _, err := client.Get(nil, "http://"+client.Addr+"/healthz")
+			if err != nil || status != fasthttp.StatusOK {
+				fmt.Fprintln(os.Stderr, "webhook_load: opening a connection:", status, err)
+			}
+		})
+	}
+	opening.Wait()
 }
 
 // pace puts each webhook's due time on the queue when it falls due, until stop.
