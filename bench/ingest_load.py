@@ -108,6 +108,7 @@ async def go_load(
             "-connections",
             str(connections),
             stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "GODEBUG": "asyncpreemptoff=1"},  # one goroutine: see main.go
         )
         out, _ = await asyncio.wait_for(process.communicate(), seconds + 120)
     finally:

@@ -1,30 +1,41 @@
 // Command webhook_load sends webhooks to the ingest service at a constant rate (an open
-// loop) with fasthttp's client, and prints one JSON summary of what was accepted and how
-// long each webhook took from when it fell due (ADR 0261).
+// loop) and prints one JSON summary of what was accepted and how long each webhook took
+// from when it fell due (ADR 0261).
 //
 // bench/ingest.py builds it on demand and drives it. The webhooks (distinct, signed) are
 // written by the bench, one JSON object per line ({"path", "headers", "body"} with a
 // base64 body), so this program only sends them, in order. With -rate 0 it is a closed
 // loop instead: each of -connections sends its next webhook when the last is answered.
+//
+// It is one thread around epoll (as the Python generator is one asyncio loop): a write
+// per webhook, a read per answer, one epoll wait for all that is ready. Go's own network
+// poller and HTTP clients (net/http, fasthttp) cost two to three times the system calls
+// and thread wake-ups per webhook (ADR 0261), on cores the service needs. The system
+// calls are raw (the runtime is not told), so its monitor thread does not hand the
+// processor to another thread during each one, and the collector is off while the
+// load runs: nothing else in the process needs to run meanwhile. (bench/ingest.py runs
+// it with GODEBUG=asyncpreemptoff=1: with one goroutine there is nothing to preempt it
+// for, and the preemption signals would interrupt the epoll wait 100 times a second.)
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
-	"runtime/pprof"
+	"runtime/debug"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/valyala/fasthttp"
+	"unsafe"
 )
 
 // webhook is one line of the -webhooks file.
@@ -56,38 +67,33 @@ func main() {
 	rate := flag.Int("rate", 0, "webhooks per second; 0: a closed loop over -connections")
 	duration := flag.Duration("duration", 8*time.Second, "how long webhooks fall due")
 	connections := flag.Int("connections", 256, "connections (each one webhook at a time)")
-	timeout := flag.Duration("timeout", 60*time.Second, "per webhook")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the load here")
-	procs := flag.Int("procs", 1, "GOMAXPROCS: one keeps every hand-over on one thread")
+	timeout := flag.Duration("timeout", 60*time.Second, "how long the last answers may take")
 	flag.Parse()
-	// Most of a webhook's cost here is its system calls; with one P the goroutines hand
-	// over to each other on one thread, without the futex wake-ups and idle spinning of
-	// several (ADR 0261 measures it), and the service keeps the other core.
-	runtime.GOMAXPROCS(*procs)
+	runtime.LockOSThread() // the loop below is the program: one thread
+	runtime.GOMAXPROCS(1)
 
-	webhooks, err := readWebhooks(*webhooksFile)
-	if err == nil && *cpuProfile != "" {
-		var profile *os.File
-		if profile, err = os.Create(*cpuProfile); err == nil {
-			err = pprof.StartCPUProfile(profile)
-			defer pprof.StopCPUProfile()
-		}
+	servers := strings.Split(*addrs, ",")
+	requests, err := readRequests(*webhooksFile, servers[0])
+	var l *load
+	if err == nil {
+		l, err = newLoad(requests, servers, *connections)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "webhook_load:", err)
 		os.Exit(2)
 	}
-	load := newLoad(webhooks, strings.Split(*addrs, ","), *connections, *timeout)
-	fmt.Println(toJSON(load.run(*rate, *duration)))
+	debug.SetGCPercent(-1) // a few slices grow during the load; no collection stalls it
+	fmt.Println(toJSON(l.run(*rate, *duration, *timeout)))
 }
 
-func readWebhooks(path string) ([]webhook, error) {
+// readRequests reads the webhooks as raw HTTP/1.1 requests, ready to write.
+func readRequests(path, host string) ([][]byte, error) {
 	file, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer file.Close()
-	var webhooks []webhook
+	var requests [][]byte
 	lines := bufio.NewScanner(file)
 	lines.Buffer(make([]byte, 1<<20), 1<<24)
 	for lines.Scan() {
@@ -95,182 +101,288 @@ func readWebhooks(path string) ([]webhook, error) {
 		if err := json.Unmarshal(lines.Bytes(), &w); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		webhooks = append(webhooks, w)
+		var request bytes.Buffer
+		fmt.Fprintf(&request, "POST %s HTTP/1.1\r\nHost: %s\r\n", w.Path, host)
+		names := make([]string, 0, len(w.Headers))
+		for name := range w.Headers {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			fmt.Fprintf(&request, "%s: %s\r\n", name, w.Headers[name])
+		}
+		fmt.Fprintf(&request, "Content-Length: %d\r\n\r\n", len(w.Body))
+		request.Write(w.Body)
+		requests = append(requests, request.Bytes())
 	}
 	if err := lines.Err(); err != nil {
 		return nil, err
 	}
-	if len(webhooks) == 0 {
+	if len(requests) == 0 {
 		return nil, fmt.Errorf("no webhooks in %s", path)
 	}
-	return webhooks, nil
+	return requests, nil
 }
 
-// load sends its webhooks in order (round again if it runs out). Each worker is one
-// connection to one of the servers (worker n to server n mod len), so the pool spreads
-// over the servers as bench/ingest.py's Python pool does, and a webhook goes to whichever
-// worker is free first, whatever its server.
+// connection is one keep-alive connection of the pool: one webhook at a time.
+type connection struct {
+	fd     int
+	due    time.Time // when its webhook fell due (the send, in a closed loop)
+	busy   bool
+	buffer []byte // an answer's bytes read so far
+}
+
+// load is the pool, the webhooks, and what came back.
 type load struct {
-	webhooks []webhook
-	clients  []*fasthttp.HostClient
-	workers  int
-	next     atomic.Int64
-}
-
-func newLoad(webhooks []webhook, addrs []string, connections int, timeout time.Duration) *load {
-	clients := make([]*fasthttp.HostClient, len(addrs))
-	for n, addr := range addrs {
-		clients[n] = &fasthttp.HostClient{
-			Addr:         addr,
-			MaxConns:     connections,
-			ReadTimeout:  timeout,
-			WriteTimeout: timeout,
-			// The same headers as the Python generator's requests: each is a callback
-			// into Python in the server.
-			NoDefaultUserAgentHeader: true,
-		}
-	}
-	return &load{webhooks: webhooks, clients: clients, workers: connections}
-}
-
-// tally is one worker's outcomes, merged when the load ends (no sharing while it runs).
-type tally struct {
+	requests  [][]byte
+	pool      map[int]*connection // by file descriptor
+	idle      []*connection       // first in, first out: the one idle longest first
+	backlog   []time.Time         // fell due while every connection was busy
+	next      int                 // the next request to send
+	epoll     int
 	statuses  map[string]int
 	errors    map[string]int
 	latencies []time.Duration
 	late      []time.Duration
+	sent      int
 	last      time.Time
+}
+
+// newLoad opens the pool (connection n to server n mod len) before any webhook falls due.
+func newLoad(requests [][]byte, servers []string, connections int) (*load, error) {
+	epoll, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	l := &load{
+		requests: requests,
+		pool:     map[int]*connection{},
+		epoll:    epoll,
+		statuses: map[string]int{},
+		errors:   map[string]int{},
+	}
+	for n := range connections {
+		fd, err := dial(servers[n%len(servers)])
+		if err != nil {
+			return nil, err
+		}
+		event := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(fd)}
+		if err := syscall.EpollCtl(epoll, syscall.EPOLL_CTL_ADD, fd, &event); err != nil {
+			return nil, err
+		}
+		c := &connection{fd: fd}
+		l.pool[fd] = c
+		l.idle = append(l.idle, c)
+	}
+	return l, nil
+}
+
+// dial connects a non-blocking TCP socket with Nagle's delay off (as asyncio's are).
+func dial(server string) (int, error) {
+	address, err := net.ResolveTCPAddr("tcp4", server)
+	if err != nil {
+		return -1, err
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	sockaddr := &syscall.SockaddrInet4{Port: address.Port}
+	copy(sockaddr.Addr[:], address.IP.To4())
+	if err := syscall.Connect(fd, sockaddr); err != nil {
+		syscall.Close(fd)
+		return -1, fmt.Errorf("connect %s: %w", server, err)
+	}
+	if err := syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1); err != nil {
+		return -1, err
+	}
+	return fd, syscall.SetNonblock(fd, true)
 }
 
 // run sends the load and sums it up.
 //
 // In the open loop webhook k (from 0) falls due at start + k/rate whatever the answers
-// do, and waits in a queue until a worker (a connection) is free (the one idle longest:
-// a channel serves its waiting receivers in turn); its latency runs from
-// when it fell due to its answer, so neither a late sender nor a wait for a free
-// connection hides a slow server (coordinated omission). In the closed loop a worker
-// sends whenever it is free and a latency runs from the send.
-func (l *load) run(rate int, duration time.Duration) summary {
-	tallies := make([]*tally, l.workers)
-	l.connect()
+// do; it goes on the connection idle longest, or, when every connection is busy, on the
+// first to come free, in the order they fell due. Its latency runs from when it fell
+// due to its answer, so neither a late sender nor a wait for a free connection hides a
+// slow server (coordinated omission). In the closed loop every free connection sends at
+// once and a latency runs from the send.
+func (l *load) run(rate int, duration, timeout time.Duration) summary {
 	cpuBefore, sysBefore := cpuTime()
 	start := time.Now()
 	stop := start.Add(duration)
-	var due chan time.Time
+	interval := time.Duration(0)
 	if rate > 0 {
-		due = make(chan time.Time, rate*int(duration/time.Second+1)+1)
+		interval = time.Second / time.Duration(rate)
 	}
-	var workers sync.WaitGroup
-	for n := range l.workers {
-		tallies[n] = &tally{statuses: map[string]int{}, errors: map[string]int{}}
-		client := l.clients[n%len(l.clients)]
-		workers.Go(func() { l.work(client, tallies[n], due, stop) })
-	}
-	if rate > 0 {
-		pace(due, start, stop, time.Second/time.Duration(rate))
-	}
-	workers.Wait()
-	cpuAfter, sysAfter := cpuTime()
-	out := l.sum(tallies, start)
-	out.CPUSeconds, out.SysSeconds = cpuAfter-cpuBefore, sysAfter-sysBefore
-	return out
-}
-
-// connect opens every worker's connection before the load starts (as the Python
-// generator does), with one GET /healthz each, all at once so that each needs its own
-// connection; the answers are not counted.
-func (l *load) connect() {
-	var opening sync.WaitGroup
-	for n := range l.workers {
-		client := l.clients[n%len(l.clients)]
-		opening.Go(func() {
-			status, _, err := client.Get(nil, "http://"+client.Addr+"/healthz")
-			if err != nil || status != fasthttp.StatusOK {
-				fmt.Fprintln(os.Stderr, "webhook_load: opening a connection:", status, err)
-			}
-		})
-	}
-	opening.Wait()
-}
-
-// pace puts each webhook's due time on the queue when it falls due, until stop.
-func pace(due chan<- time.Time, start, stop time.Time, interval time.Duration) {
-	defer close(due)
-	next := start
-	for next.Before(stop) {
+	due := start
+	events := make([]syscall.EpollEvent, 256)
+	buffer := make([]byte, 64<<10)
+	for len(l.pool) > 0 {
 		now := time.Now()
-		for ; !next.After(now) && next.Before(stop); next = next.Add(interval) {
-			due <- next
+		if rate > 0 {
+			for ; !due.After(now) && due.Before(stop); due = due.Add(interval) {
+				l.backlog = append(l.backlog, due)
+			}
+		} else if now.Before(stop) {
+			for range len(l.idle) {
+				l.backlog = append(l.backlog, now)
+			}
 		}
-		time.Sleep(next.Sub(time.Now()))
+		l.dispatch(now)
+		wait := 0 * time.Millisecond
+		switch {
+		case rate > 0 && due.Before(stop):
+			wait = due.Sub(now)
+		case rate == 0 && now.Before(stop):
+			wait = stop.Sub(now)
+		case len(l.idle) == len(l.pool) && len(l.backlog) == 0:
+			return l.sum(start, cpuBefore, sysBefore) // everything due was answered
+		case now.After(stop.Add(timeout)):
+			for _, c := range l.pool {
+				if c.busy {
+					l.errors["no answer within the timeout"]++
+				}
+			}
+			return l.sum(start, cpuBefore, sysBefore)
+		default:
+			wait = stop.Add(timeout).Sub(now)
+		}
+		// epoll counts in whole milliseconds: round up, so a webhook is never sent early.
+		ready, err := epollWait(l.epoll, events, int((wait+time.Millisecond-1)/time.Millisecond))
+		if err != nil && !errors.Is(err, syscall.EINTR) {
+			fmt.Fprintln(os.Stderr, "webhook_load: epoll:", err)
+			os.Exit(1)
+		}
+		for _, event := range events[:max(ready, 0)] {
+			l.receive(l.pool[int(event.Fd)], buffer)
+		}
 	}
+	return l.sum(start, cpuBefore, sysBefore)
 }
 
-// work sends webhooks as they fall due on due (or, with no queue, back to back until
-// stop) and tallies each answer.
-func (l *load) work(client *fasthttp.HostClient, t *tally, due <-chan time.Time, stop time.Time) {
-	request, response := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(request)
-	defer fasthttp.ReleaseResponse(response)
-	for {
-		var dueAt time.Time
-		if due != nil {
-			var open bool
-			if dueAt, open = <-due; !open {
-				return
-			}
-		} else if dueAt = time.Now(); !dueAt.Before(stop) {
-			return
-		}
-		w := &l.webhooks[int(l.next.Add(1)-1)%len(l.webhooks)]
-		request.Reset()
-		request.SetRequestURI(w.Path)
-		request.SetHost(client.Addr)
-		request.Header.SetMethod(fasthttp.MethodPost)
-		for name, value := range w.Headers {
-			request.Header.Set(name, value)
-		}
-		request.SetBodyRaw(w.Body)
-		sent := time.Now()
-		err := client.Do(request, response)
-		answered := time.Now()
-		t.last = answered
-		if err != nil {
-			t.errors[err.Error()]++
+// dispatch writes what fell due on the idle connections, longest idle first.
+func (l *load) dispatch(now time.Time) {
+	for len(l.backlog) > 0 && len(l.idle) > 0 {
+		c, due := l.idle[0], l.backlog[0]
+		l.idle, l.backlog = l.idle[1:], l.backlog[1:]
+		request := l.requests[l.next%len(l.requests)]
+		l.next++
+		l.sent++
+		written, err := rawWrite(c.fd, request)
+		if err != nil || written != len(request) { // an idle connection's buffer is empty
+			l.fail(c, fmt.Sprintf("write: %d of %d bytes, %v", written, len(request), err))
 			continue
 		}
-		code := response.StatusCode()
-		t.statuses[strconv.Itoa(code)]++
-		if code >= 200 && code < 300 {
-			t.latencies = append(t.latencies, answered.Sub(dueAt))
-			t.late = append(t.late, sent.Sub(dueAt))
-		}
+		c.busy, c.due = true, due
+		l.late = append(l.late, now.Sub(due))
 	}
 }
 
-func (l *load) sum(tallies []*tally, start time.Time) summary {
-	out := summary{Statuses: map[string]int{}, Errors: map[string]int{}}
-	var latencies, late []time.Duration
-	end := start
-	for _, t := range tallies {
-		for code, count := range t.statuses {
-			out.Statuses[code] += count
-			out.Sent += count
-		}
-		for message, count := range t.errors {
-			out.Errors[message] += count
-			out.Sent += count
-		}
-		latencies = append(latencies, t.latencies...)
-		late = append(late, t.late...)
-		if t.last.After(end) {
-			end = t.last
-		}
+// receive reads what the server sent on c and tallies each whole answer.
+func (l *load) receive(c *connection, buffer []byte) {
+	if c == nil {
+		return
 	}
-	out.Accepted = len(latencies)
-	out.Seconds = end.Sub(start).Seconds()
-	out.P50Ms, out.P99Ms, out.MaxMs = quantile(latencies, 0.5), quantile(latencies, 0.99), quantile(latencies, 1)
-	out.LateP99Ms = quantile(late, 0.99)
+	read, err := rawRead(c.fd, buffer)
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+		return
+	}
+	if err != nil || read == 0 {
+		l.fail(c, fmt.Sprintf("connection closed by the server (%v)", err))
+		return
+	}
+	c.buffer = append(c.buffer, buffer[:read]...)
+	for {
+		status, size := answer(c.buffer)
+		if size == 0 {
+			return
+		}
+		now := time.Now()
+		c.buffer = c.buffer[size:]
+		if !c.busy {
+			l.fail(c, "an answer to nothing")
+			return
+		}
+		l.last = now
+		l.statuses[strconv.Itoa(status)]++
+		if status >= 200 && status < 300 {
+			l.latencies = append(l.latencies, now.Sub(c.due))
+		}
+		c.busy = false
+		l.idle = append(l.idle, c)
+	}
+}
+
+// rawRead, rawWrite and epollWait are the system calls of the loop, made without telling
+// the runtime (see the package comment).
+func rawRead(fd int, buffer []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&buffer[0])), uintptr(len(buffer)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
+}
+
+func rawWrite(fd int, data []byte) (int, error) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&data[0])), uintptr(len(data)))
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
+}
+
+func epollWait(epoll int, events []syscall.EpollEvent, milliseconds int) (int, error) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(epoll), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(milliseconds), 0, 0)
+	if errno != 0 {
+		return -1, errno
+	}
+	return int(n), nil
+}
+
+// fail counts a webhook without an answer and drops its connection from the pool.
+func (l *load) fail(c *connection, why string) {
+	l.errors[why]++
+	syscall.Close(c.fd)
+	delete(l.pool, c.fd)
+	l.idle = slices.DeleteFunc(l.idle, func(idle *connection) bool { return idle == c })
+}
+
+// answer is the status and length of the whole HTTP answer at the start of data, or a
+// length of 0 while it is incomplete.
+func answer(data []byte) (int, int) {
+	end := bytes.Index(data, []byte("\r\n\r\n"))
+	if end < 12 {
+		return 0, 0
+	}
+	head := bytes.ToLower(data[:end])
+	length := 0
+	if at := bytes.Index(head, []byte("\r\ncontent-length:")); at >= 0 {
+		value, _, _ := bytes.Cut(head[at+17:], []byte("\r\n"))
+		length, _ = strconv.Atoi(string(bytes.TrimSpace(value)))
+	}
+	if len(data) < end+4+length {
+		return 0, 0
+	}
+	status, _ := strconv.Atoi(string(data[9:12]))
+	return status, end + 4 + length
+}
+
+func (l *load) sum(start time.Time, cpuBefore, sysBefore float64) summary {
+	cpuAfter, sysAfter := cpuTime()
+	out := summary{
+		Sent:       l.sent,
+		Accepted:   len(l.latencies),
+		Statuses:   l.statuses,
+		Errors:     l.errors,
+		CPUSeconds: cpuAfter - cpuBefore,
+		SysSeconds: sysAfter - sysBefore,
+	}
+	if l.last.After(start) {
+		out.Seconds = l.last.Sub(start).Seconds()
+	}
+	out.P50Ms, out.P99Ms, out.MaxMs = quantile(l.latencies, 0.5), quantile(l.latencies, 0.99), quantile(l.latencies, 1)
+	out.LateP99Ms = quantile(l.late, 0.99)
 	return out
 }
 
