@@ -301,6 +301,7 @@ func (l *load) receive(c *connection, buffer []byte) {
 		now := time.Now()
 		c.buffer = c.buffer[size:]
 		if !c.busy {
+			c.busy = true // counted: an answer to nothing is a broken exchange
 			l.fail(c, "an answer to nothing")
 			return
 		}
@@ -340,9 +341,13 @@ func epollWait(epoll int, events []syscall.EpollEvent, milliseconds int) (int, e
 	return int(n), nil
 }
 
-// fail counts a webhook without an answer and drops its connection from the pool.
+// fail drops a connection from the pool, counting its webhook, if it had one, as
+// unanswered (an idle connection the server closed, e.g. after its keep-alive timeout,
+// is no failure).
 func (l *load) fail(c *connection, why string) {
-	l.errors[why]++
+	if c.busy || len(c.buffer) > 0 {
+		l.errors[why]++
+	}
 	syscall.Close(c.fd)
 	delete(l.pool, c.fd)
 	l.idle = slices.DeleteFunc(l.idle, func(idle *connection) bool { return idle == c })
