@@ -3,9 +3,9 @@
     BATON_KAFKA_BOOTSTRAP=127.0.0.1:9092 uv run python bench/ingest.py [--seconds 8]
 
 1. HTTP: accepted webhooks/s and p50/p99 latency, one ingest process and two, for
-   distinct signed webhooks sent by a Go load generator (vegeta; ``--generator python``
-   for the asyncio one: ADR 0261), so the generator costs as little CPU as possible on
-   a 2-core machine. By default each
+   distinct signed webhooks sent by a Go load generator (``bench/webhook_load``, one
+   epoll thread; ``--generator python`` for the asyncio one: ADR 0261), so the generator
+   costs as little CPU as possible on a 2-core machine. By default each
    connection sends its next webhook when the last is answered (a closed loop: the
    service's ceiling, and the latency at saturation); with ``--rate R1,R2,...`` R
    webhooks/s fall due whatever the answers do and go over a pool of connections (an
@@ -402,7 +402,7 @@ async def main() -> None:
         "--generator",
         choices=["go", "python"],
         default="go",
-        help="the webhook load generator: go (vegeta, bench/webhook_load, built on first use "
+        help="the webhook load generator: go (bench/webhook_load, built on first use "
         "into .baton/cache; ADR 0261) or python (the asyncio one, sharing this process)",
     )
     parser.add_argument("--events", type=int, default=30_000, help="Kafka-native events")

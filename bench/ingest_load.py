@@ -1,4 +1,4 @@
-"""The webhook load generators of ``bench/ingest.py``: Go (fasthttp) by default, Python as
+"""The webhook load generators of ``bench/ingest.py``: Go (one epoll thread) by default, Python as
 the fallback (ADR 0261).
 
 Both send the same webhooks (``ingest_webhooks``: distinct, signed, built before the
@@ -88,7 +88,7 @@ def webhooks_file(webhooks: list[Webhook], into: Path) -> None:
 async def go_load(
     ports: list[int], webhooks: list[Webhook], seconds: float, connections: int, rate: float
 ) -> Load:
-    """One load from the Go generator (``bench/webhook_load``, fasthttp's client)."""
+    """One load from the Go generator (``bench/webhook_load``)."""
     binary = go_binary()
     targets = GO_CACHE / f"webhooks-{os.getpid()}.json"
     webhooks_file(webhooks, targets)
