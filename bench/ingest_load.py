@@ -122,7 +122,8 @@ async def go_load(
     accepted, cpu = summary["accepted"], (summary["cpu_seconds"], summary["system_cpu_seconds"])
     if not accepted:
         errors = summary["errors"]
-        return Load(f"no request accepted: {statuses} {errors}", 0, 0, float("inf"), *cpu)
+        line = f"no request accepted: {statuses} {errors}"
+        return Load(line, 0, summary["sent"], float("inf"), *cpu)
     line = (
         f"{accepted / summary['seconds']:8.0f} accepted/s   p50 {summary['p50_ms']:6.1f} ms   "
         f"p99 {summary['p99_ms']:6.1f} ms   statuses {statuses}"

@@ -274,8 +274,9 @@ async def python_load(
     cpu_after = os.times()
     system = cpu_after.system - cpu_before.system
     cpu = (cpu_after.user - cpu_before.user + system, system)
+    sent = schedule.due if schedule is not None else sum(statuses.values())
     if not latencies:
-        return Load(f"no request accepted: {statuses}", 0, 0, float("inf"), *cpu)
+        return Load(f"no request accepted: {statuses}", 0, sent, float("inf"), *cpu)
     p50, p99 = (percentile(latencies, q) * 1000 for q in (0.5, 0.99))
     achieved = len(latencies) / elapsed
     line = (
@@ -283,5 +284,4 @@ async def python_load(
     )
     if schedule is not None:  # the generator's lag and waits for a connection, in the latency
         line += f"   written late: p99 {percentile(schedule.late, 0.99) * 1000:.1f} ms"
-    sent = schedule.due if schedule is not None else sum(statuses.values())
     return Load(line, len(latencies), sent, p99, *cpu)
