@@ -271,6 +271,7 @@ func (l *load) dispatch(now time.Time) {
 		l.sent++
 		written, err := rawWrite(c.fd, request)
 		if err != nil || written != len(request) { // an idle connection's buffer is empty
+			c.busy = true // this webhook is lost with the connection
 			l.fail(c, fmt.Sprintf("write: %d of %d bytes, %v", written, len(request), err))
 			continue
 		}
