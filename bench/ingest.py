@@ -2,9 +2,10 @@
 
     BATON_KAFKA_BOOTSTRAP=127.0.0.1:9092 uv run python bench/ingest.py [--seconds 8]
 
-1. HTTP: accepted webhooks/s and p50/p99 latency, one ingest process and two (a raw
-   keep-alive HTTP/1.1 load generator with a fixed number of connections, so the
-   generator costs as little CPU as possible on a 2-core machine). By default each
+1. HTTP: accepted webhooks/s and p50/p99 latency, one ingest process and two, for
+   distinct signed webhooks sent by a Go load generator (``bench/webhook_load``, one
+   epoll thread; ``--generator python`` for the asyncio one: ADR 0261), so the generator
+   costs as little CPU as possible on a 2-core machine. By default each
    connection sends its next webhook when the last is answered (a closed loop: the
    service's ceiling, and the latency at saturation); with ``--rate R1,R2,...`` R
    webhooks/s fall due whatever the answers do and go over a pool of connections (an
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import random
@@ -29,10 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
 
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
@@ -42,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT))
 
+from ingest_load import Generator, go_binary, http_load  # noqa: E402
+from ingest_webhooks import SECRET_ENV, Load, percentile, webhooks_for  # noqa: E402
 from platform_kit import Service  # noqa: E402
 from tests.ingest.kit import new_namespace, prepare, read_all, service  # noqa: E402
 
@@ -51,7 +51,7 @@ STORY = """
 id: bench
 version: 1
 trigger:
-  webhook: {path: bench}
+  webhook: {path: bench, signature: {preset: github, secret: BENCH}}
   dedup: {key: "{{ event.alert_id }}", window: 1h}
 steps:
   call: {action: http, with: {url: "https://x.example/"}}
@@ -62,275 +62,6 @@ ALERT: dict[str, JsonValue] = {
     "host": "ws-0042",
     "rule": "edr.proc.inject",
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _answers(buffer: bytes) -> tuple[list[int], bytes]:
-    """The statuses of the whole HTTP answers at the start of ``buffer``, and the rest."""
-    statuses = []
-    while True:
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            break
-        head = buffer[:end].lower()
-        at = head.find(b"content-length:")
-        length = int(head[at + 15 :].split(b"\r\n", 1)[0]) if at >= 0 else 0
-        if len(buffer) < end + 4 + length:
-            break
-        buffer = buffer[end + 4 + length :]
-        statuses.append(int(head[9:12]))
-    return statuses, buffer
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive connection sending the same webhook until ``stop_at``.
-
-    A plain protocol (no stream reader, no regular expression) so that the generator
-    costs little CPU on the cores it shares with the service (ADR 0240). ``depth``
-    requests are outstanding at a time (HTTP/1.1 pipelining when above 1); the requests
-    that answers free are written together in one write. Each request's latency runs
-    from the write that carried it to the parse of its answer, and only 202s count.
-    """
-
-    def __init__(
-        self,
-        request: bytes,
-        depth: int,
-        stop_at: float,
-        latencies: list[float],
-        statuses: dict[int, int],
-    ) -> None:
-        self._request = request
-        self._depth = depth
-        self._stop_at = stop_at
-        self._latencies = latencies
-        self._statuses = statuses
-        self._sent: deque[float] = deque()
-        self._buffer = b""
-        self._transport: asyncio.Transport | None = None
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._send(self._depth)
-
-    def _send(self, count: int) -> None:
-        assert self._transport is not None
-        now = time.perf_counter()
-        if now >= self._stop_at:
-            if not self._sent:
-                self._transport.close()
-            return
-        self._sent.extend([now] * count)
-        self._transport.write(self._request * count)
-
-    def data_received(self, data: bytes) -> None:
-        answered, self._buffer = _answers(self._buffer + data if self._buffer else data)
-        now = time.perf_counter()
-        for status in answered:
-            started = self._sent.popleft()
-            self._statuses[status] = self._statuses.get(status, 0) + 1
-            if status == 202:
-                self._latencies.append(now - started)
-        if answered:
-            self._send(len(answered))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
-class _Schedule:
-    """An open loop (ADR 0260): ``rate`` webhooks/s fall due at even intervals whatever
-    the answers do, and each goes on the pool's connection idle longest, or, when every
-    connection is busy, on the first to come free (in the order they fell due).
-
-    Each latency runs from when the webhook fell due, so neither a busy pool nor a late
-    generator hides a slow server (coordinated omission, as wrk2 counts it); and no
-    webhook waits behind another on its connection (HTTP/1.1 head-of-line blocking, which
-    a fixed set of paced connections added to every stall: a sender with a pool of
-    connections does not see it). ``late`` holds how long each waited to be written:
-    the generator's lag plus any wait for a free connection.
-    """
-
-    def __init__(self, rate: float) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._interval = 1 / rate
-        self._next = self._stop_at = 0.0
-        self._idle: deque[_PooledConnection] = deque()
-        self._backlog: deque[float] = deque()
-        self._open = 0
-        self.due = 0  # webhooks that fell due
-        self.late: list[float] = []
-        self.done: asyncio.Future[None] = self._loop.create_future()
-
-    def joined(self, connection: _PooledConnection) -> None:
-        self._open += 1
-        self._idle.append(connection)
-
-    def start(self, seconds: float) -> None:
-        """The first webhook falls due now, the last before ``seconds`` from now."""
-        self._next = time.perf_counter()
-        self._stop_at = self._next + seconds
-        self._tick()
-
-    def _tick(self) -> None:
-        now = time.perf_counter()
-        while self._next <= now and self._next < self._stop_at:
-            self._backlog.append(self._next)
-            self.due += 1
-            self._next += self._interval
-        self._dispatch(now)
-        if self._next < self._stop_at:
-            self._loop.call_later(max(0.0, self._next - now), self._tick)
-        else:
-            self._finish_if_drained()
-
-    def _dispatch(self, now: float) -> None:
-        while self._backlog and self._idle:
-            due = self._backlog.popleft()
-            self.late.append(now - due)
-            self._idle.popleft().send(due)
-
-    def freed(self, connection: _PooledConnection) -> None:
-        self._idle.append(connection)
-        if self._backlog:
-            self._dispatch(time.perf_counter())
-        elif self._next >= self._stop_at:
-            self._finish_if_drained()
-
-    def lost(self, connection: _PooledConnection) -> None:
-        self._open -= 1
-        if connection in self._idle:
-            self._idle.remove(connection)
-        if not self._open and not self.done.done():
-            self.done.set_result(None)
-
-    def _finish_if_drained(self) -> None:
-        if self._backlog or len(self._idle) < self._open:
-            return
-        for connection in self._idle:
-            connection.close()
-        if not self.done.done():
-            self.done.set_result(None)
-
-
-class _PooledConnection(asyncio.Protocol):
-    """A keep-alive connection of a :class:`_Schedule`'s pool: one webhook at a time."""
-
-    def __init__(
-        self,
-        schedule: _Schedule,
-        request: bytes,
-        latencies: list[float],
-        statuses: dict[int, int],
-    ) -> None:
-        self._schedule = schedule
-        self._request = request
-        self._latencies = latencies
-        self._statuses = statuses
-        self._due = 0.0
-        self._buffer = b""
-        self._transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._schedule.joined(self)
-
-    def send(self, due: float) -> None:
-        assert self._transport is not None
-        self._due = due
-        self._transport.write(self._request)
-
-    def close(self) -> None:
-        assert self._transport is not None
-        self._transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        answered, self._buffer = _answers(self._buffer + data if self._buffer else data)
-        for status in answered:
-            self._statuses[status] = self._statuses.get(status, 0) + 1
-            if status == 202:
-                self._latencies.append(time.perf_counter() - self._due)
-            self._schedule.freed(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._schedule.lost(self)
-
-
-class Load(NamedTuple):
-    """One load's outcome: its printed line, and what a rate search compares."""
-
-    line: str
-    accepted: int
-    sent: int
-    p99_ms: float
-
-
-async def http_load(
-    ports: list[int], seconds: float, connections: int, depth: int = 1, rate: float = 0.0
-) -> Load:
-    """``connections`` each keeping ``depth`` requests outstanding (a closed loop), or,
-    with ``rate``, ``rate`` webhooks/s sent over a pool of ``connections`` whatever the
-    answers do (an open loop).
-
-    The collector is off while the load runs (the generator's objects are freed by
-    reference counting; a collection of its start-up heap stalled it for tens of ms,
-    which an open loop counts as the server's latency).
-    """
-    body = json.dumps(ALERT).encode()
-    request = (
-        b"POST /webhooks/bench HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-    )
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    loop = asyncio.get_running_loop()
-    gc.collect()
-    gc.disable()
-    try:
-        started = time.perf_counter()
-        stop_at = started + seconds
-        schedule = _Schedule(rate) if rate else None
-
-        def connection() -> asyncio.Protocol:
-            if schedule is None:  # each starts sending as it connects
-                return _Connection(request, depth, stop_at, latencies, statuses)
-            return _PooledConnection(schedule, request, latencies, statuses)
-
-        if rate:  # each connection used about once a second or more: none sits idle
-            connections = min(connections, max(1, int(rate)))  # long enough to be closed
-        opened = [
-            await loop.create_connection(connection, "127.0.0.1", ports[n % len(ports)])
-            for n in range(connections)
-        ]
-        if schedule is None:
-            closing = [p.closed for _, p in opened if isinstance(p, _Connection)]
-            await asyncio.wait_for(asyncio.gather(*closing), seconds + 60)
-        else:  # the pool is open: the webhooks fall due from now
-            started = time.perf_counter()
-            schedule.start(seconds)
-            await asyncio.wait_for(schedule.done, seconds + 60)
-        elapsed = time.perf_counter() - started
-    finally:
-        gc.enable()
-    if not latencies:
-        return Load(f"no request accepted: {statuses}", 0, 0, float("inf"))
-    p50, p99 = (percentile(latencies, q) * 1000 for q in (0.5, 0.99))
-    achieved = len(latencies) / elapsed
-    line = (
-        f"{achieved:8.0f} accepted/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   statuses {statuses}"
-    )
-    if schedule is not None:  # the generator's lag and waits for a connection, in the latency
-        line += f"   written late: p99 {percentile(schedule.late, 0.99) * 1000:.1f} ms"
-    sent = schedule.due if schedule is not None else sum(statuses.values())
-    return Load(line, len(latencies), sent, p99)
 
 
 def start_all(processes: list[Service]) -> None:
@@ -361,6 +92,7 @@ async def bench_http(
     settings: list[str],
     probe: bool = False,
     extra: dict[str, str] | None = None,
+    generator: Generator = "go",
 ) -> None:
     """Each setting's processes take each load in turn: the closed loop (no rates), or
     each open-loop rate, after which the highest rate held is named."""
@@ -368,7 +100,7 @@ async def bench_http(
     for replicas, router in (HTTP_SETTINGS[name] for name in settings):
         namespace = new_namespace()
         await prepare(bootstrap, namespace, [STORY])
-        env = {**QUIET, "BATON_INGEST_ROUTER_ENABLED": router, **(extra or {})}
+        env = {**QUIET, **SECRET_ENV, "BATON_INGEST_ROUTER_ENABLED": router, **(extra or {})}
         probes = [logs / f"probe-{namespace}-{n}.json" for n in range(replicas)]
         processes = [
             service(
@@ -387,25 +119,29 @@ async def bench_http(
         start_all(processes)
         try:
             ports = [p.port for p in processes]
-            await http_load(ports, 1.0, connections, depth, rates[0] if rates else 0.0)  # warm-up
-            for rate in rates or [0.0]:
+            first = rates[0] if rates else 0.0
+            warm_up = webhooks_for(first, 1.0, f"{namespace}-warm-up", ALERT)
+            await http_load(generator, ports, warm_up, 1.0, connections, depth, first)
+            for n, rate in enumerate(rates or [0.0]):
+                webhooks = webhooks_for(rate, seconds, f"{namespace}-{n}", ALERT)
                 cpu_before = cpu_seconds(processes)
-                load_before = time.process_time()
                 window = time.perf_counter()
-                load = await http_load(ports, seconds, connections, depth, rate)
+                load = await http_load(
+                    generator, ports, webhooks, seconds, connections, depth, rate
+                )
                 windows.append((window, time.perf_counter()))
                 cpu = cpu_seconds(processes) - cpu_before
-                load_cpu = time.process_time() - load_before
                 if rate:
                     how = f", {rate:.0f}/s sent over them"
                 else:
                     how = f" ({depth} pipelined each)" if depth > 1 else ""
                 print(f"HTTP webhooks, {what}, {connections} connections{how}: {load.line}")
                 per_event = f"{cpu * 1e6 / load.accepted:.0f}" if load.accepted else "-"
-                generator = f"{load_cpu * 1e6 / load.accepted:.0f}" if load.accepted else "-"
+                sent = max(load.sent, 1)
                 print(
                     f"  {per_event} CPU µs per accepted webhook in the ingest process(es), "
-                    f"{generator} in the load generator"
+                    f"{load.generator_cpu * 1e6 / sent:.0f} per webhook sent in the {generator} "
+                    f"load generator ({load.generator_system_cpu * 1e6 / sent:.0f} of it system)"
                 )
                 if rate and held_at(rate, load):
                     held.append(rate)
@@ -662,12 +398,21 @@ async def main() -> None:
         help="a setting for the HTTP settings' ingest processes (repeatable), e.g. "
         "BATON_INGEST_WEBHOOK_PRODUCERS=2",
     )
+    parser.add_argument(
+        "--generator",
+        choices=["go", "python"],
+        default="go",
+        help="the webhook load generator: go (bench/webhook_load, built on first use "
+        "into .baton/cache; ADR 0261) or python (the asyncio one, sharing this process)",
+    )
     parser.add_argument("--events", type=int, default=30_000, help="Kafka-native events")
     parser.add_argument("--ceiling-records", type=int, default=300_000)
     parser.add_argument("--only", choices=["http", "kafka-native", "ceiling"], default=None)
     args = parser.parse_args()
     bootstrap = os.environ.get("BATON_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     print(f"bootstrap {bootstrap}, {os.cpu_count()} CPUs")
+    if args.only in (None, "http") and args.generator == "go":
+        go_binary()  # built (if its sources changed) before any load, not during one
     with tempfile.TemporaryDirectory() as logs:
         if args.only in (None, "http"):
             await bench_http(
@@ -680,6 +425,7 @@ async def main() -> None:
                 args.processes or list(HTTP_SETTINGS),
                 args.probe,
                 dict(setting.split("=", 1) for setting in args.ingest_env),
+                args.generator,
             )
         if args.only in (None, "kafka-native"):
             await bench_kafka_native(bootstrap, args.events, Path(logs))

@@ -9,9 +9,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from starlette.datastructures import Headers
 
 from baton_common.story import Story
 from baton_common.triggers import Signature, Trigger
+from baton_ingest.auth import AuthFailure, WebhookAuth
+from baton_ingest.secrets import EnvironmentSecrets
 from baton_ingest.signature import (
     ReplayCache,
     SignatureCheck,
@@ -116,6 +119,25 @@ def test_a_trigger_has_exactly_one_source() -> None:
         Trigger.model_validate(
             {"webhook": {"path": "p", "signature": {"secret": "A"}, "bearer": {"secret": "B"}}}
         )
+
+
+def _signed_story(story_id: str, secret: str) -> Story:
+    webhook = {"path": "shared", "signature": {"secret": secret}}
+    return story(OPEN, id=story_id, trigger={"webhook": webhook})
+
+
+def test_stories_sharing_a_path_need_every_distinct_signature_once() -> None:
+    """Two stories with the same requirement take one signature; a third with another
+    secret needs its own too, and a request missing it is refused."""
+    keys = {"BATON_SECRET_A": "key-a", "BATON_SECRET_B": "key-b"}
+    auth = WebhookAuth(EnvironmentSecrets(keys))
+    body = b'{"alert_id": "a-1"}'
+    same = [_signed_story("one", "A"), _signed_story("two", "A")]
+    headers = Headers({"x-baton-signature": sign(body, b"key-a")})
+    assert auth.check(same, headers, body, NOW).replay_keys == []
+    with pytest.raises(AuthFailure) as refused:
+        auth.check([*same, _signed_story("three", "B")], headers, body, NOW)
+    assert (refused.value.status, refused.value.reason) == (403, "signature_invalid")
 
 
 # --- over HTTP, with the in-memory publisher ---------------------------------------------

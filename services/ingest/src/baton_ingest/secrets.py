@@ -6,6 +6,7 @@ service resolves it from ``BATON_SECRET_<NAME>``. The value is never logged.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Final, Protocol
@@ -21,6 +22,7 @@ class SecretResolver(Protocol):
     def __call__(self, name: str) -> str | None: ...
 
 
+@functools.lru_cache(maxsize=1024)  # asked per webhook, for the few names stories use
 def secret_env_var(name: str) -> str:
     """The environment variable holding secret ``name``: ``edr-key`` → ``BATON_SECRET_EDR_KEY``."""
     return "BATON_SECRET_" + _NOT_ALNUM.sub("_", name.upper())

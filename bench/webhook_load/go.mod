@@ -1,0 +1,3 @@
+module baton/bench/webhook_load
+
+go 1.26
