@@ -40,8 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 sys.path.insert(0, str(ROOT))
 
+from figures import cpu_seconds as pid_cpu_seconds  # noqa: E402
+from figures import percentile  # noqa: E402
 from ingest_load import Generator, go_binary, http_load  # noqa: E402
-from ingest_webhooks import SECRET_ENV, Load, percentile, webhooks_for  # noqa: E402
+from ingest_webhooks import SECRET_ENV, Load, webhooks_for  # noqa: E402
+from namespaces import drop_namespaces  # noqa: E402
 from platform_kit import Service  # noqa: E402
 from tests.ingest.kit import new_namespace, prepare, read_all, service  # noqa: E402
 
@@ -98,7 +101,7 @@ async def bench_http(
     each open-loop rate, after which the highest rate held is named."""
     # "router-off" takes webhooks only; routing then runs in other processes.
     for replicas, router in (HTTP_SETTINGS[name] for name in settings):
-        namespace = new_namespace()
+        namespace = fresh_namespace()
         await prepare(bootstrap, namespace, [STORY])
         env = {**QUIET, **SECRET_ENV, "BATON_INGEST_ROUTER_ENABLED": router, **(extra or {})}
         probes = [logs / f"probe-{namespace}-{n}.json" for n in range(replicas)]
@@ -178,7 +181,7 @@ def probe_summary(files: list[Path], since: float, until: float) -> list[str]:
 
     def ms(name: str, q: float) -> str:
         values = seen.get(name) or [float("nan")]
-        return f"{percentile(values, q) * 1000:.1f}"
+        return f"{percentile(values, q * 100) * 1000:.1f}"
 
     batches = seen.get("batch_webhooks") or [0.0]
     ticks = seen.get("tick_cpu") or [0.0]
@@ -217,15 +220,20 @@ def routed(process: Service) -> float:
     )
 
 
+NAMESPACES: list[str] = []
+"""The topic namespaces this run made, dropped when it ends."""
+
+
+def fresh_namespace() -> str:
+    NAMESPACES.append(namespace := new_namespace())
+    return namespace
+
+
 def cpu_seconds(processes: list[Service]) -> float:
     """User + system CPU time the processes have used so far (Linux ``/proc``)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for process in processes:
-        assert process.process is not None
-        fields = Path(f"/proc/{process.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
+    pids = [process.process.pid for process in processes if process.process is not None]
+    assert len(pids) == len(processes), "a service that was never started"
+    return sum(pid_cpu_seconds(pid) for pid in pids)
 
 
 async def wait_group_stable(bootstrap: str, group: str, members: int, within: float = 60) -> None:
@@ -282,7 +290,7 @@ async def command_span(bootstrap: str, topic: str) -> tuple[int, float]:
 
 async def bench_kafka_native(bootstrap: str, events: int, logs: Path) -> None:
     for replicas in (1, 2):
-        namespace = new_namespace()  # fresh topics: each run routes the same events anew
+        namespace = fresh_namespace()  # fresh topics: each run routes the same events anew
         topics = await prepare(bootstrap, namespace, [STORY])
         group = f"{namespace}-router"
         processes = [
@@ -327,7 +335,7 @@ def record_size() -> int:
 
 
 async def bench_kafka_ceiling(bootstrap: str, records: int) -> None:
-    namespace = new_namespace()
+    namespace = fresh_namespace()
     topics = await prepare(bootstrap, namespace, [])
     size = record_size()
     cache = os.environ.get("BATON_CACHE_DIR") or str(Path.home() / ".cache/baton")
@@ -413,6 +421,13 @@ async def main() -> None:
     print(f"bootstrap {bootstrap}, {os.cpu_count()} CPUs")
     if args.only in (None, "http") and args.generator == "go":
         go_binary()  # built (if its sources changed) before any load, not during one
+    try:
+        await run_phases(args, bootstrap)
+    finally:
+        await drop_namespaces(bootstrap, NAMESPACES)
+
+
+async def run_phases(args: argparse.Namespace, bootstrap: str) -> None:
     with tempfile.TemporaryDirectory() as logs:
         if args.only in (None, "http"):
             await bench_http(

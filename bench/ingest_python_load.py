@@ -11,7 +11,8 @@ import time
 from collections import deque
 from collections.abc import Iterator
 
-from ingest_webhooks import SIGNATURE_HEADER, Load, Webhook, percentile
+from figures import percentile
+from ingest_webhooks import SIGNATURE_HEADER, Load, Webhook
 
 __all__ = ["python_load"]
 
@@ -277,11 +278,11 @@ async def python_load(
     sent = schedule.due if schedule is not None else sum(statuses.values())
     if not latencies:
         return Load(f"no request accepted: {statuses}", 0, sent, float("inf"), *cpu)
-    p50, p99 = (percentile(latencies, q) * 1000 for q in (0.5, 0.99))
+    p50, p99 = (percentile(latencies, q) * 1000 for q in (50, 99))
     achieved = len(latencies) / elapsed
     line = (
         f"{achieved:8.0f} accepted/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   statuses {statuses}"
     )
     if schedule is not None:  # the generator's lag and waits for a connection, in the latency
-        line += f"   written late: p99 {percentile(schedule.late, 0.99) * 1000:.1f} ms"
+        line += f"   written late: p99 {percentile(schedule.late, 99) * 1000:.1f} ms"
     return Load(line, len(latencies), sent, p99, *cpu)

@@ -19,7 +19,6 @@ __all__ = [
     "SIGNATURE_HEADER",
     "Load",
     "Webhook",
-    "percentile",
     "signed_webhooks",
     "webhooks_for",
 ]
@@ -46,11 +45,6 @@ class Load(NamedTuple):
     p99_ms: float
     generator_cpu: float
     generator_system_cpu: float  # of generator_cpu, in the kernel (mostly loopback TCP)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def signed_webhooks(alert: dict[str, JsonValue], count: int, run: str) -> list[Webhook]:

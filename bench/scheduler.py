@@ -43,6 +43,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import figures
+from namespaces import drop_namespaces
 from stages import Scrape, print_stages, scrape
 
 from baton_common import ids
@@ -363,14 +365,8 @@ def cpu_seconds(process: subprocess.Popen[bytes] | None) -> tuple[float, float]:
     its main thread (the event loop); this process's when None."""
     if process is None:
         return time.process_time(), time.thread_time()
-
-    def used(stat_path: str) -> float:
-        with open(stat_path) as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
     pid = process.pid
-    return used(f"/proc/{pid}/stat"), used(f"/proc/{pid}/task/{pid}/stat")
+    return figures.cpu_seconds(pid), figures.cpu_seconds(pid, thread=pid)
 
 
 async def throughput(harness: Harness, runs: int) -> float:
@@ -685,6 +681,13 @@ async def main() -> None:
         await observe(bootstrap, args.observe)
         return
     namespace = f"bench{uuid.uuid4().hex[:8]}"
+    try:
+        await run_phases(args, bootstrap, namespace)
+    finally:
+        await drop_namespaces(bootstrap, [namespace, f"{namespace}-rec"])
+
+
+async def run_phases(args: argparse.Namespace, bootstrap: str, namespace: str) -> None:
     if "engine" not in args.skip:
         topics = topics_for(namespace, args.partitions)
         await provision_topics(bootstrap, topics)
