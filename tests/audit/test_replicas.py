@@ -1,0 +1,179 @@
+"""Two replicas of the audit projection in one consumer group (ADR 0571), as a deployment
+with two replicas runs them: on the real Kafka and PostgreSQL, the partitions are split,
+every record is applied exactly once, the chains verify from the store, and a rebuild asked
+of one replica re-projects the other's partitions too."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+
+import kafka_topics
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from baton_audit.admin import PROJECTED_TABLES, checksum
+from baton_audit.consumer import PositionListener, Projector, stored_positions
+from baton_audit.db import Connection, Pool
+from baton_audit.positions import StalePosition
+from baton_audit.store import AuditStore
+from baton_audit.writer import AuditWriter
+from baton_common.envelope import Envelope
+from baton_common.hashing import find_break
+from baton_common.kafka import ConsumedRecord, make_consumer, make_producer, outbound
+from baton_common.testing import eventually
+
+from .conftest import PoolFactory
+from .fakes import T0, TOPIC, FakePublisher, approved_run, projector_on, records, triage_run
+from .live import namespace
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+RUNS = 16  # of each kind
+
+
+def _logs() -> dict[str, list[Envelope]]:
+    logs: dict[str, list[Envelope]] = {}
+    for n in range(RUNS):
+        start = T0 + timedelta(minutes=n)
+        logs[f"t{n}"] = triage_run(f"t{n}", start=start)
+        logs[f"a{n}"] = approved_run(f"a{n}", start=start)
+    return logs
+
+
+class _Counted:
+    """The writer, counting the records handed to it (those above the stored position)."""
+
+    def __init__(self, writer: AuditWriter) -> None:
+        self._writer = writer
+        self.applied = 0
+
+    async def apply(
+        self, conn: Connection, batch: Sequence[ConsumedRecord]
+    ) -> list[tuple[ConsumedRecord, str]]:
+        unusable = await self._writer.apply(conn, batch)
+        self.applied += len(batch)
+        return unusable
+
+
+@asynccontextmanager
+async def _replica(
+    bootstrap: str, group: str, topics: list[str], pool: Pool, handler: _Counted
+) -> AsyncIterator[tuple[Projector, AIOKafkaConsumer]]:
+    consumer = make_consumer(bootstrap, group_id=group, client_id=f"{group}-replica")
+    projector = Projector(
+        consumer=consumer,
+        pool=pool,
+        handle=handler.apply,
+        publisher=FakePublisher(),
+        name="audit",
+        dlq_topic="baton.dlq",
+    )
+    consumer.subscribe(topics, listener=PositionListener(projector))
+    await consumer.start()
+    projector.start()
+    try:
+        yield projector, consumer
+    finally:
+        await projector.stop()
+        await consumer.stop()
+
+
+async def test_two_replicas_split_the_partitions_and_project_everything_once(
+    kafka_bootstrap: str, new_pool: PoolFactory
+) -> None:
+    ns = namespace()
+    topic, stories = f"{ns}.runs", f"{ns}.stories"
+    await kafka_topics.create_topic(kafka_bootstrap, topic, PARTITIONS)
+    await kafka_topics.create_topic(kafka_bootstrap, stories, 1)
+    logs = _logs()
+    outs = [outbound(topic, run_id, e) for run_id, log in logs.items() for e in log]
+    every = {TopicPartition(topic, p) for p in range(PARTITIONS)} | {TopicPartition(stories, 0)}
+
+    reference = await new_pool()
+    one = projector_on(reference, AuditWriter(runs_topic=topic, stories_topic=stories).apply)
+    pool = await new_pool()
+    handlers = [
+        _Counted(AuditWriter(runs_topic=topic, stories_topic=stories, kept_runs=1000))
+        for _ in range(2)
+    ]
+    async with AsyncExitStack() as stack:
+        replicas = [
+            await stack.enter_async_context(
+                _replica(kafka_bootstrap, ns, [topic, stories], pool, handler)
+            )
+            for handler in handlers
+        ]
+
+        async def split() -> bool:
+            a, b = (consumer.assignment() for _, consumer in replicas)
+            return bool(a) and bool(b) and not a & b and a | b == every
+
+        await eventually(split, within=60, what="the partitions split between the replicas")
+        producer = make_producer(kafka_bootstrap, client_id=f"{ns}-producer")
+        await producer.start()
+        try:
+            for o in outs:
+                await o.send(producer)
+        finally:
+            await producer.stop()
+        await _project_reference(one, topic, kafka_bootstrap)
+
+        async def caught_up() -> bool:
+            stored = await stored_positions(pool, [topic])
+            return sum(stored.values()) == len(outs)
+
+        await eventually(caught_up, within=60, what="every record applied")
+        expected = await checksum(reference)
+        assert await checksum(pool) == expected
+        assert [h.applied > 0 for h in handlers] == [True, True]
+        assert sum(h.applied for h in handlers) == len(outs)  # none twice
+        store = AuditStore(pool)
+        for run_id, log in logs.items():
+            stored_log = await store.envelopes(run_id)
+            assert len(stored_log) == len(log)
+            assert find_break(stored_log) is None, run_id
+
+        # A rebuild asked of one replica: the other's partitions are emptied too, and the
+        # other replica, idle, notices and re-projects them from offset 0.
+        first, _ = replicas[0]
+        await first.reset(list(PROJECTED_TABLES))
+        await eventually(caught_up, within=60, what="every record applied again")
+        assert await checksum(pool) == expected
+        assert sum(h.applied for h in handlers) == 2 * len(outs)
+
+
+async def _project_reference(projector: Projector, topic: str, bootstrap: str) -> None:
+    """The same log projected in one pass by one projector, read back from Kafka."""
+    by_partition: dict[int, list[ConsumedRecord]] = {p: [] for p in range(PARTITIONS)}
+    consumer = make_consumer(bootstrap, topic, group_id=None, client_id="reference")
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        total = sum(ends.values())
+        seen = 0
+        while seen < total:
+            for tp, got in (await consumer.getmany(timeout_ms=1000)).items():
+                by_partition[tp.partition].extend(got)
+                seen += len(got)
+    finally:
+        await consumer.stop()
+    for partition, got in by_partition.items():
+        await projector.apply_batch(topic, partition, got)
+
+
+async def test_a_batch_finds_its_position_moved_by_another_replica(pool: Pool) -> None:
+    log = records(approved_run("a1") + approved_run("a2", start=T0 + timedelta(hours=1)))
+    projector = projector_on(pool)
+    await projector.apply_batch(TOPIC, 0, log[:6])
+    async with pool.acquire() as conn:  # what a rebuild on another replica does
+        await conn.execute(f"truncate {', '.join([*PROJECTED_TABLES, 'consumer_positions'])}")
+
+    with pytest.raises(StalePosition) as stale:
+        await projector.apply_batch(TOPIC, 0, log[6:])
+    assert stale.value.stored == 0
+    assert await stored_positions(pool, [TOPIC]) == {}  # rolled back: nothing written
+    other = projector_on(pool)  # a replica that never saw the partition takes the store's
+    assert await other.apply_batch(TOPIC, 0, log[6:]) == len(log)
