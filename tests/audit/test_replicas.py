@@ -5,16 +5,16 @@ of one replica re-projects the other's partitions too."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import kafka_topics
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from baton_audit.admin import PROJECTED_TABLES, checksum
-from baton_audit.consumer import PositionListener, Projector, stored_positions
+from baton_audit.consumer import Projector, stored_positions
 from baton_audit.db import Connection, Pool
 from baton_audit.positions import StalePosition
 from baton_audit.store import AuditStore
@@ -25,7 +25,7 @@ from baton_common.kafka import ConsumedRecord, make_consumer, make_producer, out
 from baton_common.testing import eventually
 
 from .conftest import PoolFactory
-from .fakes import T0, TOPIC, FakePublisher, approved_run, projector_on, records, triage_run
+from .fakes import T0, TOPIC, approved_run, consuming, projector_on, records, triage_run
 from .live import namespace
 
 pytestmark = pytest.mark.integration
@@ -58,29 +58,6 @@ class _Counted:
         return unusable
 
 
-@asynccontextmanager
-async def _replica(
-    bootstrap: str, group: str, topics: list[str], pool: Pool, handler: _Counted
-) -> AsyncIterator[tuple[Projector, AIOKafkaConsumer]]:
-    consumer = make_consumer(bootstrap, group_id=group, client_id=f"{group}-replica")
-    projector = Projector(
-        consumer=consumer,
-        pool=pool,
-        handle=handler.apply,
-        publisher=FakePublisher(),
-        name="audit",
-        dlq_topic="baton.dlq",
-    )
-    consumer.subscribe(topics, listener=PositionListener(projector))
-    await consumer.start()
-    projector.start()
-    try:
-        yield projector, consumer
-    finally:
-        await projector.stop()
-        await consumer.stop()
-
-
 async def test_two_replicas_split_the_partitions_and_project_everything_once(
     kafka_bootstrap: str, new_pool: PoolFactory
 ) -> None:
@@ -102,7 +79,7 @@ async def test_two_replicas_split_the_partitions_and_project_everything_once(
     async with AsyncExitStack() as stack:
         replicas = [
             await stack.enter_async_context(
-                _replica(kafka_bootstrap, ns, [topic, stories], pool, handler)
+                consuming(kafka_bootstrap, ns, [topic, stories], pool, handler.apply)
             )
             for handler in handlers
         ]
