@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import kafka_topics
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from baton_audit.admin import PROJECTED_TABLES, checksum
 from baton_audit.consumer import Projector, stored_positions
@@ -21,7 +21,13 @@ from baton_audit.store import AuditStore
 from baton_audit.writer import AuditWriter
 from baton_common.envelope import Envelope
 from baton_common.hashing import find_break
-from baton_common.kafka import ConsumedRecord, make_consumer, make_producer, outbound
+from baton_common.kafka import (
+    ConsumedRecord,
+    OutboundRecord,
+    make_consumer,
+    make_producer,
+    outbound,
+)
 from baton_common.testing import eventually
 
 from .conftest import PoolFactory
@@ -61,13 +67,9 @@ class _Counted:
 async def test_two_replicas_split_the_partitions_and_project_everything_once(
     kafka_bootstrap: str, new_pool: PoolFactory
 ) -> None:
-    ns = namespace()
-    topic, stories = f"{ns}.runs", f"{ns}.stories"
-    await kafka_topics.create_topic(kafka_bootstrap, topic, PARTITIONS)
-    await kafka_topics.create_topic(kafka_bootstrap, stories, 1)
+    ns, topic, stories = await _topics(kafka_bootstrap)
     logs = _logs()
     outs = [outbound(topic, run_id, e) for run_id, log in logs.items() for e in log]
-    every = {TopicPartition(topic, p) for p in range(PARTITIONS)} | {TopicPartition(stories, 0)}
 
     reference = await new_pool()
     one = projector_on(reference, AuditWriter(runs_topic=topic, stories_topic=stories).apply)
@@ -84,18 +86,8 @@ async def test_two_replicas_split_the_partitions_and_project_everything_once(
             for handler in handlers
         ]
 
-        async def split() -> bool:
-            a, b = (consumer.assignment() for _, consumer in replicas)
-            return bool(a) and bool(b) and not a & b and a | b == every
-
-        await eventually(split, within=60, what="the partitions split between the replicas")
-        producer = make_producer(kafka_bootstrap, client_id=f"{ns}-producer")
-        await producer.start()
-        try:
-            for o in outs:
-                await o.send(producer)
-        finally:
-            await producer.stop()
+        await _split(replicas, topic, stories)
+        await _produce(kafka_bootstrap, outs)
         await _project_reference(one, topic, kafka_bootstrap)
 
         async def caught_up() -> bool:
@@ -120,6 +112,78 @@ async def test_two_replicas_split_the_partitions_and_project_everything_once(
         await eventually(caught_up, within=60, what="every record applied again")
         assert await checksum(pool) == expected
         assert sum(h.applied for h in handlers) == 2 * len(outs)
+
+
+async def test_a_replica_joining_while_the_first_projects_takes_its_share_once(
+    kafka_bootstrap: str, new_pool: PoolFactory
+) -> None:
+    ns, topic, stories = await _topics(kafka_bootstrap)
+    outs = [outbound(topic, run_id, e) for run_id, log in _logs().items() for e in log]
+    half = len(outs) // 2
+    reference = await new_pool()
+    one = projector_on(reference, AuditWriter(runs_topic=topic, stories_topic=stories).apply)
+    pool = await new_pool()
+    handlers = [
+        _Counted(AuditWriter(runs_topic=topic, stories_topic=stories, kept_runs=1000))
+        for _ in range(2)
+    ]
+    async with AsyncExitStack() as stack:
+
+        async def join(handler: _Counted) -> tuple[Projector, AIOKafkaConsumer]:
+            return await stack.enter_async_context(
+                consuming(kafka_bootstrap, ns, [topic, stories], pool, handler.apply, max_records=5)
+            )
+
+        first = await join(handlers[0])
+        await _produce(kafka_bootstrap, outs[:half])
+
+        async def projecting() -> bool:
+            return handlers[0].applied > 0
+
+        await eventually(projecting, within=60, what="the first replica projecting")
+        second = await join(handlers[1])  # a rebalance while the first works through its polls
+        await _split([first, second], topic, stories)
+        await _produce(kafka_bootstrap, outs[half:])
+        await _project_reference(one, topic, kafka_bootstrap)
+
+        async def caught_up() -> bool:
+            stored = await stored_positions(pool, [topic])
+            return sum(stored.values()) == len(outs)
+
+        await eventually(caught_up, within=60, what="every record applied")
+        assert await checksum(pool) == await checksum(reference)
+        assert handlers[1].applied > 0
+        assert sum(h.applied for h in handlers) == len(outs)  # none twice
+
+
+async def _topics(bootstrap: str) -> tuple[str, str, str]:
+    ns = namespace()
+    topic, stories = f"{ns}.runs", f"{ns}.stories"
+    await kafka_topics.create_topic(bootstrap, topic, PARTITIONS)
+    await kafka_topics.create_topic(bootstrap, stories, 1)
+    return ns, topic, stories
+
+
+async def _split(
+    replicas: Sequence[tuple[Projector, AIOKafkaConsumer]], topic: str, stories: str
+) -> None:
+    every = {TopicPartition(topic, p) for p in range(PARTITIONS)} | {TopicPartition(stories, 0)}
+
+    async def split() -> bool:
+        a, b = (consumer.assignment() for _, consumer in replicas)
+        return bool(a) and bool(b) and not a & b and a | b == every
+
+    await eventually(split, within=60, what="the partitions split between the replicas")
+
+
+async def _produce(bootstrap: str, outs: Sequence[OutboundRecord]) -> None:
+    producer = make_producer(bootstrap, client_id="replicas-producer")
+    await producer.start()
+    try:
+        for o in outs:
+            await o.send(producer)
+    finally:
+        await producer.stop()
 
 
 async def _project_reference(projector: Projector, topic: str, bootstrap: str) -> None:
