@@ -285,7 +285,10 @@ class Projector:
         try:
             tables = sorted({t for names, _ in resets for t in names})
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(f"truncate {', '.join([*tables, 'consumer_positions'])}")
+                # Positions first: a batch of another replica locks its position before any
+                # table, so the truncate waits for it there holding nothing it needs (the
+                # other order deadlocks against a batch in flight, ADR 0571).
+                await conn.execute(f"truncate {', '.join(['consumer_positions', *tables])}")
             assigned = sorted(self._consumer.assignment())
             if assigned:
                 await self._consumer.seek_to_beginning(*assigned)
