@@ -5,6 +5,7 @@ of one replica re-projects the other's partitions too."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -16,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from baton_audit.admin import PROJECTED_TABLES, checksum
 from baton_audit.consumer import Projector, stored_positions
 from baton_audit.db import Connection, Pool
-from baton_audit.positions import StalePosition
+from baton_audit.positions import StalePosition, lock_position
 from baton_audit.store import AuditStore
 from baton_audit.writer import AuditWriter
 from baton_common.envelope import Envelope
@@ -218,3 +219,28 @@ async def test_a_batch_finds_its_position_moved_by_another_replica(pool: Pool) -
     assert await stored_positions(pool, [TOPIC]) == {}  # rolled back: nothing written
     other = projector_on(pool)  # a replica that never saw the partition takes the store's
     assert await other.apply_batch(TOPIC, 0, log[6:]) == len(log)
+
+
+async def test_a_rebuild_waits_for_a_batch_in_flight_on_another_replica(pool: Pool) -> None:
+    projector = projector_on(pool)
+    projector.start()
+    try:
+        async with pool.acquire() as other:
+            await other.execute("begin")  # another replica's batch, its position locked
+            await lock_position(other, TOPIC, 0)
+            rebuild = asyncio.create_task(projector.reset(list(PROJECTED_TABLES)))
+
+            async def truncate_waiting() -> bool:
+                async with pool.acquire() as conn:
+                    waiting = await conn.fetchval("select count(*) from pg_locks where not granted")
+                return isinstance(waiting, int) and waiting > 0
+
+            await eventually(truncate_waiting, within=30, what="the truncate waiting for the batch")
+            # The batch goes on to the tables (a deadlock if the truncate held them already).
+            await other.fetchval("select count(*) from events")
+            await other.fetchval("select count(*) from runs")
+            await other.execute("commit")
+            await asyncio.wait_for(rebuild, timeout=30)
+    finally:
+        await projector.stop()
+    assert await stored_positions(pool, [TOPIC]) == {}
