@@ -4,6 +4,12 @@ Needs the real Kafka and PostgreSQL (``BATON_KAFKA_BOOTSTRAP``, ``BATON_DATABASE
 for example those of ``make test``'s stack. Prints its figures; asserts nothing.
 
     uv run python bench/audit.py [--runs 20000] [--rebuild-events 200000] [--rate 1000]
+        [--partitions 3] [--projectors 1|2] [--only store|rebuild]
+
+With ``--projectors 2`` the partitions are split between this process and another one, as
+two replicas of the service in one consumer group split them (ADR 0571): the store figure's
+second projector is a process applying its partitions' batches; the rebuild's is a second
+audit service in the same group. CPU figures add up both processes.
 
 1. store: run logs (6 events a run: start, dispatch, success, gate, decision, end) applied
    straight to PostgreSQL in batches of a poll's share per partition, as the projector
@@ -11,9 +17,10 @@ for example those of ``make test``'s stack. Prints its figures; asserts nothing.
    Twice: each run's events together, then runs interleaved (every run's first event,
    then every run's second, ...), as a log looks with many runs in flight: a batch then
    holds one event per run, and each run's row is folded and written once per event.
-2. rebuild: the same kind of log written to a fresh 3-partition topic, then the audit
-   service's projection (Kafka consumer included) started on an empty schema; time until
-   every record is applied.
+2. rebuild: the same kind of log written to a fresh topic, then the audit service's
+   projection (Kafka consumer included) started on an empty schema; time until every
+   record is applied. Then again as ``baton audit rebuild`` does it: POST /admin/rebuild
+   to the running service, which empties the store and re-projects from offset 0.
 3. freshness: with the projection caught up, a steady stream of events is produced at
    ``--rate`` events/s; the ``baton_audit_freshness_seconds`` histogram (append → commit
    in PostgreSQL, where the API sees it) gives p50/p99 (bucket upper bounds).
@@ -23,12 +30,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
+import httpx
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from baton_audit.admin import positions
@@ -37,6 +48,7 @@ from baton_audit.db import Pool, create_pool, migrate, quote_ident
 from baton_audit.main import create_app
 from baton_audit.settings import AuditSettings
 from baton_audit.writer import AuditWriter
+from baton_common.auth import AuthSettings, Identity
 from baton_common.envelope import Envelope
 from baton_common.events import (
     ApprovalGranted,
@@ -55,9 +67,8 @@ from baton_common.testing import Record, eventually
 from baton_common.topics import provision_topics
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
-PARTITIONS = 3
-# What one poll hands to the projection, split over the partitions (BATON_AUDIT_BATCH_RECORDS).
-BATCH = AuditSettings.model_fields["batch_records"].default // PARTITIONS
+# What one poll hands to a projector, split over its partitions (BATON_AUDIT_BATCH_RECORDS).
+POLL = AuditSettings.model_fields["batch_records"].default
 
 
 def run_log(run_id: str, start: datetime) -> list[Envelope]:
@@ -99,12 +110,12 @@ def run_log(run_id: str, start: datetime) -> list[Envelope]:
     return log
 
 
-def outbound_logs(topic: str, runs: int, prefix: str) -> list[OutboundRecord]:
+def outbound_logs(topic: str, runs: int, prefix: str, partitions: int) -> list[OutboundRecord]:
     out = []
     for n in range(runs):
         run_id = f"{prefix}-{n}"
         for envelope in run_log(run_id, T0 + timedelta(seconds=n)):
-            out.append(outbound(topic, run_id, envelope, partition=n % PARTITIONS))
+            out.append(outbound(topic, run_id, envelope, partition=n % partitions))
     return out
 
 
@@ -174,22 +185,27 @@ async def wal_since(url: str, lsn: object) -> float:
         await conn.close()
 
 
-async def bench_store(url: str, runs: int, *, interleaved: bool) -> None:
-    records = outbound_logs("baton.runs", runs, "s")
+def store_records(runs: int, partitions: int, *, interleaved: bool) -> dict[int, list[Record]]:
+    """The store figure's log, per partition, as a consumer would hand it over."""
+    records = outbound_logs("baton.runs", runs, "s", partitions)
     if interleaved:  # seq-major: the runs' first events, then their second, ...
         records = [r for seq in range(6) for r in records[seq::6]]
     by_partition: dict[int, list[Record]] = {}
     for r in records:
         part = by_partition.setdefault(r.partition or 0, [])
         part.append(Record(r.topic, r.partition or 0, len(part), r.key, r.value, tuple(r.headers)))
-    pool, schema = await fresh_pool(url)
+    return by_partition
+
+
+def store_projector(pool: Pool) -> Projector:
+    """The service's projection, fed by hand: ``apply_batch`` never polls."""
     settle_heap(AuditSettings.model_fields["gc_threshold"].default)  # as the service starts
     writer = AuditWriter(
         runs_topic="baton.runs",
         stories_topic="baton.stories",
         kept_runs=AuditSettings.model_fields["kept_runs"].default,
     )
-    projector = Projector(
+    return Projector(
         consumer=None,  # type: ignore[arg-type]  # apply_batch never polls
         pool=pool,
         handle=writer.apply,
@@ -197,30 +213,93 @@ async def bench_store(url: str, runs: int, *, interleaved: bool) -> None:
         name="bench",
         dlq_topic="baton.dlq",
     )
+
+
+async def apply_share(projector: Projector, share: dict[int, list[Record]]) -> None:
+    """As a projector does: its partitions concurrently, each partition's batches in order,
+    a poll's records split over its partitions."""
+    batch = max(1, POLL // len(share))
+
+    async def one_partition(partition: int, recs: list[Record]) -> None:
+        for i in range(0, len(recs), batch):
+            await projector.apply_batch("baton.runs", partition, recs[i : i + batch])
+
+    await asyncio.gather(*(one_partition(p, recs) for p, recs in share.items()))
+
+
+def store_worker(
+    url: str, schema: str, share: dict[int, list[Record]], ready: Any, go: Any, out: Any
+) -> None:
+    """A second projector process of the store figure: applies its share of the partitions
+    when ``go`` is set and sends back its CPU seconds."""
+
+    async def work() -> None:
+        pool = await create_pool(url, schema=schema, max_size=4)
+        try:
+            projector = store_projector(pool)
+            ready.set()
+            await asyncio.to_thread(go.wait)
+            cpu = time.process_time()
+            await apply_share(projector, share)
+            out.put(time.process_time() - cpu)
+        finally:
+            await pool.close()
+
+    asyncio.run(work())
+
+
+async def bench_store(
+    url: str, runs: int, *, interleaved: bool, partitions: int, projectors: int
+) -> None:
+    by_partition = store_records(runs, partitions, interleaved=interleaved)
+    shares = [
+        {p: recs for p, recs in by_partition.items() if p % projectors == k}
+        for k in range(projectors)
+    ]
+    pool, schema = await fresh_pool(url)
+    context = multiprocessing.get_context("spawn")
+    go, out = context.Event(), context.Queue()
+    workers = []
     try:
-
-        async def one_partition(partition: int, recs: list[Record]) -> None:
-            for i in range(0, len(recs), BATCH):
-                await projector.apply_batch("baton.runs", partition, recs[i : i + BATCH])
-
+        projector = store_projector(pool)
+        for share in shares[1:]:  # the others in processes of their own
+            ready = context.Event()
+            worker = context.Process(
+                target=store_worker, args=(url, schema, share, ready, go, out), daemon=True
+            )
+            worker.start()
+            workers.append(worker)
+            await asyncio.to_thread(ready.wait)
         postmaster, lsn = await postgres_probe(url)
         pg_cpu = postgres_cpu(postmaster) if postmaster else 0.0
         started, cpu = time.perf_counter(), time.process_time()
-        # As the projector does: partitions concurrently, each partition's batches in order.
-        await asyncio.gather(*(one_partition(p, recs) for p, recs in by_partition.items()))
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        go.set()
+        await apply_share(projector, shares[0])
+        cpus = [time.process_time() - cpu]
+        for _ in workers:
+            cpus.append(await asyncio.to_thread(out.get))
+        elapsed = time.perf_counter() - started
         pg_cpu = postgres_cpu(postmaster) - pg_cpu if postmaster else 0.0
         wal = await wal_since(url, lsn)
     finally:
+        for worker in workers:
+            worker.join(timeout=30)
         await pool.close()
         await drop(url, schema)
-    n = len(records)
+    n = sum(len(recs) for recs in by_partition.values())
+    cpu = sum(cpus)
     label = "store (runs interleaved):" if interleaved else "store:    "
+    # On a loaded machine the rate says little; what two free cores would allow does: the
+    # busiest projector's CPU, or all the CPU (projectors and PostgreSQL) over two cores.
+    bound = n / max(max(cpus), (cpu + pg_cpu) / 2) if postmaster else 0.0
     print(
-        f"{label} {n} events ({runs} runs) in {elapsed:.2f} s = {n / elapsed:,.0f} events/s"
-        f" (projection CPU {cpu / n * 1e6:,.0f} µs/event; PostgreSQL "
+        f"{label} {n} events ({runs} runs, {partitions} partitions, {projectors} projector"
+        f"{'s' if projectors > 1 else ''}) in {elapsed:.2f} s = {n / elapsed:,.0f} events/s"
+        f" (projection CPU {cpu / n * 1e6:,.0f} µs/event, busiest projector"
+        f" {max(cpus) / n * 1e6:,.0f}; PostgreSQL "
         + (f"CPU {pg_cpu / n * 1e6:,.0f} µs/event, " if postmaster else "")
         + f"WAL {wal / n:,.0f} B/event)"
+        + (f"; CPU bound on 2 free cores {bound:,.0f} events/s" if postmaster else "")
     )
 
 
@@ -290,48 +369,175 @@ async def applied(pool: Pool, topic: str, target: int) -> None:
     await eventually(done, within=3600, interval=0.2, what=f"{target} records applied")
 
 
+def replica_worker(settings: AuditSettings, ready: Any, go: Any, pipe: Any) -> None:
+    """Another replica of the audit service (same consumer group and store), in a process
+    of its own as a deployment's second pod: started when ``go`` is set; answers each
+    message on ``pipe`` with its freshness histogram, until told "stop"."""
+
+    async def work() -> None:
+        app = create_app(settings)
+        ready.set()
+        await asyncio.to_thread(go.wait)
+        async with app.router.lifespan_context(app):
+            while await asyncio.to_thread(pipe.recv) != "stop":
+                pipe.send(histogram())
+
+    asyncio.run(work())
+
+
+class Replicas:
+    """The replicas beyond the first (which runs in this process)."""
+
+    def __init__(self, settings: AuditSettings, count: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.go = context.Event()
+        self._pipes: list[Any] = []
+        self._workers: list[Any] = []
+        for _ in range(count):
+            ready = context.Event()
+            here, there = context.Pipe()
+            worker = context.Process(
+                target=replica_worker, args=(settings, ready, self.go, there), daemon=True
+            )
+            worker.start()
+            ready.wait()
+            self._pipes.append(here)
+            self._workers.append(worker)
+
+    def cpus(self) -> list[float]:
+        """CPU seconds each replica has used so far."""
+        return [sum(_cpu_ticks(w.pid)[:2]) / _TICKS for w in self._workers]
+
+    async def histogram(self) -> dict[float, float]:
+        merged: dict[float, float] = {}
+        for pipe in self._pipes:
+            pipe.send("snap")
+            for le, count in (await asyncio.to_thread(pipe.recv)).items():
+                merged[le] = merged.get(le, 0.0) + count
+        return merged
+
+    def stop(self) -> None:
+        for pipe in self._pipes:
+            pipe.send("stop")
+        for worker in self._workers:
+            worker.join(timeout=60)
+
+
+class Meter:
+    """CPU seconds used from its creation on: by each replica (this process first) and by
+    PostgreSQL (when it runs on this machine). The Kafka broker's are not counted."""
+
+    def __init__(self, others: Replicas, postmaster: int | None) -> None:
+        self._others, self._postmaster = others, postmaster
+        self._services, self._postgres = self._read()
+
+    def _read(self) -> tuple[list[float], float]:
+        services = [time.process_time(), *self._others.cpus()]
+        return services, postgres_cpu(self._postmaster) if self._postmaster else 0.0
+
+    def note(self, events: int) -> str:
+        """Per event: the services' CPU, the busiest replica's, PostgreSQL's, and the rate
+        two free cores would allow (the busiest replica, or all of it over two cores)."""
+        services, postgres = self._read()
+        used = [now - then for now, then in zip(services, self._services, strict=True)]
+        pg = postgres - self._postgres
+        bound = events / max(max(used), (sum(used) + pg) / 2)
+        return (
+            f"service CPU {sum(used) / events * 1e6:,.0f} µs/event, busiest replica"
+            f" {max(used) / events * 1e6:,.0f}"
+            + (f"; PostgreSQL CPU {pg / events * 1e6:,.0f} µs/event" if self._postmaster else "")
+            + f"; CPU bound on 2 free cores {bound:,.0f} events/s"
+        )
+
+
+BENCH_TOKEN = "bench-admin"
+BENCH_AUTH = AuthSettings(
+    tokens={BENCH_TOKEN: Identity.model_validate({"user": "bench", "roles": ["admin"]})}
+)
+
+
+async def rebuild_of_running(
+    app: FastAPI, probe: Pool, probe_url: str, topic: str, events: int, others: Replicas, label: str
+) -> None:
+    """``baton audit rebuild`` against the running service: POST /admin/rebuild to this
+    replica, which empties the store for all of them; time until every record is applied
+    again."""
+    transport = httpx.ASGITransport(app=app)
+    postmaster, _ = await postgres_probe(probe_url)
+    async with httpx.AsyncClient(transport=transport, base_url="http://audit") as client:
+        started, meter = time.perf_counter(), Meter(others, postmaster)
+        response = await client.post(
+            "/admin/rebuild", headers={"Authorization": f"Bearer {BENCH_TOKEN}"}
+        )
+        response.raise_for_status()
+        await applied(probe, topic, events)
+    elapsed = time.perf_counter() - started
+    print(
+        f"rebuild:   {events} events again (POST /admin/rebuild to the running service, {label})"
+        f" in {elapsed:.1f} s = {events / elapsed:,.0f} events/s ({meter.note(events)});"
+        f" 1,000,000 events at this rate: {1_000_000 / (events / elapsed) / 60:.1f} min"
+    )
+
+
+def _sum(a: dict[float, float], b: dict[float, float]) -> dict[float, float]:
+    return {le: a.get(le, 0.0) + b.get(le, 0.0) for le in a.keys() | b.keys()}
+
+
 async def bench_rebuild_and_freshness(
-    bootstrap: str, url: str, events: int, rate: int, seconds: int
+    bootstrap: str, url: str, events: int, rate: int, seconds: int, partitions: int, projectors: int
 ) -> None:
     ns = f"bench{uuid.uuid4().hex[:8]}"
     names = TopicSettings(
         stories=f"{ns}.stories", ingest=f"{ns}.ingest", commands=f"{ns}.commands",
         runs=f"{ns}.runs", tasks_prefix=f"{ns}.tasks.", approvals=f"{ns}.approvals",
-        dlq=f"{ns}.dlq", partitions=PARTITIONS, ingest_partitions=1,
+        dlq=f"{ns}.dlq", partitions=partitions, ingest_partitions=1,
     )  # fmt: skip
     await provision_topics(bootstrap, names)
     runs = events // 6
     t = time.perf_counter()
-    await produce(bootstrap, outbound_logs(names.runs, runs, "r"))
+    await produce(bootstrap, outbound_logs(names.runs, runs, "r", partitions))
     print(f"(wrote {runs * 6} events to Kafka in {time.perf_counter() - t:.1f} s)")
     schema = f"bench_audit_{ns}"
     settings = AuditSettings(
-        kafka_bootstrap=bootstrap, database_url=url, db_schema=schema, group_id=ns, topics=names
+        kafka_bootstrap=bootstrap,
+        database_url=url,
+        db_schema=schema,
+        group_id=ns,
+        topics=names,
+        auth=BENCH_AUTH,
     )
     app = create_app(settings)
+    others = Replicas(settings, projectors - 1)
     pool = await create_pool(url, schema="public", max_size=1)
     try:
-        started, cpu = time.perf_counter(), time.process_time()
+        postmaster, _ = await postgres_probe(url)
+        started, meter = time.perf_counter(), Meter(others, postmaster)
+        others.go.set()  # every replica starts now, on an empty store
         async with app.router.lifespan_context(app):
             probe = await create_pool(url, schema=schema, max_size=1)
             try:
                 await applied(probe, names.runs, runs * 6)
-                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-                print(
-                    f"rebuild:   {runs * 6} events from offset 0 (Kafka → PostgreSQL) in "
-                    f"{elapsed:.1f} s = {runs * 6 / elapsed:,.0f} events/s (service CPU "
-                    f"{cpu / (runs * 6) * 1e6:,.0f} µs/event); 1,000,000 events at this rate: "
-                    f"{1_000_000 / (runs * 6 / elapsed) / 60:.1f} min"
+                elapsed = time.perf_counter() - started
+                label = f"{partitions} partitions, {projectors} projector" + (
+                    "s" if projectors > 1 else ""
                 )
-                before = histogram()
+                print(
+                    f"rebuild:   {runs * 6} events from offset 0 (Kafka → PostgreSQL, {label},"
+                    f" services started now) in {elapsed:.1f} s = {runs * 6 / elapsed:,.0f}"
+                    f" events/s ({meter.note(runs * 6)});"
+                    f" 1,000,000 events at this rate: {1_000_000 / (runs * 6 / elapsed) / 60:.1f}"
+                    " min"
+                )
+                await rebuild_of_running(app, probe, url, names.runs, runs * 6, others, label)
+                before = _sum(histogram(), await others.histogram())
                 total = rate * seconds
-                load = outbound_logs(names.runs, total // 6, "f")
+                load = outbound_logs(names.runs, total // 6, "f", partitions)
                 # The load comes from another thread with its own loop and one producer,
                 # as the scheduler would be another process.
                 await asyncio.to_thread(asyncio.run, paced(bootstrap, load, rate))
                 target = runs * 6 + len(load)
                 await applied(probe, names.runs, target)
-                after = histogram()
+                after = _sum(histogram(), await others.histogram())
                 p50, p99 = quantile(before, after, 0.5), quantile(before, after, 0.99)
                 print(
                     f"freshness: {len(load)} events at ~{rate}/s: p50 {p50}, p99 {p99}"
@@ -340,6 +546,7 @@ async def bench_rebuild_and_freshness(
             finally:
                 await probe.close()
     finally:
+        others.stop()
         await pool.close()
         await drop(url, schema)
 
@@ -350,12 +557,30 @@ async def main() -> None:
     parser.add_argument("--rebuild-events", type=int, default=200_000)
     parser.add_argument("--rate", type=int, default=1000, help="events/s for freshness")
     parser.add_argument("--seconds", type=int, default=10, help="length of the freshness load")
+    parser.add_argument(
+        "--partitions", type=int, default=3, help="partitions of the log (store and rebuild)"
+    )
+    parser.add_argument(
+        "--projectors",
+        type=int,
+        default=1,
+        choices=(1, 2),
+        help="projector processes splitting the partitions (replicas of the service)",
+    )
+    parser.add_argument(
+        "--only", choices=("store", "rebuild"), help="run one part (rebuild includes freshness)"
+    )
     args = parser.parse_args()
     bootstrap = os.environ["BATON_KAFKA_BOOTSTRAP"]
     url = os.environ["BATON_DATABASE_URL"]
-    await bench_store(url, args.runs, interleaved=False)
-    await bench_store(url, args.runs, interleaved=True)
-    await bench_rebuild_and_freshness(bootstrap, url, args.rebuild_events, args.rate, args.seconds)
+    split = {"partitions": args.partitions, "projectors": args.projectors}
+    if args.only != "rebuild":
+        await bench_store(url, args.runs, interleaved=False, **split)
+        await bench_store(url, args.runs, interleaved=True, **split)
+    if args.only != "store":
+        await bench_rebuild_and_freshness(
+            bootstrap, url, args.rebuild_events, args.rate, args.seconds, **split
+        )
 
 
 if __name__ == "__main__":

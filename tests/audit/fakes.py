@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import JsonValue
 
-from baton_audit.consumer import Projector, RecordHandler
+from baton_audit.consumer import PositionListener, Projector, RecordHandler
 from baton_audit.db import Pool
 from baton_audit.settings import AuditSettings
 from baton_audit.writer import AuditWriter
@@ -25,7 +27,13 @@ from baton_common.events import (
     StepSucceeded,
 )
 from baton_common.hashing import GENESIS, chain_hash
-from baton_common.kafka import ConsumedRecord, OutboundRecord, outbound, to_envelope
+from baton_common.kafka import (
+    ConsumedRecord,
+    OutboundRecord,
+    make_consumer,
+    outbound,
+    to_envelope,
+)
 from baton_common.publishing import PublishError
 from baton_common.records import StoryPublished
 from baton_common.story import parse_story
@@ -299,3 +307,35 @@ def projector_on(pool: Pool, handle: RecordHandler | None = None) -> Projector:
         name="audit",
         dlq_topic="baton.dlq",
     )
+
+
+@asynccontextmanager
+async def consuming(
+    bootstrap: str,
+    group: str,
+    topics: Sequence[str],
+    pool: Pool,
+    handle: RecordHandler,
+    *,
+    max_records: int | None = None,
+) -> AsyncIterator[tuple[Projector, AIOKafkaConsumer]]:
+    """The audit projection over ``pool`` fed by a real consumer of ``group``, running (as
+    the service wires it) until the block ends."""
+    consumer = make_consumer(bootstrap, group_id=group, client_id=f"{group}-projector")
+    projector = Projector(
+        consumer=consumer,
+        pool=pool,
+        handle=handle,
+        publisher=FakePublisher(),
+        name="audit",
+        dlq_topic="baton.dlq",
+        max_records=max_records,
+    )
+    consumer.subscribe(list(topics), listener=PositionListener(projector))
+    await consumer.start()
+    try:
+        projector.start()
+        yield projector, consumer
+    finally:
+        await projector.stop()
+        await consumer.stop()

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
+from aiokafka import TopicPartition
 
 from baton_audit.admin import checksum
 from baton_audit.consumer import Projector
 from baton_audit.db import Connection, Pool
+from baton_audit.positions import StalePosition
 from baton_audit.writer import AuditWriter
 from baton_common.envelope import Envelope
 from baton_common.kafka import ConsumedRecord
@@ -102,6 +104,7 @@ async def test_a_row_another_writer_moved_on_is_read_again(new_pool: PoolFactory
         await here.apply_batch(TOPIC, 0, batch)
     for batch in parts[3:5]:
         await elsewhere.apply_batch(TOPIC, 0, batch)
+    await here.seek_to_stored([TopicPartition(TOPIC, 0)])  # the partition assigned back
     for batch in parts[5:]:
         await here.apply_batch(TOPIC, 0, batch)
 
@@ -147,6 +150,8 @@ async def test_a_store_emptied_for_a_rebuild_is_refilled_alike(new_pool: PoolFac
         await conn.execute(
             "truncate events, runs, approvals, step_attempts, ai_interactions, consumer_positions"
         )
+    with pytest.raises(StalePosition):  # emptied behind its back: the loop rewinds to 0
+        await p.apply_batch(TOPIC, 0, batches(interleaved_log())[0])
     for batch in batches(interleaved_log()):
         await p.apply_batch(TOPIC, 0, batch)
 

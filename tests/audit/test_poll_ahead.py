@@ -11,14 +11,14 @@ import kafka_topics
 import pytest
 
 from baton_audit.admin import checksum
-from baton_audit.consumer import PositionListener, Projector, stored_positions
+from baton_audit.consumer import stored_positions
 from baton_audit.db import Connection, Pool
 from baton_audit.writer import AuditWriter
-from baton_common.kafka import ConsumedRecord, make_consumer, make_producer, outbound
+from baton_common.kafka import ConsumedRecord, make_producer, outbound
 from baton_common.testing import Record, eventually
 
 from .conftest import PoolFactory
-from .fakes import T0, FakePublisher, approved_run, projector_on, triage_run
+from .fakes import T0, approved_run, consuming, projector_on, triage_run
 from .live import namespace
 
 pytestmark = pytest.mark.integration
@@ -95,29 +95,13 @@ async def test_a_rolled_back_batch_is_read_again_past_the_poll_taken_ahead(
         AuditWriter(runs_topic=topic, stories_topic=stories, kept_runs=1000),
         {(0, 20), (1, 45), (1, 46)},
     )
-    consumer = make_consumer(kafka_bootstrap, group_id=ns, client_id="t-ahead")
-    projector = Projector(
-        consumer=consumer,
-        pool=pool,
-        handle=handler.apply,
-        publisher=FakePublisher(),
-        name="audit",
-        dlq_topic="baton.dlq",
-        max_records=7,
-    )
-    consumer.subscribe([topic], listener=PositionListener(projector))
-    await consumer.start()
-    try:
-        projector.start()
+    async with consuming(kafka_bootstrap, ns, [topic], pool, handler.apply, max_records=7):
 
         async def caught_up() -> bool:
             stored = await stored_positions(pool, [topic])
             return stored == {(topic, p): len(parts[p]) for p in range(PARTITIONS)}
 
         await eventually(caught_up, within=60, what="every record applied")
-    finally:
-        await projector.stop()
-        await consumer.stop()
 
     assert sorted(handler.failed) == [(0, 20), (1, 45), (1, 46)]
     assert await checksum(pool) == expected

@@ -20,6 +20,7 @@ import pytest
 from baton_audit.admin import checksum
 from baton_audit.consumer import Projector, RecordHandler
 from baton_audit.db import Connection, Pool, create_pool
+from baton_audit.positions import StalePosition
 from baton_audit.writer import AuditWriter
 from baton_common.kafka import ConsumedRecord
 
@@ -220,6 +221,8 @@ async def test_lost_positions_do_not_duplicate_events(new_pool: PoolFactory) -> 
     async with pool.acquire() as conn:
         await conn.execute("truncate consumer_positions")  # e.g. restored from an old backup
 
+    with pytest.raises(StalePosition):  # the running projector notices; its loop rewinds to 0
+        await p.apply_batch(TOPIC, 0, log[120:])
     await p.apply_batch(TOPIC, 0, log)
     await p.apply_batch(STORIES_TOPIC, 0, story_records(3, 4))
 

@@ -20,12 +20,20 @@ import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
-from baton_audit.db import Connection, Pool, column
+from baton_audit.db import Connection, Pool
 from baton_audit.metrics import BATCH_FAILURES, FRESHNESS, POSITION, RECORDS
+from baton_audit.positions import StalePosition, lock_position, store_position, stored_positions
 from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
 from baton_common.publishing import Publisher
 
-__all__ = ["Backoff", "PositionListener", "Projector", "RecordConsumer", "RecordHandler"]
+__all__ = [
+    "Backoff",
+    "PositionListener",
+    "Projector",
+    "RecordConsumer",
+    "RecordHandler",
+    "stored_positions",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +44,7 @@ RecordHandler = Callable[
 records it cannot use, each with the reason."""
 
 _POLL_MS: Final = 1000
+_IDLE_CHECK_S: Final = 1.0
 
 
 class RecordConsumer(Protocol):
@@ -68,47 +77,6 @@ class Backoff:
         self._delay = min(self._delay * 2, self._cap)
 
 
-async def _lock_position(conn: Connection, topic: str, partition: int) -> int:
-    await conn.execute(
-        "insert into consumer_positions (topic, kafka_partition, next_offset)"
-        " values ($1, $2, 0) on conflict do nothing",
-        topic,
-        partition,
-    )
-    row = await conn.fetchrow(
-        "select next_offset from consumer_positions"
-        " where topic = $1 and kafka_partition = $2 for update",
-        topic,
-        partition,
-    )
-    assert row is not None  # inserted just above, in this transaction
-    return column(row, "next_offset", int)
-
-
-async def _store_position(conn: Connection, topic: str, partition: int, offset: int) -> None:
-    await conn.execute(
-        "update consumer_positions set next_offset = $3 where topic = $1 and kafka_partition = $2",
-        topic,
-        partition,
-        offset,
-    )
-
-
-async def stored_positions(pool: Pool, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-    """The next offset to apply of every partition of ``topics`` that has one."""
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            "select topic, kafka_partition, next_offset from consumer_positions"
-            " where topic = any($1::text[])",
-            sorted(set(topics)),
-        )
-    positions: dict[tuple[str, int], int] = {}
-    for row in rows:
-        key = (column(row, "topic", str), column(row, "kafka_partition", int))
-        positions[key] = column(row, "next_offset", int)
-    return positions
-
-
 class Projector:
     """Feeds records from a group consumer through ``handle`` into PostgreSQL, exactly once."""
 
@@ -135,6 +103,10 @@ class Projector:
         # A reset runs in the polling task, between polls and with no batch in flight, so
         # no batch read before it is applied after it.
         self._resets: list[tuple[Sequence[str], asyncio.Future[None]]] = []
+        # Per partition, the position this projector last stored or sought (ADR 0571): a
+        # stored one that differs was moved by another replica (a rebuild) or another owner.
+        self._expected: dict[tuple[str, int], int] = {}
+        self._idle_checked = time.monotonic()
 
     @property
     def joined(self) -> bool:
@@ -177,6 +149,7 @@ class Projector:
             else:
                 self._consumer.seek(tp, offset)
                 POSITION.labels(tp.topic, str(tp.partition)).set(offset)
+            self._expected[tp.topic, tp.partition] = offset or 0  # none stored reads as 0
         log.info(
             "partitions assigned", partitions=[f"{tp.topic}:{tp.partition}" for tp in partitions]
         )
@@ -207,25 +180,28 @@ class Projector:
                 if self._resets:
                     continue  # a reset is pending: these records will be read again
                 batches = {tp: records for tp, records in polled.items() if records}
+                if time.monotonic() - self._idle_checked >= _IDLE_CHECK_S:
+                    await self._check_idle(batches.keys())  # nothing in flight: may seek
                 ahead = asyncio.ensure_future(self._poll())
                 # Partitions hold disjoint runs, so their batches go in concurrently, each on
                 # its own connection: one's PostgreSQL time overlaps another's Python time.
                 outcomes = await asyncio.gather(
                     *(self._apply_logged(tp, records) for tp, records in batches.items())
                 )
-                failed = {
-                    tp: records[0].offset
-                    for (tp, records), applied in zip(batches.items(), outcomes, strict=True)
-                    if not applied
+                rewinds = {
+                    tp: rewind
+                    for tp, rewind in zip(batches, outcomes, strict=True)
+                    if rewind is not None
                 }
-                if not failed:
+                if not rewinds:
                     backoff.reset()
                     continue
                 taken = await ahead
-                ahead = _done({tp: r for tp, r in (taken or {}).items() if tp not in failed})
-                for tp, offset in failed.items():
+                ahead = _done({tp: r for tp, r in (taken or {}).items() if tp not in rewinds})
+                for tp, (offset, _) in rewinds.items():
                     self._rewind(tp, offset)
-                await backoff.wait()
+                if any(failed for _, failed in rewinds.values()):
+                    await backoff.wait()
         finally:
             await _dropped(ahead)
 
@@ -237,10 +213,17 @@ class Projector:
             log.warning("poll failed", error=repr(exc))
             return None
 
-    async def _apply_logged(self, tp: TopicPartition, records: Sequence[ConsumedRecord]) -> bool:
-        """Apply one partition's batch; False if it was rolled back (logged)."""
+    async def _apply_logged(
+        self, tp: TopicPartition, records: Sequence[ConsumedRecord]
+    ) -> tuple[int, bool] | None:
+        """Apply one partition's batch; if it was rolled back, the offset to read the
+        partition from again and whether it failed (logged) rather than found its position
+        moved by another replica."""
         try:
             await self.apply_batch(tp.topic, tp.partition, records)
+        except StalePosition as stale:
+            log.info("partition moved by another replica; reading it again", reason=str(stale))
+            return stale.stored, False
         except Exception:
             BATCH_FAILURES.inc()
             log.exception(
@@ -249,8 +232,39 @@ class Projector:
                 partition=tp.partition,
                 offset=records[0].offset,
             )
-            return False
-        return True
+            return records[0].offset, True
+        return None
+
+    async def _check_idle(self, busy: Iterable[TopicPartition]) -> None:
+        """Seek the assigned partitions that had no records to their stored positions if
+        another replica moved them (a rebuild there emptied the store): a batch finds that
+        out itself, an idle partition would otherwise wait for its next record."""
+        self._idle_checked = time.monotonic()
+        skip = set(busy)
+        idle = [
+            tp
+            for tp in sorted(self._consumer.assignment())
+            if tp not in skip and (tp.topic, tp.partition) in self._expected
+        ]
+        if not idle:
+            return
+        try:
+            stored = await stored_positions(self._pool, {tp.topic for tp in idle})
+        except Exception as exc:  # PostgreSQL may be restarting: the next check will tell
+            log.warning("cannot read stored positions", error=repr(exc))
+            return
+        for tp in idle:
+            key = (tp.topic, tp.partition)
+            offset = stored.get(key, 0)
+            if offset != self._expected[key]:
+                log.info(
+                    "partition moved by another replica; reading it again",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offset,
+                )
+                self._expected[key] = offset
+                self._rewind(tp, offset)
 
     async def reset(self, tables: Sequence[str]) -> None:
         """Empty ``tables`` and the stored positions, and re-read every partition from the start.
@@ -271,10 +285,14 @@ class Projector:
         try:
             tables = sorted({t for names, _ in resets for t in names})
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(f"truncate {', '.join([*tables, 'consumer_positions'])}")
+                # Positions first: a batch of another replica locks its position before any
+                # table, so the truncate waits for it there holding nothing it needs (the
+                # other order deadlocks against a batch in flight, ADR 0571).
+                await conn.execute(f"truncate {', '.join(['consumer_positions', *tables])}")
             assigned = sorted(self._consumer.assignment())
             if assigned:
                 await self._consumer.seek_to_beginning(*assigned)
+            self._expected = {(tp.topic, tp.partition): 0 for tp in assigned}
             for tp in assigned:
                 POSITION.labels(tp.topic, str(tp.partition)).set(0)
         except Exception as exc:
@@ -297,15 +315,23 @@ class Projector:
         """Apply one partition's records and its new position in one transaction.
 
         Records below the stored position were applied before (a redelivery) and are
-        skipped. Dead letters are sent before the transaction commits, so a record is
-        never marked done unless it was applied or its dead letter is durable.
+        skipped. A stored position other than the one this projector last stored or sought
+        raises ``StalePosition`` (ADR 0571): the caller reads the partition again from the
+        stored position, which the projector expects from then on. A caller that never
+        sought (a bench, a test) takes the stored one. Dead letters are sent before the
+        transaction commits, so a record is never marked done unless it was applied or its
+        dead letter is durable.
 
         Returns:
             The partition's next offset.
         """
         dead: list[OutboundRecord] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            next_offset = await _lock_position(conn, topic, partition)
+            next_offset = await lock_position(conn, topic, partition)
+            expected = self._expected.get((topic, partition))
+            if expected is not None and next_offset != expected:
+                self._expected[topic, partition] = next_offset  # read again from there
+                raise StalePosition(topic, partition, next_offset, expected)
             fresh = [r for r in records if r.offset >= next_offset]
             duplicates = len(records) - len(fresh)
             for record, reason in await self._apply_fresh(conn, fresh):
@@ -327,9 +353,10 @@ class Projector:
                 )
             if fresh:
                 next_offset = fresh[-1].offset + 1
-            await _store_position(conn, topic, partition, next_offset)
+            await store_position(conn, topic, partition, next_offset)
             for letter in dead:
                 await self._publisher.publish(letter)
+        self._expected[topic, partition] = next_offset
         RECORDS.labels("applied").inc(len(fresh) - len(dead))
         RECORDS.labels("duplicate").inc(duplicates)
         RECORDS.labels("dead_lettered").inc(len(dead))

@@ -1,0 +1,69 @@
+"""Where the projection stands in each partition, stored with the rows it applied (ADR 8).
+
+A partition's position is the next offset to apply; a batch locks it, applies its records
+and stores the new one in the same transaction. Replicas of the audit service (one
+consumer group) share the table: each partition is owned by one of them at a time, and a
+rebuild on any of them empties it for all (ADR 0571).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from baton_audit.db import Connection, Pool, column
+
+__all__ = ["StalePosition", "lock_position", "store_position", "stored_positions"]
+
+
+class StalePosition(Exception):
+    """The stored position is not the one this projector last stored or sought: another
+    replica emptied the store (a rebuild) or applied the partition meanwhile. The batch is
+    dropped and the partition read again from ``stored``."""
+
+    def __init__(self, topic: str, partition: int, stored: int, expected: int) -> None:
+        super().__init__(
+            f"{topic}:{partition}: stored position {stored}, this projector expected {expected}"
+        )
+        self.stored = stored
+
+
+async def lock_position(conn: Connection, topic: str, partition: int) -> int:
+    """Lock the partition's position for this transaction; 0 if it had none."""
+    await conn.execute(
+        "insert into consumer_positions (topic, kafka_partition, next_offset)"
+        " values ($1, $2, 0) on conflict do nothing",
+        topic,
+        partition,
+    )
+    row = await conn.fetchrow(
+        "select next_offset from consumer_positions"
+        " where topic = $1 and kafka_partition = $2 for update",
+        topic,
+        partition,
+    )
+    assert row is not None  # inserted just above, in this transaction
+    return column(row, "next_offset", int)
+
+
+async def store_position(conn: Connection, topic: str, partition: int, offset: int) -> None:
+    await conn.execute(
+        "update consumer_positions set next_offset = $3 where topic = $1 and kafka_partition = $2",
+        topic,
+        partition,
+        offset,
+    )
+
+
+async def stored_positions(pool: Pool, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """The next offset to apply of every partition of ``topics`` that has one."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "select topic, kafka_partition, next_offset from consumer_positions"
+            " where topic = any($1::text[])",
+            sorted(set(topics)),
+        )
+    positions: dict[tuple[str, int], int] = {}
+    for row in rows:
+        key = (column(row, "topic", str), column(row, "kafka_partition", int))
+        positions[key] = column(row, "next_offset", int)
+    return positions
