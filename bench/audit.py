@@ -40,6 +40,7 @@ from typing import Any
 import asyncpg
 import httpx
 from fastapi import FastAPI
+from namespaces import drop_namespaces
 from prometheus_client import REGISTRY
 
 from baton_audit.admin import positions
@@ -488,9 +489,10 @@ async def bench_rebuild_and_freshness(
 ) -> None:
     ns = f"bench{uuid.uuid4().hex[:8]}"
     names = TopicSettings(
-        stories=f"{ns}.stories", ingest=f"{ns}.ingest", commands=f"{ns}.commands",
-        runs=f"{ns}.runs", tasks_prefix=f"{ns}.tasks.", approvals=f"{ns}.approvals",
-        dlq=f"{ns}.dlq", partitions=partitions, ingest_partitions=1,
+        stories=f"{ns}.baton.stories", ingest=f"{ns}.baton.ingest",
+        commands=f"{ns}.baton.commands", runs=f"{ns}.baton.runs",
+        tasks_prefix=f"{ns}.baton.tasks.", approvals=f"{ns}.baton.tasks.approvals",
+        dlq=f"{ns}.baton.dlq", partitions=partitions, ingest_partitions=1,
     )  # fmt: skip
     await provision_topics(bootstrap, names)
     runs = events // 6
@@ -549,6 +551,7 @@ async def bench_rebuild_and_freshness(
         others.stop()
         await pool.close()
         await drop(url, schema)
+        await drop_namespaces(bootstrap, [ns])
 
 
 async def main() -> None:
