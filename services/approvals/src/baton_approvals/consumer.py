@@ -19,9 +19,10 @@ import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
-from baton_approvals.db import Connection, Pool, column
+from baton_approvals.db import Connection, Pool
 from baton_approvals.metrics import BATCH_FAILURES, POSITION, RECORDS
 from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
+from baton_common.positions import lock_position, store_position, stored_positions
 from baton_common.publishing import Publisher
 
 __all__ = ["Backoff", "PositionListener", "Projector", "RecordConsumer", "RecordHandler"]
@@ -60,47 +61,6 @@ class Backoff:
     async def wait(self) -> None:
         await asyncio.sleep(self._delay * random.uniform(0.5, 1.0))
         self._delay = min(self._delay * 2, self._cap)
-
-
-async def _lock_position(conn: Connection, topic: str, partition: int) -> int:
-    await conn.execute(
-        "insert into consumer_positions (topic, kafka_partition, next_offset)"
-        " values ($1, $2, 0) on conflict do nothing",
-        topic,
-        partition,
-    )
-    row = await conn.fetchrow(
-        "select next_offset from consumer_positions"
-        " where topic = $1 and kafka_partition = $2 for update",
-        topic,
-        partition,
-    )
-    assert row is not None  # inserted just above, in this transaction
-    return column(row, "next_offset", int)
-
-
-async def _store_position(conn: Connection, topic: str, partition: int, offset: int) -> None:
-    await conn.execute(
-        "update consumer_positions set next_offset = $3 where topic = $1 and kafka_partition = $2",
-        topic,
-        partition,
-        offset,
-    )
-
-
-async def stored_positions(pool: Pool, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-    """The next offset to apply of every partition of ``topics`` that has one."""
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            "select topic, kafka_partition, next_offset from consumer_positions"
-            " where topic = any($1::text[])",
-            sorted(set(topics)),
-        )
-    positions: dict[tuple[str, int], int] = {}
-    for row in rows:
-        key = (column(row, "topic", str), column(row, "kafka_partition", int))
-        positions[key] = column(row, "next_offset", int)
-    return positions
 
 
 class Projector:
@@ -220,7 +180,7 @@ class Projector:
         dead: list[OutboundRecord] = []
         applied = duplicates = 0
         async with self._pool.acquire() as conn, conn.transaction():
-            next_offset = await _lock_position(conn, topic, partition)
+            next_offset = await lock_position(conn, topic, partition)
             for record in records:
                 if record.offset < next_offset:
                     duplicates += 1
@@ -246,7 +206,7 @@ class Projector:
                         )
                     )
                 next_offset = record.offset + 1
-            await _store_position(conn, topic, partition, next_offset)
+            await store_position(conn, topic, partition, next_offset)
             for letter in dead:
                 await self._publisher.publish(letter)
         RECORDS.labels("applied").inc(applied)
