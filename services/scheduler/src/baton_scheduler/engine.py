@@ -133,6 +133,9 @@ class Engine:
     def revoke(self, partitions: list[int]) -> None:
         dropped = self.store.drop_partitions(partitions)
         self.assigned -= set(partitions)
+        for partition in partitions:
+            self._runs_end.pop(partition, None)
+            self._since_snapshot.pop(partition, None)
         self._held.drop_partitions(set(partitions))
         log.info("partitions revoked", partitions=partitions, runs_dropped=dropped)
 
@@ -163,13 +166,26 @@ class Engine:
                 await self._rewind(list(batches))
                 await asyncio.sleep(1.0)
                 continue
-            self.store.apply(staged)
-            self.timers.track(state for _, state in staged.values())
-            self._runs_end.update(ends)
-            for tp, records in batches.items():
-                since = self._since_snapshot.get(tp.partition, 0) + len(records)
-                self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
+            self._committed(batches, staged, ends, snapped)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _committed(
+        self, batches: Fetched, staged: Staged, ends: dict[int, int], snapped: set[int]
+    ) -> None:
+        """Apply a committed batch to the partitions still assigned: one revoked while the
+        batch was in flight had its states dropped, and its new owner rebuilds them from
+        the log (this batch's records included)."""
+        held = self.assigned
+        if any(partition not in held for partition, _ in staged.values()):
+            staged = {r: (p, s) for r, (p, s) in staged.items() if p in held}
+        self.store.apply(staged)
+        self.timers.track(state for _, state in staged.values())
+        self._runs_end.update({p: end for p, end in ends.items() if p in held})
+        for tp, records in batches.items():
+            if tp.partition not in held:
+                continue
+            since = self._since_snapshot.get(tp.partition, 0) + len(records)
+            self._since_snapshot[tp.partition] = 0 if tp.partition in snapped else since
 
     async def _next_batch(self) -> Fetched:
         """The next batch: the commands gathered while the previous one ran, else the
