@@ -129,6 +129,9 @@ _DEFAULTS: Final = {name: field.default for name, field in Envelope.model_fields
 _KNOWN: Final = frozenset(_ATTRS)
 _REQUIRED: Final = frozenset(n for n in _ATTRS if Envelope.model_fields[n].is_required())
 _INTEGERS: Final = frozenset(n for n in _ATTRS if Envelope.model_fields[n].annotation == int | None)
+# The attributes whose usual value is their text as it is (``_usual_value``'s last case).
+_TEXT: Final = _KNOWN - _INTEGERS - {"time"}
+_HEADER_NAMES: Final = {_PREFIX + name: name for name in _ATTRS}
 # The services' clocks write UTC with "Z" and microseconds (or none); pydantic's zone.
 _USUAL_TIME: Final = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?Z", re.ASCII)
 _PYDANTIC_UTC: Final = _TIME.validate_python("2000-01-01T00:00:00Z").tzinfo
@@ -292,13 +295,18 @@ def decode_record_finite(
     values = dict(_DEFAULTS)  # the attributes as validation gives them, while usual
     usual = True
     for key, raw in headers:
-        if key.startswith(_PREFIX):
+        name = _HEADER_NAMES.get(key)  # a known attribute's header: one lookup (ADR 0572)
+        if name is None and key.startswith(_PREFIX):
             name = key[3:]
+        if name is not None:
             try:
                 attrs[name] = text = raw.decode()
             except UnicodeDecodeError as exc:
                 raise EnvelopeError(f"header {key} is not UTF-8") from exc
-            usual = usual and name in _KNOWN and _usual_value(values, name, text)
+            if name in _TEXT:  # most attributes: kept as they are, no call (ADR 0572)
+                values[name] = text
+            elif usual:
+                usual = name in _KNOWN and _usual_value(values, name, text)
     if "type" not in attrs:
         raise EnvelopeError("record has no ce_type header: not a CloudEvent in binary mode")
     if value is None:
