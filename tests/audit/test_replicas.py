@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import timedelta
 
 import kafka_topics
@@ -65,38 +66,62 @@ class _Counted:
         return unusable
 
 
-async def test_two_replicas_split_the_partitions_and_project_everything_once(
-    kafka_bootstrap: str, new_pool: PoolFactory
-) -> None:
-    ns, topic, stories = await _topics(kafka_bootstrap)
-    logs = _logs()
-    outs = [outbound(topic, run_id, e) for run_id, log in logs.items() for e in log]
+@dataclass
+class _Replicas:
+    """Two replicas' handlers over one store, and a reference store projected in one pass."""
 
-    reference = await new_pool()
-    one = projector_on(reference, AuditWriter(runs_topic=topic, stories_topic=stories).apply)
-    pool = await new_pool()
+    ns: str
+    topic: str
+    stories: str
+    reference: Pool
+    pool: Pool
+    handlers: list[_Counted]
+
+    def reference_projector(self) -> Projector:
+        writer = AuditWriter(runs_topic=self.topic, stories_topic=self.stories)
+        return projector_on(self.reference, writer.apply)
+
+    async def caught_up(self, total: int) -> None:
+        async def applied() -> bool:
+            stored = await stored_positions(self.pool, [self.topic])
+            return sum(stored.values()) == total
+
+        await eventually(applied, within=60, what="every record applied")
+
+
+async def _arrange(bootstrap: str, new_pool: PoolFactory) -> _Replicas:
+    ns = namespace()
+    topic, stories = f"{ns}.runs", f"{ns}.stories"
+    await kafka_topics.create_topic(bootstrap, topic, PARTITIONS)
+    await kafka_topics.create_topic(bootstrap, stories, 1)
     handlers = [
         _Counted(AuditWriter(runs_topic=topic, stories_topic=stories, kept_runs=1000))
         for _ in range(2)
     ]
+    return _Replicas(ns, topic, stories, await new_pool(), await new_pool(), handlers)
+
+
+async def test_two_replicas_split_the_partitions_and_project_everything_once(
+    kafka_bootstrap: str, new_pool: PoolFactory
+) -> None:
+    r = await _arrange(kafka_bootstrap, new_pool)
+    logs = _logs()
+    outs = [outbound(r.topic, run_id, e) for run_id, log in logs.items() for e in log]
+    pool, handlers = r.pool, r.handlers
     async with AsyncExitStack() as stack:
         replicas = [
             await stack.enter_async_context(
-                consuming(kafka_bootstrap, ns, [topic, stories], pool, handler.apply)
+                consuming(kafka_bootstrap, r.ns, [r.topic, r.stories], pool, handler.apply)
             )
             for handler in handlers
         ]
 
-        await _split(replicas, topic, stories)
+        await _split(replicas, r.topic, r.stories)
         await _produce(kafka_bootstrap, outs)
-        await _project_reference(one, topic, kafka_bootstrap)
+        await _project_reference(r.reference_projector(), r.topic, kafka_bootstrap)
 
-        async def caught_up() -> bool:
-            stored = await stored_positions(pool, [topic])
-            return sum(stored.values()) == len(outs)
-
-        await eventually(caught_up, within=60, what="every record applied")
-        expected = await checksum(reference)
+        await r.caught_up(len(outs))
+        expected = await checksum(r.reference)
         assert await checksum(pool) == expected
         assert [h.applied > 0 for h in handlers] == [True, True]
         assert sum(h.applied for h in handlers) == len(outs)  # none twice
@@ -110,7 +135,7 @@ async def test_two_replicas_split_the_partitions_and_project_everything_once(
         # other replica, idle, notices and re-projects them from offset 0.
         first, _ = replicas[0]
         await first.reset(list(PROJECTED_TABLES))
-        await eventually(caught_up, within=60, what="every record applied again")
+        await r.caught_up(len(outs))
         assert await checksum(pool) == expected
         assert sum(h.applied for h in handlers) == 2 * len(outs)
 
@@ -118,21 +143,16 @@ async def test_two_replicas_split_the_partitions_and_project_everything_once(
 async def test_a_replica_joining_while_the_first_projects_takes_its_share_once(
     kafka_bootstrap: str, new_pool: PoolFactory
 ) -> None:
-    ns, topic, stories = await _topics(kafka_bootstrap)
-    outs = [outbound(topic, run_id, e) for run_id, log in _logs().items() for e in log]
+    r = await _arrange(kafka_bootstrap, new_pool)
+    outs = [outbound(r.topic, run_id, e) for run_id, log in _logs().items() for e in log]
     half = len(outs) // 2
-    reference = await new_pool()
-    one = projector_on(reference, AuditWriter(runs_topic=topic, stories_topic=stories).apply)
-    pool = await new_pool()
-    handlers = [
-        _Counted(AuditWriter(runs_topic=topic, stories_topic=stories, kept_runs=1000))
-        for _ in range(2)
-    ]
+    handlers = r.handlers
     async with AsyncExitStack() as stack:
 
         async def join(handler: _Counted) -> tuple[Projector, AIOKafkaConsumer]:
+            topics = [r.topic, r.stories]
             return await stack.enter_async_context(
-                consuming(kafka_bootstrap, ns, [topic, stories], pool, handler.apply, max_records=5)
+                consuming(kafka_bootstrap, r.ns, topics, r.pool, handler.apply, max_records=5)
             )
 
         first = await join(handlers[0])
@@ -143,26 +163,14 @@ async def test_a_replica_joining_while_the_first_projects_takes_its_share_once(
 
         await eventually(projecting, within=60, what="the first replica projecting")
         second = await join(handlers[1])  # a rebalance while the first works through its polls
-        await _split([first, second], topic, stories)
+        await _split([first, second], r.topic, r.stories)
         await _produce(kafka_bootstrap, outs[half:])
-        await _project_reference(one, topic, kafka_bootstrap)
+        await _project_reference(r.reference_projector(), r.topic, kafka_bootstrap)
 
-        async def caught_up() -> bool:
-            stored = await stored_positions(pool, [topic])
-            return sum(stored.values()) == len(outs)
-
-        await eventually(caught_up, within=60, what="every record applied")
-        assert await checksum(pool) == await checksum(reference)
+        await r.caught_up(len(outs))
+        assert await checksum(r.pool) == await checksum(r.reference)
         assert handlers[1].applied > 0
         assert sum(h.applied for h in handlers) == len(outs)  # none twice
-
-
-async def _topics(bootstrap: str) -> tuple[str, str, str]:
-    ns = namespace()
-    topic, stories = f"{ns}.runs", f"{ns}.stories"
-    await kafka_topics.create_topic(bootstrap, topic, PARTITIONS)
-    await kafka_topics.create_topic(bootstrap, stories, 1)
-    return ns, topic, stories
 
 
 async def _split(

@@ -9,11 +9,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from scheduler_engine import (
-    catalog_of,
-    engine_clients,
+    engine_for,
     namespaced,
     run_started_counts,
     run_until,
@@ -21,7 +20,6 @@ from scheduler_engine import (
 )
 
 from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, make_consumer
-from baton_common.settings import TopicSettings
 from baton_common.topics import provision_topics
 from baton_scheduler import engine as engine_module
 from baton_scheduler.engine import Engine, Staged
@@ -89,25 +87,6 @@ class FailingThird(Engine):
         return await super().handle(record, staged)
 
 
-async def engine_for(
-    bootstrap: str, topics: TopicSettings, kind: type[Engine], max_batch: int = 200
-) -> tuple[Engine, AIOKafkaConsumer, list[AIOKafkaConsumer | AIOKafkaProducer]]:
-    group = f"{topics.commands}-s"
-    consumer, producer, recovery = await engine_clients(bootstrap, group)
-    engine = kind(
-        consumer=consumer,
-        producer=producer,
-        recovery_consumer=recovery,
-        catalog=catalog_of(TEXT),
-        topics=topics,
-        group_id=group,
-        max_batch=max_batch,
-    )
-    engine.subscribe()
-    await consumer.start()
-    return engine, consumer, [consumer, producer, recovery]
-
-
 @pytest.mark.integration
 async def test_commands_arriving_in_two_waves_during_a_batch_are_decided_in_the_next(
     kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
@@ -122,7 +101,7 @@ async def test_commands_arriving_in_two_waves_during_a_batch_are_decided_in_the_
         waves.append(await start_runs(kafka_bootstrap, topics, "held", 3))
         await asyncio.sleep(0.5)
 
-    engine, _, clients = await engine_for(kafka_bootstrap, topics, Recording)
+    engine, _, clients = await engine_for(kafka_bootstrap, topics, Recording, TEXT)
     assert isinstance(engine, Recording)
     engine.batches, engine.during_first = [], [wave, wave]
 
@@ -157,7 +136,9 @@ async def test_an_aborted_batch_drops_what_is_held_past_it_and_decides_each_comm
     topics = namespaced(f"t{uuid.uuid4().hex[:10]}")
     await provision_topics(kafka_bootstrap, topics)
     run_ids = await start_runs(kafka_bootstrap, topics, "held", 7)
-    engine, consumer, clients = await engine_for(kafka_bootstrap, topics, FailingThird, 2)
+    engine, consumer, clients = await engine_for(
+        kafka_bootstrap, topics, FailingThird, TEXT, max_batch=2
+    )
     commands = TopicPartition(topics.commands, 0)
 
     async def all_committed() -> bool:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from aiokafka import TopicPartition
-from scheduler_engine import catalog_of, engine_clients, namespaced, run_until, start_runs
+from scheduler_engine import engine_for, namespaced, run_until, start_runs
 
 from baton_common.kafka import ConsumedRecord, OutboundRecord
 from baton_common.topics import provision_topics
@@ -40,24 +40,14 @@ class RevokedMidBatch(Engine):
 async def test_a_batch_committed_after_its_partition_was_revoked_leaves_no_state(
     kafka_bootstrap: str,
 ) -> None:
-    ns = f"t{uuid.uuid4().hex[:10]}"
-    topics = namespaced(ns)
+    topics = namespaced(f"t{uuid.uuid4().hex[:10]}")
     await provision_topics(kafka_bootstrap, topics)
-    group = f"{ns}-s"
-    consumer, producer, recovery = await engine_clients(kafka_bootstrap, group)
     commands = TopicPartition(topics.commands, 0)
-    engine = RevokedMidBatch(
-        consumer=consumer,
-        producer=producer,
-        recovery_consumer=recovery,
-        catalog=catalog_of(TEXT),
-        topics=topics,
-        group_id=group,
-        snapshot_every=100,
+    engine, consumer, clients = await engine_for(
+        kafka_bootstrap, topics, RevokedMidBatch, TEXT, snapshot_every=100
     )
+    assert isinstance(engine, RevokedMidBatch)
     try:
-        engine.subscribe()
-        await consumer.start()
         run_ids = await start_runs(kafka_bootstrap, topics, "timed", 3)
         engine.expected = len(run_ids)
 
@@ -73,5 +63,5 @@ async def test_a_batch_committed_after_its_partition_was_revoked_leaves_no_state
         assert 0 not in engine._runs_end
         assert 0 not in engine._since_snapshot
     finally:
-        for client in (consumer, producer, recovery):
+        for client in clients:
             await client.stop()

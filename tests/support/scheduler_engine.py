@@ -23,6 +23,7 @@ from baton_scheduler.engine import Engine
 __all__ = [
     "catalog_of",
     "engine_clients",
+    "engine_for",
     "namespaced",
     "run_started_counts",
     "run_until",
@@ -102,3 +103,31 @@ async def engine_clients(
     await producer.start()
     await recovery.start()
     return consumer, producer, recovery
+
+
+async def engine_for(
+    bootstrap: str,
+    topics: TopicSettings,
+    kind: type[Engine],
+    text: str,
+    *,
+    max_batch: int = 200,
+    snapshot_every: int = 0,
+) -> tuple[Engine, AIOKafkaConsumer, list[AIOKafkaConsumer | AIOKafkaProducer]]:
+    """An engine of class ``kind`` for the one story ``text``, subscribed and its consumer
+    started. Returns the engine, its command consumer and every client to stop."""
+    group = f"{topics.commands}-s"
+    consumer, producer, recovery = await engine_clients(bootstrap, group)
+    engine = kind(
+        consumer=consumer,
+        producer=producer,
+        recovery_consumer=recovery,
+        catalog=catalog_of(text),
+        topics=topics,
+        group_id=group,
+        max_batch=max_batch,
+        snapshot_every=snapshot_every,
+    )
+    engine.subscribe()
+    await consumer.start()
+    return engine, consumer, [consumer, producer, recovery]
