@@ -9,20 +9,19 @@ topic with the reason; any other error rolls the batch back and retries it with 
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Final
 
 import structlog
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
 from baton_approvals.db import Connection, Pool
 from baton_approvals.metrics import BATCH_FAILURES, POSITION, RECORDS
-from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
-from baton_common.positions import lock_position, store_position, stored_positions
+from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
+from baton_common.positions import lock_position, store_position
+from baton_common.projection import Backoff, PositionListener, ProjectionLoop, RecordConsumer
 from baton_common.publishing import Publisher
 
 __all__ = ["Backoff", "PositionListener", "Projector", "RecordConsumer", "RecordHandler"]
@@ -35,35 +34,7 @@ RecordHandler = Callable[[Connection, ConsumedRecord], Awaitable[str | None]]
 _POLL_MS: Final = 1000
 
 
-class RecordConsumer(Protocol):
-    """The parts of ``AIOKafkaConsumer`` the projector uses."""
-
-    async def getmany(
-        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> Fetched: ...
-
-    def seek(self, partition: TopicPartition, offset: int) -> None: ...
-
-    async def seek_to_beginning(self, *partitions: TopicPartition) -> bool: ...
-
-
-class Backoff:
-    """Exponential backoff with jitter for loops that must outlive transient errors."""
-
-    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
-        self._first = first
-        self._cap = cap
-        self._delay = first
-
-    def reset(self) -> None:
-        self._delay = self._first
-
-    async def wait(self) -> None:
-        await asyncio.sleep(self._delay * random.uniform(0.5, 1.0))
-        self._delay = min(self._delay * 2, self._cap)
-
-
-class Projector:
+class Projector(ProjectionLoop):
     """Feeds records from a group consumer through ``handle`` into PostgreSQL, exactly once."""
 
     def __init__(
@@ -76,60 +47,11 @@ class Projector:
         name: str,
         dlq_topic: str,
     ) -> None:
-        self._consumer = consumer
-        self._pool = pool
+        super().__init__(consumer=consumer, pool=pool, name=name, position=POSITION)
+        self._pool: Pool = pool
         self._handle = handle
         self._publisher = publisher
-        self._name = name
         self._dlq_topic = dlq_topic
-        self._joined = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def joined(self) -> bool:
-        """Whether partitions have been assigned (possibly none) and positions restored."""
-        return self._joined.is_set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name=f"{self._name}-projection")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            # wait() rather than await: a cancellation of the caller must not be swallowed.
-            await asyncio.wait({task})
-
-    def not_ready(self) -> str | None:
-        """A readiness check: None once the consumer has joined and its loop is running."""
-        if self._task is None or self._task.done():
-            return "consumer loop is not running"
-        if not self._joined.is_set():
-            return "consumer has no partition assignment yet"
-        return None
-
-    async def seek_to_stored(self, assigned: Iterable[TopicPartition]) -> None:
-        """Position newly assigned partitions at their stored offsets, or at the beginning."""
-        partitions = sorted(assigned)
-        backoff = Backoff()
-        while True:
-            try:
-                stored = await stored_positions(self._pool, {tp.topic for tp in partitions})
-                break
-            except Exception as exc:  # PostgreSQL may be restarting: wait for it
-                log.warning("cannot read stored positions", error=repr(exc))
-                await backoff.wait()
-        for tp in partitions:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
-                POSITION.labels(tp.topic, str(tp.partition)).set(offset)
-        log.info(
-            "partitions assigned", partitions=[f"{tp.topic}:{tp.partition}" for tp in partitions]
-        )
-        self._joined.set()
 
     async def run(self) -> None:
         """Poll and apply forever; errors are logged and retried, never fatal."""
@@ -222,19 +144,3 @@ class Projector:
                 return await self._handle(conn, record)
         except (DataError, IntegrityConstraintViolationError) as exc:
             return f"database refused the record: {type(exc).__name__}: {exc}"
-
-
-class PositionListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Seeks newly assigned partitions to the positions stored with the projection."""
-
-    def __init__(self, projector: Projector) -> None:
-        self._projector = projector
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Nothing to save: positions are written with the records' effects.
-        log.info(
-            "partitions revoked", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)
-        )
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._projector.seek_to_stored(assigned)

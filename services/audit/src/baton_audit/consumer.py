@@ -10,20 +10,21 @@ topic with the reason; any other error rolls the batch back and retries it with 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
 import structlog
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
 from baton_audit.db import Connection, Pool
 from baton_audit.metrics import BATCH_FAILURES, FRESHNESS, POSITION, RECORDS
 from baton_audit.positions import StalePosition, lock_position, store_position, stored_positions
+from baton_common import projection
 from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
+from baton_common.projection import Backoff, PositionListener, ProjectionLoop
 from baton_common.publishing import Publisher
 
 __all__ = [
@@ -47,37 +48,14 @@ _POLL_MS: Final = 1000
 _IDLE_CHECK_S: Final = 1.0
 
 
-class RecordConsumer(Protocol):
-    """The parts of ``AIOKafkaConsumer`` the projector uses."""
-
-    async def getmany(
-        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> Fetched: ...
-
-    def seek(self, partition: TopicPartition, offset: int) -> None: ...
-
-    async def seek_to_beginning(self, *partitions: TopicPartition) -> bool: ...
+class RecordConsumer(projection.RecordConsumer, Protocol):
+    """The parts of ``AIOKafkaConsumer`` the projector uses: the assignment as well, to
+    check idle partitions' positions (ADR 0571)."""
 
     def assignment(self) -> set[TopicPartition]: ...
 
 
-class Backoff:
-    """Exponential backoff with jitter for loops that must outlive transient errors."""
-
-    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
-        self._first = first
-        self._cap = cap
-        self._delay = first
-
-    def reset(self) -> None:
-        self._delay = self._first
-
-    async def wait(self) -> None:
-        await asyncio.sleep(self._delay * random.uniform(0.5, 1.0))
-        self._delay = min(self._delay * 2, self._cap)
-
-
-class Projector:
+class Projector(ProjectionLoop):
     """Feeds records from a group consumer through ``handle`` into PostgreSQL, exactly once."""
 
     def __init__(
@@ -91,15 +69,13 @@ class Projector:
         dlq_topic: str,
         max_records: int | None = None,
     ) -> None:
-        self._consumer = consumer
-        self._pool = pool
+        super().__init__(consumer=consumer, pool=pool, name=name, position=POSITION)
+        self._consumer: RecordConsumer = consumer
+        self._pool: Pool = pool
         self._handle = handle
         self._publisher = publisher
-        self._name = name
         self._dlq_topic = dlq_topic
         self._max_records = max_records
-        self._joined = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         # A reset runs in the polling task, between polls and with no batch in flight, so
         # no batch read before it is applied after it.
         self._resets: list[tuple[Sequence[str], asyncio.Future[None]]] = []
@@ -108,52 +84,8 @@ class Projector:
         self._expected: dict[tuple[str, int], int] = {}
         self._idle_checked = time.monotonic()
 
-    @property
-    def joined(self) -> bool:
-        """Whether partitions have been assigned (possibly none) and positions restored."""
-        return self._joined.is_set()
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name=f"{self._name}-projection")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            # wait() rather than await: a cancellation of the caller must not be swallowed.
-            await asyncio.wait({task})
-
-    def not_ready(self) -> str | None:
-        """A readiness check: None once the consumer has joined and its loop is running."""
-        if self._task is None or self._task.done():
-            return "consumer loop is not running"
-        if not self._joined.is_set():
-            return "consumer has no partition assignment yet"
-        return None
-
-    async def seek_to_stored(self, assigned: Iterable[TopicPartition]) -> None:
-        """Position newly assigned partitions at their stored offsets, or at the beginning."""
-        partitions = sorted(assigned)
-        backoff = Backoff()
-        while True:
-            try:
-                stored = await stored_positions(self._pool, {tp.topic for tp in partitions})
-                break
-            except Exception as exc:  # PostgreSQL may be restarting: wait for it
-                log.warning("cannot read stored positions", error=repr(exc))
-                await backoff.wait()
-        for tp in partitions:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
-                POSITION.labels(tp.topic, str(tp.partition)).set(offset)
-            self._expected[tp.topic, tp.partition] = offset or 0  # none stored reads as 0
-        log.info(
-            "partitions assigned", partitions=[f"{tp.topic}:{tp.partition}" for tp in partitions]
-        )
-        self._joined.set()
+    def _sought(self, tp: TopicPartition, stored: int | None) -> None:
+        self._expected[tp.topic, tp.partition] = stored or 0  # none stored reads as 0
 
     async def run(self) -> None:
         """Poll and apply forever; errors are logged and retried, never fatal.
@@ -413,19 +345,3 @@ def _observe_freshness(records: Sequence[ConsumedRecord]) -> None:
         stamp = getattr(record, "timestamp", None)
         if isinstance(stamp, int) and stamp > 0:
             FRESHNESS.observe(max(0.0, (now_ms - stamp) / 1000))
-
-
-class PositionListener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Seeks newly assigned partitions to the positions stored with the projection."""
-
-    def __init__(self, projector: Projector) -> None:
-        self._projector = projector
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Nothing to save: positions are written with the records' effects.
-        log.info(
-            "partitions revoked", partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)
-        )
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._projector.seek_to_stored(assigned)
