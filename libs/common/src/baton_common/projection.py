@@ -13,17 +13,25 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterable
+from contextlib import AsyncExitStack
 from typing import Protocol
 
 import structlog
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Gauge
 
 from baton_common.kafka import Fetched
+from baton_common.lag import watch_lag
 from baton_common.positions import stored_positions
 from baton_common.postgres import Pool
 
-__all__ = ["Backoff", "PositionListener", "ProjectionLoop", "RecordConsumer"]
+__all__ = [
+    "Backoff",
+    "PositionListener",
+    "ProjectionLoop",
+    "RecordConsumer",
+    "start_projection",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -142,3 +150,20 @@ class PositionListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._projector.seek_to_stored(assigned)
+
+
+async def start_projection(
+    stack: AsyncExitStack,
+    projector: ProjectionLoop,
+    consumer: AIOKafkaConsumer,
+    topics: Iterable[str],
+    service: str,
+) -> None:
+    """Subscribe ``consumer`` to ``topics`` with the positions listener, start it, the
+    projector's loop and the lag watch; ``stack`` stops them in the reverse order."""
+    consumer.subscribe(list(topics), listener=PositionListener(projector))
+    await consumer.start()
+    stack.push_async_callback(consumer.stop)
+    projector.start()
+    stack.callback(watch_lag(consumer, service).cancel)
+    stack.push_async_callback(projector.stop)

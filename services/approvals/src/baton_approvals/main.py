@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from baton_approvals.api import approvals_router
-from baton_approvals.consumer import PositionListener, Projector
+from baton_approvals.consumer import Projector
 from baton_approvals.db import Pool, create_pool, migrate, ping
 from baton_approvals.decisions import Decider
 from baton_approvals.inbox import inbox_router
@@ -23,7 +23,7 @@ from baton_approvals.slack_routes import slack_router
 from baton_approvals.store import GateStore, apply_record
 from baton_common.auth import Authenticator, Gatekeeper, authenticator_of, identity_router
 from baton_common.kafka import make_consumer, make_producer
-from baton_common.lag import watch_lag
+from baton_common.projection import start_projection
 from baton_common.publishing import KafkaPublisher, Publisher
 from baton_common.readiness import kafka_reachable
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
@@ -126,14 +126,8 @@ def create_app(
                     name=SERVICE,
                     dlq_topic=settings.topics.dlq,
                 )
-                consumer.subscribe(
-                    [settings.topics.approvals], listener=PositionListener(projector)
-                )
-                await consumer.start()
-                stack.push_async_callback(consumer.stop)
-                projector.start()
-                stack.callback(watch_lag(consumer, SERVICE).cancel)
-                stack.push_async_callback(projector.stop)
+                topics = [settings.topics.approvals]
+                await start_projection(stack, projector, consumer, topics, SERVICE)
                 running.projector = projector
 
             store = GateStore(pool)

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from baton_audit.admin import PROJECTED_TABLES, checksum, positions
 from baton_audit.api import Admin, audit_router
-from baton_audit.consumer import PositionListener, Projector
+from baton_audit.consumer import Projector
 from baton_audit.db import Pool, create_pool, migrate, ping
 from baton_audit.governance_api import governance_router
 from baton_audit.settings import AuditSettings
@@ -21,7 +21,7 @@ from baton_audit.writer import AuditWriter
 from baton_common.auth import Gatekeeper, authenticator_of, identity_router
 from baton_common.heap import release_heap, settle_heap
 from baton_common.kafka import make_consumer, make_producer
-from baton_common.lag import watch_lag
+from baton_common.projection import start_projection
 from baton_common.publishing import KafkaPublisher, Publisher
 from baton_common.readiness import kafka_reachable
 from baton_common.service import ReadinessCheck, configure_logging, operations_router
@@ -130,15 +130,8 @@ def create_app(
                     dlq_topic=settings.topics.dlq,
                     max_records=settings.batch_records,
                 )
-                consumer.subscribe(
-                    [settings.topics.runs, settings.topics.stories],
-                    listener=PositionListener(projector),
-                )
-                await consumer.start()
-                stack.push_async_callback(consumer.stop)
-                projector.start()
-                stack.callback(watch_lag(consumer, SERVICE).cancel)
-                stack.push_async_callback(projector.stop)
+                topics = [settings.topics.runs, settings.topics.stories]
+                await start_projection(stack, projector, consumer, topics, SERVICE)
                 running.projector = projector
 
             running.pool, running.store, running.publisher = pool, AuditStore(pool), sink
