@@ -14,13 +14,14 @@ import asyncio
 import random
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Gauge
 
-from baton_common.kafka import Fetched
+from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
 from baton_common.lag import watch_lag
 from baton_common.positions import stored_positions
 from baton_common.postgres import Pool
@@ -71,10 +72,13 @@ class ProjectionLoop:
     learn where each assigned partition was positioned.
     """
 
-    def __init__(self, *, consumer: RecordConsumer, pool: Pool, name: str, position: Gauge) -> None:
+    def __init__(
+        self, *, consumer: RecordConsumer, pool: Pool, name: str, dlq_topic: str, position: Gauge
+    ) -> None:
         self._consumer = consumer
         self._pool = pool
         self._name = name
+        self._dlq_topic = dlq_topic
         self._position = position
         self._joined = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -130,6 +134,24 @@ class ProjectionLoop:
             partitions=[f"{tp.topic}:{tp.partition}" for tp in partitions],
         )
         self._joined.set()
+
+    def _dead_letter(self, record: ConsumedRecord, reason: str) -> OutboundRecord:
+        """The dead letter of a record this projection cannot use, logged."""
+        log.warning(
+            "record dead-lettered",
+            name=self._name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason,
+        )
+        return dead_letter(
+            record,
+            dlq_topic=self._dlq_topic,
+            consumer=self._name,
+            reason=reason,
+            time=datetime.now(UTC),
+        )
 
     def _sought(self, tp: TopicPartition, stored: int | None) -> None:
         """Called for each assigned partition with its stored position (None: none stored,

@@ -10,7 +10,6 @@ topic with the reason; any other error rolls the batch back and retries it with 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
 from typing import Final
 
 import structlog
@@ -19,7 +18,7 @@ from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
 from baton_approvals.db import Connection, Pool
 from baton_approvals.metrics import BATCH_FAILURES, POSITION, RECORDS
-from baton_common.kafka import ConsumedRecord, OutboundRecord, dead_letter
+from baton_common.kafka import ConsumedRecord, OutboundRecord
 from baton_common.positions import lock_position, store_position
 from baton_common.projection import Backoff, PositionListener, ProjectionLoop, RecordConsumer
 from baton_common.publishing import Publisher
@@ -47,11 +46,12 @@ class Projector(ProjectionLoop):
         name: str,
         dlq_topic: str,
     ) -> None:
-        super().__init__(consumer=consumer, pool=pool, name=name, position=POSITION)
+        super().__init__(
+            consumer=consumer, pool=pool, name=name, dlq_topic=dlq_topic, position=POSITION
+        )
         self._pool: Pool = pool
         self._handle = handle
         self._publisher = publisher
-        self._dlq_topic = dlq_topic
 
     async def run(self) -> None:
         """Poll and apply forever; errors are logged and retried, never fatal."""
@@ -111,22 +111,7 @@ class Projector(ProjectionLoop):
                 if reason is None:
                     applied += 1
                 else:
-                    log.warning(
-                        "record dead-lettered",
-                        topic=topic,
-                        partition=partition,
-                        offset=record.offset,
-                        reason=reason,
-                    )
-                    dead.append(
-                        dead_letter(
-                            record,
-                            dlq_topic=self._dlq_topic,
-                            consumer=self._name,
-                            reason=reason,
-                            time=datetime.now(UTC),
-                        )
-                    )
+                    dead.append(self._dead_letter(record, reason))
                 next_offset = record.offset + 1
             await store_position(conn, topic, partition, next_offset)
             for letter in dead:

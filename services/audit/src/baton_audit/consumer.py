@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Final, Protocol
 
 import structlog
@@ -23,7 +22,7 @@ from baton_audit.db import Connection, Pool
 from baton_audit.metrics import BATCH_FAILURES, FRESHNESS, POSITION, RECORDS
 from baton_audit.positions import StalePosition, lock_position, store_position, stored_positions
 from baton_common import projection
-from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
+from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord
 from baton_common.projection import Backoff, PositionListener, ProjectionLoop
 from baton_common.publishing import Publisher
 
@@ -69,12 +68,13 @@ class Projector(ProjectionLoop):
         dlq_topic: str,
         max_records: int | None = None,
     ) -> None:
-        super().__init__(consumer=consumer, pool=pool, name=name, position=POSITION)
+        super().__init__(
+            consumer=consumer, pool=pool, name=name, dlq_topic=dlq_topic, position=POSITION
+        )
         self._consumer: RecordConsumer = consumer
         self._pool: Pool = pool
         self._handle = handle
         self._publisher = publisher
-        self._dlq_topic = dlq_topic
         self._max_records = max_records
         # A reset runs in the polling task, between polls and with no batch in flight, so
         # no batch read before it is applied after it.
@@ -267,22 +267,7 @@ class Projector(ProjectionLoop):
             fresh = [r for r in records if r.offset >= next_offset]
             duplicates = len(records) - len(fresh)
             for record, reason in await self._apply_fresh(conn, fresh):
-                log.warning(
-                    "record dead-lettered",
-                    topic=topic,
-                    partition=partition,
-                    offset=record.offset,
-                    reason=reason,
-                )
-                dead.append(
-                    dead_letter(
-                        record,
-                        dlq_topic=self._dlq_topic,
-                        consumer=self._name,
-                        reason=reason,
-                        time=datetime.now(UTC),
-                    )
-                )
+                dead.append(self._dead_letter(record, reason))
             if fresh:
                 next_offset = fresh[-1].offset + 1
             await store_position(conn, topic, partition, next_offset)
