@@ -86,6 +86,7 @@ async def one_pass(records: list[Record], batch: int) -> tuple[float, int]:
         for record in records[start : start + batch]:
             produced += len(await eng.handle(record, staged))
         eng.store.apply(staged)
+        eng.tally.apply()  # as the engine does after each commit (ADR 0183)
     return time.process_time() - began, produced
 
 

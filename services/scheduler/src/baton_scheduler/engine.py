@@ -22,7 +22,6 @@ from baton_common.commands import COMMAND_ADAPTER, Command, StartRun
 from baton_common.envelope import Envelope, EnvelopeError, decode_record
 from baton_common.heap import settle_heap
 from baton_common.kafka import ConsumedRecord, Fetched, OutboundRecord, dead_letter
-from baton_common.metrics import labelled
 from baton_common.outbound_records import record as encoded_record
 from baton_common.policy_catalog import PolicyCatalog
 from baton_common.settings import TopicSettings
@@ -103,6 +102,9 @@ class Engine:
         self._policies = policies
         self._starts = StartWindow()
         self._held = HeldCommands()  # fetched for the next batch (ADR 0180)
+        # The counts and observations of the batch being decided, added to the metrics
+        # only once its transaction commits (ADR 0183).
+        self.tally = metrics.Tally()
         self._debug = log.bind().is_enabled_for(logging.DEBUG)  # as logging is configured
 
     def subscribe(self) -> None:
@@ -155,17 +157,20 @@ class Engine:
                 continue
             started = time.perf_counter()
             staged: Staged = {}
+            self.tally = tally = metrics.Tally()  # a replayed batch starts from nothing
             try:
                 ends, snapped = await self._commit_batch(batches, staged)
             except ProducerFenced:
                 log.error("another scheduler took over this transactional id; stopping")
                 raise
             except (KafkaError, OSError) as exc:
+                # the batch's tally is dropped with it: it is counted when it commits
                 metrics.TRANSACTION_ABORTS.inc()
                 log.warning("transaction aborted; replaying the batch", error=repr(exc))
                 await self._rewind(list(batches))
                 await asyncio.sleep(1.0)
                 continue
+            tally.apply()  # committed: its records are on the log, once
             self._committed(batches, staged, ends, snapped)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
 
@@ -311,7 +316,7 @@ class Engine:
             envelope = decode_record(record.value, record.headers)
             command = COMMAND_ADAPTER.validate_python(envelope.data)
         except (EnvelopeError, ValidationError) as exc:
-            metrics.COMMANDS.labels(type="unparsable", outcome="dlq").inc()
+            self.tally.count(metrics.COMMANDS, "unparsable", "dlq")
             log.warning("command sent to the DLQ", offset=record.offset, reason=str(exc))
             return [
                 dead_letter(
@@ -322,7 +327,7 @@ class Engine:
                     time=datetime.now(UTC),
                 )
             ]
-        metrics.COMMAND_LATENCY.observe(_age(record))
+        self.tally.observe(metrics.COMMAND_LATENCY, _age(record))
         if not tracing_enabled():  # hot_span would give the envelope's traceparent back
             return await self._decide(record, envelope, command, staged)
         with hot_span(
@@ -366,7 +371,7 @@ class Engine:
             entry = journal(known, decision.events, envelope, now, self._topics, decision.after)
         except Exception as exc:  # a decider bug must not wedge the partition: keep the record
             log.exception("decider failed; command sent to the DLQ", run_id=command.run_id)
-            metrics.COMMANDS.labels(type=command.type, outcome="dlq").inc()
+            self.tally.count(metrics.COMMANDS, command.type, "dlq")
             return [
                 dead_letter(
                     record,
@@ -378,10 +383,10 @@ class Engine:
             ]
         for run_id, changed in entry.states.items():
             staged[run_id] = (record.partition, changed)
-        metrics.observe_events(entry.events, entry.states)
+        tally = self.tally
+        metrics.observe_events(tally, entry.events, entry.states)
         rejected = any(e.type == "baton.command.rejected.v1" for e in entry.events)
-        outcome = "rejected" if rejected else "accepted"
-        labelled(metrics.COMMANDS, command.type, outcome).inc()
+        tally.count(metrics.COMMANDS, command.type, "rejected" if rejected else "accepted")
         # Debug: the decision is already on the log (its events); at INFO, one line per
         # command was 8% of the scheduler's CPU in the phishing walkthrough. Even a
         # filtered call binds the lazy logger (~3 us), hence the check made once.

@@ -34,8 +34,8 @@ TIMERS_FIRED = Counter(
 )
 TIMERS_PENDING = Gauge("baton_scheduler_timers_pending", "Timers the timer loop is watching.")
 
-# Run and step outcomes, counted from the events each command produced. A batch whose
-# transaction aborts is replayed, so its events may be counted twice (rare; see ADR 0800).
+# Run and step outcomes, counted from the events each command produced. Like the command
+# counts, they go through the batch's Tally: counted once its transaction commits (ADR 0183).
 RUNS_STARTED = Counter("baton_runs_started_total", "Runs started, by story.", ["story"])
 RUNS_FINISHED = Counter(
     "baton_runs_finished_total",
@@ -84,29 +84,65 @@ _FINISHED = {
 }
 
 
-def observe_events(events: Sequence[Envelope], states: Mapping[str, RunState]) -> None:
-    """Count the run, step and approval outcomes among a command's journaled events."""
+class Tally:
+    """One batch's counts and observations, held until its transaction commits (ADR 0183).
+
+    A batch whose transaction aborts is decided again, and one whose producer is fenced is
+    decided by the next owner: counting while deciding counted those twice. ``count`` and
+    ``observe`` only note the increment (a dict increment, a list append); ``apply`` adds
+    them to the metrics after the commit; a tally not applied is dropped with its batch.
+    """
+
+    __slots__ = ("counts", "observed")
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[Counter, tuple[str, ...]], int] = {}
+        self.observed: list[tuple[Histogram, tuple[str, ...], float]] = []
+
+    def count(self, metric: Counter, *labels: str) -> None:
+        """One more of ``metric`` with these label values (none for an unlabelled one)."""
+        key = (metric, labels)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+
+    def observe(self, metric: Histogram, value: float, *labels: str) -> None:
+        """One observation of ``metric`` with these label values."""
+        self.observed.append((metric, labels, value))
+
+    def apply(self) -> None:
+        """Add the tally to the metrics (its batch committed) and empty it."""
+        for (metric, labels), n in self.counts.items():
+            (labelled(metric, *labels) if labels else metric).inc(n)
+        for histogram, labels, value in self.observed:
+            (labelled(histogram, *labels) if labels else histogram).observe(value)
+        self.counts.clear()
+        self.observed.clear()
+
+
+def observe_events(
+    tally: Tally, events: Sequence[Envelope], states: Mapping[str, RunState]
+) -> None:
+    """Tally the run, step and approval outcomes among a command's journaled events."""
     for event in events:
         kind = event.type
         story = event.storyid or "unknown"
         if kind == "baton.run.started.v1":
-            labelled(RUNS_STARTED, story).inc()
+            tally.count(RUNS_STARTED, story)
         elif kind in _FINISHED:
-            labelled(RUNS_FINISHED, story, _FINISHED[kind]).inc()
+            tally.count(RUNS_FINISHED, story, _FINISHED[kind])
             state = states.get(event.subject or "")
             if state is not None:
-                labelled(RUN_SECONDS, story).observe(
-                    max(0.0, (event.time - state.started_at).total_seconds())
-                )
+                seconds = (event.time - state.started_at).total_seconds()
+                tally.observe(RUN_SECONDS, max(0.0, seconds), story)
         elif kind == "baton.run.deduplicated.v1":
-            labelled(DEDUP_HITS, story).inc()
+            tally.count(DEDUP_HITS, story)
         elif kind == "baton.step.dispatched.v1":
-            labelled(STEP_DISPATCHES, story, str(event.data.get("action"))).inc()
+            tally.count(STEP_DISPATCHES, story, str(event.data.get("action")))
         elif kind == "baton.step.failed.v1" and event.data.get("will_retry") is True:
-            labelled(STEP_RETRIES, story, str(event.data.get("error_kind"))).inc()
+            tally.count(STEP_RETRIES, story, str(event.data.get("error_kind")))
         elif kind == "baton.approval.requested.v1":
-            labelled(APPROVALS_REQUESTED, story).inc()
+            tally.count(APPROVALS_REQUESTED, story)
         elif kind == "baton.approval.granted.v1":
-            labelled(APPROVALS_DECIDED, story, "granted").inc()
+            tally.count(APPROVALS_DECIDED, story, "granted")
         elif kind == "baton.approval.denied.v1":
-            labelled(APPROVALS_DECIDED, story, "denied").inc()
+            tally.count(APPROVALS_DECIDED, story, "denied")
