@@ -27,6 +27,7 @@ CLUSTER_ID_FILE="$KDIR/cluster.id"
 FORMAT_INFO="$KDIR/formatted.info"
 PID_FILE="$KDIR/kafka.pid"
 LOG_FILE="$BATON_LOG_DIR/kafka.log"
+GC_LOG_FILE="$BATON_LOG_DIR/kafka-gc.log"
 
 say() { printf 'kafka: %s\n' "$*"; }
 die() { printf 'kafka: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -245,6 +246,25 @@ check_ports_free() {
   done
 }
 
+# The JVM's GC flags: a GC log always, for the broker's pause times (ADR 0183; the JVM
+# rotates it at 10 MB and at each start, keeping two old files), then
+# $BATON_KAFKA_GC_OPTS, split on whitespace (empty: G1's defaults). Sets the array gc_flags.
+gc_flags_from_env() {
+  # -Xlog's option syntax separates its parts with ':' and ','; a path holding either
+  # would be read as something else.
+  case "$GC_LOG_FILE" in
+    *[:,]*) die "the GC log path $GC_LOG_FILE holds ':' or ','; -Xlog cannot name it (set BATON_STACK_DIR to a path without them)" ;;
+  esac
+  gc_flags=("-Xlog:gc*:file=$GC_LOG_FILE:time,uptime:filecount=2,filesize=10m")
+  local extra=()
+  read -r -a extra <<<"$BATON_KAFKA_GC_OPTS"
+  local flag
+  for flag in "${extra[@]}"; do
+    [[ "$flag" == -* ]] || die "BATON_KAFKA_GC_OPTS: '$flag' is not a JVM option (each starts with '-'; got: $BATON_KAFKA_GC_OPTS)"
+  done
+  gc_flags+=("${extra[@]}")
+}
+
 cmd_start() {
   # Serialise concurrent starts (e.g. two terminals, make -j). fd 9 is closed for
   # the broker below, so the lock is released when this script exits.
@@ -270,12 +290,15 @@ cmd_start() {
   fi
 
   check_ports_free
+  local gc_flags=()
+  gc_flags_from_env
   is_installed || cmd_install
   write_configs
   format_storage_once
 
   say "starting Kafka $BATON_KAFKA_VERSION (KRaft, node 1) on $BATON_KAFKA_BOOTSTRAP, controller $BATON_HOST:$BATON_KAFKA_CONTROLLER_PORT"
-  printf '\n===== %s starting Kafka %s =====\n' "$(date -Is)" "$BATON_KAFKA_VERSION" >>"$LOG_FILE"
+  printf '\n===== %s starting Kafka %s (GC: %s) =====\n' "$(date -Is)" "$BATON_KAFKA_VERSION" \
+    "${BATON_KAFKA_GC_OPTS:-G1 defaults}" >>"$LOG_FILE"
   # New session (setsid) so the broker survives the calling shell/terminal. The
   # inner bash writes its own pid and then exec's java, so the pid file holds the
   # JVM's pid exactly.
@@ -283,7 +306,7 @@ cmd_start() {
     cd "$KDIR"
     # shellcheck disable=SC2016  # $$/$1/$@ belong to the inner bash
     setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
-      java "-Xmx$BATON_KAFKA_HEAP" "-Xms$BATON_KAFKA_HEAP" -XX:+UseG1GC \
+      java "-Xmx$BATON_KAFKA_HEAP" "-Xms$BATON_KAFKA_HEAP" -XX:+UseG1GC "${gc_flags[@]}" \
       -Djava.awt.headless=true "-Dlog4j2.configurationFile=$LOG4J_SERVER" \
       -cp "$LIBS/*" kafka.Kafka "$PROPS" \
       </dev/null >>"$LOG_FILE" 2>&1 9>&- &
@@ -293,7 +316,7 @@ cmd_start() {
   pid="$(read_pid)"
   [[ -n "$pid" ]] || die "failed to launch java (no pid written); see $LOG_FILE"
   wait_until_ready "$pid"
-  say "running (pid $pid, $BATON_KAFKA_BOOTSTRAP); log: $LOG_FILE"
+  say "running (pid $pid, $BATON_KAFKA_BOOTSTRAP); log: $LOG_FILE, GC log: $GC_LOG_FILE"
 }
 
 # ------------------------------------------------------------------- stop ---
