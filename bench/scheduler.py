@@ -13,6 +13,8 @@ Phases (each bounded; figures are printed, never asserted):
    (and, for comparison, as this process's event loop, busy with the fake executors,
    got to it). The bench's own heap is frozen first, so its full collections (up to
    ~0.5 s with the throughput phase's objects alive) do not delay its timestamps.
+   ``--dump-samples FILE`` writes the observer process's samples to FILE, one per line in
+   milliseconds, in the order the StepDispatched were read, to study the tail offline.
 3. recovery: one partition of a fresh ``baton.runs`` holding ``--finished`` finished runs
    and ``--waiting`` runs waiting on a step, built with the real decider and journal;
    prints the time ``rebuild_partition`` takes.
@@ -38,6 +40,7 @@ import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -412,7 +415,11 @@ def print_profile(stats: pstats.Stats) -> None:
 
 
 async def latency(
-    harness: Harness, run_rate: float, seconds: float, observer: subprocess.Popen[bytes]
+    harness: Harness,
+    run_rate: float,
+    seconds: float,
+    observer: subprocess.Popen[bytes],
+    dump: Path | None = None,
 ) -> None:
     harness.latencies.clear()
     harness.acked.clear()
@@ -432,11 +439,32 @@ async def latency(
     seen = await stop_observer(observer)
     label = f"latency at {run_rate:.1f} runs/s ({run_rate * RECORDS_PER_RUN:.0f} records/s)"
     acked = harness.acked
-    print_latencies(
-        f"{label}, observer process",
-        [stamp - acked[cause] for cause, stamp in seen if cause in acked],
-    )
+    samples = [stamp - acked[cause] for cause, stamp in seen if cause in acked]
+    print_latencies(f"{label}, observer process", samples)
+    if dump is not None:
+        dump_samples(dump, samples)
     print_latencies("  the same, observed in the bench's own event loop", harness.latencies)
+
+
+def dump_samples(path: Path, latencies: list[float]) -> None:
+    """Write ``latencies`` (seconds) to ``path``, one per line in milliseconds, in the
+    order they were observed."""
+    path.write_text("".join(f"{s * 1000:.3f}\n" for s in latencies), encoding="utf-8")
+    print(f"  {len(latencies)} samples (ms, in the order observed) written to {path}")
+
+
+def writable_file(value: str) -> Path:
+    """``--dump-samples``: a file path whose directory exists, checked before any phase
+    runs so a typo does not cost a whole run."""
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a directory, not a file")
+    parent = path.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise argparse.ArgumentTypeError(f"{value} is not writable")
+    return path
 
 
 def print_latencies(label: str, latencies: list[float]) -> None:
@@ -670,6 +698,12 @@ async def main() -> None:
         default=None,
         help="runs/s of the latency phase (default: half the measured throughput)",
     )
+    parser.add_argument(
+        "--dump-samples",
+        type=writable_file,
+        metavar="FILE",
+        help="write the latency phase's samples (observer process, ms) to FILE, one per line",
+    )
     parser.add_argument("--finished", type=int, default=20_000)
     parser.add_argument("--waiting", type=int, default=1_000)
     parser.add_argument("--skip", choices=["engine", "recovery"], action="append", default=[])
@@ -708,7 +742,13 @@ async def run_phases(args: argparse.Namespace, bootstrap: str, namespace: str) -
             before = await harness.scrape()
             rate = await throughput(harness, args.runs)
             between = await harness.scrape()
-            await latency(harness, args.latency_rate or rate / 2, args.latency_seconds, observer)
+            await latency(
+                harness,
+                args.latency_rate or rate / 2,
+                args.latency_seconds,
+                observer,
+                args.dump_samples,
+            )
             after = await harness.scrape()
             if before and between and after:
                 print_stages("throughput phase", between.minus(before))
