@@ -105,6 +105,8 @@ class Engine:
         # The counts and observations of the batch being decided, added to the metrics
         # only once its transaction commits (ADR 0183).
         self.tally = metrics.Tally()
+        # Resolved when the batch in its transaction has committed or aborted (ADR 0184).
+        self._in_flight: asyncio.Future[None] | None = None
         self._debug = log.bind().is_enabled_for(logging.DEBUG)  # as logging is configured
 
     def subscribe(self) -> None:
@@ -141,6 +143,18 @@ class Engine:
         self._held.drop_partitions(set(partitions))
         log.info("partitions revoked", partitions=partitions, runs_dropped=dropped)
 
+    async def settle(self) -> None:
+        """Wait until the batch in its transaction, if any, has committed or aborted.
+
+        The rebalance callback waits here before it gives partitions up: their next owner
+        reads their committed offsets and rebuilds their runs from ``baton.runs`` (both
+        read committed), and neither waits for a transaction still open, so a batch
+        committing after the handover would be decided twice (ADR 0184).
+        """
+        in_flight = self._in_flight
+        if in_flight is not None:
+            await asyncio.shield(in_flight)
+
     async def run(self) -> None:
         """Process commands until cancelled."""
         while True:
@@ -159,7 +173,7 @@ class Engine:
             staged: Staged = {}
             self.tally = tally = metrics.Tally()  # a replayed batch starts from nothing
             try:
-                ends, snapped = await self._commit_batch(batches, staged)
+                ends, snapped = await self._commit_watched(batches, staged)
             except ProducerFenced:
                 log.error("another scheduler took over this transactional id; stopping")
                 raise
@@ -204,6 +218,17 @@ class Engine:
     async def _gather(self) -> None:
         """Hold what the consumer has fetched so far for the next batch (ADR 0180)."""
         await gather(self._consumer, self._held, up_to=2 * self._max_batch)
+
+    async def _commit_watched(
+        self, batches: Fetched, staged: Staged
+    ) -> tuple[dict[int, int], set[int]]:
+        """``_commit_batch``, with ``settle`` waiting for it meanwhile."""
+        self._in_flight = in_flight = asyncio.get_running_loop().create_future()
+        try:
+            return await self._commit_batch(batches, staged)
+        finally:
+            self._in_flight = None
+            in_flight.set_result(None)
 
     async def _commit_batch(
         self, batches: Fetched, staged: Staged
@@ -469,6 +494,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._engine = engine
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._engine.settle()  # the batch in flight commits before the handover
         self._engine.revoke([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
