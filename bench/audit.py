@@ -4,7 +4,7 @@ Needs the real Kafka and PostgreSQL (``BATON_KAFKA_BOOTSTRAP``, ``BATON_DATABASE
 for example those of ``make test``'s stack. Prints its figures; asserts nothing.
 
     uv run python bench/audit.py [--runs 20000] [--rebuild-events 200000] [--rate 1000]
-        [--partitions 3] [--projectors 1|2] [--only store|rebuild]
+        [--partitions 3] [--projectors 1|2] [--only store|rebuild] [--repeat 1]
 
 With ``--projectors 2`` the partitions are split between this process and another one, as
 two replicas of the service in one consumer group split them (ADR 0571): the store figure's
@@ -17,6 +17,9 @@ audit service in the same group. CPU figures add up both processes.
    Twice: each run's events together, then runs interleaved (every run's first event,
    then every run's second, ...), as a log looks with many runs in flight: a batch then
    holds one event per run, and each run's row is folded and written once per event.
+   Each timed window starts after a ``CHECKPOINT`` (so the previous window's dirty pages
+   are not written during this one); with ``--repeat N`` both figures are measured N
+   times, alternating, and their medians printed. The load average is printed with each.
 2. rebuild: the same kind of log written to a fresh topic, then the audit service's
    projection (Kafka consumer included) started on an empty schema; time until every
    record is applied. Then again as ``baton audit rebuild`` does it: POST /admin/rebuild
@@ -32,8 +35,10 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import statistics
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -178,6 +183,37 @@ async def postgres_probe(url: str) -> tuple[int | None, object]:
         await conn.close()
 
 
+async def checkpoint(url: str) -> bool:
+    """Write every dirty page to disk before a timed window, so the previous window's
+    writes (and its share of a checkpoint) do not land in this one; False if the role may
+    not (it needs ``pg_checkpoint``, which ``deploy/local/postgres.sh`` grants)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("checkpoint")
+        return True
+    except asyncpg.InsufficientPrivilegeError:
+        return False
+    finally:
+        await conn.close()
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}"
+
+
+@dataclass(frozen=True)
+class StoreFigure:
+    """One timed window of the store figure (per event: µs of CPU, bytes of WAL)."""
+
+    rate: float
+    cpu: float
+    busiest: float
+    postgres: float | None
+    wal: float
+    bound: float | None
+
+
 async def wal_since(url: str, lsn: object) -> float:
     conn = await asyncpg.connect(url)
     try:
@@ -251,7 +287,7 @@ def store_worker(
 
 async def bench_store(
     url: str, runs: int, *, interleaved: bool, partitions: int, projectors: int
-) -> None:
+) -> StoreFigure:
     by_partition = store_records(runs, partitions, interleaved=interleaved)
     shares = [
         {p: recs for p, recs in by_partition.items() if p % projectors == k}
@@ -271,6 +307,8 @@ async def bench_store(
             worker.start()
             workers.append(worker)
             await asyncio.to_thread(ready.wait)
+        if not await checkpoint(url):
+            print("(CHECKPOINT refused: the role lacks pg_checkpoint; windows may overlap)")
         postmaster, lsn = await postgres_probe(url)
         pg_cpu = postgres_cpu(postmaster) if postmaster else 0.0
         started, cpu = time.perf_counter(), time.process_time()
@@ -301,6 +339,33 @@ async def bench_store(
         + (f"CPU {pg_cpu / n * 1e6:,.0f} µs/event, " if postmaster else "")
         + f"WAL {wal / n:,.0f} B/event)"
         + (f"; CPU bound on 2 free cores {bound:,.0f} events/s" if postmaster else "")
+        + f"; {load_average()}"
+    )
+    return StoreFigure(
+        rate=n / elapsed,
+        cpu=cpu / n * 1e6,
+        busiest=max(cpus) / n * 1e6,
+        postgres=pg_cpu / n * 1e6 if postmaster else None,
+        wal=wal / n,
+        bound=bound if postmaster else None,
+    )
+
+
+def print_medians(label: str, figures: list[StoreFigure]) -> None:
+    """The median of each figure over the windows (each figure's own median)."""
+
+    def median(values: list[float | None]) -> str:
+        known = [v for v in values if v is not None]
+        return f"{statistics.median(known):,.0f}" if known else "n/a"
+
+    print(
+        f"{label} median of {len(figures)}: {median([f.rate for f in figures])} events/s"
+        f" (of {', '.join(f'{f.rate:,.0f}' for f in figures)}); projection CPU"
+        f" {median([f.cpu for f in figures])} µs/event, busiest projector"
+        f" {median([f.busiest for f in figures])}; PostgreSQL CPU"
+        f" {median([f.postgres for f in figures])} µs/event, WAL"
+        f" {median([f.wal for f in figures])} B/event; CPU bound on 2 free cores"
+        f" {median([f.bound for f in figures])} events/s; {load_average()}"
     )
 
 
@@ -573,13 +638,27 @@ async def main() -> None:
     parser.add_argument(
         "--only", choices=("store", "rebuild"), help="run one part (rebuild includes freshness)"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="store figure: timed windows of each kind (alternating); prints their medians",
+    )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     bootstrap = os.environ["BATON_KAFKA_BOOTSTRAP"]
     url = os.environ["BATON_DATABASE_URL"]
     split = {"partitions": args.partitions, "projectors": args.projectors}
+    print(f"audit bench: {load_average()} (1 and 5 minutes) at the start")
     if args.only != "rebuild":
-        await bench_store(url, args.runs, interleaved=False, **split)
-        await bench_store(url, args.runs, interleaved=True, **split)
+        grouped, interleaved = [], []
+        for _ in range(args.repeat):
+            grouped.append(await bench_store(url, args.runs, interleaved=False, **split))
+            interleaved.append(await bench_store(url, args.runs, interleaved=True, **split))
+        if args.repeat > 1:
+            print_medians("store:    ", grouped)
+            print_medians("store (runs interleaved):", interleaved)
     if args.only != "store":
         await bench_rebuild_and_freshness(
             bootstrap, url, args.rebuild_events, args.rate, args.seconds, **split

@@ -223,6 +223,11 @@ ensure_role_and_db() {
     say "creating database baton"
     psql_admin "$bin" -c "create database baton owner baton"
   fi
+  # Benchmarks run CHECKPOINT between timed windows (PostgreSQL 15+: pg_checkpoint).
+  if [[ "$(psql_admin "$bin" -tAc "select 1 from pg_roles where rolname = 'pg_checkpoint'
+        and not pg_has_role('baton', 'pg_checkpoint', 'member')")" == 1 ]]; then
+    psql_admin "$bin" -c "grant pg_checkpoint to baton"
+  fi
 }
 
 cmd_start() {

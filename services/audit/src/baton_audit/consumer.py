@@ -44,6 +44,7 @@ RecordHandler = Callable[
 records it cannot use, each with the reason."""
 
 _POLL_MS: Final = 1000
+_ASYNC_COMMIT: Final = "set local synchronous_commit = off"
 _IDLE_CHECK_S: Final = 1.0
 
 
@@ -249,7 +250,9 @@ class Projector(ProjectionLoop):
         Records below the stored position were applied before (a redelivery) and are
         skipped. A stored position other than the one this projector last stored or sought
         raises ``StalePosition`` (ADR 0571): the caller reads the partition again from the
-        stored position, which the projector expects from then on. A caller that never
+        stored position, which the projector expects from then on; so does a commit lost
+        in a PostgreSQL crash (the transaction commits with ``synchronous_commit`` off,
+        ADR 0573). A caller that never
         sought (a bench, a test) takes the stored one. Dead letters are sent before the
         transaction commits, so a record is never marked done unless it was applied or its
         dead letter is durable.
@@ -259,6 +262,11 @@ class Projector(ProjectionLoop):
         """
         dead: list[OutboundRecord] = []
         async with self._pool.acquire() as conn, conn.transaction():
+            # The commit does not wait for the WAL flush (ADR 0573): a crash may lose the
+            # last commits, but each takes its position with it, so their records are read
+            # again (a restart seeks to the stored positions; a running projector finds the
+            # stored position behind the one it expects, ADR 0571). Visible at once.
+            await conn.execute(_ASYNC_COMMIT)
             next_offset = await lock_position(conn, topic, partition)
             expected = self._expected.get((topic, partition))
             if expected is not None and next_offset != expected:
