@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from platform_kit import free_port
 from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
+from uvicorn.server import ServerState
 
 from baton_common.envelope import decode_record
 from baton_common.kafka import OutboundRecord
@@ -341,3 +342,65 @@ def _calls(server: Server, count: int) -> Callable[[], Awaitable[bool]]:
         return len(server.publisher.calls) >= count
 
     return probe
+
+
+class _Transport:
+    """A transport keeping what is written, with reading paused or not."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.reading = True
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8081), "peername": ("127.0.0.1", 5)}.get(name)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+async def test_answers_wait_while_the_client_reads_no_more_and_go_when_it_does() -> None:
+    publisher = HeldPublisher(auto=True)
+    ready = asyncio.Event()
+    ready.set()
+    endpoint = webhook_endpoint(
+        settings=IngestSettings(),
+        catalog=catalog_of(story(OPEN)),
+        catalog_ready=ready,
+        publisher=publisher,
+        secrets=EnvironmentSecrets({}),
+        metrics=IngestMetrics(CollectorRegistry()),
+        clock=lambda: NOW,
+    )
+    config = uvicorn.Config(
+        WebhookFastPath(FastAPI(), endpoint), log_config=None, lifespan="off", proxy_headers=False
+    )
+    config.load()
+    protocol = CorkedHttpTools(config=config, server_state=ServerState(), app_state={})
+    transport = _Transport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+
+    protocol.pause_writing()  # the transport's buffer is full
+    protocol.data_received(webhook(event(0)) + webhook(event(1)))
+    await asyncio.sleep(0.01)
+    assert transport.written == []  # held, not buffered further
+    assert not transport.reading
+    assert len(publisher.calls) == 2
+
+    protocol.resume_writing()
+    answers = b"".join(transport.written)
+    assert answers.count(b"HTTP/1.1 202 Accepted") == 2
+    assert transport.reading
+    protocol.connection_lost(None)
