@@ -236,3 +236,23 @@ def _handed(producer: _Producer, count: int) -> Any:
         return len(producer.handed) >= count
 
     return probe
+
+
+async def test_hand_needs_the_topics_partitions_first_then_shares_deliver_batches() -> None:
+    producer = _Producer()
+    sends = GatheredSends(producer, linger=0)
+    assert sends.hand(_records("a"), 30) is None  # no metadata yet: nothing appended
+    first = asyncio.create_task(sends.deliver(_records("a"), 30))  # asks for it
+    await eventually(_handed(producer, 1), within=5, what="a handed over")
+
+    waits = sends.hand(_records("b", "c"), 30)  # now at once, without a coroutine
+    assert waits is not None
+    [(waiter, count)] = waits
+    assert count == 2
+    producer.acks[0].set_result(None)
+    await eventually(_handed(producer, 2), within=5, what="b and c handed over")
+    assert producer.handed == [[b"a"], [b"b", b"c"]]
+    assert not waiter.done()
+    producer.acks[1].set_result(None)
+    await waiter
+    assert await first == [None]

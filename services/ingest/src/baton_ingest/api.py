@@ -11,24 +11,22 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, NoReturn
+from typing import Any, Final
 
 import orjson
 import structlog
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.exception_handlers import http_exception_handler
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import JsonValue
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from baton_common.catalog import StoryCatalog
 from baton_common.ids import uuid4_text
+from baton_common.story import Story
 from baton_common.telemetry import SpanKind, current_traceparent, span, tracing_enabled
 from baton_ingest.auth import AuthFailure, WebhookAuth
 from baton_ingest.bodies import (
@@ -39,12 +37,20 @@ from baton_ingest.bodies import (
     parse_ndjson,
 )
 from baton_ingest.metrics import IngestMetrics
-from baton_ingest.publisher import Publisher
+from baton_ingest.publisher import HandsOver, Publisher
 from baton_ingest.received_records import received_record
 from baton_ingest.secrets import SecretResolver
 from baton_ingest.settings import IngestSettings
 
-__all__ = ["WebhookEndpoint", "WebhookFastPath", "webhook_endpoint", "webhook_routes"]
+__all__ = [
+    "Answer",
+    "Prepared",
+    "Publishing",
+    "WebhookEndpoint",
+    "WebhookFastPath",
+    "webhook_endpoint",
+    "webhook_routes",
+]
 
 log = structlog.get_logger(__name__)
 _debug = logging.getLogger(__name__)
@@ -72,13 +78,16 @@ class WebhookFastPath:
     ``add_middleware`` puts it (inside the server-error layer, so a crash is still a
     500) and hands a request whose path matches ``/webhooks/{path}`` exactly as the
     route would to the same endpoint, with no ``Request`` or ``Response`` object (ADR
-    0250): the answer is two ASGI messages, and an ``HTTPException`` is rendered by
-    FastAPI's own handler. Anything else — another method or path, a ``root_path`` —
-    goes on to the app, so the route stays the reference behaviour.
+    0250): the answer is two ASGI messages, with the headers a refusal's
+    ``HTTPException`` would get from FastAPI's handler. Anything else — another method
+    or path, a ``root_path`` — goes on to the app, so the route stays the reference
+    behaviour. When uvicorn serves this middleware with :class:`CorkedHttpTools`, the
+    protocol answers most webhooks before any ASGI (``endpoint``, ADR 0263).
     """
 
     def __init__(self, app: ASGIApp, endpoint: WebhookEndpoint) -> None:
         self._app = app
+        self.endpoint = endpoint
         self._accept = endpoint.accept
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -89,21 +98,15 @@ class WebhookFastPath:
                 and len(path) > len(_PREFIX)
                 and "/" not in path[len(_PREFIX) :]
             ):
-                try:
-                    status, content = await self._accept(
-                        path[len(_PREFIX) :], scope["headers"], receive
-                    )
-                except StarletteHTTPException as exc:
-                    scope["path_params"] = {"path": path[len(_PREFIX) :]}
-                    request = Request(scope, receive, send)
-                    response = await http_exception_handler(request, exc)
-                    await response(scope, receive, send)
-                    return
+                status, headers, content = await self._accept(
+                    path[len(_PREFIX) :], scope["headers"], receive
+                )
                 await send(
                     {
                         "type": "http.response.start",
                         "status": status,
                         "headers": [
+                            *headers,
                             (b"content-length", str(len(content)).encode()),
                             _JSON_CONTENT,
                         ],
@@ -114,20 +117,149 @@ class WebhookFastPath:
         await self._app(scope, receive, send)
 
 
+class Publishing:
+    """A webhook's records handed to Kafka: its answer once every future settled.
+
+    Each of ``waits`` settles that many consecutive records (``GatheredSends.hand``);
+    a count of 0 marks a future whose result is already every record's outcome
+    (``Publisher.deliver`` run as a task, for publishers that cannot hand over at once).
+    """
+
+    __slots__ = ("_finish", "waits")
+
+    def __init__(
+        self,
+        waits: list[tuple[asyncio.Future[Any], int]],
+        finish: Callable[[list[BaseException | None]], Answer],
+    ) -> None:
+        self.waits = waits
+        self._finish = finish
+
+    async def settled(self) -> None:
+        """Return once every future is done (whatever its outcome)."""
+        for waiter, _ in self.waits:
+            if not waiter.done():
+                await asyncio.wait((waiter,))
+
+    def when_settled(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the loop) once every future is done."""
+        pending = [waiter for waiter, _ in self.waits if not waiter.done()]
+        if not pending:
+            asyncio.get_running_loop().call_soon(callback)
+            return
+        left = [len(pending)]
+
+        def one_done(_: asyncio.Future[Any]) -> None:
+            left[0] -= 1
+            if not left[0]:
+                callback()
+
+        for waiter in pending:
+            waiter.add_done_callback(one_done)
+
+    def answer(self) -> Answer:
+        """The answer, once settled: 202, or 503 if any record is not durable."""
+        results: list[BaseException | None] = []
+        for waiter, count in self.waits:
+            if count == 0:
+                results.extend(waiter.result())
+                continue
+            error = waiter.exception() if not waiter.cancelled() else asyncio.CancelledError()
+            results.extend([error] * count)
+        return self._finish(results)
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookEndpoint:
-    """The webhook handler: ``accept`` answers a request's status and JSON body from its
-    path, raw ASGI headers and ``receive``; ``answer`` is the same as a Starlette
-    endpoint."""
+    """The webhook handler, one logic for every entry (ADR 0263).
 
-    accept: Accept
+    ``prepare`` checks what the head decides (ready, a story listening, content type,
+    declared size) and ``take`` the body (size, auth, parsing, the in-flight budget),
+    then hands the events to Kafka: each returns the answer at once, or
+    :class:`Publishing` to wait for before the answer. ``accept`` runs both over ASGI
+    (``WebhookFastPath``), ``answer`` is a Starlette endpoint, and ``respond`` is the
+    same for a whole request at once (``CorkedHttpTools`` answers from the parser).
+    """
+
+    prepare: Callable[[str, RawHeaders], Answer | Prepared]
+    take: Callable[[Prepared, bytes], Answer | Publishing]
+    max_body_bytes: int
+
+    def respond(self, path: str, raw: RawHeaders, body: bytes) -> Answer | Publishing:
+        """A webhook whose headers and body are all here: its answer, or its publishing."""
+        prepared = self.prepare(path, raw)
+        if type(prepared) is tuple:
+            return prepared
+        return self.take(prepared, body)  # type: ignore[arg-type]
+
+    async def accept(self, path: str, raw: RawHeaders, receive: Receive) -> Answer:
+        """A webhook's answer, its body read from ASGI ``receive``."""
+        if not tracing_enabled():
+            return await self._accept(path, raw, receive)
+        incoming = next((value for field, value in raw if field == b"traceparent"), None)
+        try:
+            with span(
+                "baton.ingest.webhook",
+                parent=None if incoming is None else incoming.decode("latin-1"),
+                kind=SpanKind.SERVER,
+                attributes={"baton.webhook": path, "http.request.method": "POST"},
+            ):
+                answer = await self._accept(path, raw, receive)
+                if answer[0] >= 400 and answer[0] != 422:  # a refusal: the span's error
+                    raise _Refused(answer)
+                return answer
+        except _Refused as refused:
+            return refused.answer
+
+    async def _accept(self, path: str, raw: RawHeaders, receive: Receive) -> Answer:
+        prepared = self.prepare(path, raw)
+        if type(prepared) is tuple:
+            return prepared
+        assert isinstance(prepared, Prepared)
+        body = await _read_body(receive, self.max_body_bytes)
+        outcome = self.take(prepared, body)
+        if type(outcome) is tuple:
+            return outcome
+        assert isinstance(outcome, Publishing)
+        await outcome.settled()
+        return outcome.answer()
 
     async def answer(self, request: Request) -> Response:
         """The route's endpoint: what ``accept`` answers, as a ``Response``."""
-        status, content = await self.accept(
+        status, headers, content = await self.accept(
             request.path_params["path"], request.scope["headers"], request.receive
         )
-        return Response(content, status_code=status, media_type="application/json")
+        response = Response(content, status_code=status, media_type="application/json")
+        response.raw_headers[:0] = headers
+        return response
+
+
+class Prepared:
+    """A webhook past the checks of its head: what ``take`` goes on from."""
+
+    __slots__ = ("media_type", "path", "raw", "stories", "traceparent")
+
+    def __init__(
+        self,
+        path: str,
+        raw: RawHeaders,
+        stories: list[Story],
+        media_type: str,
+        traceparent: str | None,
+    ) -> None:
+        self.path = path
+        self.raw = raw
+        self.stories = stories
+        self.media_type = media_type
+        self.traceparent = traceparent
+
+
+class _Refused(Exception):
+    """A refusal carried out of a span, so the span records it as an error."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(answer[0])
+        self.answer = answer
 
 
 def webhook_endpoint(
@@ -146,77 +278,77 @@ def webhook_endpoint(
     retry_after = {"Retry-After": str(settings.retry_after_seconds)}
     topic = settings.topics.ingest
     timeout = settings.publish_timeout_seconds
+    limit = settings.max_body_bytes
     accepted = metrics.accepted
     publish_seconds = metrics.publish_seconds
+    hand = publisher.hand if isinstance(publisher, HandsOver) else None
 
     def reject(
         path: str, status: int, reason: str, detail: str, headers: dict[str, str] | None = None
-    ) -> NoReturn:
+    ) -> Answer:
         metrics.rejected.labels(reason=reason).inc()
         log.info("webhook rejected", webhook=path, status=status, reason=reason, detail=detail)
-        raise HTTPException(status_code=status, detail=detail, headers=headers)
+        return _refusal(status, detail, headers)
 
-    async def accept(path: str, raw: RawHeaders, receive: Receive) -> tuple[int, bytes]:
-        """Accept an event for the stories listening on ``path``.
+    def prepare(path: str, raw: RawHeaders) -> Answer | Prepared:
+        """The checks a webhook's head decides, in the order the route always made them.
 
         Its log lines name the webhook themselves (binding it to the context per request
         cost more than the lines: ADR 0250).
         """
         content_type = length = incoming = None
-        for name, value in raw:  # the first of a repeated header wins, as in Headers
-            if name == b"content-type":
+        for field, value in raw:  # the first of a repeated header wins, as in Headers
+            if field == b"content-type":
                 if content_type is None:
                     content_type = value
-            elif name == b"content-length":
+            elif field == b"content-length":
                 if length is None:
                     length = value
-            elif name == b"traceparent" and incoming is None:
+            elif field == b"traceparent" and incoming is None:
                 incoming = value
-        traceparent = None if incoming is None else incoming.decode("latin-1")
-        if not tracing_enabled():
-            return await _receive(path, raw, content_type, length, traceparent, receive)
-        with span(
-            "baton.ingest.webhook",
-            parent=traceparent,
-            kind=SpanKind.SERVER,
-            attributes={"baton.webhook": path, "http.request.method": "POST"},
-        ):
-            return await _receive(path, raw, content_type, length, traceparent, receive)
-
-    async def _receive(
-        path: str,
-        raw: RawHeaders,
-        content_type: bytes | None,
-        length: bytes | None,
-        incoming: str | None,
-        receive: Receive,
-    ) -> tuple[int, bytes]:
         if not catalog_ready.is_set():
-            reject(path, 503, "not_ready", "the story catalog is still loading", retry_after)
+            return reject(path, 503, "not_ready", "the story catalog is still loading", retry_after)
         stories = [
             s for s in catalog.for_webhook(path) if s.trigger.webhook and s.trigger.webhook.http
         ]
         if not stories:
-            reject(path, 404, "not_found", f"no active story listens on webhook path {path!r}")
+            return reject(
+                path, 404, "not_found", f"no active story listens on webhook path {path!r}"
+            )
         if content_type == b"application/json":  # the common case, as parsed below
             media_type = "application/json"
         else:
             text = "" if content_type is None else content_type.decode("latin-1")
             media_type = text.split(";")[0].strip().lower()
         if media_type not in _MEDIA_TYPES:
-            reject(
+            return reject(
                 path,
                 415,
                 "unsupported_media_type",
                 "content-type must be application/json or application/x-ndjson, "
                 f"got {media_type or 'none'!r}",
             )
-        body = await _read_body(path, length, receive, settings.max_body_bytes, reject)
+        if length is not None:
+            declared = length.decode("latin-1")
+            if declared.isdigit() and int(declared) > limit:
+                return reject(
+                    path, 413, "too_large", f"body is {declared} bytes; the limit is {limit}"
+                )
+        traceparent = None if incoming is None else incoming.decode("latin-1")
+        return Prepared(path, raw, stories, media_type, traceparent)
+
+    def take(prepared: Prepared, body: bytes) -> Answer | Publishing:
+        """The checks of the body, then the events handed to Kafka."""
+        path = prepared.path
+        if len(body) > limit:
+            return reject(path, 413, "too_large", f"body exceeds the limit of {limit} bytes")
+        stories = prepared.stories
         now = clock()
         try:
-            authenticated = auth.check(stories, Headers(raw=raw), body, now)
+            authenticated = auth.check(stories, Headers(raw=prepared.raw), body, now)
         except AuthFailure as failure:
-            reject(path, failure.status, failure.reason, failure.detail, failure.headers)
+            return reject(path, failure.status, failure.reason, failure.detail, failure.headers)
+        media_type = prepared.media_type
         checked = False  # whether orjson read the event (JSON types only)
         try:
             if media_type in NDJSON_TYPES:
@@ -236,38 +368,19 @@ def webhook_endpoint(
             content: dict[str, object] = {"detail": exc.detail}
             if exc.errors:
                 content["errors"] = exc.errors
-            return 422, _json(content)
+            return 422, [], _json(content)
 
-        if budget.used + len(events) > settings.max_in_flight:
-            reject(
+        count = len(events)
+        if budget.used + count > settings.max_in_flight:
+            return reject(
                 path,
                 429,
                 "overloaded",
                 "too many webhooks awaiting Kafka; retry later",
                 retry_after,
             )
-        budget.used += len(events)
-        try:
-            ids = await _publish_all(path, events, now, current_traceparent(incoming), checked)
-        finally:
-            budget.used -= len(events)
-        auth.remember(authenticated, now)
-        accepted.inc(len(events))
-        if _debug.isEnabledFor(logging.DEBUG):  # the check, without structlog's proxy
-            log.debug("webhook accepted", webhook=path, ids=ids, stories=[s.id for s in stories])
-        if media_type in NDJSON_TYPES:
-            return 202, orjson.dumps({"ids": ids, "accepted": len(ids)})
-        return 202, b'{"id":"' + ids[0].encode() + b'","accepted":true}'
-
-    async def _publish_all(
-        path: str,
-        events: list[dict[str, JsonValue]],
-        now: datetime,
-        traceparent: str | None,
-        checked: bool,
-    ) -> list[str]:
-        """Publish every event and wait for all acks; 503 if any is not durable."""
         ids = [uuid4_text() for _ in events]
+        traceparent = current_traceparent(prepared.traceparent)
         records = [
             received_record(
                 topic,
@@ -281,44 +394,66 @@ def webhook_endpoint(
             for event_id, payload in zip(ids, events, strict=True)
         ]
         started = time.perf_counter()
-        results = await publisher.deliver(records, timeout)
-        if any(results):
-            failures = [r for r in results if r is not None]
-            durable = len(results) - len(failures)
-            first = failures[0]
-            partial = (
-                f"; {durable} of {len(records)} events were written and will be processed"
-                if durable
-                else ""
-            )
-            if isinstance(first, TimeoutError):
-                reject(
-                    path,
-                    503,
-                    "kafka_timeout",
-                    f"Kafka did not acknowledge within {settings.publish_timeout_seconds}s"
-                    + partial,
-                    retry_after,
+        waits: list[tuple[asyncio.Future[Any], int]] | None = (
+            None if hand is None else hand(records, timeout)
+        )
+        if waits is None:  # the publisher needs a coroutine for these
+            waits = [(asyncio.ensure_future(publisher.deliver(records, timeout)), 0)]
+        budget.used += count
+
+        def finish(results: list[BaseException | None]) -> Answer:
+            budget.used -= count
+            if any(results):
+                return failed(path, results)
+            publish_seconds.observe(time.perf_counter() - started)
+            auth.remember(authenticated, now)
+            accepted.inc(count)
+            if _debug.isEnabledFor(logging.DEBUG):  # the check, without structlog's proxy
+                log.debug(
+                    "webhook accepted", webhook=path, ids=ids, stories=[s.id for s in stories]
                 )
-            log.warning(
-                "webhook publish failed", webhook=path, error=f"{type(first).__name__}: {first}"
-            )
-            reject(
+            if media_type in NDJSON_TYPES:
+                return 202, [], orjson.dumps({"ids": ids, "accepted": len(ids)})
+            return 202, [], b'{"id":"' + ids[0].encode() + b'","accepted":true}'
+
+        return Publishing(waits, finish)
+
+    def failed(path: str, results: list[BaseException | None]) -> Answer:
+        """503: not every event was made durable."""
+        failures = [r for r in results if r is not None]
+        durable = len(results) - len(failures)
+        first = failures[0]
+        partial = (
+            f"; {durable} of {len(results)} events were written and will be processed"
+            if durable
+            else ""
+        )
+        if isinstance(first, TimeoutError):
+            return reject(
                 path,
                 503,
-                "kafka_error",
-                "the event could not be made durable" + partial,
+                "kafka_timeout",
+                f"Kafka did not acknowledge within {settings.publish_timeout_seconds}s" + partial,
                 retry_after,
             )
-        publish_seconds.observe(time.perf_counter() - started)
-        return ids
+        log.warning(
+            "webhook publish failed", webhook=path, error=f"{type(first).__name__}: {first}"
+        )
+        return reject(
+            path,
+            503,
+            "kafka_error",
+            "the event could not be made durable" + partial,
+            retry_after,
+        )
 
-    return WebhookEndpoint(accept)
+    return WebhookEndpoint(prepare, take, limit)
 
 
-Reject = Callable[..., NoReturn]
 RawHeaders = list[tuple[bytes, bytes]]
-Accept = Callable[[str, RawHeaders, Receive], Awaitable[tuple[int, bytes]]]
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+"""A webhook's status, the headers besides content-length and content-type (JSON, always),
+and its JSON body."""
 _PREFIX: Final = "/webhooks/"
 _JSON_CONTENT: Final = (b"content-type", b"application/json")
 _MEDIA_TYPES: Final = JSON_TYPES | NDJSON_TYPES
@@ -337,14 +472,19 @@ class _Budget:
     used: int = 0
 
 
-async def _read_body(
-    path: str, length: bytes | None, receive: Receive, limit: int, reject: Reject
-) -> bytes:
-    """The request's body from its ASGI messages (as ``Request.stream`` reads them)."""
-    if length is not None:
-        declared = length.decode("latin-1")
-        if declared.isdigit() and int(declared) > limit:
-            reject(path, 413, "too_large", f"body is {declared} bytes; the limit is {limit}")
+def _refusal(status: int, detail: str, headers: dict[str, str] | None) -> Answer:
+    """A refusal as FastAPI's ``http_exception_handler`` renders an ``HTTPException``."""
+    extra = (
+        []
+        if headers is None
+        else [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    )
+    return status, extra, _json({"detail": detail})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The request's body from its ASGI messages (as ``Request.stream`` reads them), up
+    to the first message that takes it over ``limit``."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -353,8 +493,9 @@ async def _read_body(
             raise ClientDisconnect()
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
-            reject(path, 413, "too_large", f"body exceeds the limit of {limit} bytes")
+        if size > limit:  # read no further: ``take`` refuses it (413)
+            chunks.append(chunk)
+            return b"".join(chunks)
         if not message.get("more_body", False):
             if not chunks:
                 return chunk

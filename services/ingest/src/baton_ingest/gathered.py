@@ -42,7 +42,7 @@ from baton_common.kafka import PRODUCE_SECONDS, OutboundRecord
 from baton_common.metrics import labelled
 from baton_common.partition_batches import partition_of
 
-__all__ = ["GatheredSends"]
+__all__ = ["GatheredSends", "outcomes"]
 
 _Partition = tuple[str, int]
 _KNOWN_SECONDS = 60.0  # how long a topic's partitions and the keys' choices are reused
@@ -74,6 +74,20 @@ class _Batch:
                     waiter.set_exception(copy.copy(error))
 
 
+async def outcomes(waits: list[tuple[asyncio.Future[None], int]]) -> list[BaseException | None]:
+    """For each record of ``waits`` (futures, each settling that many records), None once
+    acknowledged, else the error."""
+    results: list[BaseException | None] = []
+    for waiter, count in waits:
+        try:
+            await waiter
+            outcome: BaseException | None = None
+        except Exception as exc:
+            outcome = exc
+        results.extend([outcome] * count)
+    return results
+
+
 class GatheredSends:
     """Sends records of concurrent callers a partition batch at a time (see the module)."""
 
@@ -102,10 +116,33 @@ class GatheredSends:
 
         ``within`` (seconds) bounds the wait from the moment a record's batch was opened.
         """
-        try:
-            partitions = [(record.topic, await self._partition(record)) for record in records]
-        except Exception as exc:  # no metadata for the topic: nothing was sent
-            return [exc] * len(records)
+        waits = self.hand(records, within)
+        if waits is None:  # a topic's partitions are not known yet: ask for them
+            try:
+                partitions = [(record.topic, await self._partition(record)) for record in records]
+            except Exception as exc:  # no metadata for the topic: nothing was sent
+                return [exc] * len(records)
+            waits = self._gather(records, partitions, within)
+        return await outcomes(waits)
+
+    def hand(
+        self, records: Sequence[OutboundRecord], within: float
+    ) -> list[tuple[asyncio.Future[None], int]] | None:
+        """``deliver`` without a coroutine (the webhook fast path, ADR 0263): append
+        ``records`` to their partitions' batches now and return the futures to wait on,
+        each with the number of consecutive records it settles; None, with nothing sent,
+        when a record's partition needs the topic's metadata first (``deliver`` waits)."""
+        partitions: list[_Partition] = []
+        for record in records:
+            partition = self._known_partition(record)
+            if partition is None:
+                return None
+            partitions.append((record.topic, partition))
+        return self._gather(records, partitions, within)
+
+    def _gather(
+        self, records: Sequence[OutboundRecord], partitions: list[_Partition], within: float
+    ) -> list[tuple[asyncio.Future[None], int]]:
         waits: list[tuple[asyncio.Future[None], int]] = []
         joined: _Batch | None = None
         for record, tp in zip(records, partitions, strict=True):
@@ -126,15 +163,24 @@ class GatheredSends:
                 batch.waiters.append(waiter)
                 waits.append((waiter, 1))
                 joined = batch
-        results: list[BaseException | None] = []
-        for waiter, count in waits:
-            try:
-                await waiter
-                outcome: BaseException | None = None
-            except Exception as exc:
-                outcome = exc
-            results.extend([outcome] * count)
-        return results
+        return waits
+
+    def _known_partition(self, record: OutboundRecord) -> int | None:
+        """``_partition`` when it needs no metadata request, else None."""
+        if record.partition is not None:
+            return record.partition
+        if self._loop.time() >= self._known_until:
+            return None
+        partitions = self._partitions.get(record.topic)
+        if partitions is None:
+            return None
+        key = record.key
+        if key is None:
+            return random.choice(partitions)
+        chosen = self._chosen.get((record.topic, key))
+        if chosen is None:
+            chosen = self._chosen[record.topic, key] = partition_of(key, partitions)
+        return chosen
 
     async def _partition(self, record: OutboundRecord) -> int:
         """The record's own partition, else the default partitioner's choice (murmur2 of

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaProducer
 
@@ -11,7 +12,7 @@ from baton_common.kafka import OutboundRecord
 from baton_ingest.batches import send_batches
 from baton_ingest.gathered import GatheredSends
 
-__all__ = ["KafkaPublisher", "Publisher", "PublisherUnavailable"]
+__all__ = ["HandsOver", "KafkaPublisher", "Publisher", "PublisherUnavailable"]
 
 
 class Publisher(Protocol):
@@ -37,6 +38,17 @@ class Publisher(Protocol):
         The caller may do other work before awaiting the result (the router routes its
         next batch meanwhile); it must await it before counting the records as written.
         """
+        ...
+
+
+@runtime_checkable
+class HandsOver(Protocol):
+    """A publisher that can also hand records over without a coroutine (ADR 0263)."""
+
+    def hand(
+        self, records: Sequence[OutboundRecord], within: float
+    ) -> list[tuple[asyncio.Future[None], int]] | None:
+        """Futures settling the records (each with how many), or None: use ``deliver``."""
         ...
 
 
@@ -80,6 +92,15 @@ class KafkaPublisher:
         if self._gathered is None:
             return [PublisherUnavailable("the Kafka producer is not started")] * len(records)
         return await self._gathered.deliver(records, within)
+
+    def hand(
+        self, records: Sequence[OutboundRecord], within: float
+    ) -> list[tuple[asyncio.Future[None], int]] | None:
+        """``deliver`` without a coroutine (see ``GatheredSends.hand``); None when it
+        cannot be done at once (no producer, or no metadata yet): use ``deliver``."""
+        if self._gathered is None:
+            return None
+        return self._gathered.hand(records, within)
 
     async def send_many(self, records: list[OutboundRecord]) -> Awaitable[None]:
         # A partition batch at a time: one delivery future per batch, not per record.
